@@ -1,0 +1,51 @@
+//! The `ListEvents` RPC every service exposes over its outbox: a record's audit history.
+
+use uuid::Uuid;
+
+use emporium_proto::audit::v1 as proto;
+
+use crate::error::Error;
+use crate::grpc::{page_size, parse_uuid, timestamp_to_proto};
+use crate::outbox;
+use crate::pagination::{decode_token, encode_token};
+use crate::storage::Database;
+
+/// Answers `ListEvents` for the service owning `database`.
+#[tracing::instrument(skip_all, fields(aggregate_id = %request.aggregate_id))]
+pub async fn list_events(
+    database: &Database,
+    request: proto::ListEventsRequest,
+) -> Result<proto::ListEventsResponse, Error> {
+    let aggregate_id: Uuid = parse_uuid("aggregate_id", &request.aggregate_id)?;
+    let limit = page_size("page_size", request.page_size, 50, 500)?;
+    let fingerprint = aggregate_id.to_string();
+    let after: i64 = decode_token("page_token", &fingerprint, &request.page_token)?.unwrap_or(0);
+    // One more than asked tells whether another page exists.
+    let mut events = outbox::list_events(database, aggregate_id, after, limit + 1).await?;
+    let next_page_token = if events.len() as i64 > limit {
+        events.truncate(limit as usize);
+        events
+            .last()
+            .map(|event| encode_token(&fingerprint, &event.sequence))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(proto::ListEventsResponse {
+        events: events
+            .into_iter()
+            .map(|event| proto::Event {
+                id: event.id.to_string(),
+                r#type: event.event_type,
+                aggregate_id: event.aggregate_id.to_string(),
+                aggregate_version: event.aggregate_version,
+                time: Some(timestamp_to_proto(event.occurred_at)),
+                data_json: event.data,
+                traceparent: event.traceparent.unwrap_or_default(),
+                publish_time: event.published_at.map(timestamp_to_proto),
+                actor: event.actor.unwrap_or_default(),
+            })
+            .collect(),
+        next_page_token,
+    })
+}

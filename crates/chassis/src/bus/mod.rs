@@ -1,0 +1,253 @@
+//! The event bus: one interface, two backends. NATS JetStream is the production bus; the embedded
+//! bus is a durable, single-machine log for `emporium up`. Both give the same guarantees to the
+//! code above them: publishes are acknowledged once stored and de-duplicated by message id,
+//! consumers are durable pull consumers with explicit ack, redelivery after the ack wait or a
+//! negative ack, and a delivery count the consumer helper uses to dead-letter poison messages.
+
+pub mod embedded;
+pub mod nats;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use embedded::EmbeddedBus;
+pub use nats::NatsBus;
+
+/// Where the bus lives: parsed from `EMPORIUM_BUS_URL` (`embedded` or `nats://host:port`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BusSettings {
+    /// The embedded bus, persisted in `<data_dir>/bus.db`.
+    Embedded { path: std::path::PathBuf },
+    /// A NATS server with JetStream enabled.
+    Nats { url: String },
+}
+
+/// A stream: every message whose subject matches one of `subjects` is stored in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// Stream name, e.g. `EMPORIUM_CATALOG` (upper case, no dots).
+    pub name: String,
+    /// Subject filters, e.g. `emporium.catalog.>`.
+    pub subjects: Vec<String>,
+    /// How long a message id is remembered for de-duplication. The embedded bus remembers ids
+    /// forever, which is stricter.
+    pub duplicate_window: Duration,
+}
+
+/// A durable pull consumer on a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerSpec {
+    pub stream: String,
+    /// Durable name; the consumer's position survives restarts under this name.
+    pub durable_name: String,
+    /// Only messages whose subject matches this filter are delivered (`*` one token, `>` the rest).
+    pub filter_subject: String,
+    /// A delivery not acknowledged within this time is delivered again.
+    pub ack_wait: Duration,
+}
+
+/// A message to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub subject: String,
+    /// De-duplication id (`Nats-Msg-Id`): a second publish with the same id is dropped.
+    pub id: String,
+    pub headers: BTreeMap<String, String>,
+    pub payload: Bytes,
+}
+
+/// The bus's answer to a publish, given once the message is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishAck {
+    /// Sequence of the message in its stream.
+    pub sequence: u64,
+    /// True when the id had been seen before and this publish was dropped.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("no stream holds subject {0}")]
+    NoStream(String),
+    #[error("the bus is shut down")]
+    Closed,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// The bus a service publishes to and consumes from. Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Bus {
+    Nats(NatsBus),
+    Embedded(EmbeddedBus),
+}
+
+/// A durable consumer, ready to fetch.
+#[derive(Debug)]
+pub enum Consumer {
+    Nats(nats::NatsConsumer),
+    Embedded(embedded::EmbeddedConsumer),
+}
+
+/// One delivery of a message to a consumer; settle it with exactly one of ack, nak or term.
+#[derive(Debug)]
+pub struct Delivery {
+    pub subject: String,
+    pub headers: BTreeMap<String, String>,
+    pub payload: Bytes,
+    /// 1 on the first delivery, 2 on the first redelivery, ...
+    pub delivery_count: u64,
+    /// Sequence of the message in its stream.
+    pub stream_sequence: u64,
+    acker: Acker,
+}
+
+#[derive(Debug)]
+enum Acker {
+    Nats(Box<async_nats::jetstream::Message>),
+    Embedded(embedded::EmbeddedAcker),
+}
+
+// === impl Bus ===
+
+impl Bus {
+    /// Connects to (or opens) the bus the settings name.
+    pub async fn connect(settings: &BusSettings) -> Result<Bus, BusError> {
+        match settings {
+            BusSettings::Embedded { path } => Ok(Bus::Embedded(EmbeddedBus::open(path).await?)),
+            BusSettings::Nats { url } => Ok(Bus::Nats(NatsBus::connect(url).await?)),
+        }
+    }
+
+    /// Creates the stream if it does not exist yet (idempotent).
+    pub async fn ensure_stream(&self, spec: &StreamSpec) -> Result<(), BusError> {
+        match self {
+            Bus::Nats(bus) => bus.ensure_stream(spec).await,
+            Bus::Embedded(bus) => bus.ensure_stream(spec).await,
+        }
+    }
+
+    /// Publishes the messages in order and returns once every one is stored (or recognised as a
+    /// duplicate). Messages are pipelined: one round trip per batch, not per message.
+    pub async fn publish_batch(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<PublishAck>, BusError> {
+        match self {
+            Bus::Nats(bus) => bus.publish_batch(messages).await,
+            Bus::Embedded(bus) => bus.publish_batch(messages).await,
+        }
+    }
+
+    /// Publishes one message; see [`Bus::publish_batch`].
+    pub async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
+        let mut acks = self.publish_batch(vec![message]).await?;
+        acks.pop()
+            .ok_or_else(|| BusError::Unexpected(anyhow::anyhow!("publish returned no ack")))
+    }
+
+    /// Creates the durable consumer if absent and binds to it.
+    pub async fn consumer(&self, spec: &ConsumerSpec) -> Result<Consumer, BusError> {
+        match self {
+            Bus::Nats(bus) => Ok(Consumer::Nats(bus.consumer(spec).await?)),
+            Bus::Embedded(bus) => Ok(Consumer::Embedded(bus.consumer(spec).await?)),
+        }
+    }
+
+    /// True while the bus can take publishes (NATS: the connection is up).
+    pub fn is_connected(&self) -> bool {
+        match self {
+            Bus::Nats(bus) => bus.is_connected(),
+            Bus::Embedded(_) => true,
+        }
+    }
+
+    /// Short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Bus::Nats(_) => "nats",
+            Bus::Embedded(_) => "embedded",
+        }
+    }
+}
+
+// === impl Consumer ===
+
+impl Consumer {
+    /// Waits up to `wait` for at most `max` deliveries; returns early as soon as at least one is
+    /// available. An empty result means nothing arrived in time.
+    pub async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        match self {
+            Consumer::Nats(consumer) => consumer.fetch(max, wait).await,
+            Consumer::Embedded(consumer) => consumer.fetch(max, wait).await,
+        }
+    }
+}
+
+// === impl Delivery ===
+
+impl Delivery {
+    /// Settles the delivery: it will not be delivered again.
+    pub async fn ack(self) -> Result<(), BusError> {
+        match self.acker {
+            Acker::Nats(message) => nats::ack(&message).await,
+            Acker::Embedded(acker) => acker.ack().await,
+        }
+    }
+
+    /// Asks for redelivery after `delay`.
+    pub async fn nak(self, delay: Duration) -> Result<(), BusError> {
+        match self.acker {
+            Acker::Nats(message) => nats::nak(&message, delay).await,
+            Acker::Embedded(acker) => acker.nak(delay).await,
+        }
+    }
+
+    /// Gives up on the message: it will never be delivered to this consumer again.
+    pub async fn term(self) -> Result<(), BusError> {
+        match self.acker {
+            Acker::Nats(message) => nats::term(&message).await,
+            Acker::Embedded(acker) => acker.term().await,
+        }
+    }
+}
+
+/// Does `subject` match the filter? Tokens are separated by `.`; `*` matches one token, `>` one or
+/// more trailing tokens.
+pub fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut filter_tokens = filter.split('.');
+    let mut subject_tokens = subject.split('.');
+    loop {
+        match (filter_tokens.next(), subject_tokens.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(expected), Some(actual)) if expected == actual => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_matches;
+
+    #[test]
+    fn subject_filters_follow_nats_wildcards() {
+        assert!(subject_matches(
+            "emporium.catalog.>",
+            "emporium.catalog.product.created"
+        ));
+        assert!(subject_matches(
+            "emporium.*.product.created",
+            "emporium.catalog.product.created"
+        ));
+        assert!(subject_matches("a.b", "a.b"));
+        assert!(!subject_matches("emporium.catalog.>", "emporium.catalog"));
+        assert!(!subject_matches("emporium.*", "emporium.catalog.product"));
+        assert!(!subject_matches("a.b", "a.b.c"));
+        assert!(!subject_matches("a.b.c", "a.b"));
+    }
+}

@@ -1,0 +1,103 @@
+//! The one error model of every service. Domain and store code return [`Error`]; the gRPC layer
+//! maps it to a status once (`impl From<Error> for tonic::Status` in `grpc.rs`), and the gateway
+//! will map it to GraphQL error codes. Variants say what the caller can do about it.
+
+/// One invalid field and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The request field, as named in the contract (`price.currency`).
+    pub field: String,
+    pub description: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; nothing changed. Fix the named fields.
+    #[error("invalid request: {}", describe(.0))]
+    Validation(Vec<FieldViolation>),
+    #[error("{resource} {id} not found")]
+    NotFound { resource: &'static str, id: String },
+    /// A unique field collides with another record; nothing changed.
+    #[error("a {resource} with this {field} already exists")]
+    AlreadyExists {
+        resource: &'static str,
+        field: &'static str,
+    },
+    /// The record changed since the caller read it (stale expected version); re-read and retry.
+    #[error("{0}")]
+    Conflict(String),
+    /// The system is not in a state that allows the change; nothing changed.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Anything the caller cannot fix: logged with its cause chain, opaque to the caller.
+    #[error("internal error")]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Error {
+        Error::Validation(vec![FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }])
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Error {
+        Error::Unexpected(anyhow::Error::from(error).context("Database error"))
+    }
+}
+
+/// Collects violations across fields so a caller learns every problem at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Violations {
+        Violations::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// Keeps the value or records the error under `field`.
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        result: Result<T, E>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.add(field, error.to_string());
+                None
+            }
+        }
+    }
+
+    /// `Ok(())` when nothing was recorded.
+    pub fn finish(self) -> Result<(), Error> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(self.0))
+        }
+    }
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|violation| format!("{}: {}", violation.field, violation.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,224 @@
+//! gRPC bootstrap shared by every service: the standard health service (per-service status, NOT
+//! SERVING until the service is ready and again from the moment shutdown begins), server
+//! reflection, request tracing, graceful shutdown, and the one mapping from [`Error`] to a status.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::{Code, Status};
+use tonic_health::ServingStatus;
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::bus::Bus;
+use crate::error::Error;
+use crate::storage::Timestamp;
+use crate::telemetry::TraceContextLayer;
+
+/// A bound gRPC listener, ready to serve.
+#[derive(Debug)]
+pub struct GrpcListener {
+    listener: TcpListener,
+}
+
+/// What a service hands to [`GrpcListener::serve`].
+pub struct GrpcService {
+    /// The service's own routes (its tonic server, plus any extra).
+    pub routes: Routes,
+    /// Fully qualified service names reported by the health service, e.g.
+    /// `emporium.catalog.v1.CatalogService`.
+    pub health_names: Vec<&'static str>,
+    /// The service's encoded descriptor set, for reflection.
+    pub file_descriptor_set: &'static [u8],
+    /// Watched for readiness: while it is disconnected the service reports NOT_SERVING.
+    pub bus: Bus,
+}
+
+// === impl GrpcListener ===
+
+impl GrpcListener {
+    /// Binds `addr` (port 0 picks a free port).
+    pub async fn bind(addr: SocketAddr) -> anyhow::Result<GrpcListener> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("Failed to listen on {addr}"))?;
+        Ok(GrpcListener { listener })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound TCP listener always has a local address.
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, reports NOT_SERVING, and lets
+    /// in-flight calls finish for up to `grace`.
+    pub async fn serve(
+        self,
+        service: GrpcService,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(service.file_descriptor_set)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("Failed to build the reflection service")?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(service.file_descriptor_set)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("Failed to build the reflection service")?;
+
+        // Readiness: migrations ran before we got here; the bus is watched from now on.
+        let readiness = tokio::spawn(watch_readiness(
+            health_reporter.clone(),
+            service.health_names.clone(),
+            service.bus.clone(),
+            shutdown.clone(),
+        ));
+
+        let routes = service
+            .routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        let stopping = shutdown.clone();
+        // Layer order, outermost first: the request span, then the trace context the outbox
+        // copies into events, then the routes.
+        let server = tonic::transport::Server::builder()
+            .trace_fn(|request| {
+                tracing::info_span!("grpc", rpc = %request.uri().path(), otel.kind = "server")
+            })
+            .layer(TraceContextLayer)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+                stopping.cancelled().await;
+            });
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            result = &mut server => {
+                readiness.abort();
+                return result.context("gRPC server failed");
+            }
+            () = shutdown.cancelled() => {}
+        }
+        for name in &service.health_names {
+            health_reporter
+                .set_service_status(*name, ServingStatus::NotServing)
+                .await;
+        }
+        match tokio::time::timeout(grace, server).await {
+            Ok(result) => result.context("gRPC server failed while draining")?,
+            Err(_) => tracing::warn!(
+                grace_seconds = grace.as_secs(),
+                "In-flight gRPC calls did not finish within the grace period"
+            ),
+        }
+        readiness.abort();
+        Ok(())
+    }
+}
+
+/// Reports SERVING while the bus is connected, NOT_SERVING otherwise; stops at shutdown.
+async fn watch_readiness(
+    reporter: tonic_health::server::HealthReporter,
+    names: Vec<&'static str>,
+    bus: Bus,
+    shutdown: CancellationToken,
+) {
+    let mut last: Option<bool> = None;
+    loop {
+        let ready = bus.is_connected();
+        if last != Some(ready) {
+            let status = if ready {
+                ServingStatus::Serving
+            } else {
+                tracing::warn!(bus = bus.kind(), "Bus disconnected; reporting NOT_SERVING");
+                ServingStatus::NotServing
+            };
+            for name in names.iter().copied().chain([""]) {
+                reporter.set_service_status(name, status).await;
+            }
+            last = Some(ready);
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+// === Error -> Status ===
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        match error {
+            Error::Validation(violations) => {
+                let mut details = ErrorDetails::new();
+                for violation in &violations {
+                    details.add_bad_request_violation(&violation.field, &violation.description);
+                }
+                let message = Error::Validation(violations).to_string();
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            Error::AlreadyExists { resource, field } => {
+                let message = Error::AlreadyExists { resource, field }.to_string();
+                Status::with_error_details(
+                    Code::AlreadyExists,
+                    message,
+                    ErrorDetails::with_bad_request_violation(field, "already taken"),
+                )
+            }
+            error @ Error::NotFound { .. } => Status::not_found(error.to_string()),
+            Error::Conflict(message) => Status::aborted(message),
+            Error::FailedPrecondition(message) => Status::failed_precondition(message),
+            Error::Unauthenticated(message) => Status::unauthenticated(message),
+            Error::PermissionDenied(message) => Status::permission_denied(message),
+            Error::Unexpected(error) => {
+                tracing::error!(
+                    error.cause_chain = ?error,
+                    error.message = %error,
+                    "Request failed unexpectedly"
+                );
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+// === conversions every service needs ===
+
+/// Parses a UUID request field, naming the field when it is not one.
+pub fn parse_uuid(field: &str, text: &str) -> Result<uuid::Uuid, Error> {
+    if text.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    uuid::Uuid::parse_str(text).map_err(|_| Error::invalid(field, "must be a UUID"))
+}
+
+pub fn timestamp_to_proto(timestamp: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: timestamp.unix_timestamp(),
+        // Always below 1e9, so it fits an i32.
+        nanos: i32::try_from(timestamp.nanosecond()).unwrap_or(0),
+    }
+}
+
+/// The `page_size` rule of every list: 0 means `default`, above `max` or negative is invalid.
+pub fn page_size(field: &str, requested: i32, default: i64, max: i64) -> Result<i64, Error> {
+    match i64::from(requested) {
+        0 => Ok(default),
+        size if (1..=max).contains(&size) => Ok(size),
+        _ => Err(Error::invalid(
+            field,
+            format!("must be between 0 and {max}"),
+        )),
+    }
+}

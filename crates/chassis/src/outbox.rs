@@ -1,0 +1,374 @@
+//! The transactional outbox. A service records its event in the same transaction as the change;
+//! the event log stays in the service's database as its audit history; the [`Relay`] publishes
+//! unpublished events in order, marks them, and resumes after a crash. Publishing is
+//! de-duplicated by event id, so a crash between publish and mark never yields a second delivery.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::bus::{Bus, OutgoingMessage, StreamSpec};
+use crate::cloudevents::{self, CloudEvent};
+use crate::on_backend;
+use crate::storage::{Backend, Database, Timestamp, Transaction};
+
+/// An event to record with a change.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    /// e.g. `product`.
+    pub aggregate_type: &'static str,
+    pub aggregate_id: Uuid,
+    /// The aggregate's version after the change.
+    pub aggregate_version: i64,
+    /// Full CloudEvents type, e.g. `emporium.catalog.product.created`.
+    pub event_type: &'static str,
+    pub data: serde_json::Value,
+    /// Who made the change, when known.
+    pub actor: Option<String>,
+}
+
+/// One row of the event log.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct EventRecord {
+    pub sequence: i64,
+    pub id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: Uuid,
+    pub aggregate_version: i64,
+    pub event_type: String,
+    pub data: String,
+    pub traceparent: Option<String>,
+    pub actor: Option<String>,
+    pub occurred_at: Timestamp,
+    pub published_at: Option<Timestamp>,
+}
+
+/// Where a service's events go on the bus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRoute {
+    /// The service name, e.g. `catalog`: CloudEvents `source` is `/emporium/catalog`.
+    pub service: &'static str,
+    /// First token of bus subjects and prefix of stream names; `emporium` unless isolated (tests
+    /// give each run its own namespace on a shared NATS server).
+    pub namespace: String,
+}
+
+/// Publishes the outbox to the bus until cancelled.
+#[derive(Debug)]
+pub struct Relay {
+    database: Database,
+    bus: Bus,
+    route: EventRoute,
+    batch_size: i64,
+    poll_interval: Duration,
+}
+
+/// Records `event` in `tx`: it becomes visible (to the relay and the audit history) exactly when
+/// the change commits, and never if it rolls back. Returns the event id.
+#[tracing::instrument(skip_all, fields(event_type = event.event_type, aggregate_id = %event.aggregate_id))]
+pub async fn record(tx: &mut Transaction, event: NewEvent) -> Result<Uuid, sqlx::Error> {
+    let event_id = Uuid::now_v7();
+    let data = event.data.to_string();
+    let occurred_at = Timestamp::now();
+    on_backend!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO outbox_events \
+             (id, aggregate_type, aggregate_id, aggregate_version, event_type, data, traceparent, actor, occurred_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(event_id)
+        .bind(event.aggregate_type)
+        .bind(event.aggregate_id)
+        .bind(event.aggregate_version)
+        .bind(event.event_type)
+        .bind(&data)
+        .bind(crate::telemetry::current_traceparent())
+        .bind(event.actor.as_deref())
+        .bind(occurred_at)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    tx.mark_events_written();
+    Ok(event_id)
+}
+
+/// The event history of one aggregate, oldest first: at most `limit` events after `after_sequence`.
+pub async fn list_events(
+    database: &Database,
+    aggregate_id: Uuid,
+    after_sequence: i64,
+    limit: i64,
+) -> Result<Vec<EventRecord>, sqlx::Error> {
+    let mut tx = database.begin_read().await?;
+    let events = on_backend!(tx, conn => {
+        sqlx::query_as::<_, EventRecord>(
+            "SELECT sequence, id, aggregate_type, aggregate_id, aggregate_version, event_type, data, \
+             traceparent, actor, occurred_at, published_at \
+             FROM outbox_events WHERE aggregate_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+        )
+        .bind(aggregate_id)
+        .bind(after_sequence)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+    })?;
+    tx.commit().await?;
+    Ok(events)
+}
+
+/// Number of recorded events not yet published: the outbox lag.
+pub async fn unpublished_count(database: &Database) -> Result<i64, sqlx::Error> {
+    let mut tx = database.begin_read().await?;
+    let n_events = on_backend!(tx, conn => {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox_events WHERE published_at IS NULL")
+            .fetch_one(conn)
+            .await
+    })?;
+    tx.commit().await?;
+    Ok(n_events)
+}
+
+// === impl EventRoute ===
+
+impl EventRoute {
+    pub fn new(service: &'static str, namespace: &str) -> EventRoute {
+        EventRoute {
+            service,
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// The service's stream: every subject under `<namespace>.<service>.>`.
+    pub fn stream(&self) -> StreamSpec {
+        StreamSpec {
+            name: stream_name(&self.namespace, self.service),
+            subjects: vec![format!("{}.{}.>", self.namespace, self.service)],
+            // Longer than any plausible relay restart, so a republish after a crash is dropped.
+            duplicate_window: Duration::from_secs(60 * 60),
+        }
+    }
+
+    /// The bus message for a recorded event: its CloudEvent, de-duplicated by the event id.
+    pub fn message(&self, event: &EventRecord) -> anyhow::Result<OutgoingMessage> {
+        let envelope = self.envelope(event)?;
+        let mut headers = BTreeMap::new();
+        headers.insert(
+            "Content-Type".to_owned(),
+            cloudevents::CONTENT_TYPE.to_owned(),
+        );
+        Ok(OutgoingMessage {
+            subject: self.subject(&event.event_type),
+            id: event.id.to_string(),
+            headers,
+            payload: Bytes::from(serde_json::to_vec(&envelope)?),
+        })
+    }
+
+    /// Bus subject for a CloudEvents type: `emporium.catalog.product.created` is published on
+    /// `<namespace>.catalog.product.created`.
+    pub fn subject(&self, event_type: &str) -> String {
+        let rest = event_type.strip_prefix("emporium.").unwrap_or(event_type);
+        format!("{}.{rest}", self.namespace)
+    }
+
+    /// The CloudEvent for a recorded event.
+    pub fn envelope(&self, event: &EventRecord) -> anyhow::Result<CloudEvent> {
+        Ok(CloudEvent {
+            specversion: "1.0".to_owned(),
+            id: event.id.to_string(),
+            source: format!("/emporium/{}", self.service),
+            event_type: event.event_type.clone(),
+            subject: event.aggregate_id.to_string(),
+            time: event.occurred_at.to_rfc3339(),
+            datacontenttype: "application/json".to_owned(),
+            data: serde_json::from_str(&event.data).context("Outbox event data is not JSON")?,
+            aggregateversion: event.aggregate_version,
+            aggregatetype: event.aggregate_type.clone(),
+            traceparent: event.traceparent.clone(),
+        })
+    }
+}
+
+/// Stream name for a service: `EMPORIUM_CATALOG`.
+pub fn stream_name(namespace: &str, service: &str) -> String {
+    format!("{namespace}_{service}")
+        .to_uppercase()
+        .replace(['.', '-', '*', '>'], "_")
+}
+
+// === impl Relay ===
+
+impl Relay {
+    pub fn new(database: Database, bus: Bus, route: EventRoute) -> Relay {
+        Relay {
+            database,
+            bus,
+            route,
+            batch_size: 256,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+
+    /// Creates the service's stream, then publishes until `shutdown` is cancelled. Errors (bus or
+    /// database down) are logged and retried with backoff; nothing is lost while they last.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        let mut stream_ready = false;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let result = if stream_ready {
+                self.publish_pending().await
+            } else {
+                self.bus
+                    .ensure_stream(&self.route.stream())
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .map(|()| {
+                        stream_ready = true;
+                        0
+                    })
+            };
+            match result {
+                Ok(n_published) => {
+                    backoff = Duration::from_millis(100);
+                    if n_published > 0 {
+                        continue;
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = self.database.outbox_written() => {}
+                        () = tokio::time::sleep(self.poll_interval) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error.cause_chain = ?error,
+                        error.message = %error,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "Outbox relay failed; retrying"
+                    );
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Publishes one batch of pending events in sequence order and marks them. Returns how many.
+    #[tracing::instrument(skip_all, fields(service = self.route.service))]
+    pub async fn publish_pending(&self) -> anyhow::Result<usize> {
+        match self.database.backend() {
+            // Replicas share the database: a transaction-scoped advisory lock lets one relay at a
+            // time read, publish and mark, which keeps the stream in outbox order.
+            Backend::Postgres => {
+                let mut tx = self.database.begin().await?;
+                let lock_key = relay_lock_key(self.route.service);
+                let locked: bool = on_backend!(tx, conn => {
+                    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                        .bind(lock_key)
+                        .fetch_one(conn)
+                        .await
+                })?;
+                if !locked {
+                    tx.rollback().await?;
+                    return Ok(0);
+                }
+                let events = self.fetch_unpublished(&mut tx).await?;
+                self.publish(&events).await?;
+                mark_published(&mut tx, &events).await?;
+                tx.commit()
+                    .await
+                    .context("Failed to commit published marks")?;
+                Ok(events.len())
+            }
+            // One process owns a SQLite file and runs one relay per service. Reading outside the
+            // write lock keeps writers unblocked while the bus is slow.
+            Backend::Sqlite => {
+                let mut read = self.database.begin_read().await?;
+                let events = self.fetch_unpublished(&mut read).await?;
+                read.commit().await?;
+                if events.is_empty() {
+                    return Ok(0);
+                }
+                self.publish(&events).await?;
+                let mut tx = self.database.begin().await?;
+                mark_published(&mut tx, &events).await?;
+                tx.commit()
+                    .await
+                    .context("Failed to commit published marks")?;
+                Ok(events.len())
+            }
+        }
+    }
+
+    async fn fetch_unpublished(&self, tx: &mut Transaction) -> anyhow::Result<Vec<EventRecord>> {
+        let events = on_backend!(tx, conn => {
+            sqlx::query_as::<_, EventRecord>(
+                "SELECT sequence, id, aggregate_type, aggregate_id, aggregate_version, event_type, \
+                 data, traceparent, actor, occurred_at, published_at \
+                 FROM outbox_events WHERE published_at IS NULL ORDER BY sequence LIMIT $1",
+            )
+            .bind(self.batch_size)
+            .fetch_all(conn)
+            .await
+        })
+        .context("Failed to read the outbox")?;
+        Ok(events)
+    }
+
+    async fn publish(&self, events: &[EventRecord]) -> anyhow::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let messages = events
+            .iter()
+            .map(|event| self.route.message(event))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let acks = self.bus.publish_batch(messages).await?;
+        let n_duplicates = acks.iter().filter(|ack| ack.duplicate).count();
+        if n_duplicates > 0 {
+            tracing::info!(
+                n_duplicates,
+                "Bus dropped re-published events as duplicates"
+            );
+        }
+        tracing::debug!(n_events = events.len(), "Published outbox events");
+        Ok(())
+    }
+}
+
+async fn mark_published(tx: &mut Transaction, events: &[EventRecord]) -> anyhow::Result<()> {
+    let published_at = Timestamp::now();
+    for event in events {
+        on_backend!(tx, conn => {
+            sqlx::query("UPDATE outbox_events SET published_at = $1 WHERE id = $2")
+                .bind(published_at)
+                .bind(event.id)
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .context("Failed to mark an event published")?;
+    }
+    Ok(())
+}
+
+/// A stable 64-bit key per service for the relay's advisory lock (FNV-1a of the name).
+fn relay_lock_key(service: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in b"emporium.outbox.relay.".iter().chain(service.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}

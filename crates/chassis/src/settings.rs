@@ -1,0 +1,242 @@
+//! Typed settings, parsed once from environment variables (12-factor) over defaults that run the
+//! embedded mode. Parsing takes a key–value map, so tests pass a map instead of mutating the
+//! process environment. Every variable is listed in README.md.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::bus::BusSettings;
+
+/// Settings shared by every service in a process.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `EMPORIUM_DATA_DIR`: where embedded-mode files live (default `./data`).
+    pub data_dir: PathBuf,
+    /// `EMPORIUM_BUS_URL`: `embedded` (default) or `nats://host:4222`.
+    pub bus: BusSettings,
+    /// `EMPORIUM_NAMESPACE`: first token of bus subjects and prefix of stream names (default
+    /// `emporium`). Lets several installations share one NATS server.
+    pub namespace: String,
+    pub telemetry: TelemetrySettings,
+    /// `EMPORIUM_SHUTDOWN_GRACE_SECONDS`: how long in-flight calls and background work may take
+    /// to finish after a stop signal (default 30).
+    pub shutdown_grace: Duration,
+    variables: HashMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TelemetrySettings {
+    /// `EMPORIUM_LOG` (or `RUST_LOG`): a tracing filter (default `info`).
+    pub filter: String,
+    /// `EMPORIUM_LOG_FORMAT`: `json` (default) or `pretty`.
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Settings of one service.
+#[derive(Clone, Debug)]
+pub struct ServiceSettings {
+    pub name: &'static str,
+    /// `EMPORIUM_<SERVICE>_GRPC_ADDR` (default `127.0.0.1:<the service's port>`).
+    pub grpc_addr: SocketAddr,
+    /// `EMPORIUM_<SERVICE>_DATABASE_URL` (default `sqlite://<data_dir>/<service>.db`). May hold
+    /// a password, hence secret.
+    pub database_url: SecretString,
+    /// The bus namespace (copied from [`Settings::namespace`]).
+    pub namespace: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {variable}={value:?}: {reason}")]
+pub struct SettingsError {
+    pub variable: String,
+    pub value: String,
+    pub reason: String,
+}
+
+// === impl Settings ===
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Settings::from_map(std::env::vars().collect())
+    }
+
+    pub fn from_map(variables: HashMap<String, String>) -> Result<Settings, SettingsError> {
+        let get = |name: &str| {
+            variables
+                .get(name)
+                .filter(|value| !value.is_empty())
+                .cloned()
+        };
+        let data_dir = PathBuf::from(get("EMPORIUM_DATA_DIR").unwrap_or_else(|| "data".to_owned()));
+        let bus = match get("EMPORIUM_BUS_URL").as_deref() {
+            None | Some("embedded") => BusSettings::Embedded {
+                path: data_dir.join("bus.db"),
+            },
+            Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
+                BusSettings::Nats {
+                    url: url.to_owned(),
+                }
+            }
+            Some(other) => {
+                return Err(SettingsError {
+                    variable: "EMPORIUM_BUS_URL".to_owned(),
+                    value: other.to_owned(),
+                    reason: "expected `embedded` or a nats:// URL".to_owned(),
+                });
+            }
+        };
+        let namespace = get("EMPORIUM_NAMESPACE").unwrap_or_else(|| "emporium".to_owned());
+        if namespace.is_empty()
+            || !namespace
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(SettingsError {
+                variable: "EMPORIUM_NAMESPACE".to_owned(),
+                value: namespace,
+                reason: "use lower-case letters, digits and _".to_owned(),
+            });
+        }
+        let format = match get("EMPORIUM_LOG_FORMAT").as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(SettingsError {
+                    variable: "EMPORIUM_LOG_FORMAT".to_owned(),
+                    value: other.to_owned(),
+                    reason: "expected `json` or `pretty`".to_owned(),
+                });
+            }
+        };
+        let filter = get("EMPORIUM_LOG")
+            .or_else(|| get("RUST_LOG"))
+            .unwrap_or_else(|| "info".to_owned());
+        let shutdown_grace = match get("EMPORIUM_SHUTDOWN_GRACE_SECONDS") {
+            None => Duration::from_secs(30),
+            Some(text) => Duration::from_secs(text.parse().map_err(|_| SettingsError {
+                variable: "EMPORIUM_SHUTDOWN_GRACE_SECONDS".to_owned(),
+                value: text.clone(),
+                reason: "expected a whole number of seconds".to_owned(),
+            })?),
+        };
+        Ok(Settings {
+            data_dir,
+            bus,
+            namespace,
+            telemetry: TelemetrySettings { filter, format },
+            shutdown_grace,
+            variables,
+        })
+    }
+
+    /// The settings of service `name`, whose gRPC port defaults to `default_port`.
+    pub fn service(
+        &self,
+        name: &'static str,
+        default_port: u16,
+    ) -> Result<ServiceSettings, SettingsError> {
+        let prefix = format!("EMPORIUM_{}", name.to_uppercase());
+        let addr_variable = format!("{prefix}_GRPC_ADDR");
+        let grpc_addr = match self.variables.get(&addr_variable).filter(|v| !v.is_empty()) {
+            None => SocketAddr::from(([127, 0, 0, 1], default_port)),
+            Some(text) => text.parse().map_err(|_| SettingsError {
+                variable: addr_variable.clone(),
+                value: text.clone(),
+                reason: "expected host:port, e.g. 0.0.0.0:50052".to_owned(),
+            })?,
+        };
+        let url_variable = format!("{prefix}_DATABASE_URL");
+        let database_url = match self.variables.get(&url_variable).filter(|v| !v.is_empty()) {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}",
+                self.data_dir.join(format!("{name}.db")).display()
+            ),
+        };
+        Ok(ServiceSettings {
+            name,
+            grpc_addr,
+            database_url: SecretString::from(database_url),
+            namespace: self.namespace.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::{BusSettings, Settings};
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, super::SettingsError> {
+        Settings::from_map(
+            pairs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect::<HashMap<_, _>>(),
+        )
+    }
+
+    #[test]
+    fn defaults_run_the_embedded_mode() {
+        let settings = settings(&[]).unwrap();
+        assert_eq!(
+            settings.bus,
+            BusSettings::Embedded {
+                path: "data/bus.db".into()
+            }
+        );
+        let catalog = settings.service("catalog", 50052).unwrap();
+        assert_eq!(catalog.grpc_addr.to_string(), "127.0.0.1:50052");
+        assert_eq!(
+            catalog.database_url.expose_secret(),
+            "sqlite://data/catalog.db"
+        );
+    }
+
+    #[test]
+    fn service_variables_override_defaults() {
+        let settings = settings(&[
+            ("EMPORIUM_BUS_URL", "nats://127.0.0.1:4222"),
+            ("EMPORIUM_CATALOG_GRPC_ADDR", "0.0.0.0:6000"),
+            (
+                "EMPORIUM_CATALOG_DATABASE_URL",
+                "postgres://postgres@localhost/catalog",
+            ),
+        ])
+        .unwrap();
+        let catalog = settings.service("catalog", 50052).unwrap();
+        assert_eq!(catalog.grpc_addr.to_string(), "0.0.0.0:6000");
+        assert_eq!(
+            catalog.database_url.expose_secret(),
+            "postgres://postgres@localhost/catalog"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let error = settings(&[("EMPORIUM_BUS_URL", "kafka://x")]).unwrap_err();
+        assert!(error.to_string().contains("EMPORIUM_BUS_URL"), "{error}");
+        let error = settings(&[("EMPORIUM_CATALOG_GRPC_ADDR", "nowhere")])
+            .unwrap()
+            .service("catalog", 1)
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("EMPORIUM_CATALOG_GRPC_ADDR"),
+            "{error}"
+        );
+    }
+}

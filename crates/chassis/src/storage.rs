@@ -1,0 +1,413 @@
+//! Storage on two backends with one text per query. A service opens a [`Database`] from one URL
+//! (`postgres://…` or `sqlite://…`), and writes each query once inside [`on_backend!`], which
+//! compiles the body for both concrete sqlx drivers. PostgreSQL keeps its native types (uuid,
+//! timestamptz, boolean, bigint); SQLite stores uuids as 16-byte blobs and times as fixed-width
+//! UTC text so that they sort. See docs/adr/0001-one-query-text-two-backends.md.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
+use tokio::sync::Notify;
+
+/// Chassis tables every service database has: the outbox (event log) and the consumer inbox.
+static CHASSIS_POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
+static CHASSIS_SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// A service's schema, once per backend (DDL is the one place the dialects differ).
+#[derive(Clone, Copy, Debug)]
+pub struct Migrations {
+    pub postgres: &'static Migrator,
+    pub sqlite: &'static Migrator,
+}
+
+/// Which SQL engine a [`Database`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A connection pool to a service's own database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pool: Pool,
+    /// Woken when a transaction that wrote outbox events commits, so the relay publishes at once
+    /// instead of at its next poll.
+    outbox_signal: Arc<Notify>,
+}
+
+#[derive(Clone, Debug)]
+enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// A database transaction on either backend. Dropping it without [`Transaction::commit`] rolls
+/// back.
+#[derive(Debug)]
+pub struct Transaction {
+    connection: TransactionConnection,
+    wrote_events: bool,
+    outbox_signal: Arc<Notify>,
+}
+
+/// The concrete transaction, matched by [`on_backend!`]; not for direct use.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum TransactionConnection {
+    Postgres(sqlx::Transaction<'static, Postgres>),
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+}
+
+/// Runs one query body against whichever backend `tx` (a `&mut Transaction`) is on. Inside the
+/// body, `conn` is a `&mut PgConnection` or `&mut SqliteConnection`; write the body once, using
+/// `$1…$N` placeholders and types both drivers encode (see the ADR).
+///
+/// ```ignore
+/// let n_products: i64 = on_backend!(tx, conn => {
+///     sqlx::query_scalar("SELECT count(*) FROM products").fetch_one(conn).await
+/// })?;
+/// ```
+#[macro_export]
+macro_rules! on_backend {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx.connection_mut() {
+            $crate::storage::TransactionConnection::Postgres(transaction) => {
+                let $conn = &mut **transaction;
+                $body
+            }
+            $crate::storage::TransactionConnection::Sqlite(transaction) => {
+                let $conn = &mut **transaction;
+                $body
+            }
+        }
+    };
+}
+
+// === impl Database ===
+
+impl Database {
+    /// Opens a pool from `url` and runs the chassis' and the service's migrations.
+    pub async fn connect(url: &str, migrations: Migrations) -> anyhow::Result<Database> {
+        let database = Database::open(url).await?;
+        database.migrate(migrations).await?;
+        Ok(database)
+    }
+
+    /// Opens a pool without migrating.
+    pub async fn open(url: &str) -> anyhow::Result<Database> {
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).context("Invalid PostgreSQL URL")?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .context("Failed to connect to PostgreSQL")?;
+            Pool::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .context("Invalid SQLite URL")?
+                .create_if_missing(true)
+                .foreign_keys(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit the caller saw is on disk, events included.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10));
+            if let Some(parent) = options.get_filename().parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("Failed to create {}", parent.display()))?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .context("Failed to open SQLite database")?;
+            Pool::Sqlite(pool)
+        } else {
+            anyhow::bail!("database URL must start with postgres:// or sqlite: (got {url:?})");
+        };
+        Ok(Database {
+            pool,
+            outbox_signal: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Runs pending migrations: the chassis tables first, then the service's.
+    pub async fn migrate(&self, migrations: Migrations) -> anyhow::Result<()> {
+        // Two migrators share one history table, so each must ignore the other's versions.
+        // Chassis versions are small integers; services use timestamps.
+        let (chassis, service) = match self.backend() {
+            Backend::Postgres => (&CHASSIS_POSTGRES, migrations.postgres),
+            Backend::Sqlite => (&CHASSIS_SQLITE, migrations.sqlite),
+        };
+        for migrator in [chassis, service] {
+            let mut migrator = Migrator {
+                migrations: migrator.migrations.clone(),
+                ..Migrator::DEFAULT
+            };
+            migrator.set_ignore_missing(true);
+            match &self.pool {
+                Pool::Postgres(pool) => migrator.run(pool).await,
+                Pool::Sqlite(pool) => migrator.run(pool).await,
+            }
+            .context("Failed to run database migrations")?;
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Begins a read-write transaction. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), so concurrent writers queue instead of failing on lock upgrade.
+    pub async fn begin(&self) -> Result<Transaction, sqlx::Error> {
+        let connection = match &self.pool {
+            Pool::Postgres(pool) => TransactionConnection::Postgres(pool.begin().await?),
+            Pool::Sqlite(pool) => {
+                TransactionConnection::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?)
+            }
+        };
+        Ok(self.transaction(connection))
+    }
+
+    /// Begins a transaction for reads only: a consistent snapshot (e.g. a page and its total)
+    /// that never blocks writers.
+    pub async fn begin_read(&self) -> Result<Transaction, sqlx::Error> {
+        let connection = match &self.pool {
+            Pool::Postgres(pool) => TransactionConnection::Postgres(
+                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .await?,
+            ),
+            Pool::Sqlite(pool) => TransactionConnection::Sqlite(pool.begin().await?),
+        };
+        Ok(self.transaction(connection))
+    }
+
+    /// Waits until a transaction that recorded events commits (or returns at once if one did
+    /// since the last call).
+    pub async fn outbox_written(&self) {
+        self.outbox_signal.notified().await;
+    }
+
+    /// Closes every connection; pending acquires fail.
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Postgres(pool) => pool.close().await,
+            Pool::Sqlite(pool) => pool.close().await,
+        }
+    }
+
+    fn transaction(&self, connection: TransactionConnection) -> Transaction {
+        Transaction {
+            connection,
+            wrote_events: false,
+            outbox_signal: Arc::clone(&self.outbox_signal),
+        }
+    }
+}
+
+// === impl Transaction ===
+
+impl Transaction {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self.connection {
+            TransactionConnection::Postgres(transaction) => transaction.commit().await?,
+            TransactionConnection::Sqlite(transaction) => transaction.commit().await?,
+        }
+        if self.wrote_events {
+            self.outbox_signal.notify_one();
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self.connection {
+            TransactionConnection::Postgres(transaction) => transaction.rollback().await,
+            TransactionConnection::Sqlite(transaction) => transaction.rollback().await,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.connection {
+            TransactionConnection::Postgres(_) => Backend::Postgres,
+            TransactionConnection::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn connection_mut(&mut self) -> &mut TransactionConnection {
+        &mut self.connection
+    }
+
+    pub(crate) fn mark_events_written(&mut self) {
+        self.wrote_events = true;
+    }
+}
+
+// === constraint helpers ===
+
+/// Which kind of constraint a failed statement broke, if any. Services map these to field
+/// errors; they know which unique column a statement can collide on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConstraintViolation {
+    Unique,
+    ForeignKey,
+    Check,
+}
+
+/// Classifies a sqlx error as a constraint violation, on either backend.
+pub fn constraint_violation(error: &sqlx::Error) -> Option<ConstraintViolation> {
+    let database_error = error.as_database_error()?;
+    match database_error.kind() {
+        sqlx::error::ErrorKind::UniqueViolation => Some(ConstraintViolation::Unique),
+        sqlx::error::ErrorKind::ForeignKeyViolation => Some(ConstraintViolation::ForeignKey),
+        sqlx::error::ErrorKind::CheckViolation => Some(ConstraintViolation::Check),
+        _ => None,
+    }
+}
+
+pub use timestamp::Timestamp;
+
+mod timestamp {
+    //! A UTC instant with microsecond precision that both backends store natively enough to
+    //! compare and sort: `timestamptz` on PostgreSQL, fixed-width RFC 3339 text on SQLite.
+
+    use sqlx::encode::IsNull;
+    use sqlx::error::BoxDynError;
+    use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
+    use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
+    use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
+    use time::format_description::BorrowedFormatItem;
+    use time::macros::format_description;
+    use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
+
+    /// Always UTC and truncated to whole microseconds, PostgreSQL's precision, so a value reads
+    /// back equal to what was written on both backends.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub struct Timestamp(OffsetDateTime);
+
+    const SQLITE_FORMAT: &[BorrowedFormatItem<'static>] =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+    impl Timestamp {
+        pub fn now() -> Timestamp {
+            Timestamp::from(OffsetDateTime::now_utc())
+        }
+
+        pub fn into_inner(self) -> OffsetDateTime {
+            self.0
+        }
+
+        pub fn unix_timestamp(self) -> i64 {
+            self.0.unix_timestamp()
+        }
+
+        /// Nanoseconds within the second (a multiple of 1000).
+        pub fn nanosecond(self) -> u32 {
+            self.0.nanosecond()
+        }
+
+        /// RFC 3339 in UTC with microseconds, e.g. `2026-11-23T11:34:42.123456Z`.
+        pub fn to_rfc3339(self) -> String {
+            // Formatting a UTC value with a fixed description cannot fail.
+            self.0.format(SQLITE_FORMAT).unwrap_or_default()
+        }
+
+        pub fn parse_rfc3339(text: &str) -> Result<Timestamp, time::error::Parse> {
+            let parsed =
+                OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)?;
+            Ok(Timestamp::from(parsed))
+        }
+    }
+
+    impl From<OffsetDateTime> for Timestamp {
+        fn from(value: OffsetDateTime) -> Timestamp {
+            let utc = value.to_offset(UtcOffset::UTC);
+            let micros = utc.nanosecond() / 1_000 * 1_000;
+            // A nanosecond value truncated to micros stays within 0..1e9, so this cannot fail.
+            Timestamp(utc.replace_nanosecond(micros).unwrap_or(utc))
+        }
+    }
+
+    impl Type<Postgres> for Timestamp {
+        fn type_info() -> PgTypeInfo {
+            <OffsetDateTime as Type<Postgres>>::type_info()
+        }
+    }
+
+    impl Encode<'_, Postgres> for Timestamp {
+        fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+            <OffsetDateTime as Encode<Postgres>>::encode_by_ref(&self.0, buf)
+        }
+    }
+
+    impl<'r> Decode<'r, Postgres> for Timestamp {
+        fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+            Ok(Timestamp::from(
+                <OffsetDateTime as Decode<Postgres>>::decode(value)?,
+            ))
+        }
+    }
+
+    impl Type<Sqlite> for Timestamp {
+        fn type_info() -> SqliteTypeInfo {
+            <String as Type<Sqlite>>::type_info()
+        }
+
+        fn compatible(ty: &SqliteTypeInfo) -> bool {
+            <String as Type<Sqlite>>::compatible(ty)
+                || <OffsetDateTime as Type<Sqlite>>::compatible(ty)
+        }
+    }
+
+    impl Encode<'_, Sqlite> for Timestamp {
+        fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
+            Encode::<Sqlite>::encode(self.0.format(SQLITE_FORMAT)?, buf)
+        }
+    }
+
+    impl<'r> Decode<'r, Sqlite> for Timestamp {
+        fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+            let text = <&str as Decode<Sqlite>>::decode(value)?;
+            let primitive = PrimitiveDateTime::parse(
+                text,
+                format_description!(
+                    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+                ),
+            )?;
+            Ok(Timestamp(primitive.assume_utc()))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::Timestamp;
+
+        #[test]
+        fn text_form_is_fixed_width_so_it_sorts() {
+            let whole_second = Timestamp::parse_rfc3339("2026-11-23T11:34:42Z").unwrap();
+            let later = Timestamp::parse_rfc3339("2026-11-23T11:34:42.5Z").unwrap();
+            assert_eq!(whole_second.to_rfc3339(), "2026-11-23T11:34:42.000000Z");
+            assert_eq!(later.to_rfc3339(), "2026-11-23T11:34:42.500000Z");
+            assert!(whole_second.to_rfc3339() < later.to_rfc3339());
+        }
+
+        #[test]
+        fn precision_is_microseconds_in_utc() {
+            let parsed = Timestamp::parse_rfc3339("2026-11-23T12:34:42.123456789+01:00").unwrap();
+            assert_eq!(parsed.to_rfc3339(), "2026-11-23T11:34:42.123456Z");
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Test helpers shared by every service's integration tests: each test gets its own throwaway
+//! database and bus namespace, on either backend pair, so test bodies are written once and run
+//! on both. The real servers are required for the PostgreSQL + NATS half: a test that cannot
+//! reach them fails with the reason, it is never skipped.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chassis::bus::{Bus, BusSettings};
+use futures::StreamExt;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+/// Which storage and bus a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite files and the embedded bus: the one-machine mode.
+    SqliteEmbedded,
+    /// PostgreSQL and NATS JetStream: the production mode.
+    PostgresNats,
+}
+
+/// Writes each test body once and runs it on both backends:
+/// `both_backends!(creates_a_product);` expects `async fn creates_a_product(backend: Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite_embedded() {
+                    super::$name($crate::Backend::SqliteEmbedded).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres_nats() {
+                    super::$name($crate::Backend::PostgresNats).await
+                }
+            }
+        )+
+    };
+}
+
+/// A database that exists for one test: a SQLite file in a fresh directory, or a fresh
+/// PostgreSQL database, dropped when this is dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    url: String,
+    cleanup: DatabaseCleanup,
+}
+
+#[derive(Debug)]
+enum DatabaseCleanup {
+    Directory(PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+/// A bus namespace that exists for one test, on the embedded bus or the shared NATS server.
+#[derive(Debug)]
+pub struct TestBus {
+    pub settings: BusSettings,
+    /// Unique per test: subjects are `<namespace>.<service>.…`, streams `<NAMESPACE>_…`.
+    pub namespace: String,
+    directory: Option<PathBuf>,
+}
+
+/// The PostgreSQL server tests use (`EMPORIUM_TEST_POSTGRES_URL`, default the local one).
+pub fn postgres_admin_url() -> String {
+    std::env::var("EMPORIUM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The NATS server tests use (`EMPORIUM_TEST_NATS_URL`, default the local one).
+pub fn nats_url() -> String {
+    std::env::var("EMPORIUM_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    let directory = std::env::temp_dir()
+        .join("emporium-tests")
+        .join(format!("{prefix}-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&directory).expect("the temp dir is writable");
+    directory
+}
+
+// === impl TestDatabase ===
+
+impl TestDatabase {
+    pub async fn new(backend: Backend, service: &str) -> TestDatabase {
+        match backend {
+            Backend::SqliteEmbedded => {
+                let directory = temp_dir(service);
+                TestDatabase {
+                    url: format!(
+                        "sqlite://{}",
+                        directory.join(format!("{service}.db")).display()
+                    ),
+                    cleanup: DatabaseCleanup::Directory(directory),
+                }
+            }
+            Backend::PostgresNats => {
+                let admin_url = postgres_admin_url();
+                let name = format!("test_{service}_{}", Uuid::new_v4().simple());
+                create_postgres_database(&admin_url, &name).await;
+                let url = replace_database(&admin_url, &name);
+                TestDatabase {
+                    url,
+                    cleanup: DatabaseCleanup::Postgres { admin_url, name },
+                }
+            }
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn secret_url(&self) -> SecretString {
+        SecretString::from(self.url.clone())
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            DatabaseCleanup::Directory(directory) => {
+                let _ = std::fs::remove_dir_all(directory);
+            }
+            DatabaseCleanup::Postgres { admin_url, name } => {
+                let admin_url = admin_url.clone();
+                let name = name.clone();
+                // Drop runs inside the test's runtime; a fresh thread may block on its own.
+                let _ = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
+                    if let Ok(runtime) = runtime {
+                        runtime.block_on(drop_postgres_database(&admin_url, &name));
+                    }
+                })
+                .join();
+            }
+        }
+    }
+}
+
+async fn create_postgres_database(admin_url: &str, name: &str) {
+    use sqlx::Connection;
+    let mut connection = sqlx::PgConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|error| panic!("PostgreSQL is required ({admin_url}): {error}"));
+    // The name is generated above from a UUID: safe to splice.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut connection)
+        .await
+        .expect("the test database can be created");
+}
+
+async fn drop_postgres_database(admin_url: &str, name: &str) {
+    use sqlx::Connection;
+    if let Ok(mut connection) = sqlx::PgConnection::connect(admin_url).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&mut connection)
+        .await;
+    }
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let prefix = match base.rfind('/') {
+        Some(index) if index > "postgres://".len() => &base[..index],
+        _ => base,
+    };
+    match query {
+        Some(query) => format!("{prefix}/{name}?{query}"),
+        None => format!("{prefix}/{name}"),
+    }
+}
+
+// === impl TestBus ===
+
+impl TestBus {
+    pub async fn new(backend: Backend) -> TestBus {
+        let namespace = format!("t{}", &Uuid::new_v4().simple().to_string()[..12]);
+        match backend {
+            Backend::SqliteEmbedded => {
+                let directory = temp_dir("bus");
+                TestBus {
+                    settings: BusSettings::Embedded {
+                        path: directory.join("bus.db"),
+                    },
+                    namespace,
+                    directory: Some(directory),
+                }
+            }
+            Backend::PostgresNats => TestBus {
+                settings: BusSettings::Nats { url: nats_url() },
+                namespace,
+                directory: None,
+            },
+        }
+    }
+
+    /// Connects to the bus; panics with the reason if NATS is unreachable.
+    pub async fn connect(&self) -> Bus {
+        Bus::connect(&self.settings)
+            .await
+            .unwrap_or_else(|error| panic!("the bus is required ({:?}): {error:#}", self.settings))
+    }
+}
+
+impl Drop for TestBus {
+    fn drop(&mut self) {
+        if let Some(directory) = &self.directory {
+            let _ = std::fs::remove_dir_all(directory);
+        }
+        if let BusSettings::Nats { url } = &self.settings {
+            let url = url.clone();
+            let prefix = format!("{}_", self.namespace.to_uppercase());
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                if let Ok(runtime) = runtime {
+                    runtime.block_on(delete_nats_streams(&url, &prefix));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+async fn delete_nats_streams(url: &str, prefix: &str) {
+    let Ok(client) = async_nats::connect(url).await else {
+        return;
+    };
+    let jetstream = async_nats::jetstream::new(client);
+    let mut names = jetstream.stream_names();
+    let mut ours = Vec::new();
+    while let Some(Ok(name)) = names.next().await {
+        if name.starts_with(prefix) {
+            ours.push(name);
+        }
+    }
+    for name in ours {
+        let _ = jetstream.delete_stream(&name).await;
+    }
+}
+
+/// Polls `condition` until it returns `Some`, failing the test after `timeout`. The way tests
+/// wait for asynchronous outcomes: never a bare sleep.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut condition: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,178 @@
+//! `emporium`: the one binary. `up` runs every service in one process on embedded defaults,
+//! `serve <service>` runs one service against the database and bus the environment names, and
+//! `migrate` brings databases up to date and exits.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chassis::bus::Bus;
+use chassis::settings::{ServiceSettings, Settings};
+use clap::{Parser, Subcommand, ValueEnum};
+use secrecy::ExposeSecret;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Emporium: a microservices stack for business applications.
+///
+/// Configuration comes from EMPORIUM_* environment variables (see README.md); the defaults run
+/// everything on one machine with SQLite files and an embedded bus under ./data.
+#[derive(Debug, Parser)]
+#[command(name = "emporium", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every service in this process (embedded defaults: data under ./data, nothing to install).
+    Up,
+    /// Run one service against the database and bus given by the environment.
+    Serve {
+        /// Which service.
+        service: Service,
+    },
+    /// Run pending database migrations and exit.
+    Migrate {
+        /// Only this service (default: all).
+        service: Option<Service>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Service {
+    Catalog,
+}
+
+const ALL_SERVICES: &[Service] = &[Service::Catalog];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::from_env()?;
+    chassis::telemetry::init(&settings.telemetry)?;
+    let result = match cli.command {
+        Command::Up => run(&settings, ALL_SERVICES, true).await,
+        Command::Serve { service } => run(&settings, &[service], false).await,
+        Command::Migrate { service } => {
+            let services = service.map_or(ALL_SERVICES.to_vec(), |service| vec![service]);
+            migrate(&settings, &services).await
+        }
+    };
+    if let Err(error) = &result {
+        tracing::error!(error.cause_chain = ?error, error.message = %error, "emporium failed");
+    }
+    result
+}
+
+impl Service {
+    fn settings(self, settings: &Settings) -> anyhow::Result<ServiceSettings> {
+        Ok(match self {
+            Service::Catalog => settings.service(catalog::NAME, catalog::DEFAULT_PORT)?,
+        })
+    }
+}
+
+/// Builds the services (migrations run, streams exist, ports bound), reports where they listen,
+/// and serves until Ctrl-C or SIGTERM; then drains them all.
+async fn run(settings: &Settings, services: &[Service], banner: bool) -> anyhow::Result<()> {
+    let bus = Bus::connect(&settings.bus)
+        .await
+        .context("Failed to connect to the bus")?;
+    let shutdown = CancellationToken::new();
+    let mut running = JoinSet::new();
+    let mut listening = Vec::new();
+    for service in services {
+        let service_settings = service.settings(settings)?;
+        match service {
+            Service::Catalog => {
+                let application = catalog::Application::build(
+                    &service_settings,
+                    bus.clone(),
+                    settings.shutdown_grace,
+                )
+                .await
+                .context("Failed to start the catalog")?;
+                listening.push((catalog::NAME, application.local_addr()));
+                running.spawn(application.run_until_stopped(shutdown.clone()));
+            }
+        }
+    }
+    if banner {
+        print_banner(settings, &bus, &listening);
+    }
+    for (name, addr) in &listening {
+        tracing::info!(service = name, %addr, "Listening");
+    }
+    tokio::select! {
+        () = chassis::stop_signal() => tracing::info!("Stop signal received; draining"),
+        Some(finished) = running.join_next() => {
+            // A service stopped by itself: stop the others too.
+            tracing::error!(?finished, "A service stopped unexpectedly; shutting down");
+        }
+    }
+    shutdown.cancel();
+    let deadline = settings.shutdown_grace + Duration::from_secs(5);
+    let drained = tokio::time::timeout(deadline, async {
+        let mut first_error = None;
+        while let Some(finished) = running.join_next().await {
+            match finished {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    first_error.get_or_insert(error);
+                }
+                Err(join_error) => {
+                    first_error.get_or_insert(anyhow::anyhow!(join_error));
+                }
+            }
+        }
+        first_error
+    })
+    .await;
+    match drained {
+        Ok(None) => Ok(()),
+        Ok(Some(error)) => Err(error),
+        Err(_) => anyhow::bail!("services did not stop within {deadline:?}"),
+    }
+}
+
+async fn migrate(settings: &Settings, services: &[Service]) -> anyhow::Result<()> {
+    for service in services {
+        let service_settings = service.settings(settings)?;
+        let migrations = match service {
+            Service::Catalog => catalog::MIGRATIONS,
+        };
+        let database = chassis::storage::Database::connect(
+            service_settings.database_url.expose_secret(),
+            migrations,
+        )
+        .await
+        .with_context(|| format!("Failed to migrate {}", service_settings.name))?;
+        database.close().await;
+        tracing::info!(service = service_settings.name, "Migrated");
+    }
+    Ok(())
+}
+
+// The banner is the command's output for a person at a terminal, not a log line.
+#[allow(clippy::print_stdout)]
+fn print_banner(settings: &Settings, bus: &Bus, listening: &[(&str, std::net::SocketAddr)]) {
+    println!();
+    println!(
+        "Emporium is up (data in {}, bus: {}).",
+        settings.data_dir.display(),
+        bus.kind()
+    );
+    for (name, addr) in listening {
+        println!("  {name:<10} gRPC  http://{addr}");
+    }
+    println!();
+    println!(
+        "Try: emporiumctl --server http://{} product list",
+        listening
+            .first()
+            .map_or_else(String::new, |(_, addr)| addr.to_string())
+    );
+    println!("Stop with Ctrl-C.");
+    println!();
+}

@@ -1,0 +1,83 @@
+//! Categories group products. A category's name is unique; a category with products cannot be
+//! deleted.
+
+use chassis::storage::Timestamp;
+use uuid::Uuid;
+
+use super::{Description, Direction, SearchText};
+
+/// 1 to 200 characters after trimming.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CategoryName(String);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Category {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    /// Starts at 1; every change adds 1.
+    pub version: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewCategory {
+    pub name: CategoryName,
+    pub description: Description,
+}
+
+/// The fields to change; `None` keeps the current value.
+#[derive(Clone, Debug)]
+pub struct CategoryChanges {
+    /// The version the caller read; the change is refused if the category moved on.
+    pub expected_version: i64,
+    pub name: Option<CategoryName>,
+    pub description: Option<Description>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CategoryOrder {
+    Name,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(Clone, Debug)]
+pub struct CategoryListQuery {
+    pub text: Option<SearchText>,
+    pub order: CategoryOrder,
+    pub direction: Direction,
+    pub page_size: i64,
+}
+
+impl CategoryName {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(text: &str) -> Result<CategoryName, String> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err("must not be empty".to_owned());
+        }
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        Ok(CategoryName(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CategoryName;
+
+    #[test]
+    fn names_are_trimmed_and_must_not_be_blank() {
+        assert_eq!(CategoryName::parse("  Tea ").unwrap().as_str(), "Tea");
+        assert!(CategoryName::parse("   ").is_err());
+        assert!(CategoryName::parse(&"x".repeat(201)).is_err());
+    }
+}

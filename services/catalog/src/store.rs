@@ -1,0 +1,589 @@
+//! The catalog's SQL, one text per query for both backends, each function taking the caller's
+//! transaction so that a change and its event commit together.
+
+use chassis::error::Error;
+use chassis::on_backend;
+use chassis::storage::{ConstraintViolation, Timestamp, Transaction, constraint_violation};
+use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
+use uuid::Uuid;
+
+use crate::domain::{
+    Category, CategoryChanges, CategoryListQuery, CategoryOrder, Direction, NewCategory,
+    NewProduct, Page, Product, ProductChanges, ProductListQuery, ProductOrder,
+};
+
+/// Where a keyset page starts: the sort key and id of the last row of the previous page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub key: SortKey,
+    pub id: Uuid,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SortKey {
+    Text(String),
+    Integer(i64),
+    /// RFC 3339, microseconds.
+    Time(String),
+}
+
+const CATEGORY_COLUMNS: &str = "id, name, description, version, created_at, updated_at";
+const PRODUCT_COLUMNS: &str = "id, sku, name, description, category_id, price_minor, currency, \
+                               stock_on_hand, version, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct CategoryRow {
+    id: Uuid,
+    name: String,
+    description: String,
+    version: i64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+#[derive(sqlx::FromRow)]
+struct ProductRow {
+    id: Uuid,
+    sku: String,
+    name: String,
+    description: String,
+    category_id: Uuid,
+    price_minor: i64,
+    currency: String,
+    stock_on_hand: i64,
+    version: i64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+// === categories ===
+
+#[tracing::instrument(skip_all)]
+pub async fn insert_category(tx: &mut Transaction, new: &NewCategory) -> Result<Category, Error> {
+    let now = Timestamp::now();
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, CategoryRow>(
+            "INSERT INTO categories (id, name, description, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, 1, $4, $4) \
+             RETURNING id, name, description, version, created_at, updated_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(new.name.as_str())
+        .bind(new.description.as_str())
+        .bind(now)
+        .fetch_one(conn)
+        .await
+    })
+    .map_err(category_write_error)?;
+    Ok(row.into())
+}
+
+#[tracing::instrument(skip_all, fields(category_id = %id))]
+pub async fn get_category(tx: &mut Transaction, id: Uuid) -> Result<Option<Category>, Error> {
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, CategoryRow>(
+            "SELECT id, name, description, version, created_at, updated_at FROM categories WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+    })?;
+    Ok(row.map(Category::from))
+}
+
+#[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
+pub async fn get_categories(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Category>, Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {CATEGORY_COLUMNS} FROM categories WHERE id IN ({})",
+        placeholders(1, ids.len())
+    );
+    let rows = on_backend!(tx, conn => {
+        let mut query = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query.fetch_all(conn).await
+    })?;
+    Ok(rows.into_iter().map(Category::from).collect())
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn list_categories(
+    tx: &mut Transaction,
+    query: &CategoryListQuery,
+    after: Option<&Cursor>,
+) -> Result<Page<Category>, Error> {
+    let column = match query.order {
+        CategoryOrder::Name => "name",
+        CategoryOrder::CreatedAt => "created_at",
+        CategoryOrder::UpdatedAt => "updated_at",
+    };
+    let filter =
+        "($1 IS NULL OR lower(name) LIKE $1 ESCAPE '\\' OR lower(description) LIKE $1 ESCAPE '\\')";
+    let (sql, count_sql) = keyset_sql(
+        "categories",
+        CATEGORY_COLUMNS,
+        filter,
+        1,
+        column,
+        query.direction,
+        after.is_some(),
+    );
+    let pattern = query.text.as_ref().map(|text| text.like_pattern());
+    let limit = query.page_size + 1;
+    let (rows, total) = on_backend!(tx, conn => {
+        let mut select = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql))
+            .bind(pattern.as_deref())
+            .bind(limit);
+        if let Some(cursor) = after {
+            select = match &cursor.key {
+                SortKey::Text(text) => select.bind(text.as_str()),
+                SortKey::Integer(value) => select.bind(*value),
+                SortKey::Time(text) => select.bind(parse_time(text)?),
+            }
+            .bind(cursor.id);
+        }
+        let rows = select.fetch_all(&mut *conn).await?;
+        let total: i64 = sqlx::query_scalar(AssertSqlSafe(count_sql))
+            .bind(pattern.as_deref())
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok::<_, Error>((rows, total))
+    })?;
+    Ok(page(
+        rows.into_iter().map(Category::from).collect(),
+        query.page_size,
+        total,
+    ))
+}
+
+#[tracing::instrument(skip_all, fields(category_id = %id))]
+pub async fn update_category(
+    tx: &mut Transaction,
+    id: Uuid,
+    changes: &CategoryChanges,
+) -> Result<Category, Error> {
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, CategoryRow>(
+            "UPDATE categories SET name = COALESCE($3, name), description = COALESCE($4, description), \
+             version = version + 1, updated_at = $5 \
+             WHERE id = $1 AND version = $2 \
+             RETURNING id, name, description, version, created_at, updated_at",
+        )
+        .bind(id)
+        .bind(changes.expected_version)
+        .bind(changes.name.as_ref().map(|name| name.as_str()))
+        .bind(changes.description.as_ref().map(|description| description.as_str()))
+        .bind(Timestamp::now())
+        .fetch_optional(conn)
+        .await
+    })
+    .map_err(category_write_error)?;
+    match row {
+        Some(row) => Ok(row.into()),
+        None => Err(missing_or_stale(
+            get_category(tx, id).await?.map(|c| c.version),
+            "category",
+            id,
+            changes.expected_version,
+        )),
+    }
+}
+
+/// Deletes the category if it has no products; returns it as it was.
+#[tracing::instrument(skip_all, fields(category_id = %id))]
+pub async fn delete_category(
+    tx: &mut Transaction,
+    id: Uuid,
+    expected_version: i64,
+) -> Result<Category, Error> {
+    let n_products: i64 = on_backend!(tx, conn => {
+        sqlx::query_scalar("SELECT count(*) FROM products WHERE category_id = $1")
+            .bind(id)
+            .fetch_one(conn)
+            .await
+    })?;
+    if n_products > 0 {
+        return Err(category_in_use(n_products));
+    }
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, CategoryRow>(
+            "DELETE FROM categories WHERE id = $1 AND ($2 = 0 OR version = $2) \
+             RETURNING id, name, description, version, created_at, updated_at",
+        )
+        .bind(id)
+        .bind(expected_version)
+        .fetch_optional(conn)
+        .await
+    })
+    .map_err(|error| match constraint_violation(&error) {
+        // A product was added concurrently: the foreign key keeps the category.
+        Some(ConstraintViolation::ForeignKey) => category_in_use(1),
+        _ => Error::from(error),
+    })?;
+    match row {
+        Some(row) => Ok(row.into()),
+        None => Err(missing_or_stale(
+            get_category(tx, id).await?.map(|c| c.version),
+            "category",
+            id,
+            expected_version,
+        )),
+    }
+}
+
+// === products ===
+
+#[tracing::instrument(skip_all)]
+pub async fn insert_product(tx: &mut Transaction, new: &NewProduct) -> Result<Product, Error> {
+    let now = Timestamp::now();
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, ProductRow>(
+            "INSERT INTO products (id, sku, name, description, category_id, price_minor, currency, \
+             stock_on_hand, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) \
+             RETURNING id, sku, name, description, category_id, price_minor, currency, stock_on_hand, \
+             version, created_at, updated_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(new.sku.as_str())
+        .bind(new.name.as_str())
+        .bind(new.description.as_str())
+        .bind(new.category_id)
+        .bind(new.price.amount_minor)
+        .bind(new.price.currency.as_str())
+        .bind(new.stock_on_hand.units())
+        .bind(now)
+        .fetch_one(conn)
+        .await
+    })
+    .map_err(product_write_error)?;
+    Ok(row.into())
+}
+
+#[tracing::instrument(skip_all, fields(product_id = %id))]
+pub async fn get_product(tx: &mut Transaction, id: Uuid) -> Result<Option<Product>, Error> {
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, ProductRow>(
+            "SELECT id, sku, name, description, category_id, price_minor, currency, stock_on_hand, \
+             version, created_at, updated_at FROM products WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+    })?;
+    Ok(row.map(Product::from))
+}
+
+#[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
+pub async fn get_products(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Product>, Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({})",
+        placeholders(1, ids.len())
+    );
+    let rows = on_backend!(tx, conn => {
+        let mut query = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query.fetch_all(conn).await
+    })?;
+    Ok(rows.into_iter().map(Product::from).collect())
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn list_products(
+    tx: &mut Transaction,
+    query: &ProductListQuery,
+    after: Option<&Cursor>,
+) -> Result<Page<Product>, Error> {
+    let column = match query.order {
+        ProductOrder::Name => "name",
+        ProductOrder::Sku => "sku",
+        ProductOrder::Price => "price_minor",
+        ProductOrder::CreatedAt => "created_at",
+        ProductOrder::UpdatedAt => "updated_at",
+    };
+    let filter = "($1 IS NULL OR category_id = $1) \
+                  AND ($2 IS NULL OR lower(name) LIKE $2 ESCAPE '\\' OR lower(description) LIKE $2 ESCAPE '\\') \
+                  AND ($3 IS NULL OR sku = $3)";
+    let (sql, count_sql) = keyset_sql(
+        "products",
+        PRODUCT_COLUMNS,
+        filter,
+        3,
+        column,
+        query.direction,
+        after.is_some(),
+    );
+    let pattern = query.text.as_ref().map(|text| text.like_pattern());
+    let sku = query.sku.as_ref().map(|sku| sku.as_str());
+    let limit = query.page_size + 1;
+    let (rows, total) = on_backend!(tx, conn => {
+        let mut select = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql))
+            .bind(query.category_id)
+            .bind(pattern.as_deref())
+            .bind(sku)
+            .bind(limit);
+        if let Some(cursor) = after {
+            select = match &cursor.key {
+                SortKey::Text(text) => select.bind(text.as_str()),
+                SortKey::Integer(value) => select.bind(*value),
+                SortKey::Time(text) => select.bind(parse_time(text)?),
+            }
+            .bind(cursor.id);
+        }
+        let rows = select.fetch_all(&mut *conn).await?;
+        let total: i64 = sqlx::query_scalar(AssertSqlSafe(count_sql))
+            .bind(query.category_id)
+            .bind(pattern.as_deref())
+            .bind(sku)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok::<_, Error>((rows, total))
+    })?;
+    Ok(page(
+        rows.into_iter().map(Product::from).collect(),
+        query.page_size,
+        total,
+    ))
+}
+
+#[tracing::instrument(skip_all, fields(product_id = %id))]
+pub async fn update_product(
+    tx: &mut Transaction,
+    id: Uuid,
+    changes: &ProductChanges,
+) -> Result<Product, Error> {
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, ProductRow>(
+            "UPDATE products SET sku = COALESCE($3, sku), name = COALESCE($4, name), \
+             description = COALESCE($5, description), category_id = COALESCE($6, category_id), \
+             price_minor = COALESCE($7, price_minor), currency = COALESCE($8, currency), \
+             stock_on_hand = COALESCE($9, stock_on_hand), version = version + 1, updated_at = $10 \
+             WHERE id = $1 AND version = $2 \
+             RETURNING id, sku, name, description, category_id, price_minor, currency, stock_on_hand, \
+             version, created_at, updated_at",
+        )
+        .bind(id)
+        .bind(changes.expected_version)
+        .bind(changes.sku.as_ref().map(|sku| sku.as_str()))
+        .bind(changes.name.as_ref().map(|name| name.as_str()))
+        .bind(changes.description.as_ref().map(|description| description.as_str()))
+        .bind(changes.category_id)
+        .bind(changes.price.as_ref().map(|price| price.amount_minor))
+        .bind(changes.price.as_ref().map(|price| price.currency.as_str()))
+        .bind(changes.stock_on_hand.map(|stock| stock.units()))
+        .bind(Timestamp::now())
+        .fetch_optional(conn)
+        .await
+    })
+    .map_err(product_write_error)?;
+    match row {
+        Some(row) => Ok(row.into()),
+        None => Err(missing_or_stale(
+            get_product(tx, id).await?.map(|p| p.version),
+            "product",
+            id,
+            changes.expected_version,
+        )),
+    }
+}
+
+/// Deletes the product; returns it as it was.
+#[tracing::instrument(skip_all, fields(product_id = %id))]
+pub async fn delete_product(
+    tx: &mut Transaction,
+    id: Uuid,
+    expected_version: i64,
+) -> Result<Product, Error> {
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, ProductRow>(
+            "DELETE FROM products WHERE id = $1 AND ($2 = 0 OR version = $2) \
+             RETURNING id, sku, name, description, category_id, price_minor, currency, stock_on_hand, \
+             version, created_at, updated_at",
+        )
+        .bind(id)
+        .bind(expected_version)
+        .fetch_optional(conn)
+        .await
+    })?;
+    match row {
+        Some(row) => Ok(row.into()),
+        None => Err(missing_or_stale(
+            get_product(tx, id).await?.map(|p| p.version),
+            "product",
+            id,
+            expected_version,
+        )),
+    }
+}
+
+/// The cursor that continues a list after `product`.
+pub fn product_cursor(product: &Product, order: ProductOrder) -> Cursor {
+    let key = match order {
+        ProductOrder::Name => SortKey::Text(product.name.clone()),
+        ProductOrder::Sku => SortKey::Text(product.sku.clone()),
+        ProductOrder::Price => SortKey::Integer(product.price_minor),
+        ProductOrder::CreatedAt => SortKey::Time(product.created_at.to_rfc3339()),
+        ProductOrder::UpdatedAt => SortKey::Time(product.updated_at.to_rfc3339()),
+    };
+    Cursor {
+        key,
+        id: product.id,
+    }
+}
+
+/// The cursor that continues a list after `category`.
+pub fn category_cursor(category: &Category, order: CategoryOrder) -> Cursor {
+    let key = match order {
+        CategoryOrder::Name => SortKey::Text(category.name.clone()),
+        CategoryOrder::CreatedAt => SortKey::Time(category.created_at.to_rfc3339()),
+        CategoryOrder::UpdatedAt => SortKey::Time(category.updated_at.to_rfc3339()),
+    };
+    Cursor {
+        key,
+        id: category.id,
+    }
+}
+
+// === helpers ===
+
+/// The page query and its count query. `filter` uses `$1..=$n_filter_params`; the limit is the
+/// next parameter and the cursor's key and id follow. `column` comes from a fixed list, never from
+/// the caller.
+fn keyset_sql(
+    table: &str,
+    columns: &str,
+    filter: &str,
+    n_filter_params: usize,
+    column: &str,
+    direction: Direction,
+    has_cursor: bool,
+) -> (String, String) {
+    let (comparison, order) = match direction {
+        Direction::Ascending => (">", "ASC"),
+        Direction::Descending => ("<", "DESC"),
+    };
+    let limit_param = n_filter_params + 1;
+    let cursor = if has_cursor {
+        format!(
+            " AND ({column}, id) {comparison} (${}, ${})",
+            limit_param + 1,
+            limit_param + 2
+        )
+    } else {
+        String::new()
+    };
+    let select = format!(
+        "SELECT {columns} FROM {table} WHERE {filter}{cursor} ORDER BY {column} {order}, id {order} LIMIT ${limit_param}"
+    );
+    let count = format!("SELECT count(*) FROM {table} WHERE {filter}");
+    (select, count)
+}
+
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|index| format!("${index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn page<T>(mut items: Vec<T>, page_size: i64, total: i64) -> Page<T> {
+    let has_more = items.len() as i64 > page_size;
+    items.truncate(page_size as usize);
+    Page {
+        items,
+        has_more,
+        total,
+    }
+}
+
+fn parse_time(text: &str) -> Result<Timestamp, Error> {
+    Timestamp::parse_rfc3339(text)
+        .map_err(|_| Error::invalid("page_token", "is not a token returned by this list"))
+}
+
+fn missing_or_stale(
+    current_version: Option<i64>,
+    resource: &'static str,
+    id: Uuid,
+    expected_version: i64,
+) -> Error {
+    match current_version {
+        None => Error::NotFound {
+            resource,
+            id: id.to_string(),
+        },
+        Some(version) => Error::Conflict(format!(
+            "{resource} {id} is at version {version}, not {expected_version}: it changed since you read it; read it again and retry"
+        )),
+    }
+}
+
+fn category_in_use(n_products: i64) -> Error {
+    Error::FailedPrecondition(format!(
+        "the category still has {n_products} product(s); move or delete them first"
+    ))
+}
+
+fn category_write_error(error: sqlx::Error) -> Error {
+    match constraint_violation(&error) {
+        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
+            resource: "category",
+            field: "name",
+        },
+        _ => Error::from(error),
+    }
+}
+
+fn product_write_error(error: sqlx::Error) -> Error {
+    match constraint_violation(&error) {
+        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
+            resource: "product",
+            field: "sku",
+        },
+        Some(ConstraintViolation::ForeignKey) => {
+            Error::invalid("category_id", "no category has this id")
+        }
+        _ => Error::from(error),
+    }
+}
+
+impl From<CategoryRow> for Category {
+    fn from(row: CategoryRow) -> Category {
+        Category {
+            id: row.id,
+            name: row.name,
+            description: row.description,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+impl From<ProductRow> for Product {
+    fn from(row: ProductRow) -> Product {
+        Product {
+            id: row.id,
+            sku: row.sku,
+            name: row.name,
+            description: row.description,
+            category_id: row.category_id,
+            price_minor: row.price_minor,
+            currency: row.currency,
+            stock_on_hand: row.stock_on_hand,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}

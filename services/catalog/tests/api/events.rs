@@ -1,0 +1,379 @@
+//! Events: one per change, atomically with it; CloudEvents on the bus; exactly once through a
+//! relay crash; a consumer that sees duplicates and disorder still ends right.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chassis::bus::OutgoingMessage;
+use chassis::cloudevents::CloudEvent;
+use chassis::consumer::{Consumer, ConsumerOptions, EventHandler};
+use chassis::on_backend;
+use chassis::outbox::{self, EventRoute, NewEvent, Relay};
+use chassis::storage::{Database, Transaction};
+use cloudevents::AttributesReader;
+use emporium_proto::catalog::v1 as proto;
+use test_support::{Backend, both_backends, eventually};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{spawn_app, spawn_app_without_relay};
+
+both_backends!(
+    every_change_records_one_event_in_version_order,
+    a_rolled_back_transaction_records_nothing,
+    events_reach_the_bus_as_cloudevents,
+    a_relay_crash_mid_stream_loses_and_duplicates_nothing,
+    a_consumer_given_duplicates_and_disorder_ends_in_the_right_state,
+);
+
+async fn every_change_records_one_event_in_version_order(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let category = app.create_category("Tea").await;
+    let product = app
+        .create_product(&category.id, "TEA-1", "Sencha", 1299)
+        .await;
+    app.client()
+        .update_product(proto::UpdateProductRequest {
+            id: product.id.clone(),
+            expected_version: 1,
+            stock_on_hand: Some(3),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    app.client()
+        .delete_product(proto::DeleteProductRequest {
+            id: product.id.clone(),
+            expected_version: 2,
+        })
+        .await
+        .unwrap();
+
+    let events = app.events_of(&product.id).await;
+
+    let summary: Vec<(&str, i64)> = events
+        .iter()
+        .map(|event| (event.r#type.as_str(), event.aggregate_version))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("emporium.catalog.product.created", 1),
+            ("emporium.catalog.product.updated", 2),
+            ("emporium.catalog.product.deleted", 3),
+        ]
+    );
+    let updated: serde_json::Value = serde_json::from_str(&events[1].data_json).unwrap();
+    assert_eq!(updated["stock_on_hand"], 3);
+    assert_eq!(updated["sku"], "TEA-1");
+    assert!(
+        events
+            .iter()
+            .all(|event| event.traceparent.starts_with("00-")),
+        "{events:?}"
+    );
+}
+
+async fn a_rolled_back_transaction_records_nothing(backend: Backend) {
+    let app = spawn_app_without_relay(backend).await;
+    let database = app.database().await;
+    let aggregate_id = uuid::Uuid::new_v4();
+    let mut tx = database.begin().await.unwrap();
+    outbox::record(&mut tx, test_event(aggregate_id, 1, "rolled back"))
+        .await
+        .unwrap();
+
+    tx.rollback().await.unwrap();
+
+    assert!(app.events_of(&aggregate_id.to_string()).await.is_empty());
+    assert_eq!(outbox::unpublished_count(&database).await.unwrap(), 0);
+}
+
+async fn events_reach_the_bus_as_cloudevents(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let category = app.create_category("Tea").await;
+    let product = app
+        .create_product(&category.id, "TEA-1", "Sencha", 1299)
+        .await;
+    app.client()
+        .update_product(proto::UpdateProductRequest {
+            id: product.id.clone(),
+            expected_version: 1,
+            name: Some("Sencha Superior".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let events = app.read_stream("catalog.>", 3).await;
+
+    assert_eq!(events.len(), 3, "{events:?}");
+    let recorded = app.events_of(&product.id).await;
+    for (published, recorded) in events[1..].iter().zip(&recorded) {
+        let json = serde_json::to_vec(published).unwrap();
+        let parsed: cloudevents::Event =
+            serde_json::from_slice(&json).expect("the CloudEvents SDK parses it");
+        assert_eq!(parsed.specversion().as_str(), "1.0");
+        assert_eq!(parsed.id(), recorded.id);
+        assert_eq!(parsed.ty(), recorded.r#type);
+        assert_eq!(parsed.source().as_str(), "/emporium/catalog");
+        assert_eq!(parsed.subject(), Some(product.id.as_str()));
+        assert_eq!(parsed.datacontenttype(), Some("application/json"));
+        assert!(parsed.time().is_some());
+        assert_eq!(
+            parsed
+                .extension("aggregateversion")
+                .map(ToString::to_string),
+            Some(recorded.aggregate_version.to_string())
+        );
+        assert!(parsed.extension("traceparent").is_some());
+    }
+    assert_eq!(events[2].data["name"], "Sencha Superior");
+}
+
+async fn a_relay_crash_mid_stream_loses_and_duplicates_nothing(backend: Backend) {
+    let app = spawn_app_without_relay(backend).await;
+    let category = app.create_category("Tea").await;
+    let n_products = 150;
+    for index in 0..n_products {
+        app.create_product(&category.id, &format!("SKU-{index:03}"), "Tea", 1)
+            .await;
+    }
+    let n_events = n_products + 1;
+    let database = app.database().await;
+    let route = EventRoute::new(catalog::NAME, &app.test_bus.namespace);
+
+    // A relay that died after publishing the first 40 events, before marking them.
+    let first_events = unpublished(&database, 40).await;
+    let messages: Vec<OutgoingMessage> = first_events
+        .iter()
+        .map(|event| route.message(event).unwrap())
+        .collect();
+    app.bus.publish_batch(messages).await.unwrap();
+    // A relay that is killed while it works through the rest.
+    let relay_shutdown = CancellationToken::new();
+    let relay = tokio::spawn(
+        Relay::new(database.clone(), app.bus.clone(), route.clone()).run(relay_shutdown.clone()),
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the relay to make progress",
+        || async {
+            (outbox::unpublished_count(&database).await.unwrap() < n_events as i64).then_some(())
+        },
+    )
+    .await;
+    relay.abort();
+    let _ = relay.await;
+
+    // The restarted relay finishes the job.
+    let restarted_shutdown = CancellationToken::new();
+    let restarted = tokio::spawn(
+        Relay::new(database.clone(), app.bus.clone(), route).run(restarted_shutdown.clone()),
+    );
+    eventually(Duration::from_secs(20), "the outbox to drain", || async {
+        (outbox::unpublished_count(&database).await.unwrap() == 0).then_some(())
+    })
+    .await;
+    restarted_shutdown.cancel();
+    restarted.await.unwrap();
+    relay_shutdown.cancel();
+
+    let events = app.read_stream("catalog.>", n_events).await;
+    let ids: HashSet<&str> = events.iter().map(|event| event.id.as_str()).collect();
+    assert_eq!(events.len(), n_events, "every event delivered exactly once");
+    assert_eq!(ids.len(), n_events);
+    let subjects: HashSet<&str> = events.iter().map(|event| event.subject.as_str()).collect();
+    assert_eq!(subjects.len(), n_events, "one creation per record");
+}
+
+async fn a_consumer_given_duplicates_and_disorder_ends_in_the_right_state(backend: Backend) {
+    let app = spawn_app_without_relay(backend).await;
+    let database = app.database().await;
+    let mut tx = database.begin().await.unwrap();
+    on_backend!(tx, conn => {
+        sqlx::query("CREATE TABLE product_names (product_id TEXT PRIMARY KEY, name TEXT NOT NULL)")
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })
+    .unwrap();
+    tx.commit().await.unwrap();
+    let namespace = app.test_bus.namespace.clone();
+    let product_id = uuid::Uuid::new_v4();
+    let versions: Vec<CloudEvent> = (1..=3)
+        .map(|version| envelope(product_id, version, &format!("v{version}")))
+        .collect();
+    // Delivery order: 2, 1, 3, then 1 and 2 again (as redeliveries would).
+    let deliveries = [
+        &versions[1],
+        &versions[0],
+        &versions[2],
+        &versions[0],
+        &versions[1],
+    ];
+    let messages: Vec<OutgoingMessage> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(index, event)| OutgoingMessage {
+            subject: format!("{namespace}.catalog.scrambled.product"),
+            id: format!("{}#{index}", event.id),
+            headers: BTreeMap::new(),
+            payload: serde_json::to_vec(event).unwrap().into(),
+        })
+        .chain([OutgoingMessage {
+            subject: format!("{namespace}.catalog.scrambled.product"),
+            id: "poison".to_owned(),
+            headers: BTreeMap::new(),
+            payload: b"this is not a CloudEvent".to_vec().into(),
+        }])
+        .collect();
+    app.bus.publish_batch(messages).await.unwrap();
+    let n_applied = Arc::new(AtomicUsize::new(0));
+    let handler = NameProjection {
+        n_applied: Arc::clone(&n_applied),
+    };
+    let mut options = ConsumerOptions::new(
+        "test-projection",
+        &app.stream_name(),
+        &format!("{namespace}.catalog.scrambled.>"),
+        &namespace,
+    );
+    options.backoff = Duration::from_millis(20);
+    options.max_backoff = Duration::from_millis(100);
+    let shutdown = CancellationToken::new();
+    let consumer = tokio::spawn(
+        Consumer::new(database.clone(), app.bus.clone(), options, handler).run(shutdown.clone()),
+    );
+
+    let name = eventually(
+        Duration::from_secs(20),
+        "the projection to reach v3",
+        || async {
+            projected_name(&database, product_id)
+                .await
+                .filter(|name| name == "v3")
+        },
+    )
+    .await;
+    let dead_letters = read_dead_letters(&app, &namespace).await;
+    shutdown.cancel();
+    consumer.await.unwrap();
+
+    assert_eq!(name, "v3");
+    assert_eq!(
+        n_applied.load(Ordering::SeqCst),
+        3,
+        "each version applied exactly once"
+    );
+    assert_eq!(dead_letters, ["this is not a CloudEvent"]);
+}
+
+// === helpers ===
+
+struct NameProjection {
+    n_applied: Arc<AtomicUsize>,
+}
+
+impl EventHandler for NameProjection {
+    async fn handle(&self, tx: &mut Transaction, event: &CloudEvent) -> anyhow::Result<()> {
+        let name = event.data["name"].as_str().unwrap_or_default().to_owned();
+        on_backend!(tx, conn => {
+            sqlx::query(
+                "INSERT INTO product_names (product_id, name) VALUES ($1, $2) \
+                 ON CONFLICT (product_id) DO UPDATE SET name = excluded.name",
+            )
+            .bind(event.subject.as_str())
+            .bind(name.as_str())
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        self.n_applied.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+async fn projected_name(database: &Database, product_id: uuid::Uuid) -> Option<String> {
+    let mut tx = database.begin_read().await.unwrap();
+    let name: Option<String> = on_backend!(tx, conn => {
+        sqlx::query_scalar("SELECT name FROM product_names WHERE product_id = $1")
+            .bind(product_id.to_string())
+            .fetch_optional(conn)
+            .await
+    })
+    .unwrap();
+    tx.commit().await.unwrap();
+    name
+}
+
+async fn read_dead_letters(app: &crate::helpers::TestApp, namespace: &str) -> Vec<String> {
+    let mut consumer = app
+        .bus
+        .consumer(&chassis::bus::ConsumerSpec {
+            stream: chassis::consumer::dead_letter_stream(namespace).name,
+            durable_name: "test-dead-letter-reader".to_owned(),
+            filter_subject: format!("{namespace}.deadletter.>"),
+            ack_wait: Duration::from_secs(30),
+        })
+        .await
+        .expect("the dead-letter stream exists once the consumer ran");
+    // fetch waits up to its own deadline for the first message.
+    let deliveries = consumer.fetch(10, Duration::from_secs(20)).await.unwrap();
+    let mut payloads = Vec::new();
+    for delivery in deliveries {
+        assert_eq!(
+            delivery.subject,
+            format!("{namespace}.deadletter.test-projection")
+        );
+        assert!(delivery.headers.contains_key("Emporium-Error"));
+        payloads.push(String::from_utf8_lossy(&delivery.payload).into_owned());
+        delivery.ack().await.unwrap();
+    }
+    payloads
+}
+
+async fn unpublished(database: &Database, limit: i64) -> Vec<outbox::EventRecord> {
+    let mut tx = database.begin_read().await.unwrap();
+    let events = on_backend!(tx, conn => {
+        sqlx::query_as::<_, outbox::EventRecord>(
+            "SELECT sequence, id, aggregate_type, aggregate_id, aggregate_version, event_type, data, \
+             traceparent, actor, occurred_at, published_at \
+             FROM outbox_events WHERE published_at IS NULL ORDER BY sequence LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+    })
+    .unwrap();
+    tx.commit().await.unwrap();
+    events
+}
+
+fn test_event(aggregate_id: uuid::Uuid, version: i64, name: &str) -> NewEvent {
+    NewEvent {
+        aggregate_type: "product",
+        aggregate_id,
+        aggregate_version: version,
+        event_type: "emporium.catalog.product.updated",
+        data: serde_json::json!({ "name": name }),
+        actor: None,
+    }
+}
+
+fn envelope(aggregate_id: uuid::Uuid, version: i64, name: &str) -> CloudEvent {
+    CloudEvent {
+        specversion: "1.0".to_owned(),
+        id: uuid::Uuid::new_v4().to_string(),
+        source: "/emporium/catalog".to_owned(),
+        event_type: "emporium.catalog.product.updated".to_owned(),
+        subject: aggregate_id.to_string(),
+        time: "2026-11-23T12:00:00.000000Z".to_owned(),
+        datacontenttype: "application/json".to_owned(),
+        data: serde_json::json!({ "name": name }),
+        aggregateversion: version,
+        aggregatetype: "product".to_owned(),
+        traceparent: None,
+    }
+}

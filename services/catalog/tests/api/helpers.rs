@@ -1,0 +1,244 @@
+//! `spawn_app` and the `TestApp` every test drives.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use catalog::Application;
+use chassis::bus::{Bus, ConsumerSpec};
+use chassis::cloudevents::CloudEvent;
+use chassis::settings::ServiceSettings;
+use chassis::storage::Database;
+use emporium_proto::catalog::v1 as proto;
+use proto::catalog_service_client::CatalogServiceClient;
+use test_support::{Backend, TestBus, TestDatabase};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub(crate) struct TestApp {
+    pub(crate) client: CatalogServiceClient<Channel>,
+    pub(crate) addr: SocketAddr,
+    /// The bus, connected for the test's own inspection.
+    pub(crate) bus: Bus,
+    pub(crate) test_bus: TestBus,
+    pub(crate) test_database: TestDatabase,
+    /// Cancels the service when the test ends, however it ends.
+    _stop_on_drop: tokio_util::sync::DropGuard,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
+    let test_database = TestDatabase::new(backend, "catalog").await;
+    let test_bus = TestBus::new(backend).await;
+    start(backend, test_database, test_bus, true).await
+}
+
+/// A catalog whose outbox is not relayed: tests drive the relay themselves.
+pub(crate) async fn spawn_app_without_relay(backend: Backend) -> TestApp {
+    let test_database = TestDatabase::new(backend, "catalog").await;
+    let test_bus = TestBus::new(backend).await;
+    start(backend, test_database, test_bus, false).await
+}
+
+async fn start(
+    _backend: Backend,
+    test_database: TestDatabase,
+    test_bus: TestBus,
+    relay: bool,
+) -> TestApp {
+    let bus = test_bus.connect().await;
+    let settings = ServiceSettings {
+        name: catalog::NAME,
+        grpc_addr: "127.0.0.1:0".parse().expect("a valid address"),
+        database_url: test_database.secret_url(),
+        namespace: test_bus.namespace.clone(),
+    };
+    let application = Application::build(&settings, bus.clone(), Duration::from_secs(5))
+        .await
+        .expect("the catalog starts");
+    let application = if relay {
+        application
+    } else {
+        application.without_relay()
+    };
+    let addr = application.local_addr();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(application.run_until_stopped(shutdown.clone()));
+    let client = CatalogServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("the catalog accepts connections");
+    TestApp {
+        client,
+        addr,
+        bus,
+        test_bus,
+        test_database,
+        _stop_on_drop: shutdown.clone().drop_guard(),
+        shutdown,
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub(crate) fn client(&self) -> CatalogServiceClient<Channel> {
+        self.client.clone()
+    }
+
+    /// A second pool on the service's database, for checks the API cannot make.
+    pub(crate) async fn database(&self) -> Database {
+        Database::open(self.test_database.url())
+            .await
+            .expect("the test database opens")
+    }
+
+    pub(crate) fn stream_name(&self) -> String {
+        chassis::outbox::stream_name(&self.test_bus.namespace, "catalog")
+    }
+
+    pub(crate) async fn create_category(&self, name: &str) -> proto::Category {
+        self.client()
+            .create_category(proto::CreateCategoryRequest {
+                name: name.to_owned(),
+                description: format!("All about {name}"),
+            })
+            .await
+            .expect("the category is created")
+            .into_inner()
+    }
+
+    pub(crate) async fn create_product(
+        &self,
+        category_id: &str,
+        sku: &str,
+        name: &str,
+        price_minor: i64,
+    ) -> proto::Product {
+        self.client()
+            .create_product(valid_product(category_id, sku, name, price_minor))
+            .await
+            .expect("the product is created")
+            .into_inner()
+    }
+
+    pub(crate) async fn events_of(
+        &self,
+        aggregate_id: &str,
+    ) -> Vec<emporium_proto::audit::v1::Event> {
+        self.client()
+            .list_events(emporium_proto::audit::v1::ListEventsRequest {
+                aggregate_id: aggregate_id.to_owned(),
+                page_size: 500,
+                page_token: String::new(),
+            })
+            .await
+            .expect("events are listed")
+            .into_inner()
+            .events
+    }
+
+    pub(crate) async fn product_total(&self) -> i64 {
+        self.client()
+            .list_products(proto::ListProductsRequest::default())
+            .await
+            .expect("products are listed")
+            .into_inner()
+            .total_size
+    }
+
+    /// Reads the catalog's stream from the start with a fresh durable consumer until `expected`
+    /// messages arrived (or the deadline passed), then checks nothing more follows.
+    pub(crate) async fn read_stream(&self, filter: &str, expected: usize) -> Vec<CloudEvent> {
+        let mut consumer = self
+            .bus
+            .consumer(&ConsumerSpec {
+                stream: self.stream_name(),
+                durable_name: format!("test-reader-{}", uuid::Uuid::new_v4().simple()),
+                filter_subject: format!("{}.{filter}", self.test_bus.namespace),
+                ack_wait: Duration::from_secs(30),
+            })
+            .await
+            .expect("a consumer is created");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut events = Vec::new();
+        while events.len() < expected && tokio::time::Instant::now() < deadline {
+            for delivery in consumer
+                .fetch(256, Duration::from_millis(500))
+                .await
+                .expect("fetch works")
+            {
+                events.push(serde_json::from_slice(&delivery.payload).expect("a CloudEvent"));
+                delivery.ack().await.expect("ack works");
+            }
+        }
+        // Anything beyond `expected` would be a duplicate or a stray event.
+        for delivery in consumer
+            .fetch(256, Duration::from_millis(300))
+            .await
+            .expect("fetch works")
+        {
+            events.push(serde_json::from_slice(&delivery.payload).expect("a CloudEvent"));
+            delivery.ack().await.expect("ack works");
+        }
+        events
+    }
+
+    /// Stops the service as Ctrl-C would, and waits for it to drain.
+    pub(crate) async fn stop(mut self) -> (TestDatabase, TestBus) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("the service task completes")
+                .expect("the service stops cleanly");
+        }
+        let TestApp {
+            test_database,
+            test_bus,
+            ..
+        } = self;
+        (test_database, test_bus)
+    }
+}
+
+pub(crate) fn valid_product(
+    category_id: &str,
+    sku: &str,
+    name: &str,
+    price_minor: i64,
+) -> proto::CreateProductRequest {
+    proto::CreateProductRequest {
+        sku: sku.to_owned(),
+        name: name.to_owned(),
+        description: format!("{name}, freshly stocked"),
+        category_id: category_id.to_owned(),
+        price: Some(proto::Money {
+            amount_minor: price_minor,
+            currency: "EUR".to_owned(),
+        }),
+        stock_on_hand: 10,
+    }
+}
+
+/// The field violations of an INVALID_ARGUMENT (or ALREADY_EXISTS) status, as `(field, reason)`.
+pub(crate) fn field_violations(status: &tonic::Status) -> Vec<(String, String)> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|bad_request| {
+            bad_request
+                .field_violations
+                .into_iter()
+                .map(|violation| (violation.field, violation.description))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(crate) fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    let mut fields: Vec<String> = field_violations(status)
+        .into_iter()
+        .map(|(field, _)| field)
+        .collect();
+    fields.sort();
+    fields
+}

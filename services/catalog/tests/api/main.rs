@@ -1,0 +1,10 @@
+//! The catalog's integration tests: the real service on port 0, a throwaway database and bus
+//! namespace per test, driven through its gRPC client. Every test runs on SQLite + the embedded
+//! bus and on PostgreSQL + NATS JetStream.
+
+mod categories;
+mod events;
+mod helpers;
+mod listing;
+mod products;
+mod server;
