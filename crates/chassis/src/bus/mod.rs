@@ -80,14 +80,14 @@ pub enum BusError {
 /// The bus a service publishes to and consumes from. Cheap to clone.
 #[derive(Clone, Debug)]
 pub enum Bus {
-    Nats(NatsBus),
+    Nats(Box<NatsBus>),
     Embedded(EmbeddedBus),
 }
 
 /// A durable consumer, ready to fetch.
 #[derive(Debug)]
 pub enum Consumer {
-    Nats(nats::NatsConsumer),
+    Nats(Box<nats::NatsConsumer>),
     Embedded(embedded::EmbeddedConsumer),
 }
 
@@ -117,7 +117,7 @@ impl Bus {
     pub async fn connect(settings: &BusSettings) -> Result<Bus, BusError> {
         match settings {
             BusSettings::Embedded { path } => Ok(Bus::Embedded(EmbeddedBus::open(path).await?)),
-            BusSettings::Nats { url } => Ok(Bus::Nats(NatsBus::connect(url).await?)),
+            BusSettings::Nats { url } => Ok(Bus::Nats(Box::new(NatsBus::connect(url).await?))),
         }
     }
 
@@ -151,7 +151,7 @@ impl Bus {
     /// Creates the durable consumer if absent and binds to it.
     pub async fn consumer(&self, spec: &ConsumerSpec) -> Result<Consumer, BusError> {
         match self {
-            Bus::Nats(bus) => Ok(Consumer::Nats(bus.consumer(spec).await?)),
+            Bus::Nats(bus) => Ok(Consumer::Nats(Box::new(bus.consumer(spec).await?))),
             Bus::Embedded(bus) => Ok(Consumer::Embedded(bus.consumer(spec).await?)),
         }
     }

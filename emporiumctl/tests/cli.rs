@@ -1,0 +1,586 @@
+//! End-to-end tests of `emporiumctl`: a real catalog runs in-process on a random port, on both
+//! backends, and each test drives the CLI through `run` exactly as a user would, reading what it
+//! prints or the error it reports.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use catalog::Application;
+use chassis::settings::ServiceSettings;
+use clap::Parser;
+use emporiumctl::{Cli, CliError, run};
+use serde_json::Value;
+use test_support::{Backend, TestBus, TestDatabase, both_backends};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+both_backends!(
+    creating_a_category_and_a_product_prints_them,
+    lists_print_columns_a_count_and_json,
+    list_all_follows_every_page_and_a_token_continues_a_listing,
+    an_update_with_the_current_version_succeeds_and_a_stale_one_is_a_conflict,
+    an_invalid_currency_is_reported_by_field,
+    a_duplicate_sku_names_the_field,
+    a_category_with_products_cannot_be_deleted,
+    a_deleted_product_is_not_found,
+    events_show_the_history_of_a_product,
+);
+
+// === tests ===
+
+async fn creating_a_category_and_a_product_prints_them(backend: Backend) {
+    // Arrange
+    let app = spawn_catalog(backend).await;
+
+    // Act
+    let category = app
+        .ctl(&[
+            "category",
+            "create",
+            "--name",
+            "Shoes",
+            "--description",
+            "For feet",
+        ])
+        .await;
+    let category_id = field_of(&category, "id");
+    let product = app
+        .ctl(&[
+            "product",
+            "create",
+            "--sku",
+            "SHOE-42",
+            "--name",
+            "Trail runner",
+            "--category-id",
+            &category_id,
+            "--price-minor",
+            "1299",
+            "--currency",
+            "EUR",
+            "--stock",
+            "7",
+        ])
+        .await;
+
+    // Assert
+    assert!(category.contains("name         Shoes\n"), "{category}");
+    assert!(category.contains("version      1\n"), "{category}");
+    assert!(product.contains("price        12.99 EUR\n"), "{product}");
+    assert!(product.contains("stock        7\n"), "{product}");
+    assert!(
+        product.contains(&format!("category     {category_id}\n")),
+        "{product}"
+    );
+    let created = field_of(&product, "created");
+    assert!(
+        created.ends_with('Z') && created.contains('T'),
+        "an RFC 3339 time: {created}"
+    );
+}
+
+async fn lists_print_columns_a_count_and_json(backend: Backend) {
+    // Arrange
+    let app = spawn_catalog(backend).await;
+    let category_id = app.create_category("Shoes").await;
+    app.create_product(&category_id, "SHOE-1", "Boot", 4500)
+        .await;
+    app.create_product(&category_id, "SHOE-2", "Sandal", 999)
+        .await;
+
+    // Act
+    let table = app.ctl(&["product", "list", "--order-by", "price"]).await;
+    let json = app
+        .ctl(&[
+            "--output",
+            "json",
+            "product",
+            "list",
+            "--category-id",
+            &category_id,
+        ])
+        .await;
+
+    // Assert
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(
+        lines[0].starts_with("ID ") && lines[0].ends_with("VERSION"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("SHOE-2") && lines[1].contains(" 9.99 EUR"),
+        "cheapest first:\n{table}"
+    );
+    assert!(
+        lines[2].contains("SHOE-1") && lines[2].contains("45.00 EUR"),
+        "{table}"
+    );
+    // Right-aligned prices end in the same column.
+    assert_eq!(lines[1].find("EUR"), lines[2].find("EUR"), "{table}");
+    assert_eq!(lines[3], "2 of 2 products");
+
+    let listing: Value = serde_json::from_str(&json).expect("the output is JSON");
+    assert_eq!(listing["total_size"], 2);
+    assert_eq!(listing["next_page_token"], "");
+    assert_eq!(listing["products"][0]["sku"], "SHOE-1");
+    assert_eq!(listing["products"][0]["price"]["amount_minor"], 4500);
+    assert_eq!(listing["products"][0]["price"]["currency"], "EUR");
+    assert_eq!(listing["products"][0]["category_id"], category_id.as_str());
+}
+
+async fn list_all_follows_every_page_and_a_token_continues_a_listing(backend: Backend) {
+    // Arrange
+    let app = spawn_catalog(backend).await;
+    for name in ["Alpha", "Beta", "Gamma"] {
+        app.create_category(name).await;
+    }
+
+    // Act
+    let everything = app
+        .ctl(&["category", "list", "--page-size", "1", "--all"])
+        .await;
+    let first_page = app
+        .ctl(&["category", "list", "--page-size", "2", "--desc"])
+        .await;
+    let token = first_page
+        .lines()
+        .find_map(|line| line.strip_prefix("next page: --page-token "))
+        .expect("a first page of two out of three tells how to continue")
+        .to_owned();
+    let second_page = app
+        .ctl(&[
+            "category",
+            "list",
+            "--page-size",
+            "2",
+            "--desc",
+            "--page-token",
+            &token,
+        ])
+        .await;
+
+    // Assert
+    let names = |output: &str| -> Vec<String> {
+        output
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_whitespace().nth(1).map(str::to_owned))
+            .collect()
+    };
+    assert!(everything.ends_with("3 of 3 categories\n"), "{everything}");
+    assert_eq!(
+        names(&everything)[..3],
+        ["Alpha", "Beta", "Gamma"],
+        "{everything}"
+    );
+    assert!(first_page.contains("\n2 of 3 categories\n"), "{first_page}");
+    assert_eq!(names(&first_page)[..2], ["Gamma", "Beta"], "{first_page}");
+    assert!(
+        second_page.ends_with("1 of 3 categories\n"),
+        "{second_page}"
+    );
+    assert_eq!(names(&second_page)[..1], ["Alpha"], "{second_page}");
+}
+
+async fn an_update_with_the_current_version_succeeds_and_a_stale_one_is_a_conflict(
+    backend: Backend,
+) {
+    // Arrange
+    let app = spawn_catalog(backend).await;
+    let category_id = app.create_category("Shoes").await;
+    let product_id = app
+        .create_product(&category_id, "SHOE-1", "Boot", 4500)
+        .await;
+
+    // Act
+    let updated = app
+        .ctl(&[
+            "product",
+            "update",
+            &product_id,
+            "--expected-version",
+            "1",
+            "--price-minor",
+            "4999",
+            "--currency",
+            "EUR",
+        ])
+        .await;
+    let stale = app
+        .ctl_error(&[
+            "product",
+            "update",
+            &product_id,
+            "--expected-version",
+            "1",
+            "--stock",
+            "3",
+        ])
+        .await;
+
+    // Assert
+    assert!(updated.contains("price        49.99 EUR\n"), "{updated}");
+    assert!(updated.contains("version      2\n"), "{updated}");
+    assert_eq!(stale.code(), Some(Code::Aborted));
+    assert_eq!(stale.exit_code(), 1);
+    let message = stale.to_string();
+    assert!(message.starts_with("conflict: "), "{message}");
+    assert!(
+        message.contains("version 2"),
+        "names the current version: {message}"
+    );
+    assert!(
+        message.contains(&format!("emporiumctl product get {product_id}")),
+        "hints how to re-read: {message}"
+    );
+    let unchanged = app.ctl(&["product", "get", &product_id]).await;
+    assert!(unchanged.contains("stock        0\n"), "{unchanged}");
+}
+
+async fn an_invalid_currency_is_reported_by_field(backend: Backend) {
+    // Arrange
+    let app = spawn_catalog(backend).await;
+    let category_id = app.create_category("Shoes").await;
+
+    // Act
+    let error = app
+        .ctl_error(&[
+            "product",
+            "create",
+            "--sku",
+            "SHOE-1",
+            "--name",
+            "Boot",
+            "--category-id",
+            &category_id,
+            "--price-minor",
+            "1299",
+            "--currency",
+            "euro",
+        ])
+        .await;
+
+    // Assert
+    assert_eq!(error.code(), Some(Code::InvalidArgument));
+    assert_eq!(error.exit_code(), 1);
+    let message = error.to_string();
+    assert!(
+        message.starts_with("invalid request\n  price.currency: "),
+        "{message}"
+    );
+    assert!(message.contains("ISO 4217"), "{message}");
+}
+
+async fn a_duplicate_sku_names_the_field(backend: Backend) {
+    // Arrange
+    let app = spawn_catalog(backend).await;
+    let category_id = app.create_category("Shoes").await;
+    app.create_product(&category_id, "SHOE-1", "Boot", 4500)
+        .await;
+
+    // Act
+    let error = app
+        .ctl_error(&[
+            "product",
+            "create",
+            "--sku",
+            "SHOE-1",
+            "--name",
+            "Other boot",
+            "--category-id",
+            &category_id,
+            "--price-minor",
+            "100",
+            "--currency",
+            "EUR",
+        ])
+        .await;
+
+    // Assert
+    assert_eq!(error.code(), Some(Code::AlreadyExists));
+    let message = error.to_string();
+    assert!(
+        message.contains("already exists") && message.contains("\n  sku: "),
+        "{message}"
+    );
+}
+
+async fn a_category_with_products_cannot_be_deleted(backend: Backend) {
+    // Arrange
+    let app = spawn_catalog(backend).await;
+    let category_id = app.create_category("Shoes").await;
+    app.create_product(&category_id, "SHOE-1", "Boot", 4500)
+        .await;
+
+    // Act
+    let error = app.ctl_error(&["category", "delete", &category_id]).await;
+
+    // Assert
+    assert_eq!(error.code(), Some(Code::FailedPrecondition));
+    assert!(error.to_string().contains("still has 1 product"), "{error}");
+}
+
+async fn a_deleted_product_is_not_found(backend: Backend) {
+    // Arrange
+    let app = spawn_catalog(backend).await;
+    let category_id = app.create_category("Shoes").await;
+    let product_id = app
+        .create_product(&category_id, "SHOE-1", "Boot", 4500)
+        .await;
+
+    // Act
+    let deleted = app
+        .ctl(&["product", "delete", &product_id, "--expected-version", "1"])
+        .await;
+    let error = app.ctl_error(&["product", "get", &product_id]).await;
+
+    // Assert
+    assert_eq!(deleted, format!("deleted product {product_id}\n"));
+    assert_eq!(error.code(), Some(Code::NotFound));
+    assert_eq!(error.exit_code(), 1);
+    assert!(error.to_string().contains(&product_id), "{error}");
+}
+
+async fn events_show_the_history_of_a_product(backend: Backend) {
+    // Arrange
+    let app = spawn_catalog(backend).await;
+    let category_id = app.create_category("Shoes").await;
+    let product_id = app
+        .create_product(&category_id, "SHOE-1", "Boot", 4500)
+        .await;
+    app.ctl(&[
+        "product",
+        "update",
+        &product_id,
+        "--expected-version",
+        "1",
+        "--name",
+        "Tall boot",
+    ])
+    .await;
+
+    // Act
+    let table = app.ctl(&["product", "events", &product_id]).await;
+    let json = app
+        .ctl(&["--output", "json", "product", "events", &product_id])
+        .await;
+
+    // Assert
+    assert!(table.ends_with("\n2 events\n"), "{table}");
+    let history: Value = serde_json::from_str(&json).expect("the output is JSON");
+    let events = history["events"].as_array().expect("a list of events");
+    assert_eq!(events.len(), 2, "{json}");
+    assert_eq!(events[0]["aggregate_version"], 1);
+    assert_eq!(events[1]["aggregate_version"], 2);
+    assert!(
+        events[1]["type"]
+            .as_str()
+            .is_some_and(|kind| kind.contains("product")),
+        "{json}"
+    );
+    assert!(
+        events[1]["data"].is_object(),
+        "the payload is embedded as JSON: {json}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_server_exits_with_3_and_no_debug_output() {
+    // Arrange: a port that was free a moment ago, so nothing listens on it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = listener.local_addr().expect("a bound address");
+    drop(listener);
+
+    // Act
+    let error = ctl_at(addr, &["category", "list"])
+        .await
+        .expect_err("nothing listens there");
+
+    // Assert
+    assert_eq!(error.exit_code(), 3);
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!("cannot reach http://{addr}: is emporium running?")),
+        "{message}"
+    );
+    assert!(!message.contains('{'), "no debug structs: {message}");
+}
+
+#[test]
+fn usage_errors_are_caught_before_any_call_and_exit_with_2() {
+    let invalid = [
+        vec![
+            "emporiumctl",
+            "product",
+            "update",
+            "some-id",
+            "--expected-version",
+            "1",
+        ],
+        vec![
+            "emporiumctl",
+            "product",
+            "update",
+            "some-id",
+            "--expected-version",
+            "1",
+            "--price-minor",
+            "5",
+        ],
+        vec![
+            "emporiumctl",
+            "category",
+            "update",
+            "some-id",
+            "--name",
+            "x",
+        ],
+        vec!["emporiumctl", "category", "list", "--order-by", "price"],
+        vec!["emporiumctl", "--output", "yaml", "category", "list"],
+    ];
+    for arguments in invalid {
+        let error = Cli::try_parse_from(&arguments).expect_err("the arguments are invalid");
+        assert_eq!(error.exit_code(), 2, "{arguments:?}");
+    }
+}
+
+#[test]
+fn every_command_has_help() {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    command.clone().debug_assert();
+    for group in command.get_subcommands() {
+        assert!(group.get_about().is_some(), "{} has help", group.get_name());
+        for subcommand in group.get_subcommands() {
+            assert!(
+                subcommand.get_about().is_some(),
+                "{} {} has help",
+                group.get_name(),
+                subcommand.get_name()
+            );
+        }
+    }
+}
+
+// === helpers ===
+
+/// A catalog serving on a random port until dropped.
+struct TestCatalog {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    // Dropped after the catalog stops: they delete the database and bus namespace.
+    _test_database: TestDatabase,
+    _test_bus: TestBus,
+}
+
+async fn spawn_catalog(backend: Backend) -> TestCatalog {
+    let test_database = TestDatabase::new(backend, "catalog").await;
+    let test_bus = TestBus::new(backend).await;
+    let settings = ServiceSettings {
+        name: catalog::NAME,
+        grpc_addr: "127.0.0.1:0".parse().expect("a valid address"),
+        database_url: test_database.secret_url(),
+        namespace: test_bus.namespace.clone(),
+    };
+    let application =
+        Application::build(&settings, test_bus.connect().await, Duration::from_secs(5))
+            .await
+            .expect("the catalog starts");
+    let addr = application.local_addr();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(application.run_until_stopped(shutdown.clone()));
+    TestCatalog {
+        addr,
+        shutdown,
+        task: Some(task),
+        _test_database: test_database,
+        _test_bus: test_bus,
+    }
+}
+
+/// Runs `emporiumctl --server <addr> <arguments>`, returning what it printed or its error.
+async fn ctl_at(addr: SocketAddr, arguments: &[&str]) -> Result<String, CliError> {
+    let server = format!("http://{addr}");
+    let command_line = ["emporiumctl", "--server", server.as_str()]
+        .into_iter()
+        .chain(arguments.iter().copied());
+    let cli = Cli::try_parse_from(command_line)
+        .unwrap_or_else(|error| panic!("{arguments:?} parse: {error}"));
+    let mut out = Vec::new();
+    run(cli, &mut out).await?;
+    Ok(String::from_utf8(out).expect("the output is UTF-8"))
+}
+
+/// The value of `key` in a record printed as a table (`key  value` lines).
+fn field_of(output: &str, key: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| {
+            let (line_key, value) = line.split_once(' ')?;
+            (line_key == key).then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {key} in:\n{output}"))
+}
+
+impl TestCatalog {
+    /// Runs the CLI and expects success.
+    async fn ctl(&self, arguments: &[&str]) -> String {
+        ctl_at(self.addr, arguments)
+            .await
+            .unwrap_or_else(|error| panic!("emporiumctl {arguments:?} failed: {error}"))
+    }
+
+    /// Runs the CLI and expects an error.
+    async fn ctl_error(&self, arguments: &[&str]) -> CliError {
+        match ctl_at(self.addr, arguments).await {
+            Ok(output) => panic!("emporiumctl {arguments:?} succeeded:\n{output}"),
+            Err(error) => error,
+        }
+    }
+
+    async fn create_category(&self, name: &str) -> String {
+        field_of(
+            &self.ctl(&["category", "create", "--name", name]).await,
+            "id",
+        )
+    }
+
+    async fn create_product(
+        &self,
+        category_id: &str,
+        sku: &str,
+        name: &str,
+        price_minor: i64,
+    ) -> String {
+        let price_minor = price_minor.to_string();
+        let output = self
+            .ctl(&[
+                "product",
+                "create",
+                "--sku",
+                sku,
+                "--name",
+                name,
+                "--category-id",
+                category_id,
+                "--price-minor",
+                &price_minor,
+                "--currency",
+                "EUR",
+            ])
+            .await;
+        field_of(&output, "id")
+    }
+}
+
+impl Drop for TestCatalog {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
