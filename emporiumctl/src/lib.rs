@@ -57,7 +57,7 @@ pub struct Cli {
     pub server: String,
 
     /// How to print results: aligned columns for people, or JSON for scripts.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 
     #[command(subcommand)]

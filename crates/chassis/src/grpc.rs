@@ -76,12 +76,16 @@ impl GrpcListener {
             .build_v1alpha()
             .context("Failed to build the reflection service")?;
 
-        // Readiness: migrations ran before we got here; the bus is watched from now on.
+        // Readiness: migrations ran before we got here, so the status only depends on the bus.
+        // Set it before accepting the first call, then keep watching.
+        let ready = service.bus.is_connected();
+        set_status(&health_reporter, &service.health_names, ready).await;
         let readiness = tokio::spawn(watch_readiness(
             health_reporter.clone(),
             service.health_names.clone(),
             service.bus.clone(),
             shutdown.clone(),
+            ready,
         ));
 
         let routes = service
@@ -109,11 +113,7 @@ impl GrpcListener {
             }
             () = shutdown.cancelled() => {}
         }
-        for name in &service.health_names {
-            health_reporter
-                .set_service_status(*name, ServingStatus::NotServing)
-                .await;
-        }
+        set_status(&health_reporter, &service.health_names, false).await;
         match tokio::time::timeout(grace, server).await {
             Ok(result) => result.context("gRPC server failed while draining")?,
             Err(_) => tracing::warn!(
@@ -132,26 +132,39 @@ async fn watch_readiness(
     names: Vec<&'static str>,
     bus: Bus,
     shutdown: CancellationToken,
+    mut ready: bool,
 ) {
-    let mut last: Option<bool> = None;
     loop {
-        let ready = bus.is_connected();
-        if last != Some(ready) {
-            let status = if ready {
-                ServingStatus::Serving
-            } else {
-                tracing::warn!(bus = bus.kind(), "Bus disconnected; reporting NOT_SERVING");
-                ServingStatus::NotServing
-            };
-            for name in names.iter().copied().chain([""]) {
-                reporter.set_service_status(name, status).await;
-            }
-            last = Some(ready);
-        }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+        let now_ready = bus.is_connected();
+        if now_ready != ready {
+            if now_ready {
+                tracing::info!(bus = bus.kind(), "Bus connected again; reporting SERVING");
+            } else {
+                tracing::warn!(bus = bus.kind(), "Bus disconnected; reporting NOT_SERVING");
+            }
+            set_status(&reporter, &names, now_ready).await;
+            ready = now_ready;
+        }
+    }
+}
+
+/// Sets every named service, and the server as a whole (`""`), to SERVING or NOT_SERVING.
+async fn set_status(
+    reporter: &tonic_health::server::HealthReporter,
+    names: &[&'static str],
+    ready: bool,
+) {
+    let status = if ready {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for name in names.iter().copied().chain([""]) {
+        reporter.set_service_status(name, status).await;
     }
 }
 

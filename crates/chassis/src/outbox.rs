@@ -348,18 +348,24 @@ impl Relay {
 }
 
 async fn mark_published(tx: &mut Transaction, events: &[EventRecord]) -> anyhow::Result<()> {
-    let published_at = Timestamp::now();
-    for event in events {
-        on_backend!(tx, conn => {
-            sqlx::query("UPDATE outbox_events SET published_at = $1 WHERE id = $2")
-                .bind(published_at)
-                .bind(event.id)
-                .execute(conn)
-                .await
-                .map(|done| done.rows_affected())
-        })
-        .context("Failed to mark an event published")?;
+    if events.is_empty() {
+        return Ok(());
     }
+    // One statement per batch. The id list is built from placeholders only; ids are bound.
+    let placeholders = (2..events.len() + 2)
+        .map(|index| format!("${index}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("UPDATE outbox_events SET published_at = $1 WHERE id IN ({placeholders})");
+    let published_at = Timestamp::now();
+    on_backend!(tx, conn => {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(published_at);
+        for event in events {
+            query = query.bind(event.id);
+        }
+        query.execute(conn).await.map(|done| done.rows_affected())
+    })
+    .context("Failed to mark events published")?;
     Ok(())
 }
 

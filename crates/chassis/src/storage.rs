@@ -69,10 +69,13 @@ pub enum TransactionConnection {
 /// body, `conn` is a `&mut PgConnection` or `&mut SqliteConnection`; write the body once, using
 /// `$1…$N` placeholders and types both drivers encode (see the ADR).
 ///
-/// ```ignore
-/// let n_products: i64 = on_backend!(tx, conn => {
+/// ```no_run
+/// # async fn count_products(tx: &mut chassis::storage::Transaction) -> Result<i64, sqlx::Error> {
+/// let n_products: i64 = chassis::on_backend!(tx, conn => {
 ///     sqlx::query_scalar("SELECT count(*) FROM products").fetch_one(conn).await
 /// })?;
+/// # Ok(n_products)
+/// # }
 /// ```
 #[macro_export]
 macro_rules! on_backend {
