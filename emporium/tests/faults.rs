@@ -78,15 +78,7 @@ async fn killing_the_service_mid_stream_loses_and_duplicates_no_event(backend: B
     wait_for_outbox_to_drain(&database, Duration::from_secs(60)).await;
     let events = read_stream(&isolated_bus, n_events).await;
 
-    let published_ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
-    let distinct_ids: HashSet<&str> = published_ids.iter().copied().collect();
-    assert_eq!(published_ids.len(), n_events, "as many messages as events");
-    assert_eq!(distinct_ids.len(), n_events, "no event published twice");
-    let missing: Vec<&String> = outbox_ids
-        .iter()
-        .filter(|id| !distinct_ids.contains(id.as_str()))
-        .collect();
-    assert!(missing.is_empty(), "events never published: {missing:?}");
+    assert_each_event_published_once(&outbox_ids, &events);
     database.close().await;
     let status = catalog.stop_gracefully(Duration::from_secs(20)).await;
     assert!(status.success(), "the catalog stopped with {status}");
@@ -100,12 +92,12 @@ async fn the_relay_catches_up_after_nats_restarts() {
     let environment = ServiceEnvironment::new(&test_database, &isolated_bus);
     let catalog = CatalogProcess::start(&environment, &scratch.path("catalog.log")).await;
     let mut client = catalog.client().await;
-    let health = catalog.health().await;
     let database = Database::open(test_database.url())
         .await
         .expect("the test database opens");
     let category = create_category(&mut client, "Tea").await;
-    for index in 0..20 {
+    let n_created_before = 20;
+    for index in 0..n_created_before {
         create_product(&mut client, &category.id, &format!("BEFORE-{index:02}")).await;
     }
     wait_for_outbox_to_drain(&database, Duration::from_secs(30)).await;
@@ -115,10 +107,12 @@ async fn the_relay_catches_up_after_nats_restarts() {
     for index in 0..n_created_while_down {
         create_product(&mut client, &category.id, &format!("DURING-{index:02}")).await;
     }
-    wait_for_health(&health, ServingStatus::NotServing, Duration::from_secs(15)).await;
+    catalog
+        .wait_for_health(ServingStatus::NotServing, Duration::from_secs(15))
+        .await;
     assert_eq!(
         outbox::unpublished_count(&database).await.unwrap(),
-        n_created_while_down,
+        i64::try_from(n_created_while_down).unwrap(),
         "the outbox keeps what NATS could not take"
     );
     // Hold the outage until a publish has failed (the ack times out after 5 s): otherwise the
@@ -136,22 +130,16 @@ async fn the_relay_catches_up_after_nats_restarts() {
     .await;
 
     isolated_bus.restart_nats_server().await;
-    wait_for_health(&health, ServingStatus::Serving, Duration::from_secs(30)).await;
+    catalog
+        .wait_for_health(ServingStatus::Serving, Duration::from_secs(30))
+        .await;
     wait_for_outbox_to_drain(&database, Duration::from_secs(60)).await;
     let (outbox_ids, _) = committed_events_and_products(&database).await;
-    let n_events = 1 + 20 + usize::try_from(n_created_while_down).unwrap();
+    let n_events = 1 + n_created_before + n_created_while_down; // and the category's
     assert_eq!(outbox_ids.len(), n_events);
     let events = read_stream(&isolated_bus, n_events).await;
 
-    let published_ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
-    let distinct_ids: HashSet<&str> = published_ids.iter().copied().collect();
-    assert_eq!(published_ids.len(), n_events, "as many messages as events");
-    assert_eq!(distinct_ids.len(), n_events, "no event published twice");
-    let missing: Vec<&String> = outbox_ids
-        .iter()
-        .filter(|id| !distinct_ids.contains(id.as_str()))
-        .collect();
-    assert!(missing.is_empty(), "events never published: {missing:?}");
+    assert_each_event_published_once(&outbox_ids, &events);
     database.close().await;
     let status = catalog.stop_gracefully(Duration::from_secs(20)).await;
     assert!(status.success(), "the catalog stopped with {status}");
@@ -382,8 +370,9 @@ impl CatalogProcess {
         let mut process = ChildProcess::spawn(&mut command, log.to_owned());
         wait_for_port(addr.port(), &mut process, Duration::from_secs(30)).await;
         let catalog = CatalogProcess { process, addr };
-        let health = catalog.health().await;
-        wait_for_health(&health, ServingStatus::Serving, Duration::from_secs(30)).await;
+        catalog
+            .wait_for_health(ServingStatus::Serving, Duration::from_secs(30))
+            .await;
         catalog
     }
 
@@ -405,8 +394,26 @@ impl CatalogProcess {
         CatalogServiceClient::new(self.channel().await)
     }
 
-    async fn health(&self) -> HealthClient<Channel> {
-        HealthClient::new(self.channel().await)
+    /// Polls the health service until it reports `expected` for the catalog.
+    async fn wait_for_health(&self, expected: ServingStatus, timeout: Duration) {
+        let health = HealthClient::new(self.channel().await);
+        let what = format!(
+            "the catalog to report {expected:?} (log: {})",
+            self.process.log.display()
+        );
+        eventually(timeout, &what, || {
+            let mut health = health.clone();
+            async move {
+                let response = health
+                    .check(HealthCheckRequest {
+                        service: CATALOG_HEALTH_NAME.to_owned(),
+                    })
+                    .await
+                    .ok()?;
+                (response.into_inner().status() == expected).then_some(())
+            }
+        })
+        .await;
     }
 
     fn kill(&mut self) {
@@ -419,6 +426,11 @@ impl CatalogProcess {
 
     /// Sends SIGTERM and waits for the process to exit on its own.
     async fn stop_gracefully(mut self, timeout: Duration) -> ExitStatus {
+        assert!(
+            !self.log_contains("Stop signal received"),
+            "something outside this test stopped the catalog; see {}",
+            self.process.log.display()
+        );
         let pid = self.process.child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
@@ -574,30 +586,6 @@ async fn wait_for_port(port: u16, process: &mut ChildProcess, timeout: Duration)
     }
 }
 
-async fn wait_for_health(
-    health: &HealthClient<Channel>,
-    expected: ServingStatus,
-    timeout: Duration,
-) {
-    eventually(
-        timeout,
-        &format!("the catalog to report {expected:?}"),
-        || {
-            let mut health = health.clone();
-            async move {
-                let response = health
-                    .check(HealthCheckRequest {
-                        service: CATALOG_HEALTH_NAME.to_owned(),
-                    })
-                    .await
-                    .ok()?;
-                (response.into_inner().status() == expected).then_some(())
-            }
-        },
-    )
-    .await;
-}
-
 async fn wait_for_outbox_to_drain(database: &Database, timeout: Duration) {
     eventually(timeout, "the outbox to drain", || async {
         let n_unpublished = outbox::unpublished_count(database).await.ok()?;
@@ -702,6 +690,26 @@ async fn committed_events_and_products(database: &Database) -> (Vec<String>, usi
         ids,
         usize::try_from(n_products).expect("a count is never negative"),
     )
+}
+
+/// The stream holds every event of the outbox, each exactly once.
+fn assert_each_event_published_once(outbox_ids: &[String], events: &[CloudEvent]) {
+    let distinct_ids: HashSet<&str> = events.iter().map(|event| event.id.as_str()).collect();
+    assert_eq!(
+        distinct_ids.len(),
+        events.len(),
+        "an event was published twice"
+    );
+    let missing: Vec<&String> = outbox_ids
+        .iter()
+        .filter(|id| !distinct_ids.contains(id.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "events never published: {missing:?}");
+    assert_eq!(
+        events.len(),
+        outbox_ids.len(),
+        "as many messages as events, and nothing else"
+    );
 }
 
 /// Reads the catalog's stream from the start with a fresh durable consumer until `expected`
