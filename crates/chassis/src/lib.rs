@@ -4,6 +4,7 @@
 //! (NATS JetStream or embedded), and the consumer helper. It knows nothing of any one service.
 
 pub mod audit;
+pub mod auth;
 pub mod bus;
 pub mod cloudevents;
 pub mod consumer;

@@ -1,0 +1,723 @@
+//! Zero-trust authorization for every service: access tokens are EdDSA-signed JWTs from the
+//! identity service, verified here by each service itself (signature against the issuer's JWKS,
+//! refreshed when a token names an unknown key id; `iss`, `aud`, `exp`; only `EdDSA` accepted, so
+//! `alg: none` and algorithm confusion are refused). [`AuthLayer`] verifies a bearer token and
+//! puts the typed [`Caller`] in the request; each RPC then states what it needs with [`require`]
+//! or [`authenticated`], and checks ownership with [`Caller::require_owner`].
+//!
+//! [`SigningKey`] is the other half, used by the identity service to issue tokens and by tests to
+//! mint them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, RwLock};
+
+use crate::error::Error;
+
+/// The roles Emporium knows out of the box; accounts may also hold custom ones.
+pub mod roles {
+    pub const ADMIN: &str = "admin";
+    pub const CATALOG_MANAGER: &str = "catalog-manager";
+    pub const SALES: &str = "sales";
+    pub const CUSTOMER: &str = "customer";
+}
+
+/// The claims of an Emporium access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The account id, or the client id for a client-credentials token.
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    /// Token id, unique per token.
+    pub jti: String,
+    /// The OAuth2 client the token was issued to.
+    pub client_id: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// For customers: the customer record they own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+}
+
+/// Who is calling, as proven by a verified token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub subject: String,
+    pub client_id: String,
+    pub roles: Vec<String>,
+    pub customer_id: Option<String>,
+    pub token_id: String,
+}
+
+/// Why a token was refused. The caller learns only that it was refused (and, for an expired token,
+/// that it expired); the detail is logged.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token is signed with algorithm {0:?}; only EdDSA is accepted")]
+    WrongAlgorithm(Algorithm),
+    #[error("the token names no key id")]
+    MissingKeyId,
+    #[error("the token is signed by an unknown key {0}")]
+    UnknownKey(String),
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is invalid: {0}")]
+    Invalid(String),
+    #[error("the signing keys cannot be fetched")]
+    KeysUnavailable(#[source] anyhow::Error),
+}
+
+/// Where a verifier gets the issuer's public keys.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// The issuer's `jwks_uri`, fetched over HTTP(S) and cached.
+    Url(String),
+    /// A fixed key set (tests).
+    Fixed(JwkSet),
+}
+
+/// Verifies access tokens for one issuer and audience. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct TokenVerifier {
+    issuer: String,
+    audience: String,
+    source: KeySource,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    /// When the key set was last fetched: unknown key ids trigger at most one fetch per
+    /// [`TokenVerifier::MIN_REFRESH_INTERVAL`], so garbage tokens cannot hammer the issuer.
+    last_refresh: Mutex<Option<Instant>>,
+    min_refresh_interval: Duration,
+}
+
+/// An Ed25519 signing key with its key id.
+#[derive(Clone)]
+pub struct SigningKey {
+    kid: String,
+    encoding_key: EncodingKey,
+    public_jwk: Jwk,
+    pkcs8_der: Vec<u8>,
+}
+
+// === impl TokenVerifier ===
+
+impl TokenVerifier {
+    pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+    pub fn new(issuer: &str, audience: &str, source: KeySource) -> TokenVerifier {
+        TokenVerifier {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            source,
+            keys: RwLock::new(HashMap::new()),
+            last_refresh: Mutex::new(None),
+            min_refresh_interval: Self::MIN_REFRESH_INTERVAL,
+        }
+    }
+
+    /// Changes how often an unknown key id may trigger a fetch (tests use zero).
+    pub fn with_min_refresh_interval(mut self, interval: Duration) -> TokenVerifier {
+        self.min_refresh_interval = interval;
+        self
+    }
+
+    /// Verifies `token` and returns who it speaks for.
+    pub async fn verify(&self, token: &str) -> Result<Caller, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        // Pin the algorithm before looking at keys: `none`, HMAC with the public key as secret
+        // and every other substitution are refused here.
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::WrongAlgorithm(header.alg));
+        }
+        let kid = header.kid.ok_or(TokenError::MissingKeyId)?;
+        // Bind first: a guard in the `match` scrutinee would live through the refresh, which
+        // takes the write lock.
+        let cached = self.keys.read().await.get(&kid).cloned();
+        let key = match cached {
+            Some(key) => key,
+            None => self.refresh_for(&kid).await?,
+        };
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(
+                |error| match error.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid(error.to_string()),
+                },
+            )?;
+        let claims = data.claims;
+        Ok(Caller {
+            subject: claims.sub,
+            client_id: claims.client_id,
+            roles: claims.roles,
+            customer_id: claims.customer_id,
+            token_id: claims.jti,
+        })
+    }
+
+    /// Fetches the key set (unless fetched very recently) and returns the key `kid`.
+    async fn refresh_for(&self, kid: &str) -> Result<DecodingKey, TokenError> {
+        let mut last_refresh = self.last_refresh.lock().await;
+        // Another task may have refreshed while we waited for the lock.
+        let cached = self.keys.read().await.get(kid).cloned();
+        if let Some(key) = cached {
+            return Ok(key);
+        }
+        if let Some(at) = *last_refresh
+            && at.elapsed() < self.min_refresh_interval
+        {
+            return Err(TokenError::UnknownKey(kid.to_owned()));
+        }
+        let key_set = match &self.source {
+            KeySource::Fixed(key_set) => key_set.clone(),
+            KeySource::Url(url) => fetch_key_set(url)
+                .await
+                .map_err(TokenError::KeysUnavailable)?,
+        };
+        *last_refresh = Some(Instant::now());
+        let mut keys = HashMap::new();
+        for jwk in &key_set.keys {
+            if let (Some(kid), Ok(key)) = (&jwk.common.key_id, DecodingKey::from_jwk(jwk)) {
+                keys.insert(kid.clone(), key);
+            }
+        }
+        let found = keys.get(kid).cloned();
+        *self.keys.write().await = keys;
+        found.ok_or_else(|| TokenError::UnknownKey(kid.to_owned()))
+    }
+}
+
+/// GETs a JWKS document.
+async fn fetch_key_set(url: &str) -> anyhow::Result<JwkSet> {
+    use http_body_util::BodyExt;
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("Invalid JWKS URL {url}"))?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let response = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+        .await
+        .context("Timed out fetching the JWKS")?
+        .with_context(|| format!("Failed to fetch the JWKS from {url}"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "JWKS request answered {}",
+        response.status()
+    );
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .context("Failed to read the JWKS")?
+        .to_bytes();
+    serde_json::from_slice(&body).context("The JWKS is not a JSON Web Key Set")
+}
+
+// === impl Caller ===
+
+impl Caller {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|held| held == role)
+    }
+
+    /// Succeeds if the caller holds any of `roles`.
+    pub fn require_any(&self, roles: &[&str]) -> Result<(), Error> {
+        if roles.iter().any(|role| self.has_role(role)) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "this needs one of the roles: {}",
+                roles.join(", ")
+            )))
+        }
+    }
+
+    /// Succeeds for staff holding one of `staff_roles`, or for the customer who owns the record.
+    /// A customer asking for another customer's record is told it does not exist, so ids cannot
+    /// be probed.
+    pub fn require_owner(
+        &self,
+        owner_customer_id: &str,
+        staff_roles: &[&str],
+        resource: &'static str,
+    ) -> Result<(), Error> {
+        if staff_roles.iter().any(|role| self.has_role(role)) {
+            return Ok(());
+        }
+        if self.has_role(roles::CUSTOMER) && self.customer_id.as_deref() == Some(owner_customer_id)
+        {
+            return Ok(());
+        }
+        if self.has_role(roles::CUSTOMER) {
+            return Err(Error::NotFound {
+                resource,
+                id: owner_customer_id.to_owned(),
+            });
+        }
+        Err(Error::PermissionDenied(format!(
+            "this needs one of the roles: {}",
+            staff_roles.join(", ")
+        )))
+    }
+}
+
+/// The verified caller of a request, or UNAUTHENTICATED.
+pub fn authenticated<T>(request: &tonic::Request<T>) -> Result<Caller, Error> {
+    match request.extensions().get::<Authentication>() {
+        Some(Authentication::Verified(caller)) => Ok(caller.clone()),
+        Some(Authentication::Refused(reason)) => Err(Error::Unauthenticated(reason.clone())),
+        None => Err(Error::Unauthenticated(
+            "this needs a bearer token (log in first)".to_owned(),
+        )),
+    }
+}
+
+/// The verified caller if they hold one of `roles`; UNAUTHENTICATED or PERMISSION_DENIED otherwise.
+pub fn require<T>(request: &tonic::Request<T>, roles: &[&str]) -> Result<Caller, Error> {
+    let caller = authenticated(request)?;
+    caller.require_any(roles)?;
+    Ok(caller)
+}
+
+/// The verified caller, if any, for RPCs open to anonymous callers too.
+pub fn optional<T>(request: &tonic::Request<T>) -> Result<Option<Caller>, Error> {
+    match request.extensions().get::<Authentication>() {
+        None => Ok(None),
+        Some(_) => authenticated(request).map(Some),
+    }
+}
+
+/// What [`AuthLayer`] found on a request.
+#[derive(Clone, Debug)]
+enum Authentication {
+    Verified(Caller),
+    /// A token was presented and refused; the reason is safe to show the caller.
+    Refused(String),
+}
+
+// === AuthLayer ===
+
+/// A tower layer that verifies `authorization: Bearer …` and records the outcome for
+/// [`authenticated`] / [`require`]. Requests without a token pass through unmarked: health and
+/// reflection need none, and every RPC that does need one refuses them itself.
+#[derive(Clone, Debug)]
+pub struct AuthLayer {
+    verifier: Arc<TokenVerifier>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthService<S> {
+    inner: S,
+    verifier: Arc<TokenVerifier>,
+}
+
+impl AuthLayer {
+    pub fn new(verifier: Arc<TokenVerifier>) -> AuthLayer {
+        AuthLayer { verifier }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            verifier: Arc::clone(&self.verifier),
+        }
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower::Service<http::Request<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The clone is the one that was not polled ready; swap so the ready one serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let verifier = Arc::clone(&self.verifier);
+        Box::pin(async move {
+            let token = bearer_token(request.headers());
+            if let Some(token) = token {
+                let authentication = match verifier.verify(&token).await {
+                    Ok(caller) => {
+                        tracing::Span::current().record("caller", caller.subject.as_str());
+                        Authentication::Verified(caller)
+                    }
+                    Err(error) => {
+                        tracing::info!(error.message = %error, "Refused a bearer token");
+                        let reason = match error {
+                            TokenError::Expired => "the token has expired; log in again",
+                            TokenError::KeysUnavailable(_) => {
+                                "the token cannot be checked right now"
+                            }
+                            _ => "the token is not valid",
+                        };
+                        Authentication::Refused(reason.to_owned())
+                    }
+                };
+                request.extensions_mut().insert(authentication);
+            }
+            inner.call(request).await
+        })
+    }
+}
+
+fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+// === impl SigningKey ===
+
+impl SigningKey {
+    /// A fresh random key with a random key id.
+    pub fn generate() -> anyhow::Result<SigningKey> {
+        let signing_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let pkcs8_der = signing_key
+            .to_pkcs8_der()
+            .context("Failed to encode the key")?
+            .as_bytes()
+            .to_vec();
+        SigningKey::from_pkcs8_der(&uuid::Uuid::new_v4().simple().to_string(), &pkcs8_der)
+    }
+
+    /// A key from its id and PKCS#8 DER encoding (as persisted by the identity service).
+    pub fn from_pkcs8_der(kid: &str, pkcs8_der: &[u8]) -> anyhow::Result<SigningKey> {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let signing_key = ed25519_dalek::SigningKey::from_pkcs8_der(pkcs8_der)
+            .context("Not an Ed25519 PKCS#8 key")?;
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(signing_key.verifying_key().to_bytes());
+        let public_jwk: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig",
+        }))
+        .context("Failed to build the JWK")?;
+        Ok(SigningKey {
+            kid: kid.to_owned(),
+            encoding_key: EncodingKey::from_ed_der(pkcs8_der),
+            public_jwk,
+            pkcs8_der: pkcs8_der.to_vec(),
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public half, for the JWKS.
+    pub fn public_jwk(&self) -> &Jwk {
+        &self.public_jwk
+    }
+
+    /// The private key, for persisting. Keep it secret.
+    pub fn pkcs8_der(&self) -> &[u8] {
+        &self.pkcs8_der
+    }
+
+    /// Signs `claims` as a JWT with this key's id in the header.
+    pub fn sign<C: Serialize>(&self, claims: &C) -> anyhow::Result<String> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("at+jwt".to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding_key).context("Failed to sign a token")
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the private key.
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A JWKS document holding the public halves of `keys`.
+pub fn key_set(keys: &[&SigningKey]) -> JwkSet {
+    JwkSet {
+        keys: keys.iter().map(|key| key.public_jwk().clone()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use base64::Engine as _;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+    use super::{Caller, Claims, KeySource, SigningKey, TokenError, TokenVerifier, key_set, roles};
+
+    const ISSUER: &str = "http://localhost:8080";
+    const AUDIENCE: &str = "emporium";
+
+    fn claims(expires_in: i64) -> Claims {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        Claims {
+            iss: ISSUER.to_owned(),
+            sub: "account-1".to_owned(),
+            aud: AUDIENCE.to_owned(),
+            exp: now + expires_in,
+            iat: now,
+            jti: "token-1".to_owned(),
+            client_id: "emporiumctl".to_owned(),
+            roles: vec![roles::CATALOG_MANAGER.to_owned()],
+            customer_id: None,
+        }
+    }
+
+    fn verifier_trusting(keys: &[&SigningKey]) -> TokenVerifier {
+        TokenVerifier::new(ISSUER, AUDIENCE, KeySource::Fixed(key_set(keys)))
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_names_its_caller() {
+        let key = SigningKey::generate().unwrap();
+        let token = key.sign(&claims(300)).unwrap();
+
+        let caller = verifier_trusting(&[&key]).verify(&token).await.unwrap();
+
+        assert_eq!(
+            caller,
+            Caller {
+                subject: "account-1".to_owned(),
+                client_id: "emporiumctl".to_owned(),
+                roles: vec!["catalog-manager".to_owned()],
+                customer_id: None,
+                token_id: "token-1".to_owned(),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_token_is_refused() {
+        let key = SigningKey::generate().unwrap();
+        let token = key.sign(&claims(-120)).unwrap();
+
+        let error = verifier_trusting(&[&key]).verify(&token).await.unwrap_err();
+
+        assert!(matches!(error, TokenError::Expired), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_token_signed_by_another_key_is_refused() {
+        let trusted = SigningKey::generate().unwrap();
+        let other = SigningKey::generate().unwrap();
+        // Same key id as the trusted key, different key: the signature check must catch it.
+        let impostor = SigningKey::from_pkcs8_der(trusted.kid(), other.pkcs8_der()).unwrap();
+
+        let unknown = verifier_trusting(&[&trusted])
+            .verify(&other.sign(&claims(300)).unwrap())
+            .await;
+        let forged = verifier_trusting(&[&trusted])
+            .verify(&impostor.sign(&claims(300)).unwrap())
+            .await;
+
+        assert!(
+            matches!(unknown, Err(TokenError::UnknownKey(_))),
+            "{unknown:?}"
+        );
+        assert!(matches!(forged, Err(TokenError::Invalid(_))), "{forged:?}");
+    }
+
+    #[tokio::test]
+    async fn alg_none_is_refused() {
+        let key = SigningKey::generate().unwrap();
+        let encode = |json: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+        };
+        let header = encode(serde_json::json!({ "alg": "none", "typ": "JWT", "kid": key.kid() }));
+        let payload = encode(serde_json::to_value(claims(300)).unwrap());
+
+        let result = verifier_trusting(&[&key])
+            .verify(&format!("{header}.{payload}."))
+            .await;
+
+        assert!(
+            matches!(
+                result,
+                Err(TokenError::Malformed | TokenError::WrongAlgorithm(_))
+            ),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn hmac_signed_with_the_public_key_is_refused() {
+        let key = SigningKey::generate().unwrap();
+        let public_key = serde_json::to_value(key.public_jwk()).unwrap()["x"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.kid().to_owned());
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims(300),
+            &EncodingKey::from_secret(public_key.as_bytes()),
+        )
+        .unwrap();
+
+        let result = verifier_trusting(&[&key]).verify(&token).await;
+
+        assert!(
+            matches!(result, Err(TokenError::WrongAlgorithm(Algorithm::HS256))),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn another_issuer_or_audience_is_refused() {
+        let key = SigningKey::generate().unwrap();
+        let other_issuer = key
+            .sign(&Claims {
+                iss: "http://evil.example".to_owned(),
+                ..claims(300)
+            })
+            .unwrap();
+        let other_audience = key
+            .sign(&Claims {
+                aud: "someone-else".to_owned(),
+                ..claims(300)
+            })
+            .unwrap();
+        let verifier = verifier_trusting(&[&key]);
+
+        assert!(matches!(
+            verifier.verify(&other_issuer).await,
+            Err(TokenError::Invalid(_))
+        ));
+        assert!(matches!(
+            verifier.verify(&other_audience).await,
+            Err(TokenError::Invalid(_))
+        ));
+        assert!(matches!(
+            verifier.verify("not.a.token").await,
+            Err(TokenError::Malformed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_is_fetched_from_the_jwks_uri_on_first_sight() {
+        let old_key = SigningKey::generate().unwrap();
+        let new_key = SigningKey::generate().unwrap();
+        let served = Arc::new(std::sync::Mutex::new(
+            serde_json::to_string(&key_set(&[&old_key])).unwrap(),
+        ));
+        let url = serve_jwks(Arc::clone(&served)).await;
+        let verifier = TokenVerifier::new(ISSUER, AUDIENCE, KeySource::Url(url))
+            .with_min_refresh_interval(Duration::ZERO);
+        verifier
+            .verify(&old_key.sign(&claims(300)).unwrap())
+            .await
+            .expect("the old key is served");
+        let new_token = new_key.sign(&claims(300)).unwrap();
+        assert!(matches!(
+            verifier.verify(&new_token).await,
+            Err(TokenError::UnknownKey(_))
+        ));
+
+        *served.lock().unwrap() = serde_json::to_string(&key_set(&[&old_key, &new_key])).unwrap();
+
+        verifier
+            .verify(&new_token)
+            .await
+            .expect("the rotated key is fetched");
+        verifier
+            .verify(&old_key.sign(&claims(300)).unwrap())
+            .await
+            .expect("the old key still verifies");
+    }
+
+    #[test]
+    fn customers_reach_only_their_own_records() {
+        let customer = Caller {
+            subject: "account-7".to_owned(),
+            client_id: "store".to_owned(),
+            roles: vec![roles::CUSTOMER.to_owned()],
+            customer_id: Some("customer-7".to_owned()),
+            token_id: "t".to_owned(),
+        };
+        let sales = Caller {
+            roles: vec![roles::SALES.to_owned()],
+            customer_id: None,
+            ..customer.clone()
+        };
+
+        assert!(
+            customer
+                .require_owner("customer-7", &[roles::SALES], "customer")
+                .is_ok()
+        );
+        assert!(matches!(
+            customer.require_owner("customer-8", &[roles::SALES], "customer"),
+            Err(crate::Error::NotFound { .. })
+        ));
+        assert!(
+            sales
+                .require_owner("customer-8", &[roles::SALES], "customer")
+                .is_ok()
+        );
+        assert!(matches!(
+            sales.require_any(&[roles::ADMIN]),
+            Err(crate::Error::PermissionDenied(_))
+        ));
+    }
+
+    /// A minimal HTTP server answering every request with the current JWKS document.
+    async fn serve_jwks(document: Arc<std::sync::Mutex<String>>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let body = document.lock().unwrap().clone();
+                tokio::spawn(async move {
+                    let mut request = vec![0u8; 4096];
+                    let _ = stream.read(&mut request).await;
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}/.well-known/jwks.json")
+    }
+}
