@@ -14,6 +14,7 @@ use tonic::{Code, Status};
 use tonic_health::ServingStatus;
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::auth::AuthLayer;
 use crate::bus::Bus;
 use crate::error::Error;
 use crate::storage::Timestamp;
@@ -36,6 +37,9 @@ pub struct GrpcService {
     pub file_descriptor_set: &'static [u8],
     /// Watched for readiness: while it is disconnected the service reports NOT_SERVING.
     pub bus: Bus,
+    /// Verifies bearer tokens for [`crate::auth::require`]; `None` while a service does not
+    /// enforce tokens yet.
+    pub verifier: Option<std::sync::Arc<crate::auth::TokenVerifier>>,
 }
 
 // === impl GrpcListener ===
@@ -94,13 +98,18 @@ impl GrpcListener {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         let stopping = shutdown.clone();
+        let auth = match service.verifier {
+            Some(verifier) => AuthLayer::new(verifier),
+            None => AuthLayer::disabled(),
+        };
         // Layer order, outermost first: the request span, then the trace context the outbox
-        // copies into events, then the routes.
+        // copies into events, then token verification (so a refusal is traced), then the routes.
         let server = tonic::transport::Server::builder()
             .trace_fn(|request| {
                 tracing::info_span!("grpc", rpc = %request.uri().path(), otel.kind = "server")
             })
             .layer(TraceContextLayer)
+            .layer(auth)
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
                 stopping.cancelled().await;

@@ -106,6 +106,8 @@ impl Application {
             health_names: vec![HEALTH_NAME],
             file_descriptor_set: emporium_proto::FILE_DESCRIPTOR_SET,
             bus: self.bus.clone(),
+            // The catalog enforces tokens once the identity service issues them (issue 3).
+            verifier: None,
         };
         tracing::info!(service = NAME, addr = %self.listener.local_addr(), bus = self.bus.kind(), "Serving gRPC");
         let served = self.listener.serve(service, shutdown, self.grace).await;
