@@ -17,3 +17,33 @@ pub mod catalog {
         tonic::include_proto!("emporium.catalog.v1");
     }
 }
+
+pub mod identity {
+    pub mod v1 {
+        tonic::include_proto!("emporium.identity.v1");
+
+        // Hand-written so that the password never reaches a log through `{:?}`.
+        impl std::fmt::Debug for CreateAccountRequest {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("CreateAccountRequest")
+                    .field("email", &self.email)
+                    .field("first_name", &self.first_name)
+                    .field("last_name", &self.last_name)
+                    .field("nickname", &self.nickname)
+                    .field("country", &self.country)
+                    .field("password", &"[REDACTED]")
+                    .finish()
+            }
+        }
+
+        impl std::fmt::Debug for SetPasswordRequest {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("SetPasswordRequest")
+                    .field("id", &self.id)
+                    .field("expected_version", &self.expected_version)
+                    .field("password", &"[REDACTED]")
+                    .finish()
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Roles: named sets of permissions that accounts hold. Four are built in (`admin`,
+//! `catalog-manager`, `sales`, `customer`) and cannot be deleted; a role still granted to an
+//! account cannot be deleted either.
+
+use chassis::storage::Timestamp;
+use uuid::Uuid;
+
+/// 1 to 64 of `a-z 0-9 -`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleName(String);
+
+/// Up to 500 characters, surrounding whitespace trimmed; may be empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleDescription(String);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role {
+    /// The role's event-history id; the name is its key.
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub builtin: bool,
+    /// Starts at 1; every change adds 1.
+    pub version: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewRole {
+    pub name: RoleName,
+    pub description: RoleDescription,
+}
+
+/// The fields to change; `None` keeps the current value.
+#[derive(Clone, Debug)]
+pub struct RoleChanges {
+    /// The version the caller read; the change is refused if the role moved on.
+    pub expected_version: i64,
+    pub description: Option<RoleDescription>,
+}
+
+// === impl RoleName ===
+
+impl RoleName {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(text: &str) -> Result<RoleName, String> {
+        if text.is_empty() {
+            return Err("must not be empty".to_owned());
+        }
+        if text.len() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        if let Some(bad) = text
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Err(format!("must use only a-z 0-9 - (found {bad:?})"));
+        }
+        Ok(RoleName(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+// === impl RoleDescription ===
+
+impl RoleDescription {
+    pub const MAX_CHARS: usize = 500;
+
+    pub fn parse(text: &str) -> Result<RoleDescription, String> {
+        let trimmed = text.trim();
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        Ok(RoleDescription(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RoleName;
+
+    #[test]
+    fn role_names_take_a_restricted_alphabet() {
+        assert!(RoleName::parse("warehouse-2").is_ok());
+        for bad in ["", "Admin", "has space", "under_score"] {
+            assert!(RoleName::parse(bad).is_err(), "{bad}");
+        }
+        assert!(RoleName::parse(&"a".repeat(65)).is_err());
+        assert!(RoleName::parse(&"a".repeat(64)).is_ok());
+    }
+}

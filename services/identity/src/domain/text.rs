@@ -1,0 +1,47 @@
+//! Free-text search shared by the account list.
+
+/// A case-insensitive substring to search for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchText(String);
+
+impl SearchText {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(text: &str) -> Result<SearchText, String> {
+        let trimmed = text.trim();
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        Ok(SearchText(trimmed.to_owned()))
+    }
+
+    /// A `LIKE` pattern matching the text anywhere, lower-cased, with `%`, `_` and `\` escaped
+    /// (the query says `ESCAPE '\'`).
+    pub fn like_pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.0.len() + 2);
+        pattern.push('%');
+        for c in self.0.to_lowercase().chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        pattern
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SearchText;
+
+    #[test]
+    fn search_text_escapes_like_wildcards() {
+        let text = SearchText::parse(" 50%_Off\\ ").unwrap();
+        assert_eq!(text.like_pattern(), "%50\\%\\_off\\\\%");
+    }
+}

@@ -1,0 +1,132 @@
+//! The identity service's events, written to the outbox with each change. Every change event
+//! carries the record's state after the change (deletions carry the last state), never a password
+//! or its hash. Reads of accounts are audited with `audit.account.accessed`, which is not a
+//! change: it lives under its own subject tree (`<namespace>.identity.audit.>`), so a consumer of
+//! `<namespace>.identity.account.>` never receives it and per-account version ordering is never
+//! confused by it. Schemas: docs/events.md.
+
+use chassis::outbox::NewEvent;
+use serde_json::json;
+
+use crate::domain::{Account, Role};
+
+pub const ACCOUNT_CREATED: &str = "emporium.identity.account.created";
+pub const ACCOUNT_UPDATED: &str = "emporium.identity.account.updated";
+pub const ACCOUNT_DELETED: &str = "emporium.identity.account.deleted";
+pub const ACCOUNT_ACCESSED: &str = "emporium.identity.audit.account.accessed";
+pub const ROLE_CREATED: &str = "emporium.identity.role.created";
+pub const ROLE_UPDATED: &str = "emporium.identity.role.updated";
+pub const ROLE_DELETED: &str = "emporium.identity.role.deleted";
+
+#[derive(Clone, Copy, Debug)]
+pub enum IdentityEvent<'a> {
+    AccountCreated(&'a Account),
+    /// Field changes, grants and revokes.
+    AccountUpdated(&'a Account),
+    /// An `account.updated` with `password_changed: true`.
+    PasswordChanged(&'a Account),
+    /// The account as it was before deletion.
+    AccountDeleted(&'a Account),
+    /// The account was read by `accessed_by` (a token subject).
+    AccountAccessed {
+        account: &'a Account,
+        accessed_by: &'a str,
+    },
+    RoleCreated(&'a Role),
+    RoleUpdated(&'a Role),
+    /// The role as it was before deletion.
+    RoleDeleted(&'a Role),
+}
+
+impl IdentityEvent<'_> {
+    /// The outbox row for this event, made by `actor` (a token subject).
+    pub fn into_new_event(self, actor: &str) -> NewEvent {
+        let mut event = match self {
+            IdentityEvent::AccountCreated(account) => {
+                account_event(ACCOUNT_CREATED, account, account.version, false)
+            }
+            IdentityEvent::AccountUpdated(account) => {
+                account_event(ACCOUNT_UPDATED, account, account.version, false)
+            }
+            IdentityEvent::PasswordChanged(account) => {
+                account_event(ACCOUNT_UPDATED, account, account.version, true)
+            }
+            // A deletion is one more version of the record.
+            IdentityEvent::AccountDeleted(account) => {
+                account_event(ACCOUNT_DELETED, account, account.version + 1, false)
+            }
+            IdentityEvent::AccountAccessed {
+                account,
+                accessed_by,
+            } => NewEvent {
+                aggregate_type: "account",
+                aggregate_id: account.id,
+                // Not a change: the version the reader saw. Published outside the account's
+                // subject tree, so no consumer applies it as one.
+                aggregate_version: account.version,
+                event_type: ACCOUNT_ACCESSED,
+                data: json!({
+                    "account_id": account.id,
+                    "accessed_by": accessed_by,
+                }),
+                actor: None,
+            },
+            IdentityEvent::RoleCreated(role) => role_event(ROLE_CREATED, role, role.version),
+            IdentityEvent::RoleUpdated(role) => role_event(ROLE_UPDATED, role, role.version),
+            IdentityEvent::RoleDeleted(role) => role_event(ROLE_DELETED, role, role.version + 1),
+        };
+        event.actor = Some(actor.to_owned());
+        event
+    }
+}
+
+fn account_event(
+    event_type: &'static str,
+    account: &Account,
+    version: i64,
+    password_changed: bool,
+) -> NewEvent {
+    let mut data = json!({
+        "id": account.id,
+        "email": account.email,
+        "first_name": account.first_name,
+        "last_name": account.last_name,
+        "nickname": account.nickname,
+        "country": account.country,
+        "disabled": account.disabled,
+        "roles": account.roles,
+        "version": version,
+        "created_at": account.created_at.to_rfc3339(),
+        "updated_at": account.updated_at.to_rfc3339(),
+    });
+    if password_changed {
+        data["password_changed"] = json!(true);
+    }
+    NewEvent {
+        aggregate_type: "account",
+        aggregate_id: account.id,
+        aggregate_version: version,
+        event_type,
+        data,
+        actor: None,
+    }
+}
+
+fn role_event(event_type: &'static str, role: &Role, version: i64) -> NewEvent {
+    NewEvent {
+        aggregate_type: "role",
+        aggregate_id: role.id,
+        aggregate_version: version,
+        event_type,
+        data: json!({
+            "id": role.id,
+            "name": role.name,
+            "description": role.description,
+            "builtin": role.builtin,
+            "version": version,
+            "created_at": role.created_at.to_rfc3339(),
+            "updated_at": role.updated_at.to_rfc3339(),
+        }),
+        actor: None,
+    }
+}

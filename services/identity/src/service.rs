@@ -1,0 +1,356 @@
+//! The identity service's use cases: each opens a transaction, applies the change through the
+//! store, records its event in the outbox, and commits — all or nothing. Reads of accounts record
+//! an `audit.account.accessed` audit event in the same transaction. Password hashing and verification
+//! run on blocking threads. No transport here.
+
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use chassis::error::Error;
+use chassis::outbox;
+use chassis::storage::Database;
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use crate::domain::{
+    self, Account, AccountChanges, AccountListQuery, Email, NewAccount, NewRole, Page, Password,
+    Role, RoleChanges,
+};
+use crate::events::IdentityEvent;
+use crate::store::{self, Cursor};
+
+/// Ids in one batch get at most.
+pub const MAX_BATCH_IDS: usize = 500;
+
+#[derive(Clone, Debug)]
+pub struct Identity {
+    database: Database,
+}
+
+impl Identity {
+    pub fn new(database: Database) -> Identity {
+        Identity { database }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    // === accounts ===
+
+    #[tracing::instrument(skip_all)]
+    pub async fn create_account(&self, mut new: NewAccount, actor: &str) -> Result<Account, Error> {
+        let password_hash = match new.password.take() {
+            Some(password) => Some(hash_on_blocking_thread(password).await?),
+            None => None,
+        };
+        let mut tx = self.database.begin().await?;
+        let account = store::insert_account(&mut tx, &new, password_hash.as_ref()).await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::AccountCreated(&account).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    /// Reads one account and records that `accessed_by` read it.
+    #[tracing::instrument(skip_all, fields(account_id = %id))]
+    pub async fn get_account(&self, id: Uuid, accessed_by: &str) -> Result<Account, Error> {
+        let mut tx = self.database.begin().await?;
+        let account = store::get_account(&mut tx, id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                resource: "account",
+                id: id.to_string(),
+            })?;
+        record_access(&mut tx, &account, accessed_by).await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    /// Reads the accounts that exist among `ids` and records that `accessed_by` read each.
+    #[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
+    pub async fn get_accounts(
+        &self,
+        ids: &[Uuid],
+        accessed_by: &str,
+    ) -> Result<Vec<Account>, Error> {
+        let mut tx = self.database.begin().await?;
+        let accounts = store::get_accounts(&mut tx, ids).await?;
+        for account in &accounts {
+            record_access(&mut tx, account, accessed_by).await?;
+        }
+        tx.commit().await?;
+        Ok(accounts)
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn list_accounts(
+        &self,
+        query: &AccountListQuery,
+        after: Option<&Cursor>,
+    ) -> Result<Page<Account>, Error> {
+        let mut tx = self.database.begin_read().await?;
+        let page = store::list_accounts(&mut tx, query, after).await?;
+        tx.commit().await?;
+        Ok(page)
+    }
+
+    #[tracing::instrument(skip_all, fields(account_id = %id))]
+    pub async fn update_account(
+        &self,
+        id: Uuid,
+        changes: AccountChanges,
+        actor: &str,
+    ) -> Result<Account, Error> {
+        let mut tx = self.database.begin().await?;
+        let account = store::update_account(&mut tx, id, &changes).await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::AccountUpdated(&account).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    #[tracing::instrument(skip_all, fields(account_id = %id))]
+    pub async fn set_password(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        password: Password,
+        actor: &str,
+    ) -> Result<Account, Error> {
+        let password_hash = hash_on_blocking_thread(password).await?;
+        let mut tx = self.database.begin().await?;
+        let account =
+            store::set_password_hash(&mut tx, id, expected_version, &password_hash).await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::PasswordChanged(&account).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    #[tracing::instrument(skip_all, fields(account_id = %id))]
+    pub async fn delete_account(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        actor: &str,
+    ) -> Result<(), Error> {
+        let mut tx = self.database.begin().await?;
+        let account = store::delete_account(&mut tx, id, expected_version).await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::AccountDeleted(&account).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Grants `role` to the account; its version goes up by one.
+    #[tracing::instrument(skip_all, fields(account_id = %account_id, role))]
+    pub async fn grant_role(
+        &self,
+        account_id: Uuid,
+        role: &str,
+        expected_version: i64,
+        actor: &str,
+    ) -> Result<Account, Error> {
+        let mut tx = self.database.begin().await?;
+        store::touch_account(&mut tx, account_id, expected_version).await?;
+        store::insert_account_role(&mut tx, account_id, role).await?;
+        let account = changed_account(&mut tx, account_id).await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::AccountUpdated(&account).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    /// Revokes `role` from the account; its version goes up by one.
+    #[tracing::instrument(skip_all, fields(account_id = %account_id, role))]
+    pub async fn revoke_role(
+        &self,
+        account_id: Uuid,
+        role: &str,
+        expected_version: i64,
+        actor: &str,
+    ) -> Result<Account, Error> {
+        let mut tx = self.database.begin().await?;
+        store::touch_account(&mut tx, account_id, expected_version).await?;
+        store::delete_account_role(&mut tx, account_id, role).await?;
+        let account = changed_account(&mut tx, account_id).await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::AccountUpdated(&account).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    /// The account whose `email` and `password` match, if it exists, has a password and is not
+    /// disabled; `None` otherwise. Unknown emails still cost one hash verification, so the time
+    /// taken does not reveal which emails have accounts. For the login page; not exposed over
+    /// gRPC.
+    #[tracing::instrument(skip_all)]
+    pub async fn verify_password(
+        &self,
+        email: &str,
+        password: SecretString,
+    ) -> Result<Option<Account>, Error> {
+        let credentials = match Email::parse(email) {
+            Ok(email) => {
+                let mut tx = self.database.begin_read().await?;
+                let credentials = store::find_credentials(&mut tx, &email).await?;
+                tx.commit().await?;
+                credentials
+            }
+            Err(_) => None,
+        };
+        let (account, password_hash) = match credentials {
+            Some(store::Credentials {
+                account,
+                password_hash: Some(password_hash),
+            }) if !account.disabled => (Some(account), Some(password_hash)),
+            _ => (None, None),
+        };
+        let matches = tokio::task::spawn_blocking(move || {
+            let password_hash = password_hash.as_ref().unwrap_or_else(|| dummy_hash());
+            domain::verify_password(password.expose_secret(), password_hash)
+        })
+        .await
+        .context("The password verification task failed")?;
+        Ok(account.filter(|_| matches))
+    }
+
+    // === roles ===
+
+    #[tracing::instrument(skip_all)]
+    pub async fn create_role(&self, new: NewRole, actor: &str) -> Result<Role, Error> {
+        let mut tx = self.database.begin().await?;
+        let role = store::insert_role(&mut tx, &new).await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::RoleCreated(&role).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(role)
+    }
+
+    #[tracing::instrument(skip_all, fields(role = name))]
+    pub async fn get_role(&self, name: &str) -> Result<Role, Error> {
+        let mut tx = self.database.begin_read().await?;
+        let role = store::get_role(&mut tx, name).await?;
+        tx.commit().await?;
+        role.ok_or_else(|| Error::NotFound {
+            resource: "role",
+            id: name.to_owned(),
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn list_roles(&self) -> Result<Vec<Role>, Error> {
+        let mut tx = self.database.begin_read().await?;
+        let roles = store::list_roles(&mut tx).await?;
+        tx.commit().await?;
+        Ok(roles)
+    }
+
+    #[tracing::instrument(skip_all, fields(role = name))]
+    pub async fn update_role(
+        &self,
+        name: &str,
+        changes: RoleChanges,
+        actor: &str,
+    ) -> Result<Role, Error> {
+        let mut tx = self.database.begin().await?;
+        let role = store::update_role(&mut tx, name, &changes).await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::RoleUpdated(&role).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(role)
+    }
+
+    #[tracing::instrument(skip_all, fields(role = name))]
+    pub async fn delete_role(
+        &self,
+        name: &str,
+        expected_version: i64,
+        actor: &str,
+    ) -> Result<(), Error> {
+        let mut tx = self.database.begin().await?;
+        let role = store::delete_role(&mut tx, name, expected_version).await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::RoleDeleted(&role).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The account as a grant or revoke left it (it exists: the version bump just matched it).
+async fn changed_account(
+    tx: &mut chassis::storage::Transaction,
+    account_id: Uuid,
+) -> Result<Account, Error> {
+    store::get_account(tx, account_id)
+        .await?
+        .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the changed account vanished")))
+}
+
+async fn record_access(
+    tx: &mut chassis::storage::Transaction,
+    account: &Account,
+    accessed_by: &str,
+) -> Result<(), Error> {
+    outbox::record(
+        tx,
+        IdentityEvent::AccountAccessed {
+            account,
+            accessed_by,
+        }
+        .into_new_event(accessed_by),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Hashes a password on a blocking thread (argon2 takes tens of milliseconds of
+/// CPU, which must not stall the runtime).
+async fn hash_on_blocking_thread(password: Password) -> Result<SecretString, Error> {
+    let password_hash = tokio::task::spawn_blocking(move || domain::hash_password(&password))
+        .await
+        .context("The password hashing task failed")??;
+    Ok(password_hash)
+}
+
+/// A hash of a random password, verified against when there is no real hash so that a miss
+/// costs as long as a hit.
+fn dummy_hash() -> &'static SecretString {
+    static DUMMY_HASH: OnceLock<SecretString> = OnceLock::new();
+    DUMMY_HASH.get_or_init(|| {
+        let password = Password::parse(Uuid::new_v4().simple().to_string())
+            .ok()
+            .and_then(|password| domain::hash_password(&password).ok());
+        // Hashing a valid password with default parameters does not fail; should it, an empty
+        // hash matches nothing (only the timing protection would be lost).
+        password.unwrap_or_else(|| SecretString::from(String::new()))
+    })
+}

@@ -1,0 +1,695 @@
+//! The identity service's SQL, one text per query for both backends, each function taking the
+//! caller's transaction so that a change and its event commit together. Password hashes are read
+//! only by [`find_credentials`] and written only by [`insert_account`] and [`set_password_hash`].
+
+use std::collections::HashMap;
+
+use chassis::error::Error;
+use chassis::on_backend;
+use chassis::storage::{ConstraintViolation, Timestamp, Transaction, constraint_violation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
+use uuid::Uuid;
+
+use crate::domain::{
+    Account, AccountChanges, AccountListQuery, AccountOrder, Direction, Email, NewAccount, NewRole,
+    Page, Role, RoleChanges,
+};
+
+/// Where a keyset page starts: the sort key and id of the last row of the previous page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub key: SortKey,
+    pub id: Uuid,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SortKey {
+    Text(String),
+    /// RFC 3339, microseconds.
+    Time(String),
+}
+
+/// An account with what a login needs to check; the hash stays secret.
+#[derive(Debug)]
+pub struct Credentials {
+    pub account: Account,
+    /// `None` while no password was ever set.
+    pub password_hash: Option<SecretString>,
+}
+
+const ACCOUNT_COLUMNS: &str = "id, email, first_name, last_name, nickname, country, disabled, version, created_at, updated_at";
+const ROLE_COLUMNS: &str = "id, name, description, builtin, version, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: Uuid,
+    email: String,
+    first_name: String,
+    last_name: String,
+    nickname: String,
+    country: String,
+    disabled: bool,
+    version: i64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+#[derive(sqlx::FromRow)]
+struct RoleRow {
+    id: Uuid,
+    name: String,
+    description: String,
+    builtin: bool,
+    version: i64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+// === accounts ===
+
+/// Inserts the account with `password_hash` (already computed; `None` for no password).
+#[tracing::instrument(skip_all)]
+pub async fn insert_account(
+    tx: &mut Transaction,
+    new: &NewAccount,
+    password_hash: Option<&SecretString>,
+) -> Result<Account, Error> {
+    let now = Timestamp::now();
+    let sql = format!(
+        "INSERT INTO accounts (id, email, first_name, last_name, nickname, country, password_hash, \
+         disabled, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) RETURNING {ACCOUNT_COLUMNS}"
+    );
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql))
+            .bind(Uuid::now_v7())
+            .bind(new.email.as_str())
+            .bind(new.first_name.as_str())
+            .bind(new.last_name.as_str())
+            .bind(new.nickname.as_str())
+            .bind(new.country.as_str())
+            .bind(password_hash.map(|hash| hash.expose_secret()))
+            .bind(false)
+            .bind(now)
+            .fetch_one(conn)
+            .await
+    })
+    .map_err(account_write_error)?;
+    Ok(row.into_account(Vec::new()))
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %id))]
+pub async fn get_account(tx: &mut Transaction, id: Uuid) -> Result<Option<Account>, Error> {
+    let mut accounts = get_accounts(tx, &[id]).await?;
+    Ok(accounts.pop())
+}
+
+#[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
+pub async fn get_accounts(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Account>, Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({})",
+        placeholders(1, ids.len())
+    );
+    let rows = on_backend!(tx, conn => {
+        let mut query = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query.fetch_all(conn).await
+    })?;
+    with_roles(tx, rows).await
+}
+
+/// The account with `email` and its password hash, for verifying a login.
+#[tracing::instrument(skip_all)]
+pub async fn find_credentials(
+    tx: &mut Transaction,
+    email: &Email,
+) -> Result<Option<Credentials>, Error> {
+    let sql = format!("SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts WHERE email = $1");
+    let found = on_backend!(tx, conn => {
+        use sqlx::Row as _;
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(email.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        match row {
+            Some(row) => {
+                let account = <AccountRow as sqlx::FromRow<_>>::from_row(&row)?;
+                let hash: Option<String> = row.try_get("password_hash")?;
+                Ok::<_, sqlx::Error>(Some((account, hash)))
+            }
+            None => Ok(None),
+        }
+    })?;
+    let Some((row, hash)) = found else {
+        return Ok(None);
+    };
+    let account = with_roles(tx, vec![row]).await?.pop();
+    Ok(account.map(|account| Credentials {
+        account,
+        password_hash: hash.map(SecretString::from),
+    }))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn list_accounts(
+    tx: &mut Transaction,
+    query: &AccountListQuery,
+    after: Option<&Cursor>,
+) -> Result<Page<Account>, Error> {
+    let column = match query.order {
+        AccountOrder::Email => "email",
+        AccountOrder::CreatedAt => "created_at",
+    };
+    let filter = "($1 IS NULL OR country = $1) \
+                  AND ($2 IS NULL OR email LIKE $2 ESCAPE '\\' \
+                  OR lower(first_name) LIKE $2 ESCAPE '\\' \
+                  OR lower(last_name) LIKE $2 ESCAPE '\\' \
+                  OR lower(nickname) LIKE $2 ESCAPE '\\')";
+    let (sql, count_sql) = keyset_sql(
+        "accounts",
+        ACCOUNT_COLUMNS,
+        filter,
+        2,
+        column,
+        query.direction,
+        after.is_some(),
+    );
+    let country = query.country.as_ref().map(|country| country.as_str());
+    let pattern = query.text.as_ref().map(|text| text.like_pattern());
+    let limit = query.page_size + 1;
+    let (rows, total) = on_backend!(tx, conn => {
+        let mut select = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql))
+            .bind(country)
+            .bind(pattern.as_deref())
+            .bind(limit);
+        if let Some(cursor) = after {
+            select = match &cursor.key {
+                SortKey::Text(text) => select.bind(text.as_str()),
+                SortKey::Time(text) => select.bind(parse_time(text)?),
+            }
+            .bind(cursor.id);
+        }
+        let rows = select.fetch_all(&mut *conn).await?;
+        let total: i64 = sqlx::query_scalar(AssertSqlSafe(count_sql))
+            .bind(country)
+            .bind(pattern.as_deref())
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok::<_, Error>((rows, total))
+    })?;
+    let accounts = with_roles(tx, rows).await?;
+    Ok(page(accounts, query.page_size, total))
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %id))]
+pub async fn update_account(
+    tx: &mut Transaction,
+    id: Uuid,
+    changes: &AccountChanges,
+) -> Result<Account, Error> {
+    let sql = format!(
+        "UPDATE accounts SET email = COALESCE($3, email), first_name = COALESCE($4, first_name), \
+         last_name = COALESCE($5, last_name), nickname = COALESCE($6, nickname), \
+         country = COALESCE($7, country), disabled = COALESCE($8, disabled), \
+         version = version + 1, updated_at = $9 \
+         WHERE id = $1 AND version = $2 RETURNING {ACCOUNT_COLUMNS}"
+    );
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(changes.expected_version)
+            .bind(changes.email.as_ref().map(|email| email.as_str()))
+            .bind(changes.first_name.as_ref().map(|name| name.as_str()))
+            .bind(changes.last_name.as_ref().map(|name| name.as_str()))
+            .bind(changes.nickname.as_ref().map(|nickname| nickname.as_str()))
+            .bind(changes.country.as_ref().map(|country| country.as_str()))
+            .bind(changes.disabled)
+            .bind(Timestamp::now())
+            .fetch_optional(conn)
+            .await
+    })
+    .map_err(account_write_error)?;
+    account_after_write(tx, row, id, changes.expected_version).await
+}
+
+/// Replaces the password hash and bumps the version.
+#[tracing::instrument(skip_all, fields(account_id = %id))]
+pub async fn set_password_hash(
+    tx: &mut Transaction,
+    id: Uuid,
+    expected_version: i64,
+    password_hash: &SecretString,
+) -> Result<Account, Error> {
+    let sql = format!(
+        "UPDATE accounts SET password_hash = $3, version = version + 1, updated_at = $4 \
+         WHERE id = $1 AND version = $2 RETURNING {ACCOUNT_COLUMNS}"
+    );
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(expected_version)
+            .bind(password_hash.expose_secret())
+            .bind(Timestamp::now())
+            .fetch_optional(conn)
+            .await
+    })?;
+    account_after_write(tx, row, id, expected_version).await
+}
+
+/// Bumps the account's version (for a grant or revoke), refusing a stale `expected_version`.
+#[tracing::instrument(skip_all, fields(account_id = %id))]
+pub async fn touch_account(
+    tx: &mut Transaction,
+    id: Uuid,
+    expected_version: i64,
+) -> Result<(), Error> {
+    let n_updated = on_backend!(tx, conn => {
+        sqlx::query(
+            "UPDATE accounts SET version = version + 1, updated_at = $3 \
+             WHERE id = $1 AND version = $2",
+        )
+        .bind(id)
+        .bind(expected_version)
+        .bind(Timestamp::now())
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    if n_updated == 1 {
+        Ok(())
+    } else {
+        Err(missing_or_stale(
+            get_account(tx, id).await?.map(|account| account.version),
+            "account",
+            &id.to_string(),
+            expected_version,
+        ))
+    }
+}
+
+/// Grants `role`; fails if the role does not exist or is already held.
+#[tracing::instrument(skip_all, fields(account_id = %account_id, role))]
+pub async fn insert_account_role(
+    tx: &mut Transaction,
+    account_id: Uuid,
+    role: &str,
+) -> Result<(), Error> {
+    on_backend!(tx, conn => {
+        sqlx::query("INSERT INTO account_roles (account_id, role) VALUES ($1, $2)")
+            .bind(account_id)
+            .bind(role)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })
+    .map_err(|error| match constraint_violation(&error) {
+        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
+            resource: "role grant",
+            field: "role",
+        },
+        Some(ConstraintViolation::ForeignKey) => Error::NotFound {
+            resource: "role",
+            id: role.to_owned(),
+        },
+        _ => Error::from(error),
+    })?;
+    Ok(())
+}
+
+/// Revokes `role`; fails if the account does not hold it.
+#[tracing::instrument(skip_all, fields(account_id = %account_id, role))]
+pub async fn delete_account_role(
+    tx: &mut Transaction,
+    account_id: Uuid,
+    role: &str,
+) -> Result<(), Error> {
+    let n_deleted = on_backend!(tx, conn => {
+        sqlx::query("DELETE FROM account_roles WHERE account_id = $1 AND role = $2")
+            .bind(account_id)
+            .bind(role)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
+    if n_deleted == 1 {
+        Ok(())
+    } else {
+        Err(Error::NotFound {
+            resource: "role grant",
+            id: role.to_owned(),
+        })
+    }
+}
+
+/// Deletes the account (its grants go with it); returns it as it was.
+#[tracing::instrument(skip_all, fields(account_id = %id))]
+pub async fn delete_account(
+    tx: &mut Transaction,
+    id: Uuid,
+    expected_version: i64,
+) -> Result<Account, Error> {
+    let Some(account) = get_account(tx, id).await? else {
+        return Err(missing_or_stale(
+            None,
+            "account",
+            &id.to_string(),
+            expected_version,
+        ));
+    };
+    let n_deleted = on_backend!(tx, conn => {
+        sqlx::query("DELETE FROM accounts WHERE id = $1 AND ($2 = 0 OR version = $2)")
+            .bind(id)
+            .bind(expected_version)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
+    if n_deleted == 1 {
+        Ok(account)
+    } else {
+        Err(missing_or_stale(
+            Some(account.version),
+            "account",
+            &id.to_string(),
+            expected_version,
+        ))
+    }
+}
+
+// === roles ===
+
+#[tracing::instrument(skip_all)]
+pub async fn insert_role(tx: &mut Transaction, new: &NewRole) -> Result<Role, Error> {
+    let now = Timestamp::now();
+    let sql = format!(
+        "INSERT INTO roles (id, name, description, builtin, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 1, $5, $5) RETURNING {ROLE_COLUMNS}"
+    );
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql))
+            .bind(Uuid::now_v7())
+            .bind(new.name.as_str())
+            .bind(new.description.as_str())
+            .bind(false)
+            .bind(now)
+            .fetch_one(conn)
+            .await
+    })
+    .map_err(|error| match constraint_violation(&error) {
+        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
+            resource: "role",
+            field: "name",
+        },
+        _ => Error::from(error),
+    })?;
+    Ok(row.into())
+}
+
+#[tracing::instrument(skip_all, fields(role = name))]
+pub async fn get_role(tx: &mut Transaction, name: &str) -> Result<Option<Role>, Error> {
+    let sql = format!("SELECT {ROLE_COLUMNS} FROM roles WHERE name = $1");
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_optional(conn)
+            .await
+    })?;
+    Ok(row.map(Role::from))
+}
+
+/// Every role, by name (there are few).
+#[tracing::instrument(skip_all)]
+pub async fn list_roles(tx: &mut Transaction) -> Result<Vec<Role>, Error> {
+    let sql = format!("SELECT {ROLE_COLUMNS} FROM roles ORDER BY name");
+    let rows = on_backend!(tx, conn => {
+        sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql)).fetch_all(conn).await
+    })?;
+    Ok(rows.into_iter().map(Role::from).collect())
+}
+
+#[tracing::instrument(skip_all, fields(role = name))]
+pub async fn update_role(
+    tx: &mut Transaction,
+    name: &str,
+    changes: &RoleChanges,
+) -> Result<Role, Error> {
+    let sql = format!(
+        "UPDATE roles SET description = COALESCE($3, description), version = version + 1, \
+         updated_at = $4 WHERE name = $1 AND version = $2 RETURNING {ROLE_COLUMNS}"
+    );
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql))
+            .bind(name)
+            .bind(changes.expected_version)
+            .bind(changes.description.as_ref().map(|description| description.as_str()))
+            .bind(Timestamp::now())
+            .fetch_optional(conn)
+            .await
+    })?;
+    match row {
+        Some(row) => Ok(row.into()),
+        None => Err(missing_or_stale(
+            get_role(tx, name).await?.map(|role| role.version),
+            "role",
+            name,
+            changes.expected_version,
+        )),
+    }
+}
+
+/// Deletes a custom role no account holds; returns it as it was.
+#[tracing::instrument(skip_all, fields(role = name))]
+pub async fn delete_role(
+    tx: &mut Transaction,
+    name: &str,
+    expected_version: i64,
+) -> Result<Role, Error> {
+    let Some(role) = get_role(tx, name).await? else {
+        return Err(missing_or_stale(None, "role", name, expected_version));
+    };
+    if role.builtin {
+        return Err(Error::FailedPrecondition(format!(
+            "the role {name} is built in and cannot be deleted"
+        )));
+    }
+    if expected_version != 0 && role.version != expected_version {
+        return Err(missing_or_stale(
+            Some(role.version),
+            "role",
+            name,
+            expected_version,
+        ));
+    }
+    let n_holders: i64 = on_backend!(tx, conn => {
+        sqlx::query_scalar("SELECT count(*) FROM account_roles WHERE role = $1")
+            .bind(name)
+            .fetch_one(conn)
+            .await
+    })?;
+    if n_holders > 0 {
+        return Err(role_in_use(name, n_holders));
+    }
+    on_backend!(tx, conn => {
+        sqlx::query("DELETE FROM roles WHERE name = $1")
+            .bind(name)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })
+    .map_err(|error| match constraint_violation(&error) {
+        // A grant was added concurrently: the foreign key keeps the role.
+        Some(ConstraintViolation::ForeignKey) => role_in_use(name, 1),
+        _ => Error::from(error),
+    })?;
+    Ok(role)
+}
+
+/// The cursor that continues a list after `account`.
+pub fn account_cursor(account: &Account, order: AccountOrder) -> Cursor {
+    let key = match order {
+        AccountOrder::Email => SortKey::Text(account.email.clone()),
+        AccountOrder::CreatedAt => SortKey::Time(account.created_at.to_rfc3339()),
+    };
+    Cursor {
+        key,
+        id: account.id,
+    }
+}
+
+// === helpers ===
+
+/// Loads the roles of `rows` and builds the accounts, in the order of `rows`.
+async fn with_roles(tx: &mut Transaction, rows: Vec<AccountRow>) -> Result<Vec<Account>, Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT account_id, role FROM account_roles WHERE account_id IN ({}) ORDER BY role",
+        placeholders(1, rows.len())
+    );
+    let grants: Vec<(Uuid, String)> = on_backend!(tx, conn => {
+        let mut query = sqlx::query_as::<_, (Uuid, String)>(AssertSqlSafe(sql));
+        for row in &rows {
+            query = query.bind(row.id);
+        }
+        query.fetch_all(conn).await
+    })?;
+    let mut roles_by_account: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for (account_id, role) in grants {
+        roles_by_account.entry(account_id).or_default().push(role);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let roles = roles_by_account.remove(&row.id).unwrap_or_default();
+            row.into_account(roles)
+        })
+        .collect())
+}
+
+async fn account_after_write(
+    tx: &mut Transaction,
+    row: Option<AccountRow>,
+    id: Uuid,
+    expected_version: i64,
+) -> Result<Account, Error> {
+    match row {
+        Some(row) => Ok(with_roles(tx, vec![row])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the written account vanished")))?),
+        None => Err(missing_or_stale(
+            get_account(tx, id).await?.map(|account| account.version),
+            "account",
+            &id.to_string(),
+            expected_version,
+        )),
+    }
+}
+
+/// The page query and its count query. `filter` uses `$1..=$n_filter_params`; the limit is the
+/// next parameter and the cursor's key and id follow. `column` comes from a fixed list, never from
+/// the caller.
+fn keyset_sql(
+    table: &str,
+    columns: &str,
+    filter: &str,
+    n_filter_params: usize,
+    column: &str,
+    direction: Direction,
+    has_cursor: bool,
+) -> (String, String) {
+    let (comparison, order) = match direction {
+        Direction::Ascending => (">", "ASC"),
+        Direction::Descending => ("<", "DESC"),
+    };
+    let limit_param = n_filter_params + 1;
+    let cursor = if has_cursor {
+        format!(
+            " AND ({column}, id) {comparison} (${}, ${})",
+            limit_param + 1,
+            limit_param + 2
+        )
+    } else {
+        String::new()
+    };
+    let select = format!(
+        "SELECT {columns} FROM {table} WHERE {filter}{cursor} ORDER BY {column} {order}, id {order} LIMIT ${limit_param}"
+    );
+    let count = format!("SELECT count(*) FROM {table} WHERE {filter}");
+    (select, count)
+}
+
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|index| format!("${index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn page<T>(mut items: Vec<T>, page_size: i64, total: i64) -> Page<T> {
+    let has_more = items.len() as i64 > page_size;
+    items.truncate(page_size as usize);
+    Page {
+        items,
+        has_more,
+        total,
+    }
+}
+
+fn parse_time(text: &str) -> Result<Timestamp, Error> {
+    Timestamp::parse_rfc3339(text)
+        .map_err(|_| Error::invalid("page_token", "is not a token returned by this list"))
+}
+
+fn missing_or_stale(
+    current_version: Option<i64>,
+    resource: &'static str,
+    id: &str,
+    expected_version: i64,
+) -> Error {
+    match current_version {
+        None => Error::NotFound {
+            resource,
+            id: id.to_owned(),
+        },
+        Some(version) => Error::Conflict(format!(
+            "{resource} {id} is at version {version}, not {expected_version}: it changed since you read it; read it again and retry"
+        )),
+    }
+}
+
+fn role_in_use(name: &str, n_holders: i64) -> Error {
+    Error::FailedPrecondition(format!(
+        "the role {name} is still granted to {n_holders} account(s); revoke it first"
+    ))
+}
+
+fn account_write_error(error: sqlx::Error) -> Error {
+    match constraint_violation(&error) {
+        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
+            resource: "account",
+            field: "email",
+        },
+        _ => Error::from(error),
+    }
+}
+
+impl AccountRow {
+    fn into_account(self, roles: Vec<String>) -> Account {
+        Account {
+            id: self.id,
+            email: self.email,
+            first_name: self.first_name,
+            last_name: self.last_name,
+            nickname: self.nickname,
+            country: self.country,
+            disabled: self.disabled,
+            roles,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+impl From<RoleRow> for Role {
+    fn from(row: RoleRow) -> Role {
+        Role {
+            id: row.id,
+            name: row.name,
+            description: row.description,
+            builtin: row.builtin,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Events: one per change, in version order, never carrying a password; account reads leave an
+//! `accessed` audit event naming the caller.
+
+use emporium_proto::identity::v1 as proto;
+use test_support::{Backend, both_backends};
+
+use crate::helpers::{PASSWORD, spawn_app};
+
+both_backends!(
+    every_change_records_one_event_in_version_order,
+    reading_an_account_records_who_accessed_it,
+    no_password_ever_appears_in_events_or_errors,
+);
+
+async fn every_change_records_one_event_in_version_order(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let account = app.create_account("ada@example.com").await;
+    app.client()
+        .update_account(app.admin(proto::UpdateAccountRequest {
+            id: account.id.clone(),
+            expected_version: 1,
+            disabled: Some(true),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    app.client()
+        .set_password(app.admin(proto::SetPasswordRequest {
+            id: account.id.clone(),
+            expected_version: 2,
+            password: "a brand new passphrase".to_owned(),
+        }))
+        .await
+        .unwrap();
+    app.client()
+        .delete_account(app.admin(proto::DeleteAccountRequest {
+            id: account.id.clone(),
+            expected_version: 3,
+        }))
+        .await
+        .unwrap();
+
+    let events = app.events_of(&account.id).await;
+
+    let summary: Vec<(&str, i64, &str)> = events
+        .iter()
+        .map(|event| {
+            (
+                event.r#type.as_str(),
+                event.aggregate_version,
+                event.actor.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("emporium.identity.account.created", 1, "admin-1"),
+            ("emporium.identity.account.updated", 2, "admin-1"),
+            ("emporium.identity.account.updated", 3, "admin-1"),
+            ("emporium.identity.account.deleted", 4, "admin-1"),
+        ]
+    );
+    let password_change: serde_json::Value = serde_json::from_str(&events[2].data_json).unwrap();
+    assert_eq!(password_change["password_changed"], true);
+    assert_eq!(password_change["disabled"], true);
+}
+
+async fn reading_an_account_records_who_accessed_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let account = app.create_account("ada@example.com").await;
+    let auditor = app.issuer.token("auditor-7", &["admin"]);
+
+    app.client()
+        .get_account(test_support::with_token(
+            proto::GetAccountRequest {
+                id: account.id.clone(),
+            },
+            &auditor,
+        ))
+        .await
+        .unwrap();
+    app.client()
+        .batch_get_accounts(app.admin(proto::BatchGetAccountsRequest {
+            ids: vec![account.id.clone()],
+        }))
+        .await
+        .unwrap();
+
+    let accesses: Vec<(i64, serde_json::Value)> = app
+        .events_of(&account.id)
+        .await
+        .into_iter()
+        .filter(|event| event.r#type == "emporium.identity.audit.account.accessed")
+        .map(|event| {
+            (
+                event.aggregate_version,
+                serde_json::from_str(&event.data_json).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        accesses,
+        [
+            (
+                1,
+                serde_json::json!({ "account_id": account.id, "accessed_by": "auditor-7" })
+            ),
+            (
+                1,
+                serde_json::json!({ "account_id": account.id, "accessed_by": "admin-1" })
+            ),
+        ]
+    );
+}
+
+async fn no_password_ever_appears_in_events_or_errors(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let account = app.create_account("ada@example.com").await;
+    let new_password = "a brand new passphrase";
+    app.client()
+        .set_password(app.admin(proto::SetPasswordRequest {
+            id: account.id.clone(),
+            expected_version: 1,
+            password: new_password.to_owned(),
+        }))
+        .await
+        .unwrap();
+    let too_long = "p".repeat(129);
+    let refused = app
+        .client()
+        .set_password(app.admin(proto::SetPasswordRequest {
+            id: account.id.clone(),
+            expected_version: 2,
+            password: too_long.clone(),
+        }))
+        .await
+        .unwrap_err();
+    let stale = app
+        .client()
+        .set_password(app.admin(proto::SetPasswordRequest {
+            id: account.id.clone(),
+            expected_version: 1,
+            password: "yet another passphrase".to_owned(),
+        }))
+        .await
+        .unwrap_err();
+    app.get_account(&account.id).await.unwrap();
+
+    let events = app.events_of(&account.id).await;
+
+    assert_eq!(events.len(), 3, "{events:?}");
+    for event in &events {
+        for secret in [PASSWORD, new_password, "$argon2", "password_hash"] {
+            assert!(
+                !event.data_json.contains(secret),
+                "{secret} in {}",
+                event.data_json
+            );
+        }
+    }
+    for status in [refused, stale] {
+        let text = format!("{status:?}");
+        assert!(!text.contains(&too_long), "{text}");
+        assert!(!text.contains("yet another passphrase"), "{text}");
+    }
+    let debug = format!(
+        "{:?}",
+        proto::SetPasswordRequest {
+            id: account.id.clone(),
+            expected_version: 1,
+            password: new_password.to_owned(),
+        }
+    );
+    assert!(!debug.contains(new_password), "{debug}");
+}

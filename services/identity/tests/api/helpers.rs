@@ -1,0 +1,147 @@
+//! `spawn_app` and the `TestApp` every test drives.
+
+use std::time::Duration;
+
+use chassis::settings::ServiceSettings;
+use emporium_proto::identity::v1 as proto;
+use identity::Application;
+use proto::identity_service_client::IdentityServiceClient;
+use test_support::{Backend, TestBus, TestDatabase, TestIssuer, with_token};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// A password that satisfies the policy.
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+
+pub(crate) struct TestApp {
+    pub(crate) client: IdentityServiceClient<Channel>,
+    /// Signs the tokens the service trusts.
+    pub(crate) issuer: TestIssuer,
+    /// A valid token for `admin-1` holding `admin`.
+    pub(crate) admin_token: String,
+    pub(crate) test_database: TestDatabase,
+    _test_bus: TestBus,
+    /// Cancels the service when the test ends, however it ends.
+    _stop_on_drop: tokio_util::sync::DropGuard,
+}
+
+pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
+    let test_database = TestDatabase::new(backend, "identity").await;
+    let test_bus = TestBus::new(backend).await;
+    let bus = test_bus.connect().await;
+    let issuer = TestIssuer::new();
+    let settings = ServiceSettings {
+        name: identity::NAME,
+        grpc_addr: "127.0.0.1:0".parse().expect("a valid address"),
+        database_url: test_database.secret_url(),
+        namespace: test_bus.namespace.clone(),
+    };
+    let application = Application::build(&settings, bus, Duration::from_secs(5), issuer.verifier())
+        .await
+        .expect("the identity service starts");
+    let addr = application.local_addr();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(application.run_until_stopped(shutdown.clone()));
+    let client = IdentityServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("the identity service accepts connections");
+    let admin_token = issuer.token("admin-1", &["admin"]);
+    TestApp {
+        client,
+        issuer,
+        admin_token,
+        test_database,
+        _test_bus: test_bus,
+        _stop_on_drop: shutdown.drop_guard(),
+    }
+}
+
+impl TestApp {
+    pub(crate) fn client(&self) -> IdentityServiceClient<Channel> {
+        self.client.clone()
+    }
+
+    /// `message` as a request carrying the admin token.
+    pub(crate) fn admin<T>(&self, message: T) -> tonic::Request<T> {
+        with_token(message, &self.admin_token)
+    }
+
+    pub(crate) async fn create_account(&self, email: &str) -> proto::Account {
+        self.client()
+            .create_account(self.admin(valid_account(email)))
+            .await
+            .expect("the account is created")
+            .into_inner()
+    }
+
+    pub(crate) async fn get_account(&self, id: &str) -> Result<proto::Account, tonic::Status> {
+        self.client()
+            .get_account(self.admin(proto::GetAccountRequest { id: id.to_owned() }))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub(crate) async fn account_total(&self) -> i64 {
+        self.client()
+            .list_accounts(self.admin(proto::ListAccountsRequest::default()))
+            .await
+            .expect("accounts are listed")
+            .into_inner()
+            .total_size
+    }
+
+    pub(crate) async fn create_role(&self, name: &str) -> proto::Role {
+        self.client()
+            .create_role(self.admin(proto::CreateRoleRequest {
+                name: name.to_owned(),
+                description: format!("The {name} role"),
+            }))
+            .await
+            .expect("the role is created")
+            .into_inner()
+    }
+
+    pub(crate) async fn events_of(
+        &self,
+        aggregate_id: &str,
+    ) -> Vec<emporium_proto::audit::v1::Event> {
+        self.client()
+            .list_events(self.admin(emporium_proto::audit::v1::ListEventsRequest {
+                aggregate_id: aggregate_id.to_owned(),
+                page_size: 500,
+                page_token: String::new(),
+            }))
+            .await
+            .expect("events are listed")
+            .into_inner()
+            .events
+    }
+}
+
+pub(crate) fn valid_account(email: &str) -> proto::CreateAccountRequest {
+    proto::CreateAccountRequest {
+        email: email.to_owned(),
+        first_name: "Ada".to_owned(),
+        last_name: "Lovelace".to_owned(),
+        nickname: "ada".to_owned(),
+        country: "GB".to_owned(),
+        password: PASSWORD.to_owned(),
+    }
+}
+
+/// The fields named by an INVALID_ARGUMENT (or ALREADY_EXISTS) status, sorted.
+pub(crate) fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    let mut fields: Vec<String> = status
+        .get_details_bad_request()
+        .map(|bad_request| {
+            bad_request
+                .field_violations
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect()
+        })
+        .unwrap_or_default();
+    fields.sort();
+    fields
+}
