@@ -2,12 +2,16 @@
 //! gRPC (`emporium.identity.v1.IdentityService`) to admins only, stored in its own database, every
 //! change published as an event through the outbox. This file only wires the parts together.
 //!
+//! It also holds the token signing keys and serves their JWKS over HTTP ([`http::router`]).
+//!
 //! Not yet wired into the `emporium` binary: the OAuth endpoints that make it usable (login,
-//! token issuance, JWKS) come next.
+//! token issuance, discovery) come next.
 
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod http;
+pub mod keys;
 pub mod service;
 pub mod store;
 
@@ -93,6 +97,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.local_addr().port()
+    }
+
+    /// The HTTP routes (JWKS) over this service's database, for the binary to serve.
+    pub fn http_router(&self) -> axum::Router {
+        http::router(keys::SigningKeys::new(self.database.clone()))
     }
 
     pub fn database(&self) -> &Database {

@@ -6,5 +6,6 @@ mod accounts;
 mod authorization;
 mod events;
 mod helpers;
+mod keys;
 mod passwords;
 mod roles;
