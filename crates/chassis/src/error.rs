@@ -47,6 +47,27 @@ impl Error {
     }
 }
 
+impl Error {
+    /// After a conditional write matched no row: the record is gone (`current_version` is
+    /// `None`) or moved past `expected_version`.
+    pub fn missing_or_stale(
+        current_version: Option<i64>,
+        resource: &'static str,
+        id: &str,
+        expected_version: i64,
+    ) -> Error {
+        match current_version {
+            None => Error::NotFound {
+                resource,
+                id: id.to_owned(),
+            },
+            Some(version) => Error::Conflict(format!(
+                "{resource} {id} is at version {version}, not {expected_version}: it changed since you read it; read it again and retry"
+            )),
+        }
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Error {
         Error::Unexpected(anyhow::Error::from(error).context("Database error"))

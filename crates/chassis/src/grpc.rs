@@ -244,3 +244,36 @@ pub fn page_size(field: &str, requested: i32, default: i64, max: i64) -> Result<
         )),
     }
 }
+
+/// The reason of a single-field validation error, for folding into a [`crate::Violations`] list.
+pub fn first_reason(error: Error) -> String {
+    match error {
+        Error::Validation(violations) => violations
+            .into_iter()
+            .next()
+            .map(|violation| violation.description)
+            .unwrap_or_default(),
+        other => other.to_string(),
+    }
+}
+
+/// For batch gets: orders `found` as `ids` asks (duplicates answered once) and lists the ids
+/// nothing matched.
+pub fn in_request_order<T>(
+    ids: &[uuid::Uuid],
+    found: Vec<T>,
+    id_of: impl Fn(&T) -> uuid::Uuid,
+) -> (Vec<T>, Vec<String>) {
+    let mut by_id: std::collections::HashMap<uuid::Uuid, T> =
+        found.into_iter().map(|item| (id_of(&item), item)).collect();
+    let mut ordered = Vec::with_capacity(by_id.len());
+    let mut missing = Vec::new();
+    for id in ids {
+        match by_id.remove(id) {
+            Some(item) => ordered.push(item),
+            None if !ordered.iter().any(|item| id_of(item) == *id) => missing.push(id.to_string()),
+            None => {}
+        }
+    }
+    (ordered, missing)
+}

@@ -352,10 +352,7 @@ async fn mark_published(tx: &mut Transaction, events: &[EventRecord]) -> anyhow:
         return Ok(());
     }
     // One statement per batch. The id list is built from placeholders only; ids are bound.
-    let placeholders = (2..events.len() + 2)
-        .map(|index| format!("${index}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let placeholders = crate::storage::placeholders(2, events.len());
     let sql = format!("UPDATE outbox_events SET published_at = $1 WHERE id IN ({placeholders})");
     let published_at = Timestamp::now();
     on_backend!(tx, conn => {

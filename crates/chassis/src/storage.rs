@@ -281,6 +281,48 @@ pub fn constraint_violation(error: &sqlx::Error) -> Option<ConstraintViolation> 
     }
 }
 
+/// `$first, $first+1, …` for `count` parameters, e.g. for an `IN (…)` list whose values are bound.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|index| format!("${index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The keyset page query and its count query over `table`. `filter` uses
+/// `$1..=$n_filter_params`; the limit is the next parameter and the cursor's key and id follow.
+/// `column` must come from a fixed list, never from the caller.
+pub fn keyset_sql(
+    table: &str,
+    columns: &str,
+    filter: &str,
+    n_filter_params: usize,
+    column: &str,
+    descending: bool,
+    has_cursor: bool,
+) -> (String, String) {
+    let (comparison, order) = if descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    let limit_param = n_filter_params + 1;
+    let cursor = if has_cursor {
+        format!(
+            " AND ({column}, id) {comparison} (${}, ${})",
+            limit_param + 1,
+            limit_param + 2
+        )
+    } else {
+        String::new()
+    };
+    let select = format!(
+        "SELECT {columns} FROM {table} WHERE {filter}{cursor} ORDER BY {column} {order}, id {order} LIMIT ${limit_param}"
+    );
+    let count = format!("SELECT count(*) FROM {table} WHERE {filter}");
+    (select, count)
+}
+
 pub use timestamp::Timestamp;
 
 mod timestamp {

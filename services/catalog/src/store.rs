@@ -99,7 +99,7 @@ pub async fn get_categories(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Ca
     }
     let sql = format!(
         "SELECT {CATEGORY_COLUMNS} FROM categories WHERE id IN ({})",
-        placeholders(1, ids.len())
+        chassis::storage::placeholders(1, ids.len())
     );
     let rows = on_backend!(tx, conn => {
         let mut query = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql));
@@ -124,13 +124,13 @@ pub async fn list_categories(
     };
     let filter =
         "($1 IS NULL OR lower(name) LIKE $1 ESCAPE '\\' OR lower(description) LIKE $1 ESCAPE '\\')";
-    let (sql, count_sql) = keyset_sql(
+    let (sql, count_sql) = chassis::storage::keyset_sql(
         "categories",
         CATEGORY_COLUMNS,
         filter,
         1,
         column,
-        query.direction,
+        query.direction == Direction::Descending,
         after.is_some(),
     );
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
@@ -185,10 +185,10 @@ pub async fn update_category(
     .map_err(category_write_error)?;
     match row {
         Some(row) => Ok(row.into()),
-        None => Err(missing_or_stale(
+        None => Err(Error::missing_or_stale(
             get_category(tx, id).await?.map(|c| c.version),
             "category",
-            id,
+            &id.to_string(),
             changes.expected_version,
         )),
     }
@@ -227,10 +227,10 @@ pub async fn delete_category(
     })?;
     match row {
         Some(row) => Ok(row.into()),
-        None => Err(missing_or_stale(
+        None => Err(Error::missing_or_stale(
             get_category(tx, id).await?.map(|c| c.version),
             "category",
-            id,
+            &id.to_string(),
             expected_version,
         )),
     }
@@ -286,7 +286,7 @@ pub async fn get_products(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Prod
     }
     let sql = format!(
         "SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({})",
-        placeholders(1, ids.len())
+        chassis::storage::placeholders(1, ids.len())
     );
     let rows = on_backend!(tx, conn => {
         let mut query = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql));
@@ -314,13 +314,13 @@ pub async fn list_products(
     let filter = "($1 IS NULL OR category_id = $1) \
                   AND ($2 IS NULL OR lower(name) LIKE $2 ESCAPE '\\' OR lower(description) LIKE $2 ESCAPE '\\') \
                   AND ($3 IS NULL OR sku = $3)";
-    let (sql, count_sql) = keyset_sql(
+    let (sql, count_sql) = chassis::storage::keyset_sql(
         "products",
         PRODUCT_COLUMNS,
         filter,
         3,
         column,
-        query.direction,
+        query.direction == Direction::Descending,
         after.is_some(),
     );
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
@@ -388,10 +388,10 @@ pub async fn update_product(
     .map_err(product_write_error)?;
     match row {
         Some(row) => Ok(row.into()),
-        None => Err(missing_or_stale(
+        None => Err(Error::missing_or_stale(
             get_product(tx, id).await?.map(|p| p.version),
             "product",
-            id,
+            &id.to_string(),
             changes.expected_version,
         )),
     }
@@ -417,10 +417,10 @@ pub async fn delete_product(
     })?;
     match row {
         Some(row) => Ok(row.into()),
-        None => Err(missing_or_stale(
+        None => Err(Error::missing_or_stale(
             get_product(tx, id).await?.map(|p| p.version),
             "product",
-            id,
+            &id.to_string(),
             expected_version,
         )),
     }
@@ -456,46 +456,6 @@ pub fn category_cursor(category: &Category, order: CategoryOrder) -> Cursor {
 
 // === helpers ===
 
-/// The page query and its count query. `filter` uses `$1..=$n_filter_params`; the limit is the
-/// next parameter and the cursor's key and id follow. `column` comes from a fixed list, never from
-/// the caller.
-fn keyset_sql(
-    table: &str,
-    columns: &str,
-    filter: &str,
-    n_filter_params: usize,
-    column: &str,
-    direction: Direction,
-    has_cursor: bool,
-) -> (String, String) {
-    let (comparison, order) = match direction {
-        Direction::Ascending => (">", "ASC"),
-        Direction::Descending => ("<", "DESC"),
-    };
-    let limit_param = n_filter_params + 1;
-    let cursor = if has_cursor {
-        format!(
-            " AND ({column}, id) {comparison} (${}, ${})",
-            limit_param + 1,
-            limit_param + 2
-        )
-    } else {
-        String::new()
-    };
-    let select = format!(
-        "SELECT {columns} FROM {table} WHERE {filter}{cursor} ORDER BY {column} {order}, id {order} LIMIT ${limit_param}"
-    );
-    let count = format!("SELECT count(*) FROM {table} WHERE {filter}");
-    (select, count)
-}
-
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|index| format!("${index}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn page<T>(mut items: Vec<T>, page_size: i64, total: i64) -> Page<T> {
     let has_more = items.len() as i64 > page_size;
     items.truncate(page_size as usize);
@@ -509,23 +469,6 @@ fn page<T>(mut items: Vec<T>, page_size: i64, total: i64) -> Page<T> {
 fn parse_time(text: &str) -> Result<Timestamp, Error> {
     Timestamp::parse_rfc3339(text)
         .map_err(|_| Error::invalid("page_token", "is not a token returned by this list"))
-}
-
-fn missing_or_stale(
-    current_version: Option<i64>,
-    resource: &'static str,
-    id: Uuid,
-    expected_version: i64,
-) -> Error {
-    match current_version {
-        None => Error::NotFound {
-            resource,
-            id: id.to_string(),
-        },
-        Some(version) => Error::Conflict(format!(
-            "{resource} {id} is at version {version}, not {expected_version}: it changed since you read it; read it again and retry"
-        )),
-    }
 }
 
 fn category_in_use(n_products: i64) -> Error {

@@ -6,7 +6,7 @@
 use chassis::Violations;
 use chassis::auth::{self, roles};
 use chassis::error::Error;
-use chassis::grpc::{page_size, parse_uuid, timestamp_to_proto};
+use chassis::grpc::{first_reason, in_request_order, page_size, parse_uuid, timestamp_to_proto};
 use chassis::pagination::{decode_token, encode_token};
 use emporium_proto::audit::v1 as audit;
 use emporium_proto::identity::v1 as proto;
@@ -517,38 +517,6 @@ fn parse_ids(ids: &[String]) -> Result<Vec<Uuid>, Error> {
 /// missing is a bug here, not the caller's fault.
 fn validated_field_missing(field: &str) -> Error {
     Error::Unexpected(anyhow::anyhow!("validated field {field} missing"))
-}
-
-/// The reason of a single-field validation error, for folding into a [`Violations`] list.
-fn first_reason(error: Error) -> String {
-    match error {
-        Error::Validation(violations) => violations
-            .into_iter()
-            .next()
-            .map(|violation| violation.description)
-            .unwrap_or_default(),
-        other => other.to_string(),
-    }
-}
-
-/// Orders `found` as `ids` asks (duplicates answered once) and lists the ids nothing matched.
-fn in_request_order<T>(
-    ids: &[Uuid],
-    found: Vec<T>,
-    id_of: impl Fn(&T) -> Uuid,
-) -> (Vec<T>, Vec<String>) {
-    let mut by_id: std::collections::HashMap<Uuid, T> =
-        found.into_iter().map(|item| (id_of(&item), item)).collect();
-    let mut ordered = Vec::with_capacity(by_id.len());
-    let mut missing = Vec::new();
-    for id in ids {
-        match by_id.remove(id) {
-            Some(item) => ordered.push(item),
-            None if !ordered.iter().any(|item| id_of(item) == *id) => missing.push(id.to_string()),
-            None => {}
-        }
-    }
-    (ordered, missing)
 }
 
 // === conversion to the wire ===

@@ -113,7 +113,7 @@ pub async fn get_accounts(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Acco
     }
     let sql = format!(
         "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({})",
-        placeholders(1, ids.len())
+        chassis::storage::placeholders(1, ids.len())
     );
     let rows = on_backend!(tx, conn => {
         let mut query = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql));
@@ -172,13 +172,13 @@ pub async fn list_accounts(
                   OR lower(first_name) LIKE $2 ESCAPE '\\' \
                   OR lower(last_name) LIKE $2 ESCAPE '\\' \
                   OR lower(nickname) LIKE $2 ESCAPE '\\')";
-    let (sql, count_sql) = keyset_sql(
+    let (sql, count_sql) = chassis::storage::keyset_sql(
         "accounts",
         ACCOUNT_COLUMNS,
         filter,
         2,
         column,
-        query.direction,
+        query.direction == Direction::Descending,
         after.is_some(),
     );
     let country = query.country.as_ref().map(|country| country.as_str());
@@ -285,7 +285,7 @@ pub async fn touch_account(
     if n_updated == 1 {
         Ok(())
     } else {
-        Err(missing_or_stale(
+        Err(Error::missing_or_stale(
             get_account(tx, id).await?.map(|account| account.version),
             "account",
             &id.to_string(),
@@ -356,7 +356,7 @@ pub async fn delete_account(
     expected_version: i64,
 ) -> Result<Account, Error> {
     let Some(account) = get_account(tx, id).await? else {
-        return Err(missing_or_stale(
+        return Err(Error::missing_or_stale(
             None,
             "account",
             &id.to_string(),
@@ -374,7 +374,7 @@ pub async fn delete_account(
     if n_deleted == 1 {
         Ok(account)
     } else {
-        Err(missing_or_stale(
+        Err(Error::missing_or_stale(
             Some(account.version),
             "account",
             &id.to_string(),
@@ -455,7 +455,7 @@ pub async fn update_role(
     })?;
     match row {
         Some(row) => Ok(row.into()),
-        None => Err(missing_or_stale(
+        None => Err(Error::missing_or_stale(
             get_role(tx, name).await?.map(|role| role.version),
             "role",
             name,
@@ -472,7 +472,12 @@ pub async fn delete_role(
     expected_version: i64,
 ) -> Result<Role, Error> {
     let Some(role) = get_role(tx, name).await? else {
-        return Err(missing_or_stale(None, "role", name, expected_version));
+        return Err(Error::missing_or_stale(
+            None,
+            "role",
+            name,
+            expected_version,
+        ));
     };
     if role.builtin {
         return Err(Error::FailedPrecondition(format!(
@@ -480,7 +485,7 @@ pub async fn delete_role(
         )));
     }
     if expected_version != 0 && role.version != expected_version {
-        return Err(missing_or_stale(
+        return Err(Error::missing_or_stale(
             Some(role.version),
             "role",
             name,
@@ -532,7 +537,7 @@ async fn with_roles(tx: &mut Transaction, rows: Vec<AccountRow>) -> Result<Vec<A
     }
     let sql = format!(
         "SELECT account_id, role FROM account_roles WHERE account_id IN ({}) ORDER BY role",
-        placeholders(1, rows.len())
+        chassis::storage::placeholders(1, rows.len())
     );
     let grants: Vec<(Uuid, String)> = on_backend!(tx, conn => {
         let mut query = sqlx::query_as::<_, (Uuid, String)>(AssertSqlSafe(sql));
@@ -565,53 +570,13 @@ async fn account_after_write(
             .await?
             .pop()
             .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the written account vanished")))?),
-        None => Err(missing_or_stale(
+        None => Err(Error::missing_or_stale(
             get_account(tx, id).await?.map(|account| account.version),
             "account",
             &id.to_string(),
             expected_version,
         )),
     }
-}
-
-/// The page query and its count query. `filter` uses `$1..=$n_filter_params`; the limit is the
-/// next parameter and the cursor's key and id follow. `column` comes from a fixed list, never from
-/// the caller.
-fn keyset_sql(
-    table: &str,
-    columns: &str,
-    filter: &str,
-    n_filter_params: usize,
-    column: &str,
-    direction: Direction,
-    has_cursor: bool,
-) -> (String, String) {
-    let (comparison, order) = match direction {
-        Direction::Ascending => (">", "ASC"),
-        Direction::Descending => ("<", "DESC"),
-    };
-    let limit_param = n_filter_params + 1;
-    let cursor = if has_cursor {
-        format!(
-            " AND ({column}, id) {comparison} (${}, ${})",
-            limit_param + 1,
-            limit_param + 2
-        )
-    } else {
-        String::new()
-    };
-    let select = format!(
-        "SELECT {columns} FROM {table} WHERE {filter}{cursor} ORDER BY {column} {order}, id {order} LIMIT ${limit_param}"
-    );
-    let count = format!("SELECT count(*) FROM {table} WHERE {filter}");
-    (select, count)
-}
-
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|index| format!("${index}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn page<T>(mut items: Vec<T>, page_size: i64, total: i64) -> Page<T> {
@@ -627,23 +592,6 @@ fn page<T>(mut items: Vec<T>, page_size: i64, total: i64) -> Page<T> {
 fn parse_time(text: &str) -> Result<Timestamp, Error> {
     Timestamp::parse_rfc3339(text)
         .map_err(|_| Error::invalid("page_token", "is not a token returned by this list"))
-}
-
-fn missing_or_stale(
-    current_version: Option<i64>,
-    resource: &'static str,
-    id: &str,
-    expected_version: i64,
-) -> Error {
-    match current_version {
-        None => Error::NotFound {
-            resource,
-            id: id.to_owned(),
-        },
-        Some(version) => Error::Conflict(format!(
-            "{resource} {id} is at version {version}, not {expected_version}: it changed since you read it; read it again and retry"
-        )),
-    }
 }
 
 fn role_in_use(name: &str, n_holders: i64) -> Error {
