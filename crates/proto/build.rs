@@ -23,10 +23,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // These carry a password: their Debug is written by hand in lib.rs, redacting it.
+        // These carry a password or a client secret: their Debug is written by hand in lib.rs,
+        // redacting it.
         .skip_debug([
             ".emporium.identity.v1.CreateAccountRequest",
             ".emporium.identity.v1.SetPasswordRequest",
+            ".emporium.identity.v1.CreateClientResponse",
+            ".emporium.identity.v1.ResetClientSecretResponse",
         ])
         .compile_fds(file_descriptor_set)?;
     Ok(())

@@ -45,5 +45,28 @@ pub mod identity {
                     .finish()
             }
         }
+
+        impl std::fmt::Debug for CreateClientResponse {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("CreateClientResponse")
+                    .field("client", &self.client)
+                    .field("client_secret", &redacted(&self.client_secret))
+                    .finish()
+            }
+        }
+
+        impl std::fmt::Debug for ResetClientSecretResponse {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("ResetClientSecretResponse")
+                    .field("client", &self.client)
+                    .field("client_secret", &redacted(&self.client_secret))
+                    .finish()
+            }
+        }
+
+        /// What Debug shows for a secret: whether there is one, never what it is.
+        fn redacted(secret: &str) -> &'static str {
+            if secret.is_empty() { "" } else { "[REDACTED]" }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The identity service's events, written to the outbox with each change. Every change event
-//! carries the record's state after the change (deletions carry the last state), never a password
-//! or its hash. Reads of accounts are audited with `audit.account.accessed`, which is not a
+//! carries the record's state after the change (deletions carry the last state), never a password,
+//! a client secret or their hashes. Reads of accounts are audited with `audit.account.accessed`, which is not a
 //! change: it lives under its own subject tree (`<namespace>.identity.audit.>`), so a consumer of
 //! `<namespace>.identity.account.>` never receives it and per-account version ordering is never
 //! confused by it. Schemas: docs/events.md.
@@ -8,7 +8,7 @@
 use chassis::outbox::NewEvent;
 use serde_json::json;
 
-use crate::domain::{Account, Role};
+use crate::domain::{Account, Client, RedirectUri, Role, RoleName};
 
 pub const ACCOUNT_CREATED: &str = "emporium.identity.account.created";
 pub const ACCOUNT_UPDATED: &str = "emporium.identity.account.updated";
@@ -17,6 +17,10 @@ pub const ACCOUNT_ACCESSED: &str = "emporium.identity.audit.account.accessed";
 pub const ROLE_CREATED: &str = "emporium.identity.role.created";
 pub const ROLE_UPDATED: &str = "emporium.identity.role.updated";
 pub const ROLE_DELETED: &str = "emporium.identity.role.deleted";
+pub const CLIENT_CREATED: &str = "emporium.identity.client.created";
+pub const CLIENT_UPDATED: &str = "emporium.identity.client.updated";
+pub const CLIENT_DELETED: &str = "emporium.identity.client.deleted";
+pub const CLIENT_SECRET_RESET: &str = "emporium.identity.client.secret_reset";
 
 #[derive(Clone, Copy, Debug)]
 pub enum IdentityEvent<'a> {
@@ -36,6 +40,12 @@ pub enum IdentityEvent<'a> {
     RoleUpdated(&'a Role),
     /// The role as it was before deletion.
     RoleDeleted(&'a Role),
+    ClientCreated(&'a Client),
+    ClientUpdated(&'a Client),
+    /// The client as it was before deletion.
+    ClientDeleted(&'a Client),
+    /// The client after its secret was replaced (the secret is not in it).
+    ClientSecretReset(&'a Client),
 }
 
 impl IdentityEvent<'_> {
@@ -74,6 +84,18 @@ impl IdentityEvent<'_> {
             IdentityEvent::RoleCreated(role) => role_event(ROLE_CREATED, role, role.version),
             IdentityEvent::RoleUpdated(role) => role_event(ROLE_UPDATED, role, role.version),
             IdentityEvent::RoleDeleted(role) => role_event(ROLE_DELETED, role, role.version + 1),
+            IdentityEvent::ClientCreated(client) => {
+                client_event(CLIENT_CREATED, client, client.version)
+            }
+            IdentityEvent::ClientUpdated(client) => {
+                client_event(CLIENT_UPDATED, client, client.version)
+            }
+            IdentityEvent::ClientDeleted(client) => {
+                client_event(CLIENT_DELETED, client, client.version + 1)
+            }
+            IdentityEvent::ClientSecretReset(client) => {
+                client_event(CLIENT_SECRET_RESET, client, client.version)
+            }
         };
         event.actor = Some(actor.to_owned());
         event
@@ -129,4 +151,33 @@ fn role_event(event_type: &'static str, role: &Role, version: i64) -> NewEvent {
         }),
         actor: None,
     }
+}
+
+/// The client's state: never its secret or the secret's hash, which `Client` does not hold.
+fn client_event(event_type: &'static str, client: &Client, version: i64) -> NewEvent {
+    let roles: Vec<&str> = client.roles.iter().map(RoleName::as_str).collect();
+    NewEvent {
+        aggregate_type: "client",
+        aggregate_id: client.id,
+        aggregate_version: version,
+        event_type,
+        data: json!({
+            "id": client.id,
+            "client_id": client.client_id.as_str(),
+            "name": client.name,
+            "type": client.kind.as_str(),
+            "redirect_uris": uri_texts(&client.redirect_uris),
+            "post_logout_redirect_uris": uri_texts(&client.post_logout_redirect_uris),
+            "roles": roles,
+            "disabled": client.disabled,
+            "version": version,
+            "created_at": client.created_at.to_rfc3339(),
+            "updated_at": client.updated_at.to_rfc3339(),
+        }),
+        actor: None,
+    }
+}
+
+fn uri_texts(uris: &[RedirectUri]) -> Vec<&str> {
+    uris.iter().map(RedirectUri::as_str).collect()
 }

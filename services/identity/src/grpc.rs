@@ -1,7 +1,8 @@
 //! The identity service's gRPC boundary: checks the caller is an admin, parses requests into
 //! domain values (every bad field reported at once, nothing changed; passwords wrapped as secrets
 //! at once), calls the use cases, and converts results back. The only module that knows the
-//! generated types. Responses never carry a password or hash.
+//! generated types. Responses never carry a password or hash; a client secret leaves only in the
+//! response of the call that minted it.
 
 use chassis::Violations;
 use chassis::auth::{self, roles};
@@ -11,19 +12,23 @@ use chassis::pagination::{decode_token, encode_token};
 use emporium_proto::audit::v1 as audit;
 use emporium_proto::identity::v1 as proto;
 use proto::identity_service_server::IdentityService;
+use secrecy::{ExposeSecret, SecretString};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::domain::{
-    Account, AccountChanges, AccountListQuery, AccountOrder, Country, Direction, Email, NewAccount,
-    NewRole, Nickname, Password, PersonName, Role, RoleChanges, RoleDescription, RoleName,
-    SearchText,
+    Account, AccountChanges, AccountListQuery, AccountOrder, Client, ClientChanges, ClientId,
+    ClientKind, ClientName, Country, Direction, Email, MAX_REDIRECT_URIS, NewAccount, NewClient,
+    NewRole, Nickname, Password, PersonName, RedirectUri, Role, RoleChanges, RoleDescription,
+    RoleName, SearchText, sorted_roles,
 };
 use crate::service::{Identity, MAX_BATCH_IDS};
 use crate::store::{self, Cursor};
 
 const DEFAULT_PAGE_SIZE: i64 = 50;
 const MAX_PAGE_SIZE: i64 = 500;
+/// The client list has no filters or orderings, so every page token belongs to the same query.
+const CLIENT_LIST_FINGERPRINT: &str = "clients";
 
 /// The tonic service over [`Identity`].
 #[derive(Clone, Debug)]
@@ -252,6 +257,132 @@ impl IdentityService for IdentityGrpc {
             )
             .await?;
         Ok(Response::new(account_to_proto(account)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_client(
+        &self,
+        request: Request<proto::CreateClientRequest>,
+    ) -> Result<Response<proto::CreateClientResponse>, Status> {
+        let caller = auth::require(&request, &[roles::ADMIN])?;
+        let new = parse_new_client(request.into_inner())?;
+        let (client, secret) = self.identity.create_client(new, &caller.subject).await?;
+        Ok(Response::new(proto::CreateClientResponse {
+            client: Some(client_to_proto(client)),
+            client_secret: secret.as_ref().map(expose_once).unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_client(
+        &self,
+        request: Request<proto::GetClientRequest>,
+    ) -> Result<Response<proto::Client>, Status> {
+        auth::require(&request, &[roles::ADMIN])?;
+        let client_id = parse_client_id(&request.get_ref().client_id)?;
+        let client = self.identity.get_client(client_id.as_str()).await?;
+        Ok(Response::new(client_to_proto(client)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_clients(
+        &self,
+        request: Request<proto::ListClientsRequest>,
+    ) -> Result<Response<proto::ListClientsResponse>, Status> {
+        auth::require(&request, &[roles::ADMIN])?;
+        let request = request.into_inner();
+        let page_size = page_size(
+            "page_size",
+            request.page_size,
+            DEFAULT_PAGE_SIZE,
+            MAX_PAGE_SIZE,
+        )?;
+        let after: Option<Cursor> =
+            decode_token("page_token", CLIENT_LIST_FINGERPRINT, &request.page_token)?;
+        let page = self
+            .identity
+            .list_clients(page_size, after.as_ref())
+            .await?;
+        let next_page_token = match page.items.last() {
+            Some(last) if page.has_more => {
+                encode_token(CLIENT_LIST_FINGERPRINT, &store::client_cursor(last))
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(proto::ListClientsResponse {
+            clients: page.items.into_iter().map(client_to_proto).collect(),
+            next_page_token,
+            total_size: page.total,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_client(
+        &self,
+        request: Request<proto::UpdateClientRequest>,
+    ) -> Result<Response<proto::Client>, Status> {
+        let caller = auth::require(&request, &[roles::ADMIN])?;
+        let (client_id, changes) = parse_client_changes(request.into_inner())?;
+        let client = self
+            .identity
+            .update_client(client_id.as_str(), changes, &caller.subject)
+            .await?;
+        Ok(Response::new(client_to_proto(client)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_client(
+        &self,
+        request: Request<proto::DeleteClientRequest>,
+    ) -> Result<Response<proto::DeleteClientResponse>, Status> {
+        let caller = auth::require(&request, &[roles::ADMIN])?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let client_id = violations.check("client_id", ClientId::parse(&request.client_id));
+        if request.expected_version < 0 {
+            violations.add(
+                "expected_version",
+                "must not be negative (0 deletes whatever the version)",
+            );
+        }
+        violations.finish()?;
+        let client_id = client_id.ok_or_else(|| validated_field_missing("client_id"))?;
+        self.identity
+            .delete_client(
+                client_id.as_str(),
+                request.expected_version,
+                &caller.subject,
+            )
+            .await?;
+        Ok(Response::new(proto::DeleteClientResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn reset_client_secret(
+        &self,
+        request: Request<proto::ResetClientSecretRequest>,
+    ) -> Result<Response<proto::ResetClientSecretResponse>, Status> {
+        let caller = auth::require(&request, &[roles::ADMIN])?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let client_id = violations.check("client_id", ClientId::parse(&request.client_id));
+        if request.expected_version < 1 {
+            violations.add("expected_version", "is required: the version you last read");
+        }
+        violations.finish()?;
+        let client_id = client_id.ok_or_else(|| validated_field_missing("client_id"))?;
+        let (client, secret) = self
+            .identity
+            .reset_client_secret(
+                client_id.as_str(),
+                request.expected_version,
+                &caller.subject,
+            )
+            .await?;
+        Ok(Response::new(proto::ResetClientSecretResponse {
+            client: Some(client_to_proto(client)),
+            client_secret: expose_once(&secret),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -513,6 +644,159 @@ fn parse_ids(ids: &[String]) -> Result<Vec<Uuid>, Error> {
     Ok(parsed)
 }
 
+fn parse_new_client(request: proto::CreateClientRequest) -> Result<NewClient, Error> {
+    let mut violations = Violations::new();
+    let client_id = violations.check("client_id", ClientId::parse(&request.client_id));
+    let name = violations.check("name", ClientName::parse(&request.name));
+    let kind = match proto::ClientType::try_from(request.r#type) {
+        Ok(proto::ClientType::Public) => Some(ClientKind::Public),
+        Ok(proto::ClientType::Confidential) => Some(ClientKind::Confidential),
+        Ok(proto::ClientType::Unspecified) | Err(_) => {
+            violations.add(
+                "type",
+                "is required: CLIENT_TYPE_PUBLIC or CLIENT_TYPE_CONFIDENTIAL",
+            );
+            None
+        }
+    };
+    let redirect_uris =
+        parse_redirect_uris(&mut violations, "redirect_uris", &request.redirect_uris);
+    let post_logout_redirect_uris = parse_redirect_uris(
+        &mut violations,
+        "post_logout_redirect_uris",
+        &request.post_logout_redirect_uris,
+    );
+    let roles = parse_roles(&mut violations, &request.roles);
+    // The kind's rules, checked here too so that they are reported with every other problem.
+    if let (Some(kind), Some(redirect_uris), Some(roles)) = (kind, &redirect_uris, &roles) {
+        for violation in kind.violations(redirect_uris, roles) {
+            violations.add(violation.field, violation.description);
+        }
+    }
+    violations.finish()?;
+    match (
+        client_id,
+        name,
+        kind,
+        redirect_uris,
+        post_logout_redirect_uris,
+        roles,
+    ) {
+        (
+            Some(client_id),
+            Some(name),
+            Some(kind),
+            Some(redirect_uris),
+            Some(post_logout_redirect_uris),
+            Some(roles),
+        ) => NewClient::new(
+            client_id,
+            name,
+            kind,
+            redirect_uris,
+            post_logout_redirect_uris,
+            roles,
+        )
+        .map_err(Error::Validation),
+        _ => Err(validated_field_missing("client")),
+    }
+}
+
+fn parse_client_changes(
+    request: proto::UpdateClientRequest,
+) -> Result<(ClientId, ClientChanges), Error> {
+    let mut violations = Violations::new();
+    let client_id = violations.check("client_id", ClientId::parse(&request.client_id));
+    if request.expected_version < 1 {
+        violations.add("expected_version", "is required: the version you last read");
+    }
+    let name = request
+        .name
+        .as_deref()
+        .and_then(|name| violations.check("name", ClientName::parse(name)));
+    let redirect_uris = request
+        .redirect_uris
+        .as_ref()
+        .map(|list| parse_redirect_uris(&mut violations, "redirect_uris", &list.values));
+    let post_logout_redirect_uris = request.post_logout_redirect_uris.as_ref().map(|list| {
+        parse_redirect_uris(&mut violations, "post_logout_redirect_uris", &list.values)
+    });
+    let roles = request
+        .roles
+        .as_ref()
+        .map(|list| parse_roles_in(&mut violations, "roles", &list.values));
+    violations.finish()?;
+    let client_id = client_id.ok_or_else(|| validated_field_missing("client_id"))?;
+    // After `finish`, a list that was given parsed: `Some(None)` cannot happen.
+    let given = |list: Option<Option<Vec<_>>>, field| match list {
+        Some(None) => Err(validated_field_missing(field)),
+        Some(Some(values)) => Ok(Some(values)),
+        None => Ok(None),
+    };
+    Ok((
+        client_id,
+        ClientChanges {
+            expected_version: request.expected_version,
+            name,
+            redirect_uris: given(redirect_uris, "redirect_uris")?,
+            post_logout_redirect_uris: given(
+                post_logout_redirect_uris,
+                "post_logout_redirect_uris",
+            )?,
+            roles: roles
+                .map(|roles| roles.ok_or_else(|| validated_field_missing("roles")))
+                .transpose()?,
+            disabled: request.disabled,
+        },
+    ))
+}
+
+fn parse_client_id(client_id: &str) -> Result<ClientId, Error> {
+    ClientId::parse(client_id).map_err(|reason| Error::invalid("client_id", reason))
+}
+
+/// Each URI under `field[index]`; `None` when any is invalid or there are too many.
+fn parse_redirect_uris(
+    violations: &mut Violations,
+    field: &str,
+    texts: &[String],
+) -> Option<Vec<RedirectUri>> {
+    let mut valid = true;
+    if texts.len() > MAX_REDIRECT_URIS {
+        violations.add(field, format!("must hold at most {MAX_REDIRECT_URIS} URIs"));
+        valid = false;
+    }
+    let mut uris = Vec::with_capacity(texts.len());
+    for (index, text) in texts.iter().enumerate() {
+        match violations.check(&format!("{field}[{index}]"), RedirectUri::parse(text)) {
+            Some(uri) => uris.push(uri),
+            None => valid = false,
+        }
+    }
+    valid.then_some(uris)
+}
+
+fn parse_roles(violations: &mut Violations, texts: &[String]) -> Option<Vec<RoleName>> {
+    parse_roles_in(violations, "roles", texts)
+}
+
+/// Each role name under `field[index]`, sorted, duplicates dropped; `None` when any is invalid.
+fn parse_roles_in(
+    violations: &mut Violations,
+    field: &str,
+    texts: &[String],
+) -> Option<Vec<RoleName>> {
+    let mut valid = true;
+    let mut roles = Vec::with_capacity(texts.len());
+    for (index, text) in texts.iter().enumerate() {
+        match violations.check(&format!("{field}[{index}]"), RoleName::parse(text)) {
+            Some(role) => roles.push(role),
+            None => valid = false,
+        }
+    }
+    valid.then(|| sorted_roles(roles))
+}
+
 /// For the `let … else` after [`Violations::finish`]: a field that passed validation but is
 /// missing is a bug here, not the caller's fault.
 fn validated_field_missing(field: &str) -> Error {
@@ -547,4 +831,39 @@ fn role_to_proto(role: Role) -> proto::Role {
         create_time: Some(timestamp_to_proto(role.created_at)),
         update_time: Some(timestamp_to_proto(role.updated_at)),
     }
+}
+
+fn client_to_proto(client: Client) -> proto::Client {
+    let strings = |uris: Vec<RedirectUri>| {
+        uris.iter()
+            .map(|uri| uri.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let client_type = match client.kind {
+        ClientKind::Public => proto::ClientType::Public,
+        ClientKind::Confidential => proto::ClientType::Confidential,
+    };
+    proto::Client {
+        id: client.id.to_string(),
+        client_id: client.client_id.as_str().to_owned(),
+        name: client.name,
+        r#type: client_type.into(),
+        redirect_uris: strings(client.redirect_uris),
+        post_logout_redirect_uris: strings(client.post_logout_redirect_uris),
+        roles: client
+            .roles
+            .iter()
+            .map(|role| role.as_str().to_owned())
+            .collect(),
+        disabled: client.disabled,
+        version: client.version,
+        create_time: Some(timestamp_to_proto(client.created_at)),
+        update_time: Some(timestamp_to_proto(client.updated_at)),
+    }
+}
+
+/// The plaintext of a freshly minted secret, for the one response that carries it. The response
+/// types redact it in Debug, so it reaches the caller and nothing else.
+fn expose_once(secret: &SecretString) -> String {
+    secret.expose_secret().to_owned()
 }

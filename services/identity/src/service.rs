@@ -1,7 +1,8 @@
 //! The identity service's use cases: each opens a transaction, applies the change through the
 //! store, records its event in the outbox, and commits — all or nothing. Reads of accounts record
 //! an `audit.account.accessed` audit event in the same transaction. Password hashing and verification
-//! run on blocking threads. No transport here.
+//! run on blocking threads; client secrets are hashed with plain SHA-256 (see
+//! [`domain::ClientSecret`]), which needs no such care. No transport here.
 
 use std::sync::OnceLock;
 
@@ -13,8 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::domain::{
-    self, Account, AccountChanges, AccountListQuery, Email, NewAccount, NewRole, Page, Password,
-    Role, RoleChanges,
+    self, Account, AccountChanges, AccountListQuery, Client, ClientChanges, ClientKind,
+    ClientSecret, Email, NewAccount, NewClient, NewRole, Page, Password, Role, RoleChanges,
 };
 use crate::events::IdentityEvent;
 use crate::store::{self, Cursor};
@@ -302,6 +303,135 @@ impl Identity {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    // === clients ===
+
+    /// Registers the client; a confidential one gets a fresh secret, returned here only (the
+    /// store keeps its hash).
+    #[tracing::instrument(skip_all, fields(client_id = new.client_id.as_str()))]
+    pub async fn create_client(
+        &self,
+        new: NewClient,
+        actor: &str,
+    ) -> Result<(Client, Option<SecretString>), Error> {
+        let (secret, secret_hash) = match new.kind {
+            ClientKind::Confidential => {
+                let (secret, secret_hash) = ClientSecret::generate();
+                (Some(secret), Some(secret_hash))
+            }
+            ClientKind::Public => (None, None),
+        };
+        let mut tx = self.database.begin().await?;
+        let client = store::insert_client(&mut tx, &new, secret_hash.as_deref()).await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::ClientCreated(&client).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((client, secret))
+    }
+
+    #[tracing::instrument(skip_all, fields(client_id = client_id))]
+    pub async fn get_client(&self, client_id: &str) -> Result<Client, Error> {
+        let mut tx = self.database.begin_read().await?;
+        let client = store::get_client(&mut tx, client_id).await?;
+        tx.commit().await?;
+        client.ok_or_else(|| Error::NotFound {
+            resource: "client",
+            id: client_id.to_owned(),
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn list_clients(
+        &self,
+        page_size: i64,
+        after: Option<&Cursor>,
+    ) -> Result<Page<Client>, Error> {
+        let mut tx = self.database.begin_read().await?;
+        let page = store::list_clients(&mut tx, page_size, after).await?;
+        tx.commit().await?;
+        Ok(page)
+    }
+
+    /// Applies `changes` if the client is still at their expected version and keeps the rules of
+    /// its kind once they apply; otherwise changes nothing.
+    #[tracing::instrument(skip_all, fields(client_id = client_id))]
+    pub async fn update_client(
+        &self,
+        client_id: &str,
+        changes: ClientChanges,
+        actor: &str,
+    ) -> Result<Client, Error> {
+        let mut tx = self.database.begin().await?;
+        let current = store::get_client(&mut tx, client_id).await?;
+        match &current {
+            Some(client) if client.version == changes.expected_version => {
+                let violations = changes.violations_for(client);
+                if !violations.is_empty() {
+                    return Err(Error::Validation(violations));
+                }
+            }
+            _ => {
+                return Err(Error::missing_or_stale(
+                    current.as_ref().map(|client| client.version),
+                    "client",
+                    client_id,
+                    changes.expected_version,
+                ));
+            }
+        }
+        let client = store::update_client(&mut tx, client_id, &changes).await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::ClientUpdated(&client).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(client)
+    }
+
+    #[tracing::instrument(skip_all, fields(client_id = client_id))]
+    pub async fn delete_client(
+        &self,
+        client_id: &str,
+        expected_version: i64,
+        actor: &str,
+    ) -> Result<(), Error> {
+        let mut tx = self.database.begin().await?;
+        let client = store::delete_client(&mut tx, client_id, expected_version).await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::ClientDeleted(&client).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces a confidential client's secret: the old one stops verifying when this commits.
+    /// Returns the new secret, shown this once.
+    #[tracing::instrument(skip_all, fields(client_id = client_id))]
+    pub async fn reset_client_secret(
+        &self,
+        client_id: &str,
+        expected_version: i64,
+        actor: &str,
+    ) -> Result<(Client, SecretString), Error> {
+        let (secret, secret_hash) = ClientSecret::generate();
+        let mut tx = self.database.begin().await?;
+        let client =
+            store::set_client_secret_hash(&mut tx, client_id, expected_version, &secret_hash)
+                .await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::ClientSecretReset(&client).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((client, secret))
     }
 }
 

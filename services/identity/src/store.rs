@@ -1,9 +1,12 @@
 //! The identity service's SQL, one text per query for both backends, each function taking the
 //! caller's transaction so that a change and its event commit together. Password hashes are read
-//! only by [`find_credentials`] and written only by [`insert_account`] and [`set_password_hash`].
+//! only by [`find_credentials`] and written only by [`insert_account`] and [`set_password_hash`];
+//! client secret hashes are read only by [`find_client_credentials`] and written only by
+//! [`insert_client`] and [`set_client_secret_hash`].
 
 use std::collections::HashMap;
 
+use anyhow::Context;
 use chassis::error::Error;
 use chassis::on_backend;
 use chassis::storage::{ConstraintViolation, Timestamp, Transaction, constraint_violation};
@@ -13,8 +16,9 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use crate::domain::{
-    Account, AccountChanges, AccountListQuery, AccountOrder, Direction, Email, NewAccount, NewRole,
-    Page, Role, RoleChanges,
+    Account, AccountChanges, AccountListQuery, AccountOrder, Client, ClientChanges, ClientId,
+    ClientKind, Direction, Email, NewAccount, NewClient, NewRole, Page, RedirectUri, Role,
+    RoleChanges, RoleName,
 };
 
 /// Where a keyset page starts: the sort key and id of the last row of the previous page.
@@ -39,8 +43,18 @@ pub struct Credentials {
     pub password_hash: Option<SecretString>,
 }
 
+/// A client with what the token endpoint needs to authenticate it. Debug leaves the hash out.
+pub struct ClientCredentials {
+    pub client: Client,
+    /// Hex SHA-256 of the secret (see [`crate::domain::verify_client_secret`]); `None` for a
+    /// public client.
+    pub secret_hash: Option<String>,
+}
+
 const ACCOUNT_COLUMNS: &str = "id, email, first_name, last_name, nickname, country, disabled, version, created_at, updated_at";
 const ROLE_COLUMNS: &str = "id, name, description, builtin, version, created_at, updated_at";
+const CLIENT_COLUMNS: &str = "id, client_id, name, kind, redirect_uris, post_logout_redirect_uris, \
+                              disabled, version, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct AccountRow {
@@ -62,6 +76,22 @@ struct RoleRow {
     name: String,
     description: String,
     builtin: bool,
+    version: i64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    id: Uuid,
+    client_id: String,
+    name: String,
+    kind: String,
+    /// A JSON array of strings.
+    redirect_uris: String,
+    /// A JSON array of strings.
+    post_logout_redirect_uris: String,
+    disabled: bool,
     version: i64,
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -464,7 +494,7 @@ pub async fn update_role(
     }
 }
 
-/// Deletes a custom role no account holds; returns it as it was.
+/// Deletes a custom role no account or client holds; returns it as it was.
 #[tracing::instrument(skip_all, fields(role = name))]
 pub async fn delete_role(
     tx: &mut Transaction,
@@ -492,14 +522,20 @@ pub async fn delete_role(
             expected_version,
         ));
     }
-    let n_holders: i64 = on_backend!(tx, conn => {
-        sqlx::query_scalar("SELECT count(*) FROM account_roles WHERE role = $1")
-            .bind(name)
-            .fetch_one(conn)
-            .await
+    let (n_accounts, n_clients): (i64, i64) = on_backend!(tx, conn => {
+        sqlx::query_as(
+            "SELECT (SELECT count(*) FROM account_roles WHERE role = $1), \
+                    (SELECT count(*) FROM oauth_client_roles WHERE role = $1)",
+        )
+        .bind(name)
+        .fetch_one(conn)
+        .await
     })?;
-    if n_holders > 0 {
-        return Err(role_in_use(name, n_holders));
+    if n_accounts > 0 || n_clients > 0 {
+        return Err(role_in_use(
+            name,
+            &format!("{n_accounts} account(s) and {n_clients} client(s)"),
+        ));
     }
     on_backend!(tx, conn => {
         sqlx::query("DELETE FROM roles WHERE name = $1")
@@ -510,7 +546,7 @@ pub async fn delete_role(
     })
     .map_err(|error| match constraint_violation(&error) {
         // A grant was added concurrently: the foreign key keeps the role.
-        Some(ConstraintViolation::ForeignKey) => role_in_use(name, 1),
+        Some(ConstraintViolation::ForeignKey) => role_in_use(name, "an account or client"),
         _ => Error::from(error),
     })?;
     Ok(role)
@@ -526,6 +562,263 @@ pub fn account_cursor(account: &Account, order: AccountOrder) -> Cursor {
         key,
         id: account.id,
     }
+}
+
+// === clients ===
+
+/// Inserts the client with its roles and `secret_hash` (already computed; `None` for a public
+/// client).
+#[tracing::instrument(skip_all, fields(client_id = new.client_id.as_str()))]
+pub async fn insert_client(
+    tx: &mut Transaction,
+    new: &NewClient,
+    secret_hash: Option<&str>,
+) -> Result<Client, Error> {
+    let now = Timestamp::now();
+    let sql = format!(
+        "INSERT INTO oauth_clients (id, client_id, name, kind, secret_hash, redirect_uris, \
+         post_logout_redirect_uris, disabled, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) RETURNING {CLIENT_COLUMNS}"
+    );
+    let redirect_uris = uri_list_json(&new.redirect_uris)?;
+    let post_logout_redirect_uris = uri_list_json(&new.post_logout_redirect_uris)?;
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql))
+            .bind(Uuid::now_v7())
+            .bind(new.client_id.as_str())
+            .bind(new.name.as_str())
+            .bind(new.kind.as_str())
+            .bind(secret_hash)
+            .bind(redirect_uris.as_str())
+            .bind(post_logout_redirect_uris.as_str())
+            .bind(false)
+            .bind(now)
+            .fetch_one(conn)
+            .await
+    })
+    .map_err(client_write_error)?;
+    insert_client_roles(tx, row.id, &new.roles).await?;
+    client_after_write(tx, Some(row), new.client_id.as_str(), 1).await
+}
+
+#[tracing::instrument(skip_all, fields(client_id = client_id))]
+pub async fn get_client(tx: &mut Transaction, client_id: &str) -> Result<Option<Client>, Error> {
+    let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id = $1");
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql))
+            .bind(client_id)
+            .fetch_optional(conn)
+            .await
+    })?;
+    match row {
+        Some(row) => Ok(with_client_roles(tx, vec![row]).await?.pop()),
+        None => Ok(None),
+    }
+}
+
+/// The client with `client_id` and its secret hash, for authenticating it at the token endpoint.
+#[tracing::instrument(skip_all, fields(client_id = client_id))]
+pub async fn find_client_credentials(
+    tx: &mut Transaction,
+    client_id: &str,
+) -> Result<Option<ClientCredentials>, Error> {
+    let sql =
+        format!("SELECT {CLIENT_COLUMNS}, secret_hash FROM oauth_clients WHERE client_id = $1");
+    let found = on_backend!(tx, conn => {
+        use sqlx::Row as _;
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(client_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match row {
+            Some(row) => {
+                let client = <ClientRow as sqlx::FromRow<_>>::from_row(&row)?;
+                let hash: Option<String> = row.try_get("secret_hash")?;
+                Ok::<_, sqlx::Error>(Some((client, hash)))
+            }
+            None => Ok(None),
+        }
+    })?;
+    let Some((row, secret_hash)) = found else {
+        return Ok(None);
+    };
+    let client = with_client_roles(tx, vec![row]).await?.pop();
+    Ok(client.map(|client| ClientCredentials {
+        client,
+        secret_hash,
+    }))
+}
+
+/// A page of clients by `client_id`.
+#[tracing::instrument(skip_all)]
+pub async fn list_clients(
+    tx: &mut Transaction,
+    page_size: i64,
+    after: Option<&Cursor>,
+) -> Result<Page<Client>, Error> {
+    let (sql, count_sql) = chassis::storage::keyset_sql(
+        "oauth_clients",
+        CLIENT_COLUMNS,
+        "1 = 1",
+        0,
+        "client_id",
+        false,
+        after.is_some(),
+    );
+    let limit = page_size + 1;
+    let (rows, total) = on_backend!(tx, conn => {
+        let mut select = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql)).bind(limit);
+        if let Some(cursor) = after {
+            select = match &cursor.key {
+                SortKey::Text(text) => select.bind(text.as_str()),
+                SortKey::Time(_) => {
+                    return Err(Error::invalid(
+                        "page_token",
+                        "is not a token returned by this list",
+                    ));
+                }
+            }
+            .bind(cursor.id);
+        }
+        let rows = select.fetch_all(&mut *conn).await?;
+        let total: i64 = sqlx::query_scalar(AssertSqlSafe(count_sql))
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok::<_, Error>((rows, total))
+    })?;
+    let clients = with_client_roles(tx, rows).await?;
+    Ok(page(clients, page_size, total))
+}
+
+/// Applies `changes` (roles replaced when given) and bumps the version. The caller has checked
+/// the result against the rules of the client's kind.
+#[tracing::instrument(skip_all, fields(client_id = client_id))]
+pub async fn update_client(
+    tx: &mut Transaction,
+    client_id: &str,
+    changes: &ClientChanges,
+) -> Result<Client, Error> {
+    let sql = format!(
+        "UPDATE oauth_clients SET name = COALESCE($3, name), \
+         redirect_uris = COALESCE($4, redirect_uris), \
+         post_logout_redirect_uris = COALESCE($5, post_logout_redirect_uris), \
+         disabled = COALESCE($6, disabled), version = version + 1, updated_at = $7 \
+         WHERE client_id = $1 AND version = $2 RETURNING {CLIENT_COLUMNS}"
+    );
+    let redirect_uris = changes
+        .redirect_uris
+        .as_deref()
+        .map(uri_list_json)
+        .transpose()?;
+    let post_logout_redirect_uris = changes
+        .post_logout_redirect_uris
+        .as_deref()
+        .map(uri_list_json)
+        .transpose()?;
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql))
+            .bind(client_id)
+            .bind(changes.expected_version)
+            .bind(changes.name.as_ref().map(|name| name.as_str()))
+            .bind(redirect_uris.as_deref())
+            .bind(post_logout_redirect_uris.as_deref())
+            .bind(changes.disabled)
+            .bind(Timestamp::now())
+            .fetch_optional(conn)
+            .await
+    })?;
+    if let (Some(row), Some(roles)) = (&row, &changes.roles) {
+        let client_uuid = row.id;
+        on_backend!(tx, conn => {
+            sqlx::query("DELETE FROM oauth_client_roles WHERE client_uuid = $1")
+                .bind(client_uuid)
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        insert_client_roles(tx, client_uuid, roles).await?;
+    }
+    client_after_write(tx, row, client_id, changes.expected_version).await
+}
+
+/// Replaces the secret hash of a confidential client and bumps the version.
+#[tracing::instrument(skip_all, fields(client_id = client_id))]
+pub async fn set_client_secret_hash(
+    tx: &mut Transaction,
+    client_id: &str,
+    expected_version: i64,
+    secret_hash: &str,
+) -> Result<Client, Error> {
+    let sql = format!(
+        "UPDATE oauth_clients SET secret_hash = $3, version = version + 1, updated_at = $4 \
+         WHERE client_id = $1 AND version = $2 AND kind = 'confidential' RETURNING {CLIENT_COLUMNS}"
+    );
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql))
+            .bind(client_id)
+            .bind(expected_version)
+            .bind(secret_hash)
+            .bind(Timestamp::now())
+            .fetch_optional(conn)
+            .await
+    })?;
+    if row.is_none()
+        && let Some(client) = get_client(tx, client_id).await?
+        && client.kind == ClientKind::Public
+    {
+        return Err(public_client_has_no_secret(client_id));
+    }
+    client_after_write(tx, row, client_id, expected_version).await
+}
+
+/// Deletes the client (its roles go with it); returns it as it was.
+#[tracing::instrument(skip_all, fields(client_id = client_id))]
+pub async fn delete_client(
+    tx: &mut Transaction,
+    client_id: &str,
+    expected_version: i64,
+) -> Result<Client, Error> {
+    let Some(client) = get_client(tx, client_id).await? else {
+        return Err(Error::missing_or_stale(
+            None,
+            "client",
+            client_id,
+            expected_version,
+        ));
+    };
+    let n_deleted = on_backend!(tx, conn => {
+        sqlx::query("DELETE FROM oauth_clients WHERE client_id = $1 AND ($2 = 0 OR version = $2)")
+            .bind(client_id)
+            .bind(expected_version)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
+    if n_deleted == 1 {
+        Ok(client)
+    } else {
+        Err(Error::missing_or_stale(
+            Some(client.version),
+            "client",
+            client_id,
+            expected_version,
+        ))
+    }
+}
+
+/// The cursor that continues the client list after `client`.
+pub fn client_cursor(client: &Client) -> Cursor {
+    Cursor {
+        key: SortKey::Text(client.client_id.as_str().to_owned()),
+        id: client.id,
+    }
+}
+
+/// The error for a secret operation on a public client, which has none.
+pub fn public_client_has_no_secret(client_id: &str) -> Error {
+    Error::FailedPrecondition(format!(
+        "the client {client_id} is public: it has no secret"
+    ))
 }
 
 // === helpers ===
@@ -594,10 +887,123 @@ fn parse_time(text: &str) -> Result<Timestamp, Error> {
         .map_err(|_| Error::invalid("page_token", "is not a token returned by this list"))
 }
 
-fn role_in_use(name: &str, n_holders: i64) -> Error {
+fn role_in_use(name: &str, holders: &str) -> Error {
     Error::FailedPrecondition(format!(
-        "the role {name} is still granted to {n_holders} account(s); revoke it first"
+        "the role {name} is still held by {holders}; revoke it first"
     ))
+}
+
+/// Gives `roles` to the client; an unknown role is the caller's mistake, named under `roles`.
+async fn insert_client_roles(
+    tx: &mut Transaction,
+    client_uuid: Uuid,
+    roles: &[RoleName],
+) -> Result<(), Error> {
+    for role in roles {
+        on_backend!(tx, conn => {
+            sqlx::query("INSERT INTO oauth_client_roles (client_uuid, role) VALUES ($1, $2)")
+                .bind(client_uuid)
+                .bind(role.as_str())
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(|error| match constraint_violation(&error) {
+            Some(ConstraintViolation::ForeignKey) => {
+                Error::invalid("roles", format!("{} is not a role", role.as_str()))
+            }
+            _ => Error::from(error),
+        })?;
+    }
+    Ok(())
+}
+
+/// Loads the roles of `rows` and builds the clients, in the order of `rows`.
+async fn with_client_roles(
+    tx: &mut Transaction,
+    rows: Vec<ClientRow>,
+) -> Result<Vec<Client>, Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT client_uuid, role FROM oauth_client_roles WHERE client_uuid IN ({}) ORDER BY role",
+        chassis::storage::placeholders(1, rows.len())
+    );
+    let grants: Vec<(Uuid, String)> = on_backend!(tx, conn => {
+        let mut query = sqlx::query_as::<_, (Uuid, String)>(AssertSqlSafe(sql));
+        for row in &rows {
+            query = query.bind(row.id);
+        }
+        query.fetch_all(conn).await
+    })?;
+    let mut roles_by_client: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for (client_uuid, role) in grants {
+        roles_by_client.entry(client_uuid).or_default().push(role);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let roles = roles_by_client.remove(&row.id).unwrap_or_default();
+            row.into_client(roles)
+        })
+        .collect()
+}
+
+async fn client_after_write(
+    tx: &mut Transaction,
+    row: Option<ClientRow>,
+    client_id: &str,
+    expected_version: i64,
+) -> Result<Client, Error> {
+    match row {
+        Some(row) => with_client_roles(tx, vec![row])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the written client vanished"))),
+        None => Err(Error::missing_or_stale(
+            get_client(tx, client_id)
+                .await?
+                .map(|client| client.version),
+            "client",
+            client_id,
+            expected_version,
+        )),
+    }
+}
+
+fn client_write_error(error: sqlx::Error) -> Error {
+    match constraint_violation(&error) {
+        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
+            resource: "client",
+            field: "client_id",
+        },
+        _ => Error::from(error),
+    }
+}
+
+fn uri_list_json(uris: &[RedirectUri]) -> Result<String, Error> {
+    let texts: Vec<&str> = uris.iter().map(RedirectUri::as_str).collect();
+    Ok(serde_json::to_string(&texts).context("Failed to encode redirect URIs")?)
+}
+
+/// Stored values passed the domain's rules on the way in; one that fails them now is corrupt.
+fn stored<T>(column: &str, parsed: Result<T, String>) -> Result<T, Error> {
+    parsed.map_err(|reason| {
+        Error::Unexpected(anyhow::anyhow!(
+            "A stored client has an invalid {column}: {reason}"
+        ))
+    })
+}
+
+fn stored_uri_list(column: &str, json: &str) -> Result<Vec<RedirectUri>, Error> {
+    let texts: Vec<String> = stored(
+        column,
+        serde_json::from_str(json).map_err(|error| error.to_string()),
+    )?;
+    texts
+        .iter()
+        .map(|text| stored(column, RedirectUri::parse(text)))
+        .collect()
 }
 
 fn account_write_error(error: sqlx::Error) -> Error {
@@ -639,5 +1045,44 @@ impl From<RoleRow> for Role {
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
+    }
+}
+
+impl ClientRow {
+    fn into_client(self, roles: Vec<String>) -> Result<Client, Error> {
+        Ok(Client {
+            id: self.id,
+            client_id: stored("client_id", ClientId::parse(&self.client_id))?,
+            name: self.name,
+            kind: stored("kind", ClientKind::parse(&self.kind))?,
+            redirect_uris: stored_uri_list("redirect_uris", &self.redirect_uris)?,
+            post_logout_redirect_uris: stored_uri_list(
+                "post_logout_redirect_uris",
+                &self.post_logout_redirect_uris,
+            )?,
+            roles: roles
+                .iter()
+                .map(|role| stored("role", RoleName::parse(role)))
+                .collect::<Result<_, _>>()?,
+            disabled: self.disabled,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+// === impl ClientCredentials ===
+
+// By hand, so the hash never reaches a log through `{:?}`.
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client", &self.client)
+            .field(
+                "secret_hash",
+                &self.secret_hash.as_ref().map(|_| "[REDACTED]"),
+            )
+            .finish()
     }
 }

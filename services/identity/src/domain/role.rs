@@ -1,6 +1,6 @@
-//! Roles: named sets of permissions that accounts hold. Four are built in (`admin`,
-//! `catalog-manager`, `sales`, `customer`) and cannot be deleted; a role still granted to an
-//! account cannot be deleted either.
+//! Roles: named sets of permissions that accounts (and confidential OAuth2 clients) hold. Four are
+//! built in (`admin`, `catalog-manager`, `sales`, `customer`) and cannot be deleted; a role still
+//! held by an account or a client cannot be deleted either.
 
 use chassis::storage::Timestamp;
 use uuid::Uuid;

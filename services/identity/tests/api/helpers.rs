@@ -101,6 +101,35 @@ impl TestApp {
             .into_inner()
     }
 
+    pub(crate) async fn create_client(
+        &self,
+        request: proto::CreateClientRequest,
+    ) -> proto::CreateClientResponse {
+        self.client()
+            .create_client(self.admin(request))
+            .await
+            .expect("the client is created")
+            .into_inner()
+    }
+
+    pub(crate) async fn get_client(&self, client_id: &str) -> Result<proto::Client, tonic::Status> {
+        self.client()
+            .get_client(self.admin(proto::GetClientRequest {
+                client_id: client_id.to_owned(),
+            }))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub(crate) async fn client_total(&self) -> i64 {
+        self.client()
+            .list_clients(self.admin(proto::ListClientsRequest::default()))
+            .await
+            .expect("clients are listed")
+            .into_inner()
+            .total_size
+    }
+
     pub(crate) async fn events_of(
         &self,
         aggregate_id: &str,
@@ -144,4 +173,28 @@ pub(crate) fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default();
     fields.sort();
     fields
+}
+
+/// A public client with one redirect URI.
+pub(crate) fn public_client(client_id: &str) -> proto::CreateClientRequest {
+    proto::CreateClientRequest {
+        client_id: client_id.to_owned(),
+        name: "Storefront".to_owned(),
+        r#type: proto::ClientType::Public.into(),
+        redirect_uris: vec!["https://shop.example.com/callback".to_owned()],
+        post_logout_redirect_uris: vec!["https://shop.example.com/".to_owned()],
+        roles: Vec::new(),
+    }
+}
+
+/// A confidential client holding `roles`, with no redirect URI.
+pub(crate) fn confidential_client(client_id: &str, roles: &[&str]) -> proto::CreateClientRequest {
+    proto::CreateClientRequest {
+        client_id: client_id.to_owned(),
+        name: "Invoicing worker".to_owned(),
+        r#type: proto::ClientType::Confidential.into(),
+        redirect_uris: Vec::new(),
+        post_logout_redirect_uris: Vec::new(),
+        roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+    }
 }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod authorization;
+mod clients;
 mod events;
 mod helpers;
 mod keys;
