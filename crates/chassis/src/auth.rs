@@ -456,11 +456,17 @@ impl SigningKey {
         &self.pkcs8_der
     }
 
-    /// Signs `claims` as a JWT with this key's id in the header.
+    /// Signs `claims` as an access token (`typ: at+jwt`, RFC 9068) with this key's id in the
+    /// header.
     pub fn sign<C: Serialize>(&self, claims: &C) -> anyhow::Result<String> {
+        self.sign_with_type(claims, "at+jwt")
+    }
+
+    /// Signs `claims` as a JWT of media type `typ` (`JWT` for an ID token).
+    pub fn sign_with_type<C: Serialize>(&self, claims: &C, typ: &str) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        header.typ = Some("at+jwt".to_owned());
+        header.typ = Some(typ.to_owned());
         jsonwebtoken::encode(&header, claims, &self.encoding_key).context("Failed to sign a token")
     }
 }

@@ -22,7 +22,13 @@ pub fn router(keys: SigningKeys) -> axum::Router {
 }
 
 async fn jwks(State(keys): State<SigningKeys>) -> Response {
-    match keys.key_set().await {
+    // Make sure the signing key exists before publishing: a client that fetches the JWKS before
+    // the first token is issued must already find the key that token will name.
+    let key_set = match keys.current().await {
+        Ok(_) => keys.key_set().await,
+        Err(error) => Err(error),
+    };
+    match key_set {
         // Verifiers re-fetch on an unknown key id, so a short cache lifetime is enough.
         Ok(key_set) => (
             [(header::CACHE_CONTROL, "public, max-age=60")],

@@ -4,14 +4,16 @@
 //!
 //! It also holds the token signing keys and serves their JWKS over HTTP ([`http::router`]).
 //!
-//! Not yet wired into the `emporium` binary: the OAuth endpoints that make it usable (login,
-//! token issuance, discovery) come next.
+//! It is also the suite's OAuth2 / OpenID Connect provider ([`oauth`]): sign-in page, token
+//! issuance, discovery, revocation and sign-out, served over HTTP next to the JWKS.
 
+pub mod bootstrap;
 pub mod domain;
 pub mod events;
 pub mod grpc;
 pub mod http;
 pub mod keys;
+pub mod oauth;
 pub mod service;
 pub mod store;
 
@@ -99,9 +101,14 @@ impl Application {
         self.local_addr().port()
     }
 
-    /// The HTTP routes (JWKS) over this service's database, for the binary to serve.
-    pub fn http_router(&self) -> axum::Router {
-        http::router(keys::SigningKeys::new(self.database.clone()))
+    /// The HTTP routes (OAuth2/OIDC provider and JWKS) over this service's database, for the
+    /// binary to serve on the issuer's origin. Serve them with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`, so failed sign-ins are counted per
+    /// client address.
+    pub fn http_router(&self, settings: oauth::OAuthSettings, clock: oauth::Clock) -> axum::Router {
+        let keys = keys::SigningKeys::new(self.database.clone());
+        let provider = oauth::Provider::new(self.database.clone(), keys.clone(), settings, clock);
+        http::router(keys).merge(oauth::router(provider))
     }
 
     pub fn database(&self) -> &Database {

@@ -198,3 +198,68 @@ pub(crate) fn confidential_client(client_id: &str, roles: &[&str]) -> proto::Cre
         roles: roles.iter().map(|role| (*role).to_owned()).collect(),
     }
 }
+
+/// The identity service with its OAuth2/OIDC provider served over HTTP on port 0, the issuer
+/// being that server's origin. The provider reads time from a manual clock the test can move.
+pub(crate) struct OidcApp {
+    pub(crate) app: TestApp,
+    pub(crate) issuer: String,
+    pub(crate) clock: identity::oauth::Clock,
+    _server: tokio_util::sync::DropGuard,
+}
+
+pub(crate) async fn spawn_oidc_app(backend: Backend) -> OidcApp {
+    use identity::oauth::{Clock, OAuthSettings};
+    let test_database = TestDatabase::new(backend, "identity").await;
+    let test_bus = TestBus::new(backend).await;
+    let bus = test_bus.connect().await;
+    let issuer = TestIssuer::new();
+    let settings = ServiceSettings {
+        name: identity::NAME,
+        grpc_addr: "127.0.0.1:0".parse().expect("a valid address"),
+        database_url: test_database.secret_url(),
+        namespace: test_bus.namespace.clone(),
+    };
+    let application = Application::build(&settings, bus, Duration::from_secs(5), issuer.verifier())
+        .await
+        .expect("the identity service starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let origin = format!("http://{}", listener.local_addr().expect("a bound address"));
+    let clock = Clock::manual(time::OffsetDateTime::now_utc());
+    let router = application.http_router(
+        OAuthSettings::new(&origin, TestIssuer::AUDIENCE),
+        clock.clone(),
+    );
+    let server_stop = CancellationToken::new();
+    let stopped = server_stop.clone();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped.cancelled_owned())
+        .await
+    });
+    let addr = application.local_addr();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(application.run_until_stopped(shutdown.clone()));
+    let client = IdentityServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("the identity service accepts connections");
+    let admin_token = issuer.token("admin-1", &["admin"]);
+    OidcApp {
+        app: TestApp {
+            client,
+            issuer,
+            admin_token,
+            test_database,
+            _test_bus: test_bus,
+            _stop_on_drop: shutdown.drop_guard(),
+        },
+        issuer: origin,
+        clock,
+        _server: server_stop.drop_guard(),
+    }
+}

@@ -58,7 +58,10 @@ async fn a_token_signed_with_the_current_key_verifies_against_the_served_jwks(ba
         listener.local_addr().unwrap(),
         identity::http::JWKS_PATH
     );
-    let router = application.http_router();
+    let router = application.http_router(
+        identity::oauth::OAuthSettings::new(TestIssuer::ISSUER, TestIssuer::AUDIENCE),
+        identity::oauth::Clock::system(),
+    );
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     let key = SigningKeys::new(Database::open(test_database.url()).await.unwrap())
         .current()

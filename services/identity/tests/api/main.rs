@@ -4,9 +4,12 @@
 
 mod accounts;
 mod authorization;
+mod browser;
 mod clients;
 mod events;
 mod helpers;
 mod keys;
+mod logs;
+mod oauth;
 mod passwords;
 mod roles;

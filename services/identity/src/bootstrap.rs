@@ -1,0 +1,167 @@
+//! First-start set-up for a new installation: an `admin` account and the suite's own OAuth2
+//! clients (web apps, CLI). Idempotent: what exists is left exactly as it is, so running it on
+//! every start of `emporium up` never resets a password or a client an admin changed.
+
+use anyhow::Context;
+use chassis::auth::roles;
+use rand::Rng as _;
+use rand::distributions::Alphanumeric;
+use secrecy::SecretString;
+
+use crate::domain::{
+    ClientId, ClientKind, ClientName, Country, Email, NewAccount, NewClient, Nickname, Password,
+    PersonName, RedirectUri,
+};
+use crate::service::Identity;
+use crate::store;
+
+/// Who the set-up acts as, in the events it records.
+pub const ACTOR: &str = "emporium-bootstrap";
+
+/// What a new installation needs.
+#[derive(Debug)]
+pub struct Bootstrap {
+    pub admin_email: String,
+    /// The admin's first password; generated (and reported once) when `None`.
+    pub admin_password: Option<SecretString>,
+    /// Public clients to register (the suite's web apps and CLI).
+    pub clients: Vec<PublicClient>,
+}
+
+/// A public client (no secret; PKCE) the suite registers for itself.
+#[derive(Clone, Debug)]
+pub struct PublicClient {
+    pub client_id: String,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+}
+
+/// What the set-up did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Set when the admin account was created now; holds the generated password, if one was.
+    pub admin_created: Option<Option<SecretString>>,
+    pub clients_created: Vec<String>,
+}
+
+impl Bootstrap {
+    /// The set-up `emporium up` performs for the suite served at `origin`.
+    pub fn for_suite(
+        origin: &str,
+        admin_email: &str,
+        admin_password: Option<SecretString>,
+    ) -> Bootstrap {
+        let origin = origin.trim_end_matches('/');
+        let web_app = |client_id: &str, name: &str, path: &str| PublicClient {
+            client_id: client_id.to_owned(),
+            name: name.to_owned(),
+            redirect_uris: vec![format!("{origin}{path}callback")],
+            post_logout_redirect_uris: vec![format!("{origin}{path}")],
+        };
+        Bootstrap {
+            admin_email: admin_email.to_owned(),
+            admin_password,
+            clients: vec![
+                web_app("emporium-admin", "Emporium admin console", "/admin/"),
+                web_app("emporium-storefront", "Emporium storefront", "/"),
+                PublicClient {
+                    client_id: "emporiumctl".to_owned(),
+                    name: "emporiumctl".to_owned(),
+                    // A loopback redirect on any port (RFC 8252 §7.3).
+                    redirect_uris: vec!["http://127.0.0.1/callback".to_owned()],
+                    post_logout_redirect_uris: Vec::new(),
+                },
+            ],
+        }
+    }
+
+    pub async fn run(self, identity: &Identity) -> anyhow::Result<Report> {
+        let mut report = Report::default();
+        let email = Email::parse(&self.admin_email).map_err(|reason| {
+            anyhow::anyhow!(
+                "The admin email {:?} is invalid: {reason}",
+                self.admin_email
+            )
+        })?;
+        let existing = {
+            let mut tx = identity.database().begin_read().await?;
+            let found = store::find_credentials(&mut tx, &email).await?;
+            tx.commit().await?;
+            found
+        };
+        if existing.is_none() {
+            let (password, generated) = match self.admin_password {
+                Some(password) => (password, None),
+                None => {
+                    let password: String = rand::rngs::OsRng
+                        .sample_iter(&Alphanumeric)
+                        .take(24)
+                        .map(char::from)
+                        .collect();
+                    let password = SecretString::from(password);
+                    (password.clone(), Some(password))
+                }
+            };
+            let password =
+                Password::parse(secrecy::ExposeSecret::expose_secret(&password).to_owned())
+                    .map_err(|reason| {
+                        anyhow::anyhow!("The admin password is not acceptable: {reason}")
+                    })?;
+            let new = NewAccount {
+                email,
+                first_name: PersonName::parse("Emporium").map_err(anyhow::Error::msg)?,
+                last_name: PersonName::parse("Administrator").map_err(anyhow::Error::msg)?,
+                nickname: Nickname::parse("admin").map_err(anyhow::Error::msg)?,
+                country: Country::parse("US").map_err(anyhow::Error::msg)?,
+                password: Some(password),
+            };
+            let account = identity
+                .create_account(new, ACTOR)
+                .await
+                .context("Failed to create the admin account")?;
+            identity
+                .grant_role(account.id, roles::ADMIN, account.version, ACTOR)
+                .await
+                .context("Failed to make the admin account an admin")?;
+            tracing::info!(account_id = %account.id, "Created the admin account");
+            report.admin_created = Some(generated);
+        }
+        for client in self.clients {
+            let exists = {
+                let mut tx = identity.database().begin_read().await?;
+                let found = store::find_client_credentials(&mut tx, &client.client_id).await?;
+                tx.commit().await?;
+                found.is_some()
+            };
+            if exists {
+                continue;
+            }
+            let uris = |uris: &[String]| -> anyhow::Result<Vec<RedirectUri>> {
+                uris.iter()
+                    .map(|uri| {
+                        RedirectUri::parse(uri).map_err(|reason| anyhow::anyhow!("{uri}: {reason}"))
+                    })
+                    .collect()
+            };
+            let new = NewClient::new(
+                ClientId::parse(&client.client_id).map_err(anyhow::Error::msg)?,
+                ClientName::parse(&client.name).map_err(anyhow::Error::msg)?,
+                ClientKind::Public,
+                uris(&client.redirect_uris)?,
+                uris(&client.post_logout_redirect_uris)?,
+                Vec::new(),
+            )
+            .map_err(|violations| {
+                anyhow::anyhow!("Client {} is invalid: {violations:?}", client.client_id)
+            })?;
+            identity
+                .create_client(new, ACTOR)
+                .await
+                .with_context(|| format!("Failed to register the client {}", client.client_id))?;
+            tracing::info!(client_id = %client.client_id, "Registered a client");
+            report.clients_created.push(client.client_id);
+        }
+        Ok(report)
+    }
+}
