@@ -22,7 +22,7 @@ pub fn router(keys: SigningKeys) -> axum::Router {
 }
 
 async fn jwks(State(keys): State<SigningKeys>) -> Response {
-    match keys.key_set().await {
+    match keys.key_set(time::OffsetDateTime::now_utc()).await {
         // Verifiers re-fetch on an unknown key id, so a short cache lifetime is enough.
         Ok(key_set) => (
             [(header::CACHE_CONTROL, "public, max-age=60")],
