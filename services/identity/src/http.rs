@@ -10,22 +10,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::keys::SigningKeys;
+use crate::oauth::Clock;
 
 /// Path of the JWKS document.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// The identity service's HTTP routes.
-pub fn router(keys: SigningKeys) -> axum::Router {
+pub fn router(keys: SigningKeys, clock: Clock) -> axum::Router {
     axum::Router::new()
         .route(JWKS_PATH, get(jwks))
-        .with_state(keys)
+        .with_state((keys, clock))
 }
 
-async fn jwks(State(keys): State<SigningKeys>) -> Response {
-    // Make sure the signing key exists before publishing: a client that fetches the JWKS before
-    // the first token is issued must already find the key that token will name.
-    let key_set = match keys.current().await {
-        Ok(_) => keys.key_set().await,
+async fn jwks(State((keys, clock)): State<(SigningKeys, Clock)>) -> Response {
+    // Make sure the signing key exists (and rotates on time) before publishing: a client that
+    // fetches the JWKS before the first token is issued must already find the key it will name.
+    let now = clock.now();
+    let key_set = match keys.current(now).await {
+        Ok(_) => keys.key_set(now).await,
         Err(error) => Err(error),
     };
     match key_set {

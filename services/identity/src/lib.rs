@@ -32,6 +32,7 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::grpc::IdentityGrpc;
+use crate::keys::{KeyEncryptionKey, KeyPolicy, SigningKeys};
 use crate::service::Identity;
 
 /// The service's name in settings, events and logs.
@@ -50,6 +51,14 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: &MIGRATIONS_SQLITE,
 };
 
+/// What the identity service needs beyond the settings every service shares.
+#[derive(Clone, Debug)]
+pub struct IdentityOptions {
+    /// Encrypts the token signing keys at rest ([`keys::KEY_ENCRYPTION_KEY_VARIABLE`]).
+    pub key_encryption_key: KeyEncryptionKey,
+    pub key_policy: KeyPolicy,
+}
+
 /// A built identity service: migrated, bus stream in place, listening; not yet serving.
 #[derive(Debug)]
 pub struct Application {
@@ -58,6 +67,7 @@ pub struct Application {
     bus: Bus,
     route: EventRoute,
     verifier: Arc<TokenVerifier>,
+    keys: SigningKeys,
     run_relay: bool,
     grace: Duration,
 }
@@ -65,14 +75,22 @@ pub struct Application {
 impl Application {
     /// Connects and migrates the database, makes sure the bus has the service's stream, and binds
     /// the gRPC port. When this returns the service is ready to report SERVING. Every RPC checks
-    /// the caller's token with `verifier`.
+    /// the caller's token with `verifier`. Fails if the stored signing keys do not decrypt with
+    /// `options.key_encryption_key`.
     pub async fn build(
         settings: &ServiceSettings,
         bus: Bus,
         grace: Duration,
         verifier: Arc<TokenVerifier>,
+        options: IdentityOptions,
     ) -> anyhow::Result<Application> {
         let database = Database::connect(settings.database_url.expose_secret(), MIGRATIONS).await?;
+        let keys = SigningKeys::new(
+            database.clone(),
+            options.key_encryption_key,
+            options.key_policy,
+        );
+        keys.ensure_readable().await?;
         let route = EventRoute::new(NAME, &settings.namespace);
         bus.ensure_stream(&route.stream()).await?;
         let listener = GrpcListener::bind(settings.grpc_addr).await?;
@@ -82,6 +100,7 @@ impl Application {
             bus,
             route,
             verifier,
+            keys,
             run_relay: true,
             grace,
         })
@@ -106,9 +125,17 @@ impl Application {
     /// `into_make_service_with_connect_info::<SocketAddr>()`, so failed sign-ins are counted per
     /// client address.
     pub fn http_router(&self, settings: oauth::OAuthSettings, clock: oauth::Clock) -> axum::Router {
-        let keys = keys::SigningKeys::new(self.database.clone());
-        let provider = oauth::Provider::new(self.database.clone(), keys.clone(), settings, clock);
-        http::router(keys).merge(oauth::router(provider))
+        let provider = oauth::Provider::new(
+            self.database.clone(),
+            self.keys.clone(),
+            settings,
+            clock.clone(),
+        );
+        http::router(self.keys.clone(), clock).merge(oauth::router(provider))
+    }
+
+    pub fn signing_keys(&self) -> &SigningKeys {
+        &self.keys
     }
 
     pub fn database(&self) -> &Database {

@@ -1340,7 +1340,7 @@ async fn verify_own_id_token(
     if header.alg != Algorithm::EdDSA {
         return Ok(None);
     }
-    let key_set = provider.keys().key_set().await?;
+    let key_set = provider.keys().key_set(provider.0.clock.now()).await?;
     let Some(jwk) = header.kid.as_deref().and_then(|kid| key_set.find(kid)) else {
         return Ok(None);
     };

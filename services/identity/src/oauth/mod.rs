@@ -235,7 +235,7 @@ impl Provider {
     }
 
     async fn signing_key(&self) -> Result<SigningKey, Error> {
-        self.0.keys.current().await
+        self.0.keys.current(self.0.clock.now()).await
     }
 
     async fn load_client(&self, client_id: &str) -> Result<Option<RegisteredClient>, Error> {

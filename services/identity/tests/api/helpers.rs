@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use chassis::settings::ServiceSettings;
 use emporium_proto::identity::v1 as proto;
-use identity::Application;
+use identity::keys::{KeyEncryptionKey, KeyPolicy};
+use identity::{Application, IdentityOptions};
 use proto::identity_service_client::IdentityServiceClient;
 use test_support::{Backend, TestBus, TestDatabase, TestIssuer, with_token};
 use tokio_util::sync::CancellationToken;
@@ -36,9 +37,15 @@ pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
         database_url: test_database.secret_url(),
         namespace: test_bus.namespace.clone(),
     };
-    let application = Application::build(&settings, bus, Duration::from_secs(5), issuer.verifier())
-        .await
-        .expect("the identity service starts");
+    let application = Application::build(
+        &settings,
+        bus,
+        Duration::from_secs(5),
+        issuer.verifier(),
+        identity_options(),
+    )
+    .await
+    .expect("the identity service starts");
     let addr = application.local_addr();
     let shutdown = CancellationToken::new();
     tokio::spawn(application.run_until_stopped(shutdown.clone()));
@@ -147,6 +154,14 @@ impl TestApp {
     }
 }
 
+/// A fresh key encryption key and the default key policy.
+pub(crate) fn identity_options() -> IdentityOptions {
+    IdentityOptions {
+        key_encryption_key: KeyEncryptionKey::generate().expect("the OS has randomness"),
+        key_policy: KeyPolicy::default(),
+    }
+}
+
 pub(crate) fn valid_account(email: &str) -> proto::CreateAccountRequest {
     proto::CreateAccountRequest {
         email: email.to_owned(),
@@ -220,9 +235,15 @@ pub(crate) async fn spawn_oidc_app(backend: Backend) -> OidcApp {
         database_url: test_database.secret_url(),
         namespace: test_bus.namespace.clone(),
     };
-    let application = Application::build(&settings, bus, Duration::from_secs(5), issuer.verifier())
-        .await
-        .expect("the identity service starts");
+    let application = Application::build(
+        &settings,
+        bus,
+        Duration::from_secs(5),
+        issuer.verifier(),
+        identity_options(),
+    )
+    .await
+    .expect("the identity service starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a free port");
