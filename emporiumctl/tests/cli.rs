@@ -595,6 +595,101 @@ fn the_credentials_file_is_private_and_replaced_atomically() {
     let _ = std::fs::remove_dir_all(&parent);
 }
 
+#[tokio::test]
+async fn login_exchanges_the_code_with_the_pkce_verifier_after_checking_state() {
+    // Arrange
+    let provider = FakeProvider::start("access-1").await;
+    let login = emporiumctl::oauth::BrowserLogin {
+        issuer: provider.issuer.clone(),
+        client_id: "emporiumctl".to_owned(),
+        scope: "openid offline_access".to_owned(),
+        timeout: Duration::from_secs(20),
+    };
+    let authorize_url = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen_url = std::sync::Arc::clone(&authorize_url);
+
+    // Act: the "browser" follows the redirect the provider would send.
+    let credentials = emporiumctl::oauth::login_with_browser(&login, move |url| {
+        *seen_url.lock().unwrap() = url.to_owned();
+        let query = query_of(url);
+        let redirect = format!(
+            "{}?code=code-1&state={}",
+            query["redirect_uri"], query["state"]
+        );
+        tokio::spawn(browser_get(redirect));
+    })
+    .await
+    .expect("the login succeeds");
+
+    // Assert
+    let query = query_of(&authorize_url.lock().unwrap());
+    assert!(
+        authorize_url
+            .lock()
+            .unwrap()
+            .starts_with(&format!("{}/authorize?", provider.issuer))
+    );
+    assert_eq!(query["response_type"], "code");
+    assert_eq!(query["client_id"], "emporiumctl");
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert!(query["redirect_uri"].starts_with("http://127.0.0.1:"));
+    assert!(query["redirect_uri"].ends_with("/callback"));
+    let exchange = provider.token_requests().remove(0);
+    assert_eq!(exchange["grant_type"], "authorization_code");
+    assert_eq!(exchange["code"], "code-1");
+    assert_eq!(exchange["redirect_uri"], query["redirect_uri"]);
+    assert_eq!(exchange["client_id"], "emporiumctl");
+    assert_eq!(
+        pkce_challenge(&exchange["code_verifier"]),
+        query["code_challenge"]
+    );
+    assert_eq!(credentials.access_token, "access-1");
+    assert_eq!(credentials.refresh_token.as_deref(), Some("refresh-2"));
+    assert_eq!(credentials.issuer, provider.issuer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_login_is_refreshed_and_the_rotated_refresh_token_stored() {
+    // Arrange
+    let app = spawn_catalog(Backend::SqliteEmbedded).await;
+    let provider = FakeProvider::start(&app.token).await;
+    let config = test_support::temp_dir("emporiumctl-config");
+    let store = CredentialStore::new(&config);
+    store
+        .save(&Credentials {
+            issuer: provider.issuer.clone(),
+            client_id: "emporiumctl".to_owned(),
+            access_token: "expired".to_owned(),
+            refresh_token: Some("refresh-1".to_owned()),
+            expires_at: 1,
+        })
+        .unwrap();
+    let server = format!("http://{}", app.addr);
+    let config_dir = config.display().to_string();
+
+    // Act
+    let listed = ctl_with(&[
+        "--server",
+        &server,
+        "--config-dir",
+        &config_dir,
+        "category",
+        "list",
+    ])
+    .await;
+
+    // Assert
+    assert!(listed.is_ok(), "{listed:?}");
+    let refresh = provider.token_requests().remove(0);
+    assert_eq!(refresh["grant_type"], "refresh_token");
+    assert_eq!(refresh["refresh_token"], "refresh-1");
+    assert_eq!(refresh["client_id"], "emporiumctl");
+    let stored = store.load().unwrap().expect("still logged in");
+    assert_eq!(stored.refresh_token.as_deref(), Some("refresh-2"));
+    assert_eq!(stored.access_token, app.token);
+    let _ = std::fs::remove_dir_all(&config);
+}
+
 #[test]
 fn the_pkce_challenge_is_the_s256_of_the_verifier() {
     // RFC 7636, appendix B.
@@ -689,6 +784,98 @@ async fn ctl_with(arguments: &[&str]) -> Result<String, CliError> {
     let mut out = Vec::new();
     run(cli, &mut out).await?;
     Ok(String::from_utf8(out).expect("the output is UTF-8"))
+}
+
+/// An OAuth2 provider with a discovery document and a token endpoint that answers every grant
+/// with `access_token` and the refresh token `refresh-2`, recording each request's form.
+struct FakeProvider {
+    issuer: String,
+    token_requests:
+        std::sync::Arc<std::sync::Mutex<Vec<std::collections::HashMap<String, String>>>>,
+    task: JoinHandle<()>,
+}
+
+impl FakeProvider {
+    async fn start(access_token: &str) -> FakeProvider {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let token_requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let discovery = serde_json::json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": format!("{issuer}/token"),
+            "revocation_endpoint": format!("{issuer}/revoke"),
+        });
+        let tokens = serde_json::json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "refresh_token": "refresh-2",
+        });
+        let recorded = std::sync::Arc::clone(&token_requests);
+        let router = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || {
+                    let discovery = discovery.clone();
+                    async move { axum::Json(discovery) }
+                }),
+            )
+            .route(
+                "/token",
+                axum::routing::post(move |body: String| {
+                    let tokens = tokens.clone();
+                    let recorded = std::sync::Arc::clone(&recorded);
+                    async move {
+                        recorded.lock().unwrap().push(
+                            form_urlencoded::parse(body.as_bytes())
+                                .into_owned()
+                                .collect(),
+                        );
+                        axum::Json(tokens)
+                    }
+                }),
+            );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        FakeProvider {
+            issuer,
+            token_requests,
+            task,
+        }
+    }
+
+    fn token_requests(&self) -> Vec<std::collections::HashMap<String, String>> {
+        self.token_requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The query parameters of `url`.
+fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// What a browser does with a redirect: GET it (plain HTTP/1.1) and read the page.
+async fn browser_get(url: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).await.unwrap();
+    page
 }
 
 /// Standard base64 with padding, as HTTP Basic uses.
