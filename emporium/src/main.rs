@@ -2,6 +2,7 @@
 //! `serve <service>` runs one service against the database and bus the environment names, and
 //! `migrate` brings databases up to date and exits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -79,6 +80,8 @@ async fn run(settings: &Settings, services: &[Service], banner: bool) -> anyhow:
     let bus = Bus::connect(&settings.bus)
         .await
         .context("Failed to connect to the bus")?;
+    // One verifier for every service in the process: they share the key cache.
+    let verifier = settings.auth.verifier();
     let shutdown = CancellationToken::new();
     let mut running = JoinSet::new();
     let mut listening = Vec::new();
@@ -90,6 +93,7 @@ async fn run(settings: &Settings, services: &[Service], banner: bool) -> anyhow:
                     &service_settings,
                     bus.clone(),
                     settings.shutdown_grace,
+                    Arc::clone(&verifier),
                 )
                 .await
                 .context("Failed to start the catalog")?;

@@ -18,13 +18,19 @@ use chassis::outbox;
 use chassis::storage::Database;
 use emporium_proto::catalog::v1 as proto;
 use proto::catalog_service_client::CatalogServiceClient;
-use test_support::{Backend, TestDatabase, both_backends, eventually};
+use test_support::{
+    Backend, BearerToken, JwksServer, TestDatabase, TestIssuer, both_backends, eventually,
+};
 use tokio::task::JoinSet;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use uuid::Uuid;
+
+/// A catalog client sending a catalog-manager token.
+type Client = CatalogServiceClient<InterceptedService<Channel, BearerToken>>;
 
 /// The name the catalog reports to the health service.
 const CATALOG_HEALTH_NAME: &str = "emporium.catalog.v1.CatalogService";
@@ -35,7 +41,7 @@ async fn killing_the_service_mid_stream_loses_and_duplicates_no_event(backend: B
     let scratch = Scratch::new("faults-kill-service");
     let test_database = TestDatabase::new(backend, "catalog").await;
     let isolated_bus = IsolatedBus::start(backend, &scratch).await;
-    let environment = ServiceEnvironment::new(&test_database, &isolated_bus);
+    let environment = ServiceEnvironment::new(&test_database, &isolated_bus).await;
     let mut catalog = CatalogProcess::start(&environment, &scratch.path("catalog-1.log")).await;
     let category = create_category(&mut catalog.client().await, "Tea").await;
     let n_products = 300;
@@ -89,7 +95,7 @@ async fn the_relay_catches_up_after_nats_restarts() {
     let scratch = Scratch::new("faults-restart-nats");
     let test_database = TestDatabase::new(Backend::PostgresNats, "catalog").await;
     let mut isolated_bus = IsolatedBus::start(Backend::PostgresNats, &scratch).await;
-    let environment = ServiceEnvironment::new(&test_database, &isolated_bus);
+    let environment = ServiceEnvironment::new(&test_database, &isolated_bus).await;
     let catalog = CatalogProcess::start(&environment, &scratch.path("catalog.log")).await;
     let mut client = catalog.client().await;
     let database = Database::open(test_database.url())
@@ -176,12 +182,17 @@ struct NatsServer {
 /// What a catalog process is started with; the same for every restart.
 struct ServiceEnvironment {
     variables: Vec<(&'static str, String)>,
+    /// A catalog-manager token of the issuer the catalog trusts.
+    token: String,
+    /// Serves the issuer's keys to the catalog process for as long as the test runs.
+    _jwks_server: JwksServer,
 }
 
 /// A running `emporium serve catalog`.
 struct CatalogProcess {
     process: ChildProcess,
     addr: SocketAddr,
+    token: String,
 }
 
 /// A child process that is killed when this is dropped, so that a failing test leaves nothing
@@ -324,9 +335,18 @@ impl NatsServer {
 // === impl ServiceEnvironment ===
 
 impl ServiceEnvironment {
-    fn new(test_database: &TestDatabase, isolated_bus: &IsolatedBus) -> ServiceEnvironment {
+    async fn new(test_database: &TestDatabase, isolated_bus: &IsolatedBus) -> ServiceEnvironment {
+        let issuer = TestIssuer::new();
+        let jwks_server = issuer.serve_jwks().await;
         ServiceEnvironment {
+            token: issuer.token(
+                "catalog-manager-1",
+                &[chassis::auth::roles::CATALOG_MANAGER],
+            ),
             variables: vec![
+                ("EMPORIUM_AUTH_ISSUER", TestIssuer::ISSUER.to_owned()),
+                ("EMPORIUM_AUTH_AUDIENCE", TestIssuer::AUDIENCE.to_owned()),
+                ("EMPORIUM_AUTH_JWKS_URL", jwks_server.url.clone()),
                 (
                     "EMPORIUM_CATALOG_DATABASE_URL",
                     test_database.url().to_owned(),
@@ -341,6 +361,7 @@ impl ServiceEnvironment {
                 ("EMPORIUM_LOG", "info".to_owned()),
                 ("EMPORIUM_SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
             ],
+            _jwks_server: jwks_server,
         }
     }
 }
@@ -369,7 +390,11 @@ impl CatalogProcess {
             .env("EMPORIUM_CATALOG_GRPC_ADDR", addr.to_string());
         let mut process = ChildProcess::spawn(&mut command, log.to_owned());
         wait_for_port(addr.port(), &mut process, Duration::from_secs(30)).await;
-        let catalog = CatalogProcess { process, addr };
+        let catalog = CatalogProcess {
+            process,
+            addr,
+            token: environment.token.clone(),
+        };
         catalog
             .wait_for_health(ServingStatus::Serving, Duration::from_secs(30))
             .await;
@@ -390,8 +415,8 @@ impl CatalogProcess {
             })
     }
 
-    async fn client(&self) -> CatalogServiceClient<Channel> {
-        CatalogServiceClient::new(self.channel().await)
+    async fn client(&self) -> Client {
+        CatalogServiceClient::with_interceptor(self.channel().await, BearerToken::new(&self.token))
     }
 
     /// Polls the health service until it reports `expected` for the catalog.
@@ -500,7 +525,7 @@ impl Drop for ChildProcess {
 impl ProductCreates {
     /// Creates products `0..n_products` on `n_workers` tasks; a worker stops at its first failure.
     fn start(
-        client: CatalogServiceClient<Channel>,
+        client: Client,
         category_id: &str,
         n_products: usize,
         n_workers: usize,
@@ -594,10 +619,7 @@ async fn wait_for_outbox_to_drain(database: &Database, timeout: Duration) {
     .await;
 }
 
-async fn create_category(
-    client: &mut CatalogServiceClient<Channel>,
-    name: &str,
-) -> proto::Category {
+async fn create_category(client: &mut Client, name: &str) -> proto::Category {
     client
         .create_category(proto::CreateCategoryRequest {
             name: name.to_owned(),
@@ -608,11 +630,7 @@ async fn create_category(
         .into_inner()
 }
 
-async fn create_product(
-    client: &mut CatalogServiceClient<Channel>,
-    category_id: &str,
-    sku: &str,
-) -> proto::Product {
+async fn create_product(client: &mut Client, category_id: &str, sku: &str) -> proto::Product {
     client
         .create_product(product_request(category_id, sku))
         .await

@@ -1,6 +1,6 @@
 //! What can go wrong running a command, worded for the person at the terminal, and the exit
-//! code of each: 1 the server refused the request, 2 usage, 3 cannot reach the server. gRPC
-//! statuses are mapped here and nowhere else.
+//! code of each: 1 the server refused the request (or the login is missing or failed), 2 usage,
+//! 3 cannot reach the server. gRPC statuses are mapped here and nowhere else.
 
 use std::fmt;
 
@@ -24,6 +24,8 @@ pub enum CliError {
         /// The transport's explanation, as one line of text.
         reason: String,
     },
+    /// Not signed in, or the login expired or failed. Exit 1, like a refusal by the server.
+    Auth(String),
     /// The result could not be written (e.g. stdout closed). Exit 1.
     Output(std::io::Error),
     /// Anything else. Exit 1.
@@ -49,7 +51,10 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Refused { .. } | CliError::Output(_) | CliError::Other(_) => 1,
+            CliError::Refused { .. }
+            | CliError::Auth(_)
+            | CliError::Output(_)
+            | CliError::Other(_) => 1,
             CliError::Usage(_) => 2,
             CliError::Unreachable { .. } => 3,
         }
@@ -68,7 +73,7 @@ impl fmt::Display for CliError {
     /// The message without the leading `error: `; may span several lines.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Usage(message) => f.write_str(message),
+            CliError::Usage(message) | CliError::Auth(message) => f.write_str(message),
             CliError::Refused { status, hint } => write_refusal(f, status, hint.as_deref()),
             CliError::Unreachable { server, reason } => {
                 write!(f, "cannot reach {server}: is emporium running?")?;
@@ -132,7 +137,10 @@ fn write_refusal(f: &mut fmt::Formatter<'_>, status: &Status, hint: Option<&str>
         Code::NotFound if message.is_empty() => f.write_str("not found"),
         Code::NotFound => f.write_str(message),
         Code::FailedPrecondition => write!(f, "not possible right now: {message}"),
-        Code::Unauthenticated => write!(f, "not signed in: {message}"),
+        Code::Unauthenticated => write!(
+            f,
+            "not signed in: {message}\nhint: run `emporiumctl login`, or pass --token"
+        ),
         Code::PermissionDenied => write!(f, "permission denied: {message}"),
         Code::DeadlineExceeded => write!(f, "the server did not answer in time: {message}"),
         Code::Internal => write!(f, "the server failed ({message}); its logs say why"),

@@ -3,19 +3,24 @@
 //! against the catalog's gRPC API and writes the result to the writer it is given, so tests
 //! capture exactly what a user would see. The CLI never touches a database.
 
+pub mod credentials;
 mod error;
+pub mod oauth;
 mod render;
 mod table;
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use emporium_proto::audit::v1 as audit;
 use emporium_proto::catalog::v1 as proto;
 use proto::catalog_service_client::CatalogServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::credentials::CredentialStore;
 pub use crate::error::CliError;
 use crate::render::Listing;
 
@@ -46,7 +51,14 @@ Examples:
   emporiumctl product events <ID>
   EMPORIUMCTL_SERVER=http://catalog.internal:50052 emporiumctl category get <ID>
 
-Exit status: 0 success, 1 the server refused the request, 2 usage error, 3 cannot reach the server.";
+Signing in: every call carries an access token. `emporiumctl login` signs in through your browser \
+(or `--client-credentials` for a service account) and stores the token in \
+$EMPORIUMCTL_CONFIG_DIR, $XDG_CONFIG_HOME/emporiumctl or ~/.config/emporiumctl \
+(credentials.json, readable by you only), refreshing it when it expires; --token (or \
+EMPORIUMCTL_TOKEN) uses a token you already have instead. `emporiumctl logout` forgets it.
+
+Exit status: 0 success, 1 the server refused the request (also: not signed in, permission denied, \
+login failed or expired), 2 usage error, 3 cannot reach the server.";
 
 /// Command-line client for Emporium's catalog.
 #[derive(Debug, Parser)]
@@ -55,6 +67,26 @@ pub struct Cli {
     /// The catalog's gRPC address (`http://` is assumed when no scheme is given).
     #[arg(long, global = true, value_name = "URL", env = "EMPORIUMCTL_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
+
+    /// An access token to send instead of the stored login (never printed).
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "EMPORIUMCTL_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<AccessToken>,
+
+    /// Where the login is stored (default $XDG_CONFIG_HOME/emporiumctl or
+    /// ~/.config/emporiumctl).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "EMPORIUMCTL_CONFIG_DIR"
+    )]
+    pub config_dir: Option<PathBuf>,
 
     /// How to print results: aligned columns for people, or JSON for scripts.
     #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Table)]
@@ -80,7 +112,39 @@ pub enum Command {
     /// Create, read, list, change and delete products.
     #[command(subcommand)]
     Product(ProductCommand),
+    /// Sign in at the identity provider and store the tokens.
+    #[command(
+        after_help = "Examples:\n  emporiumctl login\n  EMPORIUMCTL_CLIENT_SECRET=… emporiumctl login --client-credentials --client-id billing-job"
+    )]
+    Login(LoginArgs),
+    /// Revoke the stored refresh token and forget the login.
+    Logout,
+    /// Print who the stored (or --token) access token speaks for: subject, roles, expiry. Read
+    /// from the token itself without verifying it; the server is the one that verifies.
+    Whoami,
 }
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The identity provider's issuer URL (http only in this build).
+    #[arg(long, value_name = "URL", env = "EMPORIUMCTL_ISSUER", default_value = oauth::DEFAULT_ISSUER)]
+    pub issuer: String,
+    /// The OAuth2 client to log in as.
+    #[arg(long, value_name = "ID", default_value = oauth::DEFAULT_CLIENT_ID)]
+    pub client_id: String,
+    /// Log in as a confidential client (a service account) instead of through the browser. The
+    /// secret is read from EMPORIUMCTL_CLIENT_SECRET, or else from stdin; never from the
+    /// command line.
+    #[arg(long)]
+    pub client_credentials: bool,
+    /// How many seconds to wait for the browser.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub timeout: u64,
+}
+
+/// An access token given on the command line; its `Debug` form hides it.
+#[derive(Clone)]
+pub struct AccessToken(String);
 
 #[derive(Debug, Subcommand)]
 pub enum CategoryCommand {
@@ -302,22 +366,43 @@ pub struct PageArgs {
 
 /// Executes `cli` against the server it names, writing the result to `out`.
 pub async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
+    let store = credential_store(cli.config_dir.as_deref());
+    let command = match cli.command {
+        Command::Login(arguments) => return login(arguments, &store?, out).await,
+        Command::Logout => return logout(&store?, out).await,
+        Command::Whoami => return whoami(cli.token.as_ref(), &store?, out),
+        command => command,
+    };
+    let token = match cli.token {
+        Some(AccessToken(token)) => Some(token),
+        None => stored_access_token(store.ok().as_ref()).await?,
+    };
     let server = with_scheme(&cli.server);
-    let client = connect(&server).await?;
+    let client = connect(&server, token.as_deref()).await?;
     let mut session = Session {
         client,
         server,
         output: cli.output,
     };
-    match cli.command {
+    match command {
         Command::Category(command) => session.category(command, out).await,
         Command::Product(command) => session.product(command, out).await,
+        Command::Login(_) | Command::Logout | Command::Whoami => Ok(()),
     }
 }
 
+/// Sends `authorization: Bearer <token>` with every call, when there is a token.
+#[derive(Clone)]
+pub struct BearerInterceptor {
+    authorization: Option<tonic::metadata::AsciiMetadataValue>,
+}
+
+/// A catalog client that sends the caller's token.
+type Client = CatalogServiceClient<InterceptedService<Channel, BearerInterceptor>>;
+
 /// A connected client and what every command needs to report its outcome.
 struct Session {
-    client: CatalogServiceClient<Channel>,
+    client: Client,
     /// The server as the user named it (scheme added), for error messages.
     server: String,
     output: OutputFormat,
@@ -651,7 +736,7 @@ fn with_scheme(server: &str) -> String {
     }
 }
 
-async fn connect(server: &str) -> Result<CatalogServiceClient<Channel>, CliError> {
+async fn connect(server: &str, token: Option<&str>) -> Result<Client, CliError> {
     let endpoint = Endpoint::from_shared(server.to_owned())
         .map_err(|error| {
             CliError::Usage(format!(
@@ -668,5 +753,236 @@ async fn connect(server: &str) -> Result<CatalogServiceClient<Channel>, CliError
             server: server.to_owned(),
             reason: error::chain(&error),
         })?;
-    Ok(CatalogServiceClient::new(channel))
+    Ok(CatalogServiceClient::with_interceptor(
+        channel,
+        BearerInterceptor::new(token)?,
+    ))
+}
+
+// === signing in ===
+
+fn credential_store(config_dir: Option<&std::path::Path>) -> Result<CredentialStore, CliError> {
+    let directory = match config_dir {
+        Some(directory) => directory.to_owned(),
+        None => CredentialStore::default_directory(|name| std::env::var(name).ok()).ok_or_else(
+            || CliError::Usage("set HOME or EMPORIUMCTL_CONFIG_DIR to store the login".to_owned()),
+        )?,
+    };
+    Ok(CredentialStore::new(&directory))
+}
+
+/// The stored access token, refreshed first if it has expired; `None` when nobody is logged in
+/// (the server then says the call needs a token).
+async fn stored_access_token(store: Option<&CredentialStore>) -> Result<Option<String>, CliError> {
+    let Some(store) = store else {
+        return Ok(None);
+    };
+    let Some(credentials) = store.load().map_err(CliError::Other)? else {
+        return Ok(None);
+    };
+    if !credentials.is_expired(oauth::unix_now()) {
+        return Ok(Some(credentials.access_token));
+    }
+    if credentials.refresh_token.is_none() {
+        return Err(CliError::Auth(
+            "the stored login has expired; run `emporiumctl login`".to_owned(),
+        ));
+    }
+    let refreshed = oauth::refresh(&credentials).await.map_err(|error| {
+        CliError::Auth(format!(
+            "the stored login has expired and could not be refreshed ({error:#}); run `emporiumctl login`"
+        ))
+    })?;
+    store.save(&refreshed).map_err(CliError::Other)?;
+    Ok(Some(refreshed.access_token))
+}
+
+async fn login(
+    arguments: LoginArgs,
+    store: &CredentialStore,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let issuer = arguments.issuer.trim_end_matches('/').to_owned();
+    let credentials = if arguments.client_credentials {
+        let secret = client_secret()?;
+        oauth::login_with_client_credentials(&issuer, &arguments.client_id, &secret).await
+    } else {
+        let browser_login = oauth::BrowserLogin {
+            issuer: issuer.clone(),
+            client_id: arguments.client_id.clone(),
+            scope: "openid offline_access".to_owned(),
+            timeout: Duration::from_secs(arguments.timeout),
+        };
+        oauth::login_with_browser(&browser_login, |url| {
+            // Instructions for the person, not output: stdout stays clean for scripts.
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "Open this URL in your browser to sign in:\n\n  {url}\n\nWaiting for the browser…"
+            );
+        })
+        .await
+    }
+    .map_err(|error| CliError::Auth(format!("login failed: {error:#}")))?;
+    store.save(&credentials).map_err(CliError::Other)?;
+    writeln!(
+        out,
+        "Logged in to {issuer} as client {}; the login is stored in {}",
+        credentials.client_id,
+        store.path().display()
+    )?;
+    Ok(())
+}
+
+async fn logout(store: &CredentialStore, out: &mut impl Write) -> Result<(), CliError> {
+    let Some(credentials) = store.load().map_err(CliError::Other)? else {
+        writeln!(out, "Not logged in.")?;
+        return Ok(());
+    };
+    if let Err(error) = oauth::revoke(&credentials).await {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "warning: could not revoke the refresh token at {}: {error:#}",
+            credentials.issuer
+        );
+    }
+    store.delete().map_err(CliError::Other)?;
+    writeln!(out, "Logged out of {}.", credentials.issuer)?;
+    Ok(())
+}
+
+fn whoami(
+    token: Option<&AccessToken>,
+    store: &CredentialStore,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let token = match token {
+        Some(AccessToken(token)) => token.clone(),
+        None => match store.load().map_err(CliError::Other)? {
+            Some(credentials) => credentials.access_token,
+            None => {
+                return Err(CliError::Auth(
+                    "not logged in; run `emporiumctl login`".to_owned(),
+                ));
+            }
+        },
+    };
+    let payload = token_payload(&token)
+        .ok_or_else(|| CliError::Auth("the access token is not a JWT".to_owned()))?;
+    let text = |name: &str| {
+        payload
+            .get(name)
+            .and_then(|value| value.as_str())
+            .unwrap_or("-")
+            .to_owned()
+    };
+    let roles: Vec<&str> = payload
+        .get("roles")
+        .and_then(|roles| roles.as_array())
+        .map(|roles| roles.iter().filter_map(|role| role.as_str()).collect())
+        .unwrap_or_default();
+    let expiry = match payload.get("exp").and_then(|exp| exp.as_i64()) {
+        Some(exp) if exp > oauth::unix_now() => {
+            format!(
+                "in {} min (unix time {exp})",
+                (exp - oauth::unix_now()) / 60
+            )
+        }
+        Some(exp) => format!("expired (unix time {exp})"),
+        None => "-".to_owned(),
+    };
+    writeln!(out, "subject   {}", text("sub"))?;
+    writeln!(
+        out,
+        "roles     {}",
+        if roles.is_empty() {
+            "-".to_owned()
+        } else {
+            roles.join(", ")
+        }
+    )?;
+    writeln!(out, "client    {}", text("client_id"))?;
+    writeln!(out, "issuer    {}", text("iss"))?;
+    writeln!(out, "expires   {expiry}")?;
+    Ok(())
+}
+
+/// The client secret of `login --client-credentials`: `EMPORIUMCTL_CLIENT_SECRET`, else the first
+/// line of stdin. Never an argument, so it stays out of shell history and `ps`.
+fn client_secret() -> Result<String, CliError> {
+    if let Ok(secret) = std::env::var("EMPORIUMCTL_CLIENT_SECRET")
+        && !secret.is_empty()
+    {
+        return Ok(secret);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|error| {
+        CliError::Other(anyhow::anyhow!("Failed to read the client secret: {error}"))
+    })?;
+    let secret = line.trim_end_matches(['\r', '\n']).to_owned();
+    if secret.is_empty() {
+        return Err(CliError::Usage(
+            "--client-credentials needs the secret in EMPORIUMCTL_CLIENT_SECRET or on stdin"
+                .to_owned(),
+        ));
+    }
+    Ok(secret)
+}
+
+/// The JSON payload of a JWT, decoded without verifying anything: for display and expiry only.
+pub(crate) fn token_payload(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+// === impl AccessToken ===
+
+impl std::str::FromStr for AccessToken {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<AccessToken, String> {
+        let token = text.trim();
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            return Err("expected the token alone, without `Bearer `".to_owned());
+        }
+        Ok(AccessToken(token.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(..)")
+    }
+}
+
+// === impl BearerInterceptor ===
+
+impl BearerInterceptor {
+    pub fn new(token: Option<&str>) -> Result<BearerInterceptor, CliError> {
+        let authorization = token
+            .map(|token| {
+                format!("Bearer {token}").parse().map_err(|_| {
+                    CliError::Usage("the access token holds characters a header cannot".to_owned())
+                })
+            })
+            .transpose()?;
+        Ok(BearerInterceptor { authorization })
+    }
+}
+
+impl tonic::service::Interceptor for BearerInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
+        Ok(request)
+    }
 }

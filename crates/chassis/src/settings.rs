@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::auth::{KeySource, TokenVerifier};
 use crate::bus::BusSettings;
 
 /// Settings shared by every service in a process.
@@ -25,7 +27,21 @@ pub struct Settings {
     /// `EMPORIUM_SHUTDOWN_GRACE_SECONDS`: how long in-flight calls and background work may take
     /// to finish after a stop signal (default 30).
     pub shutdown_grace: Duration,
+    pub auth: AuthSettings,
     variables: HashMap<String, String>,
+}
+
+/// Whose access tokens the services accept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// `EMPORIUM_AUTH_ISSUER`: the identity provider's issuer URL, as tokens name it in `iss`
+    /// (default `http://localhost:8080`; http(s), no trailing slash).
+    pub issuer: String,
+    /// `EMPORIUM_AUTH_AUDIENCE`: the `aud` every token must carry (default `emporium`).
+    pub audience: String,
+    /// `EMPORIUM_AUTH_JWKS_URL`: where the issuer's public keys are fetched (default
+    /// `<issuer>/.well-known/jwks.json`).
+    pub jwks_url: String,
 }
 
 #[derive(Clone, Debug)]
@@ -130,12 +146,14 @@ impl Settings {
                 reason: "expected a whole number of seconds".to_owned(),
             })?),
         };
+        let auth = AuthSettings::from_variables(&get)?;
         Ok(Settings {
             data_dir,
             bus,
             namespace,
             telemetry: TelemetrySettings { filter, format },
             shutdown_grace,
+            auth,
             variables,
         })
     }
@@ -173,13 +191,72 @@ impl Settings {
     }
 }
 
+// === impl AuthSettings ===
+
+impl AuthSettings {
+    fn from_variables(
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<AuthSettings, SettingsError> {
+        let issuer =
+            get("EMPORIUM_AUTH_ISSUER").unwrap_or_else(|| "http://localhost:8080".to_owned());
+        check_http_url("EMPORIUM_AUTH_ISSUER", &issuer)?;
+        if issuer.ends_with('/') {
+            return Err(SettingsError {
+                variable: "EMPORIUM_AUTH_ISSUER".to_owned(),
+                value: issuer,
+                reason: "drop the trailing slash: tokens name the issuer exactly".to_owned(),
+            });
+        }
+        let audience = get("EMPORIUM_AUTH_AUDIENCE").unwrap_or_else(|| "emporium".to_owned());
+        let jwks_url = get("EMPORIUM_AUTH_JWKS_URL")
+            .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
+        check_http_url("EMPORIUM_AUTH_JWKS_URL", &jwks_url)?;
+        Ok(AuthSettings {
+            issuer,
+            audience,
+            jwks_url,
+        })
+    }
+
+    /// A verifier for this issuer and audience that fetches the keys from [`Self::jwks_url`]
+    /// (lazily, on the first token it sees).
+    pub fn verifier(&self) -> Arc<TokenVerifier> {
+        Arc::new(TokenVerifier::new(
+            &self.issuer,
+            &self.audience,
+            KeySource::Url(self.jwks_url.clone()),
+        ))
+    }
+}
+
+/// Accepts `http://host…` and `https://host…` with a non-empty host.
+fn check_http_url(variable: &str, url: &str) -> Result<(), SettingsError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && !rest.contains(char::is_whitespace) =>
+        {
+            Ok(())
+        }
+        _ => Err(SettingsError {
+            variable: variable.to_owned(),
+            value: url.to_owned(),
+            reason: "expected an http:// or https:// URL".to_owned(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
     use secrecy::ExposeSecret;
 
-    use super::{BusSettings, Settings};
+    use super::{AuthSettings, BusSettings, Settings};
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, super::SettingsError> {
         Settings::from_map(
@@ -236,6 +313,59 @@ mod tests {
             .unwrap_err();
         assert!(
             error.to_string().contains("EMPORIUM_CATALOG_GRPC_ADDR"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn auth_defaults_to_the_local_identity_provider() {
+        let settings = settings(&[]).unwrap();
+
+        assert_eq!(
+            settings.auth,
+            AuthSettings {
+                issuer: "http://localhost:8080".to_owned(),
+                audience: "emporium".to_owned(),
+                jwks_url: "http://localhost:8080/.well-known/jwks.json".to_owned(),
+            }
+        );
+    }
+
+    #[test]
+    fn the_jwks_url_follows_the_issuer_unless_set() {
+        let derived = settings(&[("EMPORIUM_AUTH_ISSUER", "https://id.example.com")]).unwrap();
+        let explicit = settings(&[
+            ("EMPORIUM_AUTH_ISSUER", "https://id.example.com"),
+            ("EMPORIUM_AUTH_AUDIENCE", "shop"),
+            ("EMPORIUM_AUTH_JWKS_URL", "http://identity:8080/keys"),
+        ])
+        .unwrap();
+
+        assert_eq!(
+            derived.auth.jwks_url,
+            "https://id.example.com/.well-known/jwks.json"
+        );
+        assert_eq!(explicit.auth.jwks_url, "http://identity:8080/keys");
+        assert_eq!(explicit.auth.audience, "shop");
+    }
+
+    #[test]
+    fn a_bad_issuer_or_jwks_url_names_its_variable() {
+        for issuer in [
+            "localhost:8080",
+            "ftp://id.example.com",
+            "http://",
+            "http://id.example.com/",
+        ] {
+            let error = settings(&[("EMPORIUM_AUTH_ISSUER", issuer)]).unwrap_err();
+            assert!(
+                error.to_string().contains("EMPORIUM_AUTH_ISSUER"),
+                "{error}"
+            );
+        }
+        let error = settings(&[("EMPORIUM_AUTH_JWKS_URL", "/keys")]).unwrap_err();
+        assert!(
+            error.to_string().contains("EMPORIUM_AUTH_JWKS_URL"),
             "{error}"
         );
     }

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use chassis::bus::{Bus, BusSettings};
 use futures::StreamExt;
 use secrecy::SecretString;
@@ -280,6 +281,23 @@ pub struct TestIssuer {
     pub key: chassis::auth::SigningKey,
 }
 
+/// Attaches `authorization: Bearer <token>` to every call of a tonic client:
+/// `CatalogServiceClient::with_interceptor(channel, BearerToken::new(&token))`.
+#[derive(Clone, Debug)]
+pub struct BearerToken {
+    value: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+}
+
+/// A TestIssuer's JWKS served over HTTP, for a service in another process that fetches its keys
+/// (`EMPORIUM_AUTH_JWKS_URL`). Stops serving when dropped.
+#[derive(Debug)]
+pub struct JwksServer {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+// === impl TestIssuer ===
+
 impl TestIssuer {
     pub const ISSUER: &'static str = "http://emporium.test";
     pub const AUDIENCE: &'static str = "emporium";
@@ -301,37 +319,117 @@ impl TestIssuer {
 
     /// A valid five-minute token for `subject` holding `roles`.
     pub fn token(&self, subject: &str, roles: &[&str]) -> String {
-        self.sign(subject, roles, 300)
+        self.token_with(&self.claims(subject, roles))
     }
 
     /// A token that expired two minutes ago.
     pub fn expired_token(&self, subject: &str, roles: &[&str]) -> String {
-        self.sign(subject, roles, -120)
+        let claims = self.claims(subject, roles);
+        self.token_with(&chassis::auth::Claims {
+            exp: claims.iat - 120,
+            ..claims
+        })
     }
 
-    fn sign(&self, subject: &str, roles: &[&str], expires_in: i64) -> String {
+    /// The claims of a valid five-minute token for `subject` holding `roles`: change some with
+    /// struct update syntax and sign them with [`Self::token_with`].
+    pub fn claims(&self, subject: &str, roles: &[&str]) -> chassis::auth::Claims {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("the clock is after 1970")
-            .as_secs() as i64;
-        let claims = chassis::auth::Claims {
+            .as_secs();
+        // Seconds since 1970 fit an i64 for the next 292 billion years.
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        chassis::auth::Claims {
             iss: Self::ISSUER.to_owned(),
             sub: subject.to_owned(),
             aud: Self::AUDIENCE.to_owned(),
-            exp: now + expires_in,
+            exp: now + 300,
             iat: now,
             jti: Uuid::new_v4().to_string(),
             client_id: "test".to_owned(),
             roles: roles.iter().map(|role| (*role).to_owned()).collect(),
             customer_id: None,
-        };
-        self.key.sign(&claims).expect("a token can be signed")
+        }
+    }
+
+    /// Signs `claims` with this issuer's key.
+    pub fn token_with(&self, claims: &chassis::auth::Claims) -> String {
+        self.key.sign(claims).expect("a token can be signed")
+    }
+
+    /// The Ed25519 public key's raw bytes, as the JWKS publishes them: what an attacker would use
+    /// as an HMAC secret in an algorithm-confusion attack.
+    pub fn public_key_bytes(&self) -> Vec<u8> {
+        let jwk = serde_json::to_value(self.key.public_jwk()).expect("a JWK serializes");
+        let x = jwk["x"].as_str().expect("an OKP key has x");
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(x)
+            .expect("x is base64url")
+    }
+
+    /// Serves this issuer's JWKS on a random local port.
+    pub async fn serve_jwks(&self) -> JwksServer {
+        let document = serde_json::to_string(&chassis::auth::key_set(&[&self.key]))
+            .expect("a key set serializes");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a local port can be bound");
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let router = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { ([("content-type", "application/json")], document) }
+            }),
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        JwksServer {
+            url: format!("http://{addr}/.well-known/jwks.json"),
+            task,
+        }
     }
 }
 
 impl Default for TestIssuer {
     fn default() -> TestIssuer {
         TestIssuer::new()
+    }
+}
+
+// === impl BearerToken ===
+
+impl BearerToken {
+    pub fn new(token: &str) -> BearerToken {
+        BearerToken {
+            value: format!("Bearer {token}")
+                .parse()
+                .expect("a token is valid header text"),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.value.clone());
+        Ok(request)
+    }
+}
+
+// === impl JwksServer ===
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -345,4 +443,26 @@ pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
             .expect("a token is valid header text"),
     );
     request
+}
+
+/// An unsigned token (`alg: none`) carrying `claims`: `base64url(header).base64url(claims).`
+pub fn unsigned_token(claims: &chassis::auth::Claims) -> String {
+    let encode = |json: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+    };
+    let header = serde_json::json!({ "alg": "none", "typ": "JWT" });
+    let payload = serde_json::to_value(claims).expect("claims serialize");
+    format!("{}.{}.", encode(&header), encode(&payload))
+}
+
+/// A token carrying `claims`, signed with HS256 using `secret`: with a public key as the secret,
+/// the algorithm-confusion attack.
+pub fn hs256_token(claims: &chassis::auth::Claims, secret: &[u8]) -> String {
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .expect("an HS256 token can be signed")
 }

@@ -1,8 +1,12 @@
-//! The catalog's gRPC boundary: parses requests into domain values (every bad field reported at
-//! once, nothing changed), calls the use cases, and converts results back. The only module that
-//! knows the generated types.
+//! The catalog's gRPC boundary: checks the caller's roles, parses requests into domain values
+//! (every bad field reported at once, nothing changed), calls the use cases, and converts results
+//! back. The only module that knows the generated types and the caller's token.
+//!
+//! Authorization comes first in every RPC, before the request is even parsed: a refused call
+//! learns nothing about its input and changes nothing.
 
 use chassis::Violations;
+use chassis::auth::{self, roles};
 use chassis::error::Error;
 use chassis::grpc::{first_reason, in_request_order, page_size, parse_uuid, timestamp_to_proto};
 use chassis::pagination::{decode_token, encode_token};
@@ -19,6 +23,9 @@ use crate::domain::{
 };
 use crate::service::{Catalog, MAX_BATCH_IDS};
 use crate::store::{self, Cursor};
+
+/// Who may change the catalog and read its audit history.
+const CATALOG_WRITERS: &[&str] = &[roles::ADMIN, roles::CATALOG_MANAGER];
 
 const DEFAULT_PAGE_SIZE: i64 = 50;
 const MAX_PAGE_SIZE: i64 = 500;
@@ -42,6 +49,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::CreateCategoryRequest>,
     ) -> Result<Response<proto::Category>, Status> {
+        auth::require(&request, CATALOG_WRITERS)?;
         let new = parse_new_category(request.into_inner())?;
         let category = self.catalog.create_category(new).await?;
         Ok(Response::new(category_to_proto(category)))
@@ -52,6 +60,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::GetCategoryRequest>,
     ) -> Result<Response<proto::Category>, Status> {
+        authorize_read(&request)?;
         let id = parse_uuid("id", &request.get_ref().id)?;
         let category = self.catalog.get_category(id).await?;
         Ok(Response::new(category_to_proto(category)))
@@ -62,6 +71,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::BatchGetCategoriesRequest>,
     ) -> Result<Response<proto::BatchGetCategoriesResponse>, Status> {
+        authorize_read(&request)?;
         let ids = parse_ids(&request.get_ref().ids)?;
         let found = self.catalog.get_categories(&ids).await?;
         let (categories, missing_ids) = in_request_order(&ids, found, |category| category.id);
@@ -76,6 +86,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::ListCategoriesRequest>,
     ) -> Result<Response<proto::ListCategoriesResponse>, Status> {
+        authorize_read(&request)?;
         let request = request.into_inner();
         let (query, fingerprint) = parse_category_list(&request)?;
         let after: Option<Cursor> = decode_token("page_token", &fingerprint, &request.page_token)?;
@@ -98,6 +109,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::UpdateCategoryRequest>,
     ) -> Result<Response<proto::Category>, Status> {
+        auth::require(&request, CATALOG_WRITERS)?;
         let (id, changes) = parse_category_changes(request.into_inner())?;
         let category = self.catalog.update_category(id, changes).await?;
         Ok(Response::new(category_to_proto(category)))
@@ -108,6 +120,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::DeleteCategoryRequest>,
     ) -> Result<Response<proto::DeleteCategoryResponse>, Status> {
+        auth::require(&request, CATALOG_WRITERS)?;
         let request = request.into_inner();
         let (id, expected_version) = parse_delete(&request.id, request.expected_version)?;
         self.catalog.delete_category(id, expected_version).await?;
@@ -119,6 +132,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::CreateProductRequest>,
     ) -> Result<Response<proto::Product>, Status> {
+        auth::require(&request, CATALOG_WRITERS)?;
         let new = parse_new_product(request.into_inner())?;
         let product = self.catalog.create_product(new).await?;
         Ok(Response::new(product_to_proto(product)))
@@ -129,6 +143,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::GetProductRequest>,
     ) -> Result<Response<proto::Product>, Status> {
+        authorize_read(&request)?;
         let id = parse_uuid("id", &request.get_ref().id)?;
         let product = self.catalog.get_product(id).await?;
         Ok(Response::new(product_to_proto(product)))
@@ -139,6 +154,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::BatchGetProductsRequest>,
     ) -> Result<Response<proto::BatchGetProductsResponse>, Status> {
+        authorize_read(&request)?;
         let ids = parse_ids(&request.get_ref().ids)?;
         let found = self.catalog.get_products(&ids).await?;
         let (products, missing_ids) = in_request_order(&ids, found, |product| product.id);
@@ -153,6 +169,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::ListProductsRequest>,
     ) -> Result<Response<proto::ListProductsResponse>, Status> {
+        authorize_read(&request)?;
         let request = request.into_inner();
         let (query, fingerprint) = parse_product_list(&request)?;
         let after: Option<Cursor> = decode_token("page_token", &fingerprint, &request.page_token)?;
@@ -175,6 +192,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::UpdateProductRequest>,
     ) -> Result<Response<proto::Product>, Status> {
+        auth::require(&request, CATALOG_WRITERS)?;
         let (id, changes) = parse_product_changes(request.into_inner())?;
         let product = self.catalog.update_product(id, changes).await?;
         Ok(Response::new(product_to_proto(product)))
@@ -185,6 +203,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::DeleteProductRequest>,
     ) -> Result<Response<proto::DeleteProductResponse>, Status> {
+        auth::require(&request, CATALOG_WRITERS)?;
         let request = request.into_inner();
         let (id, expected_version) = parse_delete(&request.id, request.expected_version)?;
         self.catalog.delete_product(id, expected_version).await?;
@@ -196,10 +215,19 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<audit::ListEventsRequest>,
     ) -> Result<Response<audit::ListEventsResponse>, Status> {
+        auth::require(&request, CATALOG_WRITERS)?;
         let response =
             chassis::audit::list_events(self.catalog.database(), request.into_inner()).await?;
         Ok(Response::new(response))
     }
+}
+
+// === authorization ===
+
+/// Reads need a signed-in caller, whatever their roles. This is the seam where anonymous
+/// storefront browsing through the gateway would come in: `auth::optional` instead.
+fn authorize_read<T>(request: &Request<T>) -> Result<auth::Caller, Error> {
+    auth::authenticated(request)
 }
 
 // === parsing ===

@@ -9,8 +9,10 @@ pub mod service;
 pub mod store;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use chassis::auth::TokenVerifier;
 use chassis::bus::Bus;
 use chassis::grpc::{GrpcListener, GrpcService};
 use chassis::outbox::{EventRoute, Relay};
@@ -46,17 +48,20 @@ pub struct Application {
     database: Database,
     bus: Bus,
     route: EventRoute,
+    verifier: Arc<TokenVerifier>,
     run_relay: bool,
     grace: Duration,
 }
 
 impl Application {
     /// Connects and migrates the database, makes sure the bus has the catalog's stream, and binds
-    /// the gRPC port. When this returns the service is ready to report SERVING.
+    /// the gRPC port. When this returns the service is ready to report SERVING. Every call must
+    /// carry an access token that `verifier` accepts.
     pub async fn build(
         settings: &ServiceSettings,
         bus: Bus,
         grace: Duration,
+        verifier: Arc<TokenVerifier>,
     ) -> anyhow::Result<Application> {
         let database = Database::connect(settings.database_url.expose_secret(), MIGRATIONS).await?;
         let route = EventRoute::new(NAME, &settings.namespace);
@@ -67,6 +72,7 @@ impl Application {
             database,
             bus,
             route,
+            verifier,
             run_relay: true,
             grace,
         })
@@ -106,8 +112,7 @@ impl Application {
             health_names: vec![HEALTH_NAME],
             file_descriptor_set: emporium_proto::FILE_DESCRIPTOR_SET,
             bus: self.bus.clone(),
-            // The catalog enforces tokens once the identity service issues them (issue 3).
-            verifier: None,
+            verifier: Some(self.verifier),
         };
         tracing::info!(service = NAME, addr = %self.listener.local_addr(), bus = self.bus.kind(), "Serving gRPC");
         let served = self.listener.serve(service, shutdown, self.grace).await;

@@ -4,20 +4,32 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use catalog::Application;
+use chassis::auth::roles;
 use chassis::bus::{Bus, ConsumerSpec};
 use chassis::cloudevents::CloudEvent;
 use chassis::settings::ServiceSettings;
 use chassis::storage::Database;
 use emporium_proto::catalog::v1 as proto;
 use proto::catalog_service_client::CatalogServiceClient;
-use test_support::{Backend, TestBus, TestDatabase};
+use test_support::{Backend, BearerToken, TestBus, TestDatabase, TestIssuer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+/// A catalog client that sends the test's default token with every call.
+pub(crate) type Client = CatalogServiceClient<InterceptedService<Channel, BearerToken>>;
+
 pub(crate) struct TestApp {
-    pub(crate) client: CatalogServiceClient<Channel>,
+    /// Sends [`TestApp::token`].
+    pub(crate) client: Client,
+    /// Without a token: tests add one per request with `test_support::with_token`.
+    pub(crate) anonymous_client: CatalogServiceClient<Channel>,
     pub(crate) addr: SocketAddr,
+    /// The only issuer the catalog trusts.
+    pub(crate) issuer: TestIssuer,
+    /// A valid catalog-manager token, sent by [`TestApp::client`].
+    pub(crate) token: String,
     /// The bus, connected for the test's own inspection.
     pub(crate) bus: Bus,
     pub(crate) test_bus: TestBus,
@@ -48,15 +60,22 @@ async fn start(
     relay: bool,
 ) -> TestApp {
     let bus = test_bus.connect().await;
+    let issuer = TestIssuer::new();
+    let token = issuer.token("catalog-manager-1", &[roles::CATALOG_MANAGER]);
     let settings = ServiceSettings {
         name: catalog::NAME,
         grpc_addr: "127.0.0.1:0".parse().expect("a valid address"),
         database_url: test_database.secret_url(),
         namespace: test_bus.namespace.clone(),
     };
-    let application = Application::build(&settings, bus.clone(), Duration::from_secs(5))
-        .await
-        .expect("the catalog starts");
+    let application = Application::build(
+        &settings,
+        bus.clone(),
+        Duration::from_secs(5),
+        issuer.verifier(),
+    )
+    .await
+    .expect("the catalog starts");
     let application = if relay {
         application
     } else {
@@ -65,12 +84,17 @@ async fn start(
     let addr = application.local_addr();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(application.run_until_stopped(shutdown.clone()));
-    let client = CatalogServiceClient::connect(format!("http://{addr}"))
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a valid endpoint")
+        .connect()
         .await
         .expect("the catalog accepts connections");
     TestApp {
-        client,
+        client: CatalogServiceClient::with_interceptor(channel.clone(), BearerToken::new(&token)),
+        anonymous_client: CatalogServiceClient::new(channel),
         addr,
+        issuer,
+        token,
         bus,
         test_bus,
         test_database,
@@ -81,8 +105,14 @@ async fn start(
 }
 
 impl TestApp {
-    pub(crate) fn client(&self) -> CatalogServiceClient<Channel> {
+    /// A client sending the default catalog-manager token.
+    pub(crate) fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// A client sending no token of its own.
+    pub(crate) fn anonymous_client(&self) -> CatalogServiceClient<Channel> {
+        self.anonymous_client.clone()
     }
 
     /// A second pool on the service's database, for checks the API cannot make.

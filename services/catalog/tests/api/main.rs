@@ -2,6 +2,7 @@
 //! namespace per test, driven through its gRPC client. Every test runs on SQLite + the embedded
 //! bus and on PostgreSQL + NATS JetStream.
 
+mod authorization;
 mod categories;
 mod events;
 mod helpers;
