@@ -1,7 +1,11 @@
 //! `emporium`: the one binary. `up` runs every service in one process on embedded defaults,
 //! `serve <service>` runs one service against the database and bus the environment names, and
-//! `migrate` brings databases up to date and exits.
+//! `migrate` brings databases up to date and exits. Where identity runs, the process also serves
+//! the suite's HTTP origin (`EMPORIUM_HTTP_ADDR`): the sign-in pages, token endpoint and JWKS.
 
+mod setup;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,10 +46,12 @@ enum Command {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Service {
+    Identity,
     Catalog,
 }
 
-const ALL_SERVICES: &[Service] = &[Service::Catalog];
+/// Identity first: the others verify tokens against its keys.
+const ALL_SERVICES: &[Service] = &[Service::Identity, Service::Catalog];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -53,8 +59,8 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     chassis::telemetry::init(&settings.telemetry)?;
     let result = match cli.command {
-        Command::Up => run(&settings, ALL_SERVICES, true).await,
-        Command::Serve { service } => run(&settings, &[service], false).await,
+        Command::Up => run(&settings, ALL_SERVICES, Mode::Up).await,
+        Command::Serve { service } => run(&settings, &[service], Mode::Serve).await,
         Command::Migrate { service } => {
             let services = service.map_or(ALL_SERVICES.to_vec(), |service| vec![service]);
             migrate(&settings, &services).await
@@ -69,14 +75,22 @@ async fn main() -> anyhow::Result<()> {
 impl Service {
     fn settings(self, settings: &Settings) -> anyhow::Result<ServiceSettings> {
         Ok(match self {
+            Service::Identity => settings.service(identity::NAME, identity::DEFAULT_PORT)?,
             Service::Catalog => settings.service(catalog::NAME, catalog::DEFAULT_PORT)?,
         })
     }
 }
 
+/// `up` (everything, first-start set-up, a banner) or `serve` (one service, production).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Up,
+    Serve,
+}
+
 /// Builds the services (migrations run, streams exist, ports bound), reports where they listen,
 /// and serves until Ctrl-C or SIGTERM; then drains them all.
-async fn run(settings: &Settings, services: &[Service], banner: bool) -> anyhow::Result<()> {
+async fn run(settings: &Settings, services: &[Service], mode: Mode) -> anyhow::Result<()> {
     let bus = Bus::connect(&settings.bus)
         .await
         .context("Failed to connect to the bus")?;
@@ -85,9 +99,34 @@ async fn run(settings: &Settings, services: &[Service], banner: bool) -> anyhow:
     let shutdown = CancellationToken::new();
     let mut running = JoinSet::new();
     let mut listening = Vec::new();
+    let mut http_routes = None;
+    let mut first_start = None;
     for service in services {
         let service_settings = service.settings(settings)?;
         match service {
+            Service::Identity => {
+                let options = setup::identity_options(settings, mode == Mode::Up)?;
+                let application = identity::Application::build(
+                    &service_settings,
+                    bus.clone(),
+                    settings.shutdown_grace,
+                    Arc::clone(&verifier),
+                    options,
+                )
+                .await
+                .context("Failed to start identity")?;
+                if mode == Mode::Up {
+                    first_start = Some(setup::first_start(settings, &application).await?);
+                }
+                let oauth = identity::oauth::OAuthSettings::new(
+                    &settings.auth.issuer,
+                    &settings.auth.audience,
+                );
+                http_routes =
+                    Some(application.http_router(oauth, identity::oauth::Clock::system()));
+                listening.push((identity::NAME, application.local_addr()));
+                running.spawn(application.run_until_stopped(shutdown.clone()));
+            }
             Service::Catalog => {
                 let application = catalog::Application::build(
                     &service_settings,
@@ -102,11 +141,36 @@ async fn run(settings: &Settings, services: &[Service], banner: bool) -> anyhow:
             }
         }
     }
-    if banner {
-        print_banner(settings, &bus, &listening);
+    let mut http_addr = None;
+    if let Some(routes) = http_routes {
+        let listener = tokio::net::TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "Failed to listen on {} (EMPORIUM_HTTP_ADDR)",
+                    settings.http_addr
+                )
+            })?;
+        http_addr = Some(listener.local_addr()?);
+        let stopped = shutdown.clone();
+        running.spawn(async move {
+            axum::serve(
+                listener,
+                routes.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopped.cancelled_owned())
+            .await
+            .context("The HTTP server failed")
+        });
+    }
+    if mode == Mode::Up {
+        print_banner(settings, &bus, &listening, http_addr, first_start.as_ref());
     }
     for (name, addr) in &listening {
         tracing::info!(service = name, %addr, "Listening");
+    }
+    if let Some(addr) = http_addr {
+        tracing::info!(%addr, issuer = %settings.auth.issuer, "Serving HTTP");
     }
     tokio::select! {
         () = chassis::stop_signal() => tracing::info!("Stop signal received; draining"),
@@ -144,6 +208,7 @@ async fn migrate(settings: &Settings, services: &[Service]) -> anyhow::Result<()
     for service in services {
         let service_settings = service.settings(settings)?;
         let migrations = match service {
+            Service::Identity => identity::MIGRATIONS,
             Service::Catalog => catalog::MIGRATIONS,
         };
         let database = chassis::storage::Database::connect(
@@ -160,23 +225,38 @@ async fn migrate(settings: &Settings, services: &[Service]) -> anyhow::Result<()
 
 // The banner is the command's output for a person at a terminal, not a log line.
 #[allow(clippy::print_stdout)]
-fn print_banner(settings: &Settings, bus: &Bus, listening: &[(&str, std::net::SocketAddr)]) {
+fn print_banner(
+    settings: &Settings,
+    bus: &Bus,
+    listening: &[(&str, SocketAddr)],
+    http_addr: Option<SocketAddr>,
+    first_start: Option<&setup::FirstStart>,
+) {
     println!();
     println!(
         "Emporium is up (data in {}, bus: {}).",
         settings.data_dir.display(),
         bus.kind()
     );
+    if let Some(addr) = http_addr {
+        println!(
+            "  {:<10} HTTP  http://{addr}  (issuer {})",
+            "sign-in", settings.auth.issuer
+        );
+    }
     for (name, addr) in listening {
         println!("  {name:<10} gRPC  http://{addr}");
     }
+    if let Some(first_start) = first_start {
+        setup::print_first_start(first_start);
+    }
     println!();
-    println!(
-        "Try: emporiumctl --server http://{} product list",
-        listening
-            .first()
-            .map_or_else(String::new, |(_, addr)| addr.to_string())
-    );
+    let catalog = listening
+        .iter()
+        .find(|(name, _)| *name == catalog::NAME)
+        .map_or_else(String::new, |(_, addr)| addr.to_string());
+    println!("Try: emporiumctl login            (opens the sign-in page; sign in as the admin)");
+    println!("     emporiumctl --server http://{catalog} product list");
     println!("Stop with Ctrl-C.");
     println!();
 }

@@ -13,8 +13,9 @@ use secrecy::SecretString;
 use crate::auth::{KeySource, TokenVerifier};
 use crate::bus::BusSettings;
 
-/// Settings shared by every service in a process.
-#[derive(Clone, Debug)]
+/// Settings shared by every service in a process. Its Debug output leaves out the raw variables,
+/// which may hold secrets.
+#[derive(Clone)]
 pub struct Settings {
     /// `EMPORIUM_DATA_DIR`: where embedded-mode files live (default `./data`).
     pub data_dir: PathBuf,
@@ -28,6 +29,9 @@ pub struct Settings {
     /// to finish after a stop signal (default 30).
     pub shutdown_grace: Duration,
     pub auth: AuthSettings,
+    /// `EMPORIUM_HTTP_ADDR`: where the suite's HTTP origin listens (the identity provider's
+    /// sign-in pages, token endpoint and JWKS; default `127.0.0.1:8080`).
+    pub http_addr: SocketAddr,
     variables: HashMap<String, String>,
 }
 
@@ -80,6 +84,20 @@ pub struct SettingsError {
 }
 
 // === impl Settings ===
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("bus", &self.bus)
+            .field("namespace", &self.namespace)
+            .field("telemetry", &self.telemetry)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("http_addr", &self.http_addr)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Settings {
     /// Reads the process environment.
@@ -147,6 +165,14 @@ impl Settings {
             })?),
         };
         let auth = AuthSettings::from_variables(&get)?;
+        let http_addr = match get("EMPORIUM_HTTP_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(text) => text.parse().map_err(|_| SettingsError {
+                variable: "EMPORIUM_HTTP_ADDR".to_owned(),
+                value: text.clone(),
+                reason: "expected host:port, e.g. 0.0.0.0:8080".to_owned(),
+            })?,
+        };
         Ok(Settings {
             data_dir,
             bus,
@@ -154,8 +180,22 @@ impl Settings {
             telemetry: TelemetrySettings { filter, format },
             shutdown_grace,
             auth,
+            http_addr,
             variables,
         })
+    }
+
+    /// A service-specific variable, if set and not empty.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.variables
+            .get(name)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
+    }
+
+    /// A service-specific secret variable, if set and not empty.
+    pub fn secret(&self, name: &str) -> Option<SecretString> {
+        self.value(name).map(SecretString::from)
     }
 
     /// The settings of service `name`, whose gRPC port defaults to `default_port`.
