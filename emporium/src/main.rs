@@ -3,6 +3,15 @@
 //! `migrate` brings databases up to date and exits. Where identity runs, the process also serves
 //! the suite's HTTP origin (`EMPORIUM_HTTP_ADDR`): the sign-in pages, token endpoint and JWKS.
 
+/// Prints a line for the person at the terminal (the banner, not a log line). A closed stdout
+/// (`emporium up | head`) must not stop the suite, so write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod setup;
 
 use std::net::SocketAddr;
@@ -223,8 +232,6 @@ async fn migrate(settings: &Settings, services: &[Service]) -> anyhow::Result<()
     Ok(())
 }
 
-// The banner is the command's output for a person at a terminal, not a log line.
-#[allow(clippy::print_stdout)]
 fn print_banner(
     settings: &Settings,
     bus: &Bus,
@@ -232,31 +239,32 @@ fn print_banner(
     http_addr: Option<SocketAddr>,
     first_start: Option<&setup::FirstStart>,
 ) {
-    println!();
-    println!(
+    say!();
+    say!(
         "Emporium is up (data in {}, bus: {}).",
         settings.data_dir.display(),
         bus.kind()
     );
     if let Some(addr) = http_addr {
-        println!(
+        say!(
             "  {:<10} HTTP  http://{addr}  (issuer {})",
-            "sign-in", settings.auth.issuer
+            "sign-in",
+            settings.auth.issuer
         );
     }
     for (name, addr) in listening {
-        println!("  {name:<10} gRPC  http://{addr}");
+        say!("  {name:<10} gRPC  http://{addr}");
     }
     if let Some(first_start) = first_start {
         setup::print_first_start(first_start);
     }
-    println!();
+    say!();
     let catalog = listening
         .iter()
         .find(|(name, _)| *name == catalog::NAME)
         .map_or_else(String::new, |(_, addr)| addr.to_string());
-    println!("Try: emporiumctl login            (opens the sign-in page; sign in as the admin)");
-    println!("     emporiumctl --server http://{catalog} product list");
-    println!("Stop with Ctrl-C.");
-    println!();
+    say!("Try: emporiumctl login            (opens the sign-in page; sign in as the admin)");
+    say!("     emporiumctl --server http://{catalog} product list");
+    say!("Stop with Ctrl-C.");
+    say!();
 }

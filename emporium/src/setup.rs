@@ -96,24 +96,23 @@ pub(crate) async fn first_start(
     })
 }
 
-// Printed once for the person who started the suite; never logged.
-#[allow(clippy::print_stdout)]
+/// Printed once for the person who started the suite; never logged.
 pub(crate) fn print_first_start(first_start: &FirstStart) {
     match &first_start.admin_created {
         Some(Some(password)) => {
-            println!();
-            println!("  Created the admin account {}", first_start.admin_email);
-            println!("  with the password  {}", password.expose_secret());
-            println!("  It is shown only this once: sign in and keep it somewhere safe.");
+            say!();
+            say!("  Created the admin account {}", first_start.admin_email);
+            say!("  with the password  {}", password.expose_secret());
+            say!("  It is shown only this once: sign in and keep it somewhere safe.");
         }
-        Some(None) => println!(
+        Some(None) => say!(
             "\n  Created the admin account {} with the password from EMPORIUM_ADMIN_PASSWORD.",
             first_start.admin_email
         ),
         None => {}
     }
     if !first_start.clients_created.is_empty() {
-        println!(
+        say!(
             "  Registered the OAuth2 clients: {}",
             first_start.clients_created.join(", ")
         );

@@ -1,0 +1,289 @@
+//! `emporium up` the way a new user meets it: the real binary on an empty data directory prints
+//! the admin's generated password once; signing in through the real sign-in page gives the CLI a
+//! token; with it the catalog accepts changes, without it refuses them; a restart keeps the
+//! admin, the clients, the signing key and the login, and creates nothing again. (`up` is the
+//! embedded mode by definition, so this runs on SQLite and the embedded bus only.)
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser as _;
+use emporiumctl::credentials::CredentialStore;
+use emporiumctl::oauth::{BrowserLogin, login_with_browser};
+use emporiumctl::{Cli, run};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+const ADMIN_EMAIL: &str = "admin@emporium.localhost";
+
+// Multi-threaded: `Up::stop` blocks its thread waiting for the process, and the client
+// connections must still be driven meanwhile, or the server's drain waits for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_user_signs_in_with_the_cli_and_changes_the_catalog() {
+    let scratch = std::env::temp_dir().join(format!("emporium-up-{}", uuid::Uuid::new_v4()));
+    let suite = Suite::new(&scratch);
+
+    let mut first = suite.start();
+    let banner = first.banner();
+    let password = banner
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("with the password"))
+        .map(|rest| rest.trim().to_owned())
+        .expect("the first start prints the admin's password");
+    assert!(banner.iter().any(|line| line.contains(ADMIN_EMAIL)));
+
+    let config_dir = scratch.join("ctl");
+    let issuer = suite.issuer.clone();
+    let credentials = login_with_browser(
+        &BrowserLogin {
+            issuer: issuer.clone(),
+            client_id: "emporiumctl".to_owned(),
+            scope: "openid offline_access".to_owned(),
+            timeout: Duration::from_secs(60),
+        },
+        |url| {
+            let url = url.to_owned();
+            let password = password.clone();
+            tokio::spawn(async move { Browser::new().sign_in(&url, ADMIN_EMAIL, &password).await });
+        },
+    )
+    .await
+    .expect("the CLI's browser login completes");
+    CredentialStore::new(&config_dir)
+        .save(&credentials)
+        .expect("the login is stored");
+
+    let created = suite
+        .ctl(&config_dir, &["category", "create", "--name", "Tea"])
+        .await;
+    let anonymous = suite
+        .ctl(&scratch.join("nobody"), &["category", "list"])
+        .await;
+    assert!(created.is_ok(), "signed in, the admin creates: {created:?}");
+    assert!(created.unwrap().contains("Tea"));
+    let refused = anonymous.expect_err("without a login the catalog refuses");
+    assert!(refused.contains("not signed in"), "{refused}");
+
+    first.stop();
+    let mut second = suite.start();
+    let banner = second.banner();
+    assert!(
+        !banner.iter().any(|line| line.contains("password")),
+        "a restart creates no admin again: {banner:?}"
+    );
+    let listed = suite.ctl(&config_dir, &["category", "list"]).await;
+    assert!(
+        listed
+            .expect("the stored login still works")
+            .contains("Tea")
+    );
+    second.stop();
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// One installation: a data directory and free ports.
+struct Suite {
+    data_dir: PathBuf,
+    issuer: String,
+    http_addr: String,
+    identity_addr: String,
+    catalog_addr: String,
+}
+
+impl Suite {
+    fn new(scratch: &Path) -> Suite {
+        let http_addr = free_addr();
+        Suite {
+            data_dir: scratch.join("data"),
+            issuer: format!("http://{http_addr}"),
+            http_addr,
+            identity_addr: free_addr(),
+            catalog_addr: free_addr(),
+        }
+    }
+
+    fn start(&self) -> Up {
+        let child = Command::new(env!("CARGO_BIN_EXE_emporium"))
+            .arg("up")
+            .env("EMPORIUM_DATA_DIR", &self.data_dir)
+            .env("EMPORIUM_HTTP_ADDR", &self.http_addr)
+            .env("EMPORIUM_AUTH_ISSUER", &self.issuer)
+            .env("EMPORIUM_IDENTITY_GRPC_ADDR", &self.identity_addr)
+            .env("EMPORIUM_CATALOG_GRPC_ADDR", &self.catalog_addr)
+            .env("EMPORIUM_LOG", "info")
+            .env_remove("EMPORIUM_ADMIN_PASSWORD")
+            .env_remove("EMPORIUM_ADMIN_EMAIL")
+            .env_remove("EMPORIUM_IDENTITY_KEY_ENCRYPTION_KEY")
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::File::create(self.data_dir.with_file_name("up.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
+            .spawn()
+            .expect("emporium starts");
+        Up { child }
+    }
+
+    /// Runs an emporiumctl command against this suite: its output, or its error message.
+    async fn ctl(&self, config_dir: &Path, args: &[&str]) -> Result<String, String> {
+        let mut argv = vec![
+            "emporiumctl".to_owned(),
+            "--server".to_owned(),
+            format!("http://{}", self.catalog_addr),
+            "--config-dir".to_owned(),
+            config_dir.display().to_string(),
+        ];
+        argv.extend(args.iter().map(|arg| (*arg).to_owned()));
+        let cli = Cli::try_parse_from(argv).expect("a valid command line");
+        let mut out = Vec::new();
+        match run(cli, &mut out).await {
+            Ok(()) => Ok(String::from_utf8_lossy(&out).into_owned()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+struct Up {
+    child: Child,
+}
+
+impl Up {
+    /// The banner, up to "Stop with Ctrl-C." (the suite is serving by then).
+    fn banner(&mut self) -> Vec<String> {
+        let stdout = self.child.stdout.take().expect("stdout is piped");
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(stdout).lines();
+        for line in reader.by_ref() {
+            let line = line.expect("the banner is text");
+            let done = line.starts_with("Stop with Ctrl-C.");
+            lines.push(line);
+            if done {
+                // Keep reading whatever follows, as a terminal would: a closed pipe is not what
+                // a user's terminal looks like.
+                std::thread::spawn(move || reader.for_each(drop));
+                return lines;
+            }
+        }
+        panic!("emporium up exited before it was up: {lines:?}");
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        let status = self.child.wait().expect("emporium exits");
+        assert!(status.success(), "emporium up exits cleanly: {status}");
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("an address").to_string()
+}
+
+/// Just enough of a browser: keeps cookies, submits the sign-in form, follows the redirect to
+/// the CLI's loopback listener.
+struct Browser {
+    client: Client<HttpConnector, Full<Bytes>>,
+    cookies: Vec<String>,
+}
+
+impl Browser {
+    fn new() -> Browser {
+        Browser {
+            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+            cookies: Vec::new(),
+        }
+    }
+
+    async fn sign_in(mut self, authorize_url: &str, email: &str, password: &str) {
+        let (status, _, page) = self.send("GET", authorize_url, Vec::new()).await;
+        assert_eq!(status, 200, "the sign-in page");
+        let form = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            for input in page.split("<input type=\"hidden\" ").skip(1) {
+                let attribute = |name: &str| {
+                    let start = input.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                    let end = start + input[start..].find('"').unwrap();
+                    input[start..end]
+                        .replace("&amp;", "&")
+                        .replace("&quot;", "\"")
+                };
+                form.append_pair(&attribute("name"), &attribute("value"));
+            }
+            form.append_pair("email", email)
+                .append_pair("password", password);
+            form.finish()
+        };
+        let origin = authorize_url.split("/oauth2/").next().unwrap();
+        let (status, location, _) = self
+            .send(
+                "POST",
+                &format!("{origin}/oauth2/authorize"),
+                form.into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 303, "signed in");
+        let (status, _, _) = self
+            .send("GET", &location.expect("a redirect"), Vec::new())
+            .await;
+        assert_eq!(status, 200, "the CLI received the code");
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        url: &str,
+        body: Vec<u8>,
+    ) -> (u16, Option<String>, String) {
+        let mut request = http::Request::builder().method(method).uri(url);
+        if !self.cookies.is_empty() {
+            request = request.header("cookie", self.cookies.join("; "));
+        }
+        if method == "POST" {
+            request = request.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let response = self
+            .client
+            .request(request.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .expect("the server answers");
+        for cookie in response.headers().get_all("set-cookie") {
+            let pair = cookie
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned();
+            self.cookies.push(pair);
+        }
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|value| value.to_str().unwrap().to_owned());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            location,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+}
