@@ -32,6 +32,7 @@ pub mod identity {
                     .field("nickname", &self.nickname)
                     .field("country", &self.country)
                     .field("password", &"[REDACTED]")
+                    .field("customer_id", &self.customer_id)
                     .finish()
             }
         }

@@ -115,6 +115,7 @@ impl Bootstrap {
                 nickname: Nickname::parse("admin").map_err(anyhow::Error::msg)?,
                 country: Country::parse("US").map_err(anyhow::Error::msg)?,
                 password: Some(password),
+                customer_id: None,
             };
             let account = identity
                 .create_account(new, ACTOR)

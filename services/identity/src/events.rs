@@ -116,6 +116,7 @@ fn account_event(
         "nickname": account.nickname,
         "country": account.country,
         "disabled": account.disabled,
+        "customer_id": account.customer_id,
         "roles": account.roles,
         "version": version,
         "created_at": account.created_at.to_rfc3339(),

@@ -414,8 +414,17 @@ fn parse_new_account(request: proto::CreateAccountRequest) -> Result<NewAccount,
             .check("password", Password::parse(request.password))
             .map(Some)
     };
+    let customer_id = violations.check("customer_id", parse_customer_id(&request.customer_id));
     violations.finish()?;
-    match (email, first_name, last_name, nickname, country, password) {
+    match (
+        email,
+        first_name,
+        last_name,
+        nickname,
+        country,
+        password,
+        customer_id,
+    ) {
         (
             Some(email),
             Some(first_name),
@@ -423,6 +432,7 @@ fn parse_new_account(request: proto::CreateAccountRequest) -> Result<NewAccount,
             Some(nickname),
             Some(country),
             Some(password),
+            Some(customer_id),
         ) => Ok(NewAccount {
             email,
             first_name,
@@ -430,6 +440,7 @@ fn parse_new_account(request: proto::CreateAccountRequest) -> Result<NewAccount,
             nickname,
             country,
             password,
+            customer_id,
         }),
         _ => Err(validated_field_missing("account")),
     }
@@ -463,6 +474,10 @@ fn parse_account_changes(
         .country
         .as_deref()
         .and_then(|country| violations.check("country", Country::parse(country)));
+    let customer_id = request
+        .customer_id
+        .as_deref()
+        .and_then(|customer_id| violations.check("customer_id", parse_customer_id(customer_id)));
     violations.finish()?;
     let id = id.ok_or_else(|| validated_field_missing("id"))?;
     Ok((
@@ -475,8 +490,19 @@ fn parse_account_changes(
             nickname,
             country,
             disabled: request.disabled,
+            customer_id,
         },
     ))
+}
+
+/// An account's link to its customer record: empty for none, otherwise a UUID.
+fn parse_customer_id(text: &str) -> Result<Option<Uuid>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    Uuid::parse_str(text)
+        .map(Some)
+        .map_err(|_| "must be a UUID, or empty for none".to_owned())
 }
 
 fn parse_set_password(request: proto::SetPasswordRequest) -> Result<(Uuid, i64, Password), Error> {
@@ -818,6 +844,10 @@ fn account_to_proto(account: Account) -> proto::Account {
         version: account.version,
         create_time: Some(timestamp_to_proto(account.created_at)),
         update_time: Some(timestamp_to_proto(account.updated_at)),
+        customer_id: account
+            .customer_id
+            .map(|customer_id| customer_id.to_string())
+            .unwrap_or_default(),
     }
 }
 

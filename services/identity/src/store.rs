@@ -51,7 +51,8 @@ pub struct ClientCredentials {
     pub secret_hash: Option<String>,
 }
 
-const ACCOUNT_COLUMNS: &str = "id, email, first_name, last_name, nickname, country, disabled, version, created_at, updated_at";
+const ACCOUNT_COLUMNS: &str = "id, email, first_name, last_name, nickname, country, disabled, \
+                               customer_id, version, created_at, updated_at";
 const ROLE_COLUMNS: &str = "id, name, description, builtin, version, created_at, updated_at";
 const CLIENT_COLUMNS: &str = "id, client_id, name, kind, redirect_uris, post_logout_redirect_uris, \
                               disabled, version, created_at, updated_at";
@@ -65,6 +66,7 @@ struct AccountRow {
     nickname: String,
     country: String,
     disabled: bool,
+    customer_id: Option<Uuid>,
     version: i64,
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -109,8 +111,8 @@ pub async fn insert_account(
     let now = Timestamp::now();
     let sql = format!(
         "INSERT INTO accounts (id, email, first_name, last_name, nickname, country, password_hash, \
-         disabled, version, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) RETURNING {ACCOUNT_COLUMNS}"
+         disabled, customer_id, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10) RETURNING {ACCOUNT_COLUMNS}"
     );
     let row = on_backend!(tx, conn => {
         sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql))
@@ -122,6 +124,7 @@ pub async fn insert_account(
             .bind(new.country.as_str())
             .bind(password_hash.map(|hash| hash.expose_secret()))
             .bind(false)
+            .bind(new.customer_id)
             .bind(now)
             .fetch_one(conn)
             .await
@@ -248,6 +251,7 @@ pub async fn update_account(
         "UPDATE accounts SET email = COALESCE($3, email), first_name = COALESCE($4, first_name), \
          last_name = COALESCE($5, last_name), nickname = COALESCE($6, nickname), \
          country = COALESCE($7, country), disabled = COALESCE($8, disabled), \
+         customer_id = CASE WHEN $10 THEN $11 ELSE customer_id END, \
          version = version + 1, updated_at = $9 \
          WHERE id = $1 AND version = $2 RETURNING {ACCOUNT_COLUMNS}"
     );
@@ -262,6 +266,9 @@ pub async fn update_account(
             .bind(changes.country.as_ref().map(|country| country.as_str()))
             .bind(changes.disabled)
             .bind(Timestamp::now())
+            // A flag and a value, since NULL is both "keep" (COALESCE) and "unlink" here.
+            .bind(changes.customer_id.is_some())
+            .bind(changes.customer_id.flatten())
             .fetch_optional(conn)
             .await
     })
@@ -1006,12 +1013,24 @@ fn stored_uri_list(column: &str, json: &str) -> Result<Vec<RedirectUri>, Error> 
         .collect()
 }
 
+/// An account write can collide on `email` or on `customer_id`; PostgreSQL names the index that
+/// refused it, SQLite the column.
 fn account_write_error(error: sqlx::Error) -> Error {
     match constraint_violation(&error) {
-        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
-            resource: "account",
-            field: "email",
-        },
+        Some(ConstraintViolation::Unique) => {
+            let on_customer_id = error.as_database_error().is_some_and(|database_error| {
+                database_error.constraint() == Some("accounts_customer_id_unique")
+                    || database_error.message().contains("accounts.customer_id")
+            });
+            Error::AlreadyExists {
+                resource: "account",
+                field: if on_customer_id {
+                    "customer_id"
+                } else {
+                    "email"
+                },
+            }
+        }
         _ => Error::from(error),
     }
 }
@@ -1026,6 +1045,7 @@ impl AccountRow {
             nickname: self.nickname,
             country: self.country,
             disabled: self.disabled,
+            customer_id: self.customer_id,
             roles,
             version: self.version,
             created_at: self.created_at,

@@ -1,5 +1,6 @@
 //! Accounts: who can log in, and as whom. An email is unique (case-insensitively: it is stored
-//! lower-cased); the password hash never leaves the store except to be verified.
+//! lower-cased); the password hash never leaves the store except to be verified. An account may
+//! own one customer record (of the customers service), and no two accounts own the same one.
 
 use chassis::storage::Timestamp;
 use uuid::Uuid;
@@ -32,6 +33,9 @@ pub struct Account {
     pub nickname: String,
     pub country: String,
     pub disabled: bool,
+    /// The customer record this account owns; unique among accounts. Only an account holding the
+    /// `customer` role carries it into its access tokens.
+    pub customer_id: Option<Uuid>,
     /// Role names, sorted.
     pub roles: Vec<String>,
     /// Starts at 1; every change (grants, revokes and password changes included) adds 1.
@@ -49,6 +53,7 @@ pub struct NewAccount {
     pub country: Country,
     /// `None` creates an account that cannot log in until a password is set.
     pub password: Option<Password>,
+    pub customer_id: Option<Uuid>,
 }
 
 /// The fields to change; `None` keeps the current value.
@@ -62,6 +67,8 @@ pub struct AccountChanges {
     pub nickname: Option<Nickname>,
     pub country: Option<Country>,
     pub disabled: Option<bool>,
+    /// `Some(None)` unlinks the customer record; `None` keeps the current link.
+    pub customer_id: Option<Option<Uuid>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

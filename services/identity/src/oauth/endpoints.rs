@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use chassis::auth::{Claims, SigningKey};
+use chassis::auth::{Claims, SigningKey, roles};
 use chassis::error::Error;
 use chassis::storage::Timestamp;
 use secrecy::SecretString;
@@ -1065,7 +1065,9 @@ async fn client_credentials_grant(
     })
 }
 
-/// An access token for `account`, and an ID token when `openid` was granted.
+/// An access token for `account`, and an ID token when `openid` was granted. The access token
+/// carries the account's `customer_id` only while the account holds the `customer` role: staff
+/// accounts never act as a customer, even with a customer record linked.
 #[allow(clippy::too_many_arguments)]
 fn user_tokens(
     provider: &Provider,
@@ -1079,6 +1081,7 @@ fn user_tokens(
     now: Timestamp,
 ) -> Result<TokenResponse, OAuthError> {
     let settings = provider.settings();
+    let is_customer = account.roles.iter().any(|role| role == roles::CUSTOMER);
     let claims = Claims {
         iss: settings.issuer.clone(),
         sub: account.id.to_string(),
@@ -1088,7 +1091,10 @@ fn user_tokens(
         jti: Uuid::new_v4().simple().to_string(),
         client_id: client.client_id.clone(),
         roles: account.roles.clone(),
-        customer_id: None,
+        customer_id: account
+            .customer_id
+            .filter(|_| is_customer)
+            .map(|id| id.to_string()),
     };
     let access_token = key.sign(&claims).map_err(Error::Unexpected)?;
     let has = |wanted: &str| scope.iter().any(|scope| scope == wanted);

@@ -170,6 +170,7 @@ pub(crate) fn valid_account(email: &str) -> proto::CreateAccountRequest {
         nickname: "ada".to_owned(),
         country: "GB".to_owned(),
         password: PASSWORD.to_owned(),
+        customer_id: String::new(),
     }
 }
 

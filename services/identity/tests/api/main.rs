@@ -6,6 +6,8 @@ mod accounts;
 mod authorization;
 mod browser;
 mod clients;
+mod customer_claim;
+mod customer_links;
 mod events;
 mod helpers;
 mod keys;
