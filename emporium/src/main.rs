@@ -124,8 +124,11 @@ async fn run(settings: &Settings, services: &[Service], mode: Mode) -> anyhow::R
                 )
                 .await
                 .context("Failed to start identity")?;
-                if mode == Mode::Up {
-                    first_start = Some(setup::first_start(settings, &application).await?);
+                match mode {
+                    Mode::Up => {
+                        first_start = Some(setup::first_start(settings, &application).await?);
+                    }
+                    Mode::Serve => setup::first_admin(settings, &application).await?,
                 }
                 let oauth = identity::oauth::OAuthSettings::new(
                     &settings.auth.issuer,

@@ -96,6 +96,39 @@ pub(crate) async fn first_start(
     })
 }
 
+/// In production (`serve identity`): creates the first admin account only when
+/// `EMPORIUM_ADMIN_PASSWORD` is given (never a generated password that would end up in a log),
+/// and the `emporiumctl` client (loopback redirects only, so it does not depend on where the
+/// suite is deployed), so the admin can sign in with the CLI. The web apps' clients depend on
+/// their public URLs: an admin registers them.
+pub(crate) async fn first_admin(
+    settings: &Settings,
+    application: &identity::Application,
+) -> anyhow::Result<()> {
+    let Some(password) = settings.secret("EMPORIUM_ADMIN_PASSWORD") else {
+        return Ok(());
+    };
+    let admin_email = settings
+        .value("EMPORIUM_ADMIN_EMAIL")
+        .unwrap_or(DEFAULT_ADMIN_EMAIL);
+    let mut bootstrap = Bootstrap::for_suite(&settings.auth.issuer, admin_email, Some(password));
+    bootstrap
+        .clients
+        .retain(|client| client.client_id == "emporiumctl");
+    let identity = identity::service::Identity::new(application.database().clone());
+    let report = bootstrap
+        .run(&identity)
+        .await
+        .context("Failed to create the first admin account")?;
+    if report.admin_created.is_some() {
+        tracing::info!(
+            email = admin_email,
+            "Created the first admin account from EMPORIUM_ADMIN_PASSWORD"
+        );
+    }
+    Ok(())
+}
+
 /// Printed once for the person who started the suite; never logged.
 pub(crate) fn print_first_start(first_start: &FirstStart) {
     match &first_start.admin_created {

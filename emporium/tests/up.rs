@@ -86,6 +86,96 @@ async fn a_new_user_signs_in_with_the_cli_and_changes_the_catalog() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
+/// `serve identity` in production: refuses to start without the key encryption key; with it and
+/// `EMPORIUM_ADMIN_PASSWORD`, creates the first admin and the CLI's client, so the admin can sign
+/// in with `emporiumctl login`; it prints no password anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_identity_creates_the_first_admin_only_from_the_environment() {
+    let scratch = std::env::temp_dir().join(format!("emporium-serve-{}", uuid::Uuid::new_v4()));
+    let suite = Suite::new(&scratch);
+    let serve = |key: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_emporium"));
+        command
+            .args(["serve", "identity"])
+            .env("EMPORIUM_DATA_DIR", &suite.data_dir)
+            .env("EMPORIUM_HTTP_ADDR", &suite.http_addr)
+            .env("EMPORIUM_AUTH_ISSUER", &suite.issuer)
+            .env("EMPORIUM_IDENTITY_GRPC_ADDR", &suite.identity_addr)
+            .env("EMPORIUM_ADMIN_EMAIL", "ops@example.com")
+            .env("EMPORIUM_ADMIN_PASSWORD", "a long admin password")
+            .env("EMPORIUM_LOG", "info")
+            .env_remove("EMPORIUM_IDENTITY_KEY_ENCRYPTION_KEY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(key) = key {
+            command.env("EMPORIUM_IDENTITY_KEY_ENCRYPTION_KEY", key);
+        }
+        command
+    };
+
+    let refused = serve(None).output().expect("emporium runs");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("EMPORIUM_IDENTITY_KEY_ENCRYPTION_KEY is not set")
+    );
+
+    let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let mut identity = Up {
+        child: serve(Some(key)).spawn().expect("emporium starts"),
+    };
+    test_support::eventually(
+        Duration::from_secs(60),
+        "the provider to answer discovery",
+        || async { emporiumctl::oauth::discover(&suite.issuer).await.ok() },
+    )
+    .await;
+    let credentials = login_with_browser(
+        &BrowserLogin {
+            issuer: suite.issuer.clone(),
+            client_id: "emporiumctl".to_owned(),
+            scope: "openid offline_access".to_owned(),
+            timeout: Duration::from_secs(60),
+        },
+        |url| {
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                Browser::new()
+                    .sign_in(&url, "ops@example.com", "a long admin password")
+                    .await
+            });
+        },
+    )
+    .await;
+    identity.stop_without_check();
+    let logs = {
+        let mut stderr = identity.child.stderr.take().expect("stderr is piped");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).expect("the logs are text");
+        text
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    let credentials = credentials.expect("the admin signs in with the CLI");
+    let payload = credentials.access_token.split('.').nth(1).expect("a JWT");
+    let claims = base64_url_decode(payload);
+    assert!(claims.contains("\"roles\":[\"admin\"]"), "{claims}");
+    assert!(logs.contains("Created the first admin account"), "{logs}");
+    assert!(
+        !logs.contains("a long admin password"),
+        "the password is never logged"
+    );
+    assert!(!logs.contains(key), "the key is never logged");
+}
+
+fn base64_url_decode(text: &str) -> String {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .expect("base64url");
+    String::from_utf8(bytes).expect("JSON text")
+}
+
 /// One installation: a data directory and free ports.
 struct Suite {
     data_dir: PathBuf,
@@ -175,13 +265,21 @@ impl Up {
 
     /// SIGTERM, then wait for a clean exit.
     fn stop(&mut self) {
+        let status = self.stop_without_check();
+        assert!(status.success(), "emporium exits cleanly: {status}");
+    }
+
+    fn stop_without_check(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill runs");
-        let status = self.child.wait().expect("emporium exits");
-        assert!(status.success(), "emporium up exits cleanly: {status}");
+        // Drain a piped stdout so the process can never block writing to it.
+        if let Some(stdout) = self.child.stdout.take() {
+            std::thread::spawn(move || std::io::Read::bytes(stdout).for_each(drop));
+        }
+        self.child.wait().expect("emporium exits")
     }
 }
 
