@@ -27,6 +27,11 @@ pub(crate) struct TestApp {
 }
 
 pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
+    spawn(backend, |_| {}).await
+}
+
+/// Builds the service, lets `before_serving` use it (e.g. take its HTTP routes), serves it.
+async fn spawn(backend: Backend, before_serving: impl FnOnce(&Application)) -> TestApp {
     let test_database = TestDatabase::new(backend, "identity").await;
     let test_bus = TestBus::new(backend).await;
     let bus = test_bus.connect().await;
@@ -46,6 +51,7 @@ pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
     )
     .await
     .expect("the identity service starts");
+    before_serving(&application);
     let addr = application.local_addr();
     let shutdown = CancellationToken::new();
     tokio::spawn(application.run_until_stopped(shutdown.clone()));
@@ -226,34 +232,22 @@ pub(crate) struct OidcApp {
 
 pub(crate) async fn spawn_oidc_app(backend: Backend) -> OidcApp {
     use identity::oauth::{Clock, OAuthSettings};
-    let test_database = TestDatabase::new(backend, "identity").await;
-    let test_bus = TestBus::new(backend).await;
-    let bus = test_bus.connect().await;
-    let issuer = TestIssuer::new();
-    let settings = ServiceSettings {
-        name: identity::NAME,
-        grpc_addr: "127.0.0.1:0".parse().expect("a valid address"),
-        database_url: test_database.secret_url(),
-        namespace: test_bus.namespace.clone(),
-    };
-    let application = Application::build(
-        &settings,
-        bus,
-        Duration::from_secs(5),
-        issuer.verifier(),
-        identity_options(),
-    )
-    .await
-    .expect("the identity service starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
     let origin = format!("http://{}", listener.local_addr().expect("a bound address"));
     let clock = Clock::manual(time::OffsetDateTime::now_utc());
-    let router = application.http_router(
-        OAuthSettings::new(&origin, TestIssuer::AUDIENCE),
-        clock.clone(),
-    );
+    let mut router = None;
+    let app = spawn(backend, |application| {
+        router = Some(application.http_router(
+            OAuthSettings::new(&origin, TestIssuer::AUDIENCE),
+            clock.clone(),
+        ));
+    })
+    .await;
+    let router = router.expect("the routes were taken");
     let server_stop = CancellationToken::new();
     let stopped = server_stop.clone();
     tokio::spawn(async move {
@@ -264,22 +258,8 @@ pub(crate) async fn spawn_oidc_app(backend: Backend) -> OidcApp {
         .with_graceful_shutdown(stopped.cancelled_owned())
         .await
     });
-    let addr = application.local_addr();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(application.run_until_stopped(shutdown.clone()));
-    let client = IdentityServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("the identity service accepts connections");
-    let admin_token = issuer.token("admin-1", &["admin"]);
     OidcApp {
-        app: TestApp {
-            client,
-            issuer,
-            admin_token,
-            test_database,
-            _test_bus: test_bus,
-            _stop_on_drop: shutdown.drop_guard(),
-        },
+        app,
         issuer: origin,
         clock,
         _server: server_stop.drop_guard(),
