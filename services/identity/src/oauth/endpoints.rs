@@ -308,6 +308,15 @@ fn parse_scope(scope: Option<&str>) -> Result<Vec<String>, String> {
     Ok(scopes)
 }
 
+/// The scopes of a grant as stored (space-separated, already validated).
+fn stored_scopes(stored: &str) -> Vec<String> {
+    stored
+        .split(' ')
+        .filter(|scope| !scope.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 impl AuthorizationRequest {
     fn prompts(&self, value: &str) -> bool {
         self.prompt
@@ -397,9 +406,7 @@ async fn sign_in(
         .flatten()
         .unwrap_or_default()
         .to_owned();
-    let form_token = params.get("csrf_token").ok().flatten().unwrap_or_default();
-    let cookie_token = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
-    if form_token.is_empty() || !secrets::constant_time_eq(form_token, &cookie_token) {
+    if !csrf_token_matches(&headers, &params) {
         return sign_in_form(
             &provider,
             &request,
@@ -511,10 +518,7 @@ fn sign_in_form(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let hidden: Vec<(&str, &str)> = AUTHORIZATION_PARAMETERS
-        .iter()
-        .filter_map(|name| params.get(name).ok().flatten().map(|value| (*name, value)))
-        .collect();
+    let hidden = present(params, AUTHORIZATION_PARAMETERS);
     let csrf_token = secrets::generate();
     let page = html::sign_in_page(&SignInPage {
         client_name: &request.client.name,
@@ -902,12 +906,7 @@ async fn authorization_code_grant(
     .await?;
     tx.commit().await?;
     tracing::info!(client_id = %client.client_id, account_id = %account.id, "Issued tokens for an authorization code");
-    let scope: Vec<String> = grant
-        .scope
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let scope = stored_scopes(&grant.scope);
     user_tokens(
         provider,
         &key,
@@ -978,12 +977,7 @@ async fn refresh_token_grant(
             "the refresh token was issued to another client",
         ));
     }
-    let granted: Vec<String> = grant
-        .scope
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let granted = stored_scopes(&grant.scope);
     // Asking for less than was granted is allowed (RFC 6749 §6); asking for more is not.
     if let Some(extra) = requested.iter().find(|scope| !granted.contains(scope)) {
         return Err(OAuthError::new(
@@ -1266,15 +1260,15 @@ async fn logout_page(
     if hint_matches {
         return sign_out(&provider, &headers, request.destination, now).await;
     }
-    let hidden: Vec<(&str, &str)> = [
-        "id_token_hint",
-        "client_id",
-        "post_logout_redirect_uri",
-        "state",
-    ]
-    .iter()
-    .filter_map(|name| params.get(name).ok().flatten().map(|value| (*name, value)))
-    .collect();
+    let hidden = present(
+        &params,
+        &[
+            "id_token_hint",
+            "client_id",
+            "post_logout_redirect_uri",
+            "state",
+        ],
+    );
     let csrf_token = secrets::generate();
     let csrf_cookie = cookie_header(&provider, CSRF_COOKIE, &csrf_token, "Strict", 3600);
     html::respond(
@@ -1287,12 +1281,7 @@ async fn logout_page(
 /// `POST /oauth2/logout`: the confirmation form.
 async fn logout(State(provider): State<Provider>, headers: HeaderMap, body: Bytes) -> Response {
     let params = Params::parse(&body);
-    let form_token = params.get("csrf_token").ok().flatten().unwrap_or_default();
-    let cookie_token = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
-    if !is_form(&headers)
-        || form_token.is_empty()
-        || !secrets::constant_time_eq(form_token, &cookie_token)
-    {
+    if !is_form(&headers) || !csrf_token_matches(&headers, &params) {
         return html::respond(
             StatusCode::BAD_REQUEST,
             html::error_page(
@@ -1381,6 +1370,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
                 .map(|ConnectInfo(address)| address.ip()),
         ))
     }
+}
+
+/// The parameters among `names` that the request carries, to send on as hidden form fields.
+fn present<'a>(params: &'a Params, names: &[&'a str]) -> Vec<(&'a str, &'a str)> {
+    names
+        .iter()
+        .filter_map(|name| params.get(name).ok().flatten().map(|value| (*name, value)))
+        .collect()
+}
+
+/// Whether a form's `csrf_token` equals the CSRF cookie its page set (double submit).
+fn csrf_token_matches(headers: &HeaderMap, params: &Params) -> bool {
+    let form_token = params.get("csrf_token").ok().flatten().unwrap_or_default();
+    let cookie_token = cookie(headers, CSRF_COOKIE).unwrap_or_default();
+    !form_token.is_empty() && secrets::constant_time_eq(form_token, &cookie_token)
 }
 
 fn is_form(headers: &HeaderMap) -> bool {

@@ -43,17 +43,7 @@ pub(crate) struct SignInPage<'a> {
 }
 
 pub(crate) fn sign_in_page(page: &SignInPage<'_>) -> String {
-    let hidden: String = page
-        .hidden
-        .iter()
-        .map(|(name, value)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                escape(name),
-                escape(value)
-            )
-        })
-        .collect();
+    let hidden = hidden_inputs(page.hidden);
     let (error, invalid) = match page.error {
         Some(error) => (
             format!(
@@ -108,16 +98,7 @@ pub(crate) fn error_page(title: &str, message: &str) -> String {
 
 /// Asks before signing out (a bare link must not sign anyone out: that would let any page do it).
 pub(crate) fn sign_out_page(hidden: &[(&str, &str)], csrf_token: &str) -> String {
-    let hidden: String = hidden
-        .iter()
-        .map(|(name, value)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                escape(name),
-                escape(value)
-            )
-        })
-        .collect();
+    let hidden = hidden_inputs(hidden);
     document(
         "Sign out",
         &format!(
@@ -135,6 +116,20 @@ pub(crate) fn signed_out_page() -> String {
         "Signed out",
         "<h1>Signed out</h1><p>You have signed out of Emporium on this browser.</p>",
     )
+}
+
+/// `<input type="hidden">` elements carrying `fields` through a form.
+fn hidden_inputs(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect()
 }
 
 fn document(title: &str, body: &str) -> String {

@@ -88,6 +88,22 @@ impl Browser {
         self.cookies.lock().unwrap().clear();
     }
 
+    /// Opens `authorize_url`, expects the sign-in page, and submits it with `email` and
+    /// `password`: the provider's answer (a redirect when the sign-in worked).
+    pub(crate) async fn sign_in(&self, authorize_url: &str, email: &str, password: &str) -> Page {
+        let page = self.get(authorize_url).await;
+        assert_eq!(page.status, 200, "the sign-in page: {}", page.body);
+        let fields = page.hidden_fields();
+        let mut form: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        form.push(("email", email));
+        form.push(("password", password));
+        let action = authorize_url.split('?').next().unwrap_or(authorize_url);
+        self.post_form(action, &form).await
+    }
+
     pub(crate) async fn get(&self, url: &str) -> Page {
         self.send(http::Method::GET, url, None, Vec::new()).await
     }

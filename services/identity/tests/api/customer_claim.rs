@@ -104,18 +104,13 @@ async fn sign_in(oidc: &OidcApp, email: &str) -> Caller {
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
         .finish();
-    let page = browser
-        .get(&format!("{}?{query}", url("/oauth2/authorize")))
+    let signed_in = browser
+        .sign_in(
+            &format!("{}?{query}", url("/oauth2/authorize")),
+            email,
+            PASSWORD,
+        )
         .await;
-    assert_eq!(page.status, 200, "the sign-in page: {}", page.body);
-    let fields = page.hidden_fields();
-    let mut form: Vec<(&str, &str)> = fields
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect();
-    form.push(("email", email));
-    form.push(("password", PASSWORD));
-    let signed_in = browser.post_form(&url("/oauth2/authorize"), &form).await;
     assert_eq!(signed_in.status, 303, "signed in: {}", signed_in.body);
     let code = signed_in.location_param("code").expect("a code");
     let tokens = browser

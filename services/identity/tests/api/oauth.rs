@@ -124,18 +124,7 @@ impl Fixture {
 
     /// Opens `authorize_url`, expects the sign-in page, and submits it.
     async fn sign_in(&self, authorize_url: &str, email: &str, password: &str) -> Page {
-        let page = self.browser.get(authorize_url).await;
-        assert_eq!(page.status, 200, "the sign-in page: {}", page.body);
-        let fields = page.hidden_fields();
-        let mut form: Vec<(&str, &str)> = fields
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
-        form.push(("email", email));
-        form.push(("password", password));
-        self.browser
-            .post_form(&self.url("/oauth2/authorize"), &form)
-            .await
+        self.browser.sign_in(authorize_url, email, password).await
     }
 
     /// Signs in (unless the browser's session still does) and returns the code and the PKCE
