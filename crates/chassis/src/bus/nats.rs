@@ -10,6 +10,9 @@ use futures::StreamExt;
 
 use super::{Acker, BusError, ConsumerSpec, Delivery, OutgoingMessage, PublishAck, StreamSpec};
 
+/// How many times creating a stream is tried before the start fails.
+const CREATE_ATTEMPTS: u32 = 3;
+
 /// A connection to a NATS server with JetStream. Cheap to clone.
 #[derive(Clone)]
 pub struct NatsBus {
@@ -64,10 +67,26 @@ impl NatsBus {
                 }
             }
             Err(_) => {
-                self.jetstream
-                    .get_or_create_stream(config)
-                    .await
-                    .with_context(|| format!("Failed to create stream {}", spec.name))?;
+                // Creating is idempotent, and a server can fail it transiently (nats-server 2.9
+                // answers 500 when it races removing an emptied store directory): a few quick
+                // retries before giving up, so a start does not fail on that.
+                let mut attempt = 1;
+                loop {
+                    match self.jetstream.get_or_create_stream(config.clone()).await {
+                        Ok(_) => break,
+                        Err(error) if attempt < CREATE_ATTEMPTS => {
+                            tracing::warn!(stream = %spec.name, attempt, error.message = %error, "Creating the stream failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt)))
+                                .await;
+                            attempt += 1;
+                        }
+                        Err(error) => {
+                            return Err(anyhow::Error::new(error)
+                                .context(format!("Failed to create stream {}", spec.name))
+                                .into());
+                        }
+                    }
+                }
             }
         }
         Ok(())
