@@ -1,7 +1,8 @@
 //! Zero-trust authorization for every service: access tokens are EdDSA-signed JWTs from the
 //! identity service, verified here by each service itself (signature against the issuer's JWKS,
-//! refreshed when a token names an unknown key id; `iss`, `aud`, `exp`; only `EdDSA` accepted, so
-//! `alg: none` and algorithm confusion are refused). [`AuthLayer`] verifies a bearer token and
+//! fetched over http or https and refreshed when a token names an unknown key id; `iss`, `aud`,
+//! `exp`; only `EdDSA` accepted, so `alg: none` and algorithm confusion are refused; only access
+//! tokens, `typ: at+jwt`, so an ID token is no bearer token). [`AuthLayer`] verifies a bearer token and
 //! puts the typed [`Caller`] in the request; each RPC then states what it needs with [`require`]
 //! or [`authenticated`], and checks ownership with [`Caller::require_owner`].
 //!
@@ -11,7 +12,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -21,9 +22,10 @@ use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, RwLock};
 
 use crate::error::Error;
+
+pub use rustls::pki_types::CertificateDer;
 
 /// The roles Emporium knows out of the box; accounts may also hold custom ones.
 pub mod roles {
@@ -71,6 +73,8 @@ pub enum TokenError {
     Malformed,
     #[error("the token is signed with algorithm {0:?}; only EdDSA is accepted")]
     WrongAlgorithm(Algorithm),
+    #[error("the token's type is {0:?}; only access tokens (at+jwt) are accepted")]
+    NotAnAccessToken(Option<String>),
     #[error("the token names no key id")]
     MissingKeyId,
     #[error("the token is signed by an unknown key {0}")]
@@ -93,16 +97,34 @@ pub enum KeySource {
 }
 
 /// Verifies access tokens for one issuer and audience. Cheap to share (`Arc`).
+///
+/// A token naming an unknown key id makes the verifier fetch the key set, at most one fetch at a
+/// time (single flight): tokens that arrive during a fetch wait for its outcome. After every
+/// fetch, successful or not, a cool-down of [`TokenVerifier::MIN_REFRESH_INTERVAL`] follows in
+/// which an unknown key id is refused at once, without waiting on any lock, so a flood of garbage
+/// tokens neither hammers the issuer nor delays a genuine token.
 #[derive(Debug)]
 pub struct TokenVerifier {
     issuer: String,
     audience: String,
     source: KeySource,
-    keys: RwLock<HashMap<String, DecodingKey>>,
-    /// When the key set was last fetched: unknown key ids trigger at most one fetch per
-    /// [`TokenVerifier::MIN_REFRESH_INTERVAL`], so garbage tokens cannot hammer the issuer.
-    last_refresh: Mutex<Option<Instant>>,
+    /// The keys of the last successful fetch, by key id. Locked only to look up or swap the map,
+    /// never across an await.
+    keys: std::sync::RwLock<Arc<HashMap<String, DecodingKey>>>,
+    /// Held by the one task fetching the key set.
+    fetching: tokio::sync::Mutex<()>,
+    /// How the last fetch ended; starts the cool-down. Locked only to read or write it.
+    last_fetch: std::sync::Mutex<Option<LastFetch>>,
     min_refresh_interval: Duration,
+    /// CA certificates trusted for an https JWKS URL besides the built-in public roots.
+    extra_roots: Vec<CertificateDer<'static>>,
+}
+
+/// When the last key-set fetch ended, and whether it failed.
+#[derive(Clone, Copy, Debug)]
+struct LastFetch {
+    ended_at: Instant,
+    failed: bool,
 }
 
 /// An Ed25519 signing key with its key id.
@@ -124,15 +146,24 @@ impl TokenVerifier {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             source,
-            keys: RwLock::new(HashMap::new()),
-            last_refresh: Mutex::new(None),
+            keys: std::sync::RwLock::new(Arc::new(HashMap::new())),
+            fetching: tokio::sync::Mutex::new(()),
+            last_fetch: std::sync::Mutex::new(None),
             min_refresh_interval: Self::MIN_REFRESH_INTERVAL,
+            extra_roots: Vec::new(),
         }
     }
 
-    /// Changes how often an unknown key id may trigger a fetch (tests use zero).
+    /// Changes how long the cool-down after a fetch lasts (tests use zero).
     pub fn with_min_refresh_interval(mut self, interval: Duration) -> TokenVerifier {
         self.min_refresh_interval = interval;
+        self
+    }
+
+    /// Also trusts `certificates` (e.g. a private deployment's own CA, see
+    /// [`parse_pem_certificates`]) when fetching the JWKS over https.
+    pub fn trusting(mut self, certificates: Vec<CertificateDer<'static>>) -> TokenVerifier {
+        self.extra_roots = certificates;
         self
     }
 
@@ -144,11 +175,13 @@ impl TokenVerifier {
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::WrongAlgorithm(header.alg));
         }
+        // Only access tokens (RFC 9068): an ID token is signed by the same key and names the
+        // same subject, but it is proof of a sign-in for one client, not a grant to call APIs.
+        if !header.typ.as_deref().is_some_and(is_access_token_type) {
+            return Err(TokenError::NotAnAccessToken(header.typ));
+        }
         let kid = header.kid.ok_or(TokenError::MissingKeyId)?;
-        // Bind first: a guard in the `match` scrutinee would live through the refresh, which
-        // takes the write lock.
-        let cached = self.keys.read().await.get(&kid).cloned();
-        let key = match cached {
+        let key = match self.cached_key(&kid) {
             Some(key) => key,
             None => self.refresh_for(&kid).await?,
         };
@@ -174,26 +207,58 @@ impl TokenVerifier {
         })
     }
 
-    /// Fetches the key set (unless fetched very recently) and returns the key `kid`.
+    fn cached_key(&self, kid: &str) -> Option<DecodingKey> {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        keys.get(kid).cloned()
+    }
+
+    /// The refusal for an unknown `kid` while the last fetch is fresher than the cool-down, or
+    /// `None` once a new fetch may start.
+    fn refusal_during_cool_down(&self, kid: &str) -> Option<TokenError> {
+        let last_fetch = *self
+            .last_fetch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let last_fetch = last_fetch?;
+        if last_fetch.ended_at.elapsed() >= self.min_refresh_interval {
+            return None;
+        }
+        Some(if last_fetch.failed {
+            TokenError::KeysUnavailable(anyhow::anyhow!(
+                "the last fetch of the key set failed less than {:?} ago",
+                self.min_refresh_interval
+            ))
+        } else {
+            TokenError::UnknownKey(kid.to_owned())
+        })
+    }
+
+    /// Fetches the key set, unless the cool-down refuses `kid` first, and returns the key `kid`.
     async fn refresh_for(&self, kid: &str) -> Result<DecodingKey, TokenError> {
-        let mut last_refresh = self.last_refresh.lock().await;
-        // Another task may have refreshed while we waited for the lock.
-        let cached = self.keys.read().await.get(kid).cloned();
-        if let Some(key) = cached {
+        // No lock is awaited before this check: during the cool-down, garbage is refused at once.
+        if let Some(refusal) = self.refusal_during_cool_down(kid) {
+            return Err(refusal);
+        }
+        // Single flight: whoever arrives during a fetch waits for it, then looks again.
+        let _fetching = self.fetching.lock().await;
+        if let Some(key) = self.cached_key(kid) {
             return Ok(key);
         }
-        if let Some(at) = *last_refresh
-            && at.elapsed() < self.min_refresh_interval
-        {
-            return Err(TokenError::UnknownKey(kid.to_owned()));
+        if let Some(refusal) = self.refusal_during_cool_down(kid) {
+            return Err(refusal);
         }
-        let key_set = match &self.source {
-            KeySource::Fixed(key_set) => key_set.clone(),
-            KeySource::Url(url) => fetch_key_set(url)
-                .await
-                .map_err(TokenError::KeysUnavailable)?,
+        let fetched = match &self.source {
+            KeySource::Fixed(key_set) => Ok(key_set.clone()),
+            KeySource::Url(url) => fetch_key_set(url, &self.extra_roots).await,
         };
-        *last_refresh = Some(Instant::now());
+        *self
+            .last_fetch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(LastFetch {
+            ended_at: Instant::now(),
+            failed: fetched.is_err(),
+        });
+        let key_set = fetched.map_err(TokenError::KeysUnavailable)?;
         let mut keys = HashMap::new();
         for jwk in &key_set.keys {
             if let (Some(kid), Ok(key)) = (&jwk.common.key_id, DecodingKey::from_jwk(jwk)) {
@@ -201,19 +266,41 @@ impl TokenVerifier {
             }
         }
         let found = keys.get(kid).cloned();
-        *self.keys.write().await = keys;
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
         found.ok_or_else(|| TokenError::UnknownKey(kid.to_owned()))
     }
 }
 
-/// GETs a JWKS document.
-async fn fetch_key_set(url: &str) -> anyhow::Result<JwkSet> {
+/// `typ` of an access token per RFC 9068: `at+jwt`, or its full media type, in any case.
+fn is_access_token_type(typ: &str) -> bool {
+    typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+}
+
+/// Reads the certificates of a PEM file (e.g. a private CA for the JWKS URL); fails when there
+/// is none.
+pub fn parse_pem_certificates(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .context("Not a PEM certificate file")?;
+    anyhow::ensure!(
+        !certificates.is_empty(),
+        "no certificate (-----BEGIN CERTIFICATE-----) found"
+    );
+    Ok(certificates)
+}
+
+/// GETs a JWKS document over http or https.
+async fn fetch_key_set(
+    url: &str,
+    extra_roots: &[CertificateDer<'static>],
+) -> anyhow::Result<JwkSet> {
     use http_body_util::BodyExt;
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("Invalid JWKS URL {url}"))?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        .build::<_, http_body_util::Empty<bytes::Bytes>>(https_connector(extra_roots)?);
     let response = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
         .await
         .context("Timed out fetching the JWKS")?
@@ -223,13 +310,39 @@ async fn fetch_key_set(url: &str) -> anyhow::Result<JwkSet> {
         "JWKS request answered {}",
         response.status()
     );
-    let body = response
-        .into_body()
-        .collect()
+    let body = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
         .await
+        .context("Timed out reading the JWKS")?
         .context("Failed to read the JWKS")?
         .to_bytes();
     serde_json::from_slice(&body).context("The JWKS is not a JSON Web Key Set")
+}
+
+/// A connector for http and https URLs: rustls on the ring provider, trusting the public web's
+/// roots (Mozilla's list, built in, so no system store is needed) plus `extra_roots`.
+fn https_connector(
+    extra_roots: &[CertificateDer<'static>],
+) -> anyhow::Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>>
+{
+    let mut roots =
+        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for certificate in extra_roots {
+        roots
+            .add(certificate.clone())
+            .context("A trusted CA certificate is not valid")?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("The TLS provider supports no protocol version")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .build())
 }
 
 // === impl Caller ===
@@ -389,6 +502,9 @@ where
                             TokenError::KeysUnavailable(_) => {
                                 "the token cannot be checked right now"
                             }
+                            TokenError::NotAnAccessToken(_) => {
+                                "this is not an access token (an ID token cannot call APIs)"
+                            }
                             _ => "the token is not valid",
                         };
                         Authentication::Refused(reason.to_owned())
@@ -490,6 +606,7 @@ pub fn key_set(keys: &[&SigningKey]) -> JwkSet {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use base64::Engine as _;
@@ -650,11 +767,8 @@ mod tests {
     async fn a_rotated_key_is_fetched_from_the_jwks_uri_on_first_sight() {
         let old_key = SigningKey::generate().unwrap();
         let new_key = SigningKey::generate().unwrap();
-        let served = Arc::new(std::sync::Mutex::new(
-            serde_json::to_string(&key_set(&[&old_key])).unwrap(),
-        ));
-        let url = serve_jwks(Arc::clone(&served)).await;
-        let verifier = TokenVerifier::new(ISSUER, AUDIENCE, KeySource::Url(url))
+        let server = JwksServer::start(&key_set(&[&old_key]), Answer::Document, None).await;
+        let verifier = TokenVerifier::new(ISSUER, AUDIENCE, KeySource::Url(server.url.clone()))
             .with_min_refresh_interval(Duration::ZERO);
         verifier
             .verify(&old_key.sign(&claims(300)).unwrap())
@@ -666,7 +780,7 @@ mod tests {
             Err(TokenError::UnknownKey(_))
         ));
 
-        *served.lock().unwrap() = serde_json::to_string(&key_set(&[&old_key, &new_key])).unwrap();
+        server.serve(&key_set(&[&old_key, &new_key]));
 
         verifier
             .verify(&new_token)
@@ -713,25 +827,308 @@ mod tests {
         ));
     }
 
-    /// A minimal HTTP server answering every request with the current JWKS document.
-    async fn serve_jwks(document: Arc<std::sync::Mutex<String>>) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let body = document.lock().unwrap().clone();
-                tokio::spawn(async move {
-                    let mut request = vec![0u8; 4096];
-                    let _ = stream.read(&mut request).await;
-                    let response = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = stream.write_all(response.as_bytes()).await;
-                });
+    #[tokio::test]
+    async fn an_id_token_or_an_untyped_token_is_refused() {
+        let key = SigningKey::generate().unwrap();
+        let verifier = verifier_trusting(&[&key]);
+
+        let id_token = verifier
+            .verify(&key.sign_with_type(&claims(300), "JWT").unwrap())
+            .await;
+        let untyped = {
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.kid = Some(key.kid().to_owned());
+            header.typ = None;
+            let encoding_key = EncodingKey::from_ed_der(key.pkcs8_der());
+            verifier
+                .verify(&jsonwebtoken::encode(&header, &claims(300), &encoding_key).unwrap())
+                .await
+        };
+        let media_type = verifier
+            .verify(
+                &key.sign_with_type(&claims(300), "Application/AT+JWT")
+                    .unwrap(),
+            )
+            .await;
+
+        assert!(
+            matches!(id_token, Err(TokenError::NotAnAccessToken(Some(ref typ))) if typ == "JWT"),
+            "{id_token:?}"
+        );
+        assert!(
+            matches!(untyped, Err(TokenError::NotAnAccessToken(None))),
+            "{untyped:?}"
+        );
+        media_type.expect("the full media type of an access token, in any case, is accepted");
+    }
+
+    #[tokio::test]
+    async fn a_jwks_served_over_tls_is_fetched_when_its_ca_is_trusted() {
+        let key = SigningKey::generate().unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let server = JwksServer::start(
+            &key_set(&[&key]),
+            Answer::Document,
+            Some(tls_acceptor(&certified)),
+        )
+        .await;
+        assert!(server.url.starts_with("https://"), "{}", server.url);
+        let token = key.sign(&claims(300)).unwrap();
+        let trusted_ca = super::parse_pem_certificates(certified.cert.pem().as_bytes()).unwrap();
+
+        let trusting = TokenVerifier::new(ISSUER, AUDIENCE, KeySource::Url(server.url.clone()))
+            .trusting(trusted_ca)
+            .verify(&token)
+            .await;
+        let not_trusting = TokenVerifier::new(ISSUER, AUDIENCE, KeySource::Url(server.url.clone()))
+            .verify(&token)
+            .await;
+
+        assert_eq!(
+            trusting.expect("the key is fetched over TLS").subject,
+            "account-1"
+        );
+        assert!(
+            matches!(not_trusting, Err(TokenError::KeysUnavailable(_))),
+            "a certificate no trusted CA signed must be refused: {not_trusting:?}"
+        );
+        assert_eq!(
+            server.n_requests(),
+            1,
+            "the untrusted fetch never got to HTTP"
+        );
+    }
+
+    #[test]
+    fn a_file_without_certificates_is_refused() {
+        assert!(super::parse_pem_certificates(b"not a certificate").is_err());
+        assert!(super::parse_pem_certificates(b"").is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_unknown_key_ids_fetches_a_handful_of_times_and_valid_tokens_pass() {
+        let key = SigningKey::generate().unwrap();
+        let server = JwksServer::start(&key_set(&[&key]), Answer::Document, None).await;
+        let verifier = Arc::new(TokenVerifier::new(
+            ISSUER,
+            AUDIENCE,
+            KeySource::Url(server.url.clone()),
+        ));
+        let valid_token = key.sign(&claims(300)).unwrap();
+
+        let (garbage, valid) = flood(&verifier, &key, &valid_token).await;
+
+        assert!(
+            garbage
+                .iter()
+                .all(|result| matches!(result, Err(TokenError::UnknownKey(_)))),
+            "{:?}",
+            garbage
+                .iter()
+                .find(|result| !matches!(result, Err(TokenError::UnknownKey(_))))
+        );
+        assert!(
+            valid.iter().all(Result::is_ok),
+            "{:?}",
+            valid.iter().find(|result| result.is_err())
+        );
+        assert!(
+            server.n_requests() <= 3,
+            "{} fetches for 1,000 unknown key ids",
+            server.n_requests()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_fetch_starts_the_cool_down_too() {
+        let key = SigningKey::generate().unwrap();
+        let server = JwksServer::start(&key_set(&[&key]), Answer::ServerError, None).await;
+        let verifier = Arc::new(TokenVerifier::new(
+            ISSUER,
+            AUDIENCE,
+            KeySource::Url(server.url.clone()),
+        ));
+        let tokens = garbage_tokens(&key, 1_000);
+
+        let results = futures::future::join_all(tokens.iter().map(|token| {
+            let verifier = Arc::clone(&verifier);
+            async move { verifier.verify(token).await }
+        }))
+        .await;
+
+        assert!(
+            results
+                .iter()
+                .all(|result| matches!(result, Err(TokenError::KeysUnavailable(_)))),
+            "{:?}",
+            results.first()
+        );
+        assert!(
+            server.n_requests() <= 3,
+            "{} fetches for 1,000 unknown key ids while the issuer fails",
+            server.n_requests()
+        );
+    }
+
+    #[tokio::test]
+    async fn during_the_cool_down_an_unknown_key_id_is_refused_without_waiting_on_a_lock() {
+        use futures::FutureExt as _;
+        let key = SigningKey::generate().unwrap();
+        let verifier = verifier_trusting(&[&key]);
+        let tokens = garbage_tokens(&key, 2);
+        let first = verifier.verify(&tokens[0]).await;
+        assert!(matches!(first, Err(TokenError::UnknownKey(_))), "{first:?}");
+
+        // Hold the fetch lock as a hung fetch would: a refusal must not need it.
+        let _fetching = verifier.fetching.lock().await;
+        let during_cool_down = verifier.verify(&tokens[1]).now_or_never();
+
+        assert!(
+            matches!(during_cool_down, Some(Err(TokenError::UnknownKey(_)))),
+            "the refusal waited: {during_cool_down:?}"
+        );
+    }
+
+    /// Verifies 1,000 tokens with random key ids and, at the same time, 100 times `valid_token`.
+    #[allow(clippy::type_complexity)]
+    async fn flood(
+        verifier: &Arc<TokenVerifier>,
+        key: &SigningKey,
+        valid_token: &str,
+    ) -> (
+        Vec<Result<Caller, TokenError>>,
+        Vec<Result<Caller, TokenError>>,
+    ) {
+        let garbage = garbage_tokens(key, 1_000);
+        let garbage = garbage.iter().map(|token| {
+            let verifier = Arc::clone(verifier);
+            async move { verifier.verify(token).await }
+        });
+        let valid = (0..100).map(|_| {
+            let verifier = Arc::clone(verifier);
+            async move {
+                tokio::task::yield_now().await;
+                verifier.verify(valid_token).await
             }
         });
-        format!("http://{addr}/.well-known/jwks.json")
+        tokio::join!(
+            futures::future::join_all(garbage),
+            futures::future::join_all(valid)
+        )
+    }
+
+    /// Tokens signed by `key` but naming random key ids, as an attacker would send.
+    fn garbage_tokens(key: &SigningKey, count: usize) -> Vec<String> {
+        (0..count)
+            .map(|_| {
+                let impostor =
+                    SigningKey::from_pkcs8_der(&uuid::Uuid::new_v4().to_string(), key.pkcs8_der())
+                        .unwrap();
+                impostor.sign(&claims(300)).unwrap()
+            })
+            .collect()
+    }
+
+    fn tls_acceptor(certified: &rcgen::CertifiedKey<rcgen::KeyPair>) -> tokio_rustls::TlsAcceptor {
+        let private_key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()),
+        );
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], private_key)
+        .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// How [`JwksServer`] answers.
+    #[derive(Clone, Copy, Debug)]
+    enum Answer {
+        Document,
+        ServerError,
+    }
+
+    /// A minimal HTTP(S) server answering every request with the current JWKS document (or an
+    /// error), counting the requests.
+    struct JwksServer {
+        url: String,
+        document: Arc<std::sync::Mutex<String>>,
+        n_requests: Arc<AtomicUsize>,
+    }
+
+    impl JwksServer {
+        async fn start(
+            key_set: &jsonwebtoken::jwk::JwkSet,
+            answer: Answer,
+            tls: Option<tokio_rustls::TlsAcceptor>,
+        ) -> JwksServer {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let server = JwksServer {
+                url: format!("{scheme}://{addr}/.well-known/jwks.json"),
+                document: Arc::new(std::sync::Mutex::new(
+                    serde_json::to_string(key_set).unwrap(),
+                )),
+                n_requests: Arc::new(AtomicUsize::new(0)),
+            };
+            let document = Arc::clone(&server.document);
+            let n_requests = Arc::clone(&server.n_requests);
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let document = Arc::clone(&document);
+                    let n_requests = Arc::clone(&n_requests);
+                    let tls = tls.clone();
+                    tokio::spawn(async move {
+                        match tls {
+                            None => respond(stream, &document, answer, &n_requests).await,
+                            Some(acceptor) => {
+                                if let Ok(stream) = acceptor.accept(stream).await {
+                                    respond(stream, &document, answer, &n_requests).await;
+                                }
+                            }
+                        }
+                    });
+                }
+            });
+            server
+        }
+
+        fn serve(&self, key_set: &jsonwebtoken::jwk::JwkSet) {
+            *self.document.lock().unwrap() = serde_json::to_string(key_set).unwrap();
+        }
+
+        fn n_requests(&self) -> usize {
+            self.n_requests.load(Ordering::SeqCst)
+        }
+    }
+
+    async fn respond<S>(
+        mut stream: S,
+        document: &std::sync::Mutex<String>,
+        answer: Answer,
+        n_requests: &AtomicUsize,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut request = vec![0u8; 4096];
+        if !matches!(stream.read(&mut request).await, Ok(n) if n > 0) {
+            return;
+        }
+        n_requests.fetch_add(1, Ordering::SeqCst);
+        let (status, body) = match answer {
+            Answer::Document => ("200 OK", document.lock().unwrap().clone()),
+            Answer::ServerError => ("500 Internal Server Error", String::new()),
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::auth::{KeySource, TokenVerifier};
+use crate::auth::{CertificateDer, KeySource, TokenVerifier};
 use crate::bus::BusSettings;
 
 /// Settings shared by every service in a process. Its Debug output leaves out the raw variables,
@@ -46,6 +46,9 @@ pub struct AuthSettings {
     /// `EMPORIUM_AUTH_JWKS_URL`: where the issuer's public keys are fetched (default
     /// `<issuer>/.well-known/jwks.json`).
     pub jwks_url: String,
+    /// `EMPORIUM_AUTH_JWKS_CA_FILE`: a PEM file of CA certificates trusted for an https JWKS URL
+    /// besides the public web's roots (a private deployment's own CA). Read once, at start.
+    pub jwks_trusted_certificates: Vec<CertificateDer<'static>>,
 }
 
 #[derive(Clone, Debug)]
@@ -251,21 +254,36 @@ impl AuthSettings {
         let jwks_url = get("EMPORIUM_AUTH_JWKS_URL")
             .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
         check_http_url("EMPORIUM_AUTH_JWKS_URL", &jwks_url)?;
+        let jwks_trusted_certificates = match get("EMPORIUM_AUTH_JWKS_CA_FILE") {
+            None => Vec::new(),
+            Some(path) => std::fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|pem| crate::auth::parse_pem_certificates(&pem))
+                .map_err(|error| SettingsError {
+                    variable: "EMPORIUM_AUTH_JWKS_CA_FILE".to_owned(),
+                    value: path.clone(),
+                    reason: format!("expected a readable PEM file of CA certificates: {error:#}"),
+                })?,
+        };
         Ok(AuthSettings {
             issuer,
             audience,
             jwks_url,
+            jwks_trusted_certificates,
         })
     }
 
     /// A verifier for this issuer and audience that fetches the keys from [`Self::jwks_url`]
-    /// (lazily, on the first token it sees).
+    /// (lazily, on the first token it sees), trusting [`Self::jwks_trusted_certificates`] too.
     pub fn verifier(&self) -> Arc<TokenVerifier> {
-        Arc::new(TokenVerifier::new(
-            &self.issuer,
-            &self.audience,
-            KeySource::Url(self.jwks_url.clone()),
-        ))
+        Arc::new(
+            TokenVerifier::new(
+                &self.issuer,
+                &self.audience,
+                KeySource::Url(self.jwks_url.clone()),
+            )
+            .trusting(self.jwks_trusted_certificates.clone()),
+        )
     }
 }
 
@@ -367,6 +385,7 @@ mod tests {
                 issuer: "http://localhost:8080".to_owned(),
                 audience: "emporium".to_owned(),
                 jwks_url: "http://localhost:8080/.well-known/jwks.json".to_owned(),
+                jwks_trusted_certificates: Vec::new(),
             }
         );
     }
@@ -408,5 +427,34 @@ mod tests {
             error.to_string().contains("EMPORIUM_AUTH_JWKS_URL"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_jwks_ca_file_is_read_or_named_in_the_error() {
+        let directory =
+            std::env::temp_dir().join(format!("emporium-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let certificate = rcgen::generate_simple_self_signed(vec!["identity".to_owned()]).unwrap();
+        let good = directory.join("ca.pem");
+        std::fs::write(&good, certificate.cert.pem()).unwrap();
+        let bad = directory.join("not-a-ca.pem");
+        std::fs::write(&bad, "hello").unwrap();
+
+        let read = settings(&[("EMPORIUM_AUTH_JWKS_CA_FILE", good.to_str().unwrap())]).unwrap();
+        let not_pem = settings(&[("EMPORIUM_AUTH_JWKS_CA_FILE", bad.to_str().unwrap())]);
+        let missing = settings(&[("EMPORIUM_AUTH_JWKS_CA_FILE", "/nonexistent/ca.pem")]);
+        let _ = std::fs::remove_dir_all(&directory);
+
+        assert_eq!(
+            read.auth.jwks_trusted_certificates,
+            vec![certificate.cert.der().clone()]
+        );
+        for result in [not_pem, missing] {
+            let error = result.unwrap_err();
+            assert!(
+                error.to_string().contains("EMPORIUM_AUTH_JWKS_CA_FILE"),
+                "{error}"
+            );
+        }
     }
 }

@@ -353,9 +353,17 @@ impl TestIssuer {
         }
     }
 
-    /// Signs `claims` with this issuer's key.
+    /// Signs `claims` with this issuer's key as an access token (`typ: at+jwt`).
     pub fn token_with(&self, claims: &chassis::auth::Claims) -> String {
         self.key.sign(claims).expect("a token can be signed")
+    }
+
+    /// Signs `claims` with this issuer's key as an ID token (`typ: JWT`), which no service may
+    /// take as a bearer token.
+    pub fn id_token_with(&self, claims: &chassis::auth::Claims) -> String {
+        self.key
+            .sign_with_type(claims, "JWT")
+            .expect("a token can be signed")
     }
 
     /// The Ed25519 public key's raw bytes, as the JWKS publishes them: what an attacker would use

@@ -17,6 +17,7 @@ both_backends!(
     reads_need_a_token_but_no_particular_role,
     the_audit_history_needs_a_catalog_role,
     the_role_is_checked_before_the_request_is_read,
+    an_id_token_is_no_bearer_token,
 );
 
 async fn a_create_without_a_valid_token_or_role_is_refused_and_changes_nothing(backend: Backend) {
@@ -306,6 +307,58 @@ async fn the_role_is_checked_before_the_request_is_read(backend: Backend) {
     assert_eq!(anonymous_get.unwrap_err().code(), Code::Unauthenticated);
 }
 
+async fn an_id_token_is_no_bearer_token(backend: Backend) {
+    // Arrange
+    let app = spawn_app_without_relay(backend).await;
+    let category = app.create_category("Tea").await;
+    let n_events_before = unpublished_events(&app).await;
+    let claims = app.issuer.claims("manager-1", &[roles::CATALOG_MANAGER]);
+    let id_token = app.issuer.id_token_with(&claims);
+    let access_token = app.issuer.token_with(&claims);
+
+    // Act
+    let create = app
+        .anonymous_client()
+        .create_product(with_token(
+            valid_product(&category.id, "TEA-1", "Sencha", 1299),
+            &id_token,
+        ))
+        .await;
+    let read = app
+        .anonymous_client()
+        .get_category(with_token(
+            proto::GetCategoryRequest {
+                id: category.id.clone(),
+            },
+            &id_token,
+        ))
+        .await;
+    let same_claims_as_access_token = app
+        .anonymous_client()
+        .get_category(with_token(
+            proto::GetCategoryRequest {
+                id: category.id.clone(),
+            },
+            &access_token,
+        ))
+        .await;
+
+    // Assert
+    let create = create.expect_err("an ID token cannot create");
+    assert_eq!(create.code(), Code::Unauthenticated, "{create:?}");
+    assert!(
+        create.message().contains("not an access token"),
+        "{create:?}"
+    );
+    assert_eq!(
+        read.expect_err("an ID token cannot read").code(),
+        Code::Unauthenticated
+    );
+    same_claims_as_access_token.expect("the same claims in an access token are accepted");
+    assert_eq!(app.product_total().await, 0, "the catalog holds no product");
+    assert_eq!(unpublished_events(&app).await, n_events_before);
+}
+
 // === helpers ===
 
 /// Every credential a write must refuse, what it is, and the code it must be refused with.
@@ -341,6 +394,11 @@ fn refused_credentials(app: &TestApp) -> Vec<(&'static str, Option<String>, Code
                 aud: "someone-else".to_owned(),
                 ..manager()
             })),
+            Code::Unauthenticated,
+        ),
+        (
+            "a catalog manager's ID token (typ: JWT)",
+            Some(issuer.id_token_with(&manager())),
             Code::Unauthenticated,
         ),
         (
