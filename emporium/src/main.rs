@@ -130,10 +130,11 @@ async fn run(settings: &Settings, services: &[Service], mode: Mode) -> anyhow::R
                     }
                     Mode::Serve => setup::first_admin(settings, &application).await?,
                 }
-                let oauth = identity::oauth::OAuthSettings::new(
+                let mut oauth = identity::oauth::OAuthSettings::new(
                     &settings.auth.issuer,
                     &settings.auth.audience,
                 );
+                oauth.trusted_proxies = settings.trusted_proxies.clone();
                 http_routes =
                     Some(application.http_router(oauth, identity::oauth::Clock::system()));
                 listening.push((identity::NAME, application.local_addr()));

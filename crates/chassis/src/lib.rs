@@ -12,6 +12,7 @@ pub mod error;
 pub mod grpc;
 pub mod outbox;
 pub mod pagination;
+pub mod proxies;
 pub mod settings;
 pub mod storage;
 pub mod telemetry;

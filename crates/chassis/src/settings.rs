@@ -12,6 +12,7 @@ use secrecy::SecretString;
 
 use crate::auth::{CertificateDer, KeySource, TokenVerifier};
 use crate::bus::BusSettings;
+use crate::proxies::TrustedProxies;
 
 /// Settings shared by every service in a process. Its Debug output leaves out the raw variables,
 /// which may hold secrets.
@@ -32,6 +33,9 @@ pub struct Settings {
     /// `EMPORIUM_HTTP_ADDR`: where the suite's HTTP origin listens (the identity provider's
     /// sign-in pages, token endpoint and JWKS; default `127.0.0.1:8080`).
     pub http_addr: SocketAddr,
+    /// `EMPORIUM_TRUSTED_PROXIES`: the reverse proxies (IP addresses, CIDR networks) whose
+    /// `X-Forwarded-For` names the client (default none: the header is ignored).
+    pub trusted_proxies: TrustedProxies,
     variables: HashMap<String, String>,
 }
 
@@ -98,6 +102,7 @@ impl std::fmt::Debug for Settings {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("http_addr", &self.http_addr)
             .field("auth", &self.auth)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -176,6 +181,14 @@ impl Settings {
                 reason: "expected host:port, e.g. 0.0.0.0:8080".to_owned(),
             })?,
         };
+        let trusted_proxies = match get("EMPORIUM_TRUSTED_PROXIES") {
+            None => TrustedProxies::none(),
+            Some(text) => TrustedProxies::parse(&text).map_err(|reason| SettingsError {
+                variable: "EMPORIUM_TRUSTED_PROXIES".to_owned(),
+                value: text.clone(),
+                reason,
+            })?,
+        };
         Ok(Settings {
             data_dir,
             bus,
@@ -184,6 +197,7 @@ impl Settings {
             shutdown_grace,
             auth,
             http_addr,
+            trusted_proxies,
             variables,
         })
     }
@@ -371,6 +385,22 @@ mod tests {
             .unwrap_err();
         assert!(
             error.to_string().contains("EMPORIUM_CATALOG_GRPC_ADDR"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_none_and_a_bad_entry_names_the_variable() {
+        assert!(settings(&[]).unwrap().trusted_proxies.is_empty());
+        let trusted = settings(&[("EMPORIUM_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7")])
+            .unwrap()
+            .trusted_proxies;
+        assert!(trusted.trusts("10.20.30.40".parse().unwrap()));
+        assert!(trusted.trusts("192.168.1.7".parse().unwrap()));
+        assert!(!trusted.trusts("192.168.1.8".parse().unwrap()));
+        let error = settings(&[("EMPORIUM_TRUSTED_PROXIES", "10.0.0.0/33")]).unwrap_err();
+        assert!(
+            error.to_string().contains("EMPORIUM_TRUSTED_PROXIES"),
             "{error}"
         );
     }

@@ -1,9 +1,12 @@
 //! First-start set-up for a new installation: an `admin` account and the suite's own OAuth2
 //! clients (web apps, CLI). Idempotent: what exists is left exactly as it is, so running it on
-//! every start of `emporium up` never resets a password or a client an admin changed.
+//! every start of `emporium up` never resets a password or a client an admin changed. Safe to run
+//! from several replicas at once: the admin account and its role are created in one transaction,
+//! each client in one, and whichever replica comes second finds them made and records nothing.
 
 use anyhow::Context;
 use chassis::auth::roles;
+use chassis::error::Error;
 use rand::Rng as _;
 use rand::distributions::Alphanumeric;
 use secrecy::SecretString;
@@ -117,16 +120,15 @@ impl Bootstrap {
                 password: Some(password),
                 customer_id: None,
             };
-            let account = identity
-                .create_account(new, ACTOR)
+            let created = identity
+                .create_first_account(new, roles::ADMIN, ACTOR)
                 .await
                 .context("Failed to create the admin account")?;
-            identity
-                .grant_role(account.id, roles::ADMIN, account.version, ACTOR)
-                .await
-                .context("Failed to make the admin account an admin")?;
-            tracing::info!(account_id = %account.id, "Created the admin account");
-            report.admin_created = Some(generated);
+            // `None`: another replica starting at the same time created it first.
+            if let Some(account) = created {
+                tracing::info!(account_id = %account.id, "Created the admin account");
+                report.admin_created = Some(generated);
+            }
         }
         for client in self.clients {
             let exists = {
@@ -156,12 +158,23 @@ impl Bootstrap {
             .map_err(|violations| {
                 anyhow::anyhow!("Client {} is invalid: {violations:?}", client.client_id)
             })?;
-            identity
-                .create_client(new, ACTOR)
-                .await
-                .with_context(|| format!("Failed to register the client {}", client.client_id))?;
-            tracing::info!(client_id = %client.client_id, "Registered a client");
-            report.clients_created.push(client.client_id);
+            match identity.create_client(new, ACTOR).await {
+                Ok(_) => {
+                    tracing::info!(client_id = %client.client_id, "Registered a client");
+                    report.clients_created.push(client.client_id);
+                }
+                // Another replica starting at the same time registered it first; its transaction
+                // rolled back, so nothing was recorded twice.
+                Err(Error::AlreadyExists {
+                    resource: "client", ..
+                }) => {}
+                Err(error) => {
+                    return Err(anyhow::Error::new(error).context(format!(
+                        "Failed to register the client {}",
+                        client.client_id
+                    )));
+                }
+            }
         }
         Ok(report)
     }

@@ -86,11 +86,14 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::ListAccountsRequest>,
     ) -> Result<Response<proto::ListAccountsResponse>, Status> {
-        auth::require(&request, &[roles::ADMIN])?;
+        let caller = auth::require(&request, &[roles::ADMIN])?;
         let request = request.into_inner();
         let (query, fingerprint) = parse_account_list(&request)?;
         let after: Option<Cursor> = decode_token("page_token", &fingerprint, &request.page_token)?;
-        let page = self.identity.list_accounts(&query, after.as_ref()).await?;
+        let page = self
+            .identity
+            .list_accounts(&query, after.as_ref(), &caller.subject)
+            .await?;
         let next_page_token = match page.items.last() {
             Some(last) if page.has_more => {
                 encode_token(&fingerprint, &store::account_cursor(last, query.order))

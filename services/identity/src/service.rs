@@ -1,6 +1,7 @@
 //! The identity service's use cases: each opens a transaction, applies the change through the
-//! store, records its event in the outbox, and commits — all or nothing. Reads of accounts record
-//! an `audit.account.accessed` audit event in the same transaction. Password hashing and verification
+//! store, records its event in the outbox, and commits — all or nothing. Every read of accounts
+//! (get, batch get, list) records an `audit.account.accessed` audit event per account returned,
+//! naming the reader, before the accounts are returned. Password hashing and verification
 //! run on blocking threads; client secrets are hashed with plain SHA-256 (see
 //! [`domain::ClientSecret`]), which needs no such care. No transport here.
 
@@ -56,6 +57,48 @@ impl Identity {
         Ok(account)
     }
 
+    /// Creates the installation's first account holding `role`, in one transaction with its one
+    /// `account.created` event (version 1, the role already in it), unless an account with its
+    /// email exists. Replicas starting together may all call this: one creates the account, the
+    /// others get `None` (on SQLite the write lock orders them and they see the account; on
+    /// PostgreSQL the loser's insert waits for the winner's commit and hits the unique email).
+    #[tracing::instrument(skip_all, fields(role))]
+    pub async fn create_first_account(
+        &self,
+        mut new: NewAccount,
+        role: &str,
+        actor: &str,
+    ) -> Result<Option<Account>, Error> {
+        let password_hash = match new.password.take() {
+            Some(password) => Some(hash_on_blocking_thread(password).await?),
+            None => None,
+        };
+        let mut tx = self.database.begin().await?;
+        if store::find_credentials(&mut tx, &new.email)
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let account = match store::insert_account(&mut tx, &new, password_hash.as_ref()).await {
+            Ok(account) => account,
+            Err(Error::AlreadyExists {
+                resource: "account",
+                ..
+            }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        store::insert_account_role(&mut tx, account.id, role).await?;
+        let account = changed_account(&mut tx, account.id).await?;
+        outbox::record(
+            &mut tx,
+            IdentityEvent::AccountCreated(&account).into_new_event(actor),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(account))
+    }
+
     /// Reads one account and records that `accessed_by` read it.
     #[tracing::instrument(skip_all, fields(account_id = %id))]
     pub async fn get_account(&self, id: Uuid, accessed_by: &str) -> Result<Account, Error> {
@@ -87,15 +130,26 @@ impl Identity {
         Ok(accounts)
     }
 
+    /// Reads a page of accounts and records that `accessed_by` read each account on it. The page
+    /// and its total come from one read snapshot; the accesses are recorded in a second
+    /// transaction that commits before the page is returned, so no page leaves unaudited.
     #[tracing::instrument(skip_all)]
     pub async fn list_accounts(
         &self,
         query: &AccountListQuery,
         after: Option<&Cursor>,
+        accessed_by: &str,
     ) -> Result<Page<Account>, Error> {
         let mut tx = self.database.begin_read().await?;
         let page = store::list_accounts(&mut tx, query, after).await?;
         tx.commit().await?;
+        if !page.items.is_empty() {
+            let mut tx = self.database.begin().await?;
+            for account in &page.items {
+                record_access(&mut tx, account, accessed_by).await?;
+            }
+            tx.commit().await?;
+        }
         Ok(page)
     }
 

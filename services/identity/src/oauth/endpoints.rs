@@ -4,6 +4,7 @@
 //! endpoint errors are JSON (§5.2). Nothing here logs a password, code, token or secret.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -22,7 +23,7 @@ use uuid::Uuid;
 
 use super::html::{self, SignInPage};
 use super::params::{self, Params, Repeated};
-use super::store::{self, CodeGrant, Exchange, FailureScope, RefreshGrant};
+use super::store::{self, CodeGrant, Exchange, RefreshGrant};
 use super::{Provider, RegisteredClient, earlier, later, paths, secrets};
 use crate::domain::Account;
 
@@ -427,25 +428,46 @@ async fn sign_in(
         );
     }
     let account_key = email.to_lowercase();
-    let address_key = address.map_or_else(|| "unknown".to_owned(), |address| address.to_string());
+    let address_key = address_key(address);
     let now = provider.now();
-    match locked_out(&provider, &account_key, &address_key, now).await {
-        Ok(false) => {}
-        Ok(true) => {
-            tracing::warn!(client_id = %request.client.client_id, "Refused a sign-in: too many failed attempts");
+    let refusal = match admit_attempt(&provider, &account_key, &address_key, now).await {
+        Ok(Admission::Admitted) => None,
+        Ok(Admission::LockedOut) => {
             let minutes = provider.settings().lockout.window.as_secs().div_ceil(60);
-            return sign_in_form(
-                &provider,
-                &request,
-                &params,
-                &email,
-                Some(&format!(
+            Some((
+                format!(
                     "Too many failed sign-in attempts. Wait {minutes} minutes, then try again."
-                )),
-                StatusCode::TOO_MANY_REQUESTS,
-            );
+                ),
+                provider.settings().lockout.window,
+            ))
+        }
+        Ok(Admission::Delayed(wait)) => {
+            let seconds = wait.as_secs().max(1);
+            let unit = if seconds == 1 { "second" } else { "seconds" };
+            Some((
+                format!(
+                    "Too many failed sign-in attempts for this email. Wait {seconds} {unit}, then try again."
+                ),
+                Duration::from_secs(seconds),
+            ))
         }
         Err(error) => return internal_error_page(&error),
+    };
+    if let Some((message, retry_after)) = refusal {
+        tracing::warn!(client_id = %request.client.client_id, "Refused a sign-in: too many failed attempts");
+        let mut response = sign_in_form(
+            &provider,
+            &request,
+            &params,
+            &email,
+            Some(&message),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after.as_secs()),
+        );
+        return response;
     }
     let verified = provider
         .identity()
@@ -454,9 +476,7 @@ async fn sign_in(
     let account = match verified {
         Ok(Some(account)) => account,
         Ok(None) => {
-            if let Err(error) = record_failure(&provider, &account_key, &address_key, now).await {
-                return internal_error_page(&error);
-            }
+            // The attempt was recorded as a failure when it was admitted.
             tracing::info!(client_id = %request.client.client_id, "A sign-in failed");
             // The same words whether the email is unknown, the password wrong or the account
             // disabled: the page must not tell which emails have accounts.
@@ -475,7 +495,7 @@ async fn sign_in(
     let session_hash = secrets::digest(&session_id);
     let started = async {
         let mut tx = provider.database().begin().await?;
-        store::clear_failures(&mut tx, FailureScope::Account, &account_key).await?;
+        store::clear_failures(&mut tx, &account_key).await?;
         let expires_at = later(now, provider.settings().session_lifetime);
         store::insert_session(&mut tx, &session_hash, account.id, now, expires_at).await?;
         tx.commit().await?;
@@ -531,35 +551,72 @@ fn sign_in_form(
     html::respond(status, page, &[csrf_cookie])
 }
 
-async fn locked_out(
-    provider: &Provider,
-    account_key: &str,
-    address_key: &str,
-    now: Timestamp,
-) -> Result<bool, Error> {
-    let policy = &provider.settings().lockout;
-    let since = earlier(now, policy.window);
-    let mut tx = provider.database().begin_read().await?;
-    let by_account =
-        store::count_failures(&mut tx, FailureScope::Account, account_key, since).await?;
-    let by_address =
-        store::count_failures(&mut tx, FailureScope::Address, address_key, since).await?;
-    tx.commit().await?;
-    Ok(by_account >= policy.max_failures_per_account
-        || by_address >= policy.max_failures_per_address)
+/// Whether a sign-in attempt may have its password checked.
+enum Admission {
+    /// Yes; it is already counted as a failure, which a success clears.
+    Admitted,
+    /// No: the (email, address) pair, the address or the email reached its limit.
+    LockedOut,
+    /// No: the email's recent failures ask for this much more waiting first.
+    Delayed(Duration),
 }
 
-async fn record_failure(
+/// Decides on an attempt for `account_key` from `address_key` and, if it is admitted, records it
+/// as a failure, all in one transaction under the email's guard: attempts for one email are
+/// decided one at a time, so a burst of concurrent guesses cannot slip past a limit while the
+/// passwords are being checked.
+async fn admit_attempt(
     provider: &Provider,
     account_key: &str,
     address_key: &str,
     now: Timestamp,
-) -> Result<(), Error> {
+) -> Result<Admission, Error> {
+    let policy = &provider.settings().lockout;
+    let since = earlier(now, policy.window);
     let mut tx = provider.database().begin().await?;
-    store::prune_failures(&mut tx, earlier(now, provider.settings().lockout.window)).await?;
-    store::record_failure(&mut tx, FailureScope::Account, account_key, now).await?;
-    store::record_failure(&mut tx, FailureScope::Address, address_key, now).await?;
-    Ok(tx.commit().await?)
+    store::lock_email_attempts(&mut tx, account_key).await?;
+    store::prune_failures(&mut tx, since).await?;
+    let recent = store::recent_failures(&mut tx, account_key, address_key, since).await?;
+    if recent.by_pair >= policy.max_failures_per_account_and_address
+        || recent.by_address >= policy.max_failures_per_address
+        || recent.by_email >= policy.max_failures_per_account
+    {
+        return Ok(Admission::LockedOut);
+    }
+    if let Some(last) = recent.last_for_email {
+        let allowed_at = later(last, policy.delay_after(recent.by_email));
+        if allowed_at > now {
+            let wait = allowed_at.into_inner() - now.into_inner();
+            let wait = Duration::from_secs_f64(wait.as_seconds_f64().ceil());
+            return Ok(Admission::Delayed(wait));
+        }
+    }
+    store::record_failure(&mut tx, account_key, address_key, now).await?;
+    tx.commit().await?;
+    Ok(Admission::Admitted)
+}
+
+/// The key failures from `address` are counted under: the address, or for IPv6 its /64 network
+/// (what one subscriber is usually given, so rotating within it gains nothing).
+fn address_key(address: Option<IpAddr>) -> String {
+    match address {
+        None => "unknown".to_owned(),
+        Some(IpAddr::V4(address)) => address.to_string(),
+        Some(IpAddr::V6(address)) => {
+            let segments = address.segments();
+            let network = std::net::Ipv6Addr::new(
+                segments[0],
+                segments[1],
+                segments[2],
+                segments[3],
+                0,
+                0,
+                0,
+                0,
+            );
+            format!("{network}/64")
+        }
+    }
 }
 
 /// Records a code for the signed-in account and returns where to send the browser, or `None`
@@ -1356,19 +1413,27 @@ async fn verify_own_id_token(
 
 // === helpers ===
 
-/// The client's IP address, when the server was started with connection info.
+/// The client's IP address, when the server was started with connection info: the peer, or the
+/// address a trusted proxy's `X-Forwarded-For` names ([`chassis::proxies`]).
 struct ClientAddress(Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+impl FromRequestParts<Provider> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddress(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(address)| address.ip()),
-        ))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        provider: &Provider,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip());
+        Ok(ClientAddress(peer.map(|peer| {
+            provider
+                .settings()
+                .trusted_proxies
+                .client_address(peer, &parts.headers)
+        })))
     }
 }
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use chassis::auth::SigningKey;
 use chassis::error::Error;
+use chassis::proxies::TrustedProxies;
 use chassis::storage::{Database, Timestamp};
 use time::OffsetDateTime;
 
@@ -49,16 +50,45 @@ pub struct OAuthSettings {
     pub code_lifetime: Duration,
     pub session_lifetime: Duration,
     pub lockout: LockoutPolicy,
+    /// The proxies whose `X-Forwarded-For` names the client (`EMPORIUM_TRUSTED_PROXIES`), for
+    /// counting failed sign-ins per client address behind the gateway.
+    pub trusted_proxies: TrustedProxies,
 }
 
-/// When failed sign-ins lock further attempts out.
+/// When failed sign-ins hold further attempts back. Emails count as typed (known or not), so the
+/// answers reveal nothing about which accounts exist. Failures lock out the (email, address) pair
+/// and the address; for the email alone they only slow attempts down (each failure past a
+/// threshold doubles the wait before the next attempt, answered at once as 429 with
+/// `Retry-After`, never by holding the request) up to a much higher limit. So someone guessing
+/// from one place cannot lock the owner out elsewhere, and guesses from many places stay few.
 #[derive(Clone, Debug)]
 pub struct LockoutPolicy {
-    /// Failures for one email (known or not) within `window` before it is locked.
-    pub max_failures_per_account: i64,
-    /// Failures from one client address within `window` before it is locked.
+    /// Failures for one email from one client address within `window` before that pair is locked.
+    pub max_failures_per_account_and_address: i64,
+    /// Failures from one client address (any email) within `window` before it is locked.
     pub max_failures_per_address: i64,
+    /// Failures for one email from all addresses within `window` before it is locked everywhere.
+    pub max_failures_per_account: i64,
+    /// Failures for one email (from anywhere) within `window` that cost no wait; the next must
+    /// wait one second after the last failure, and each further failure doubles that.
+    pub free_failures_per_account: i64,
+    /// The longest wait between attempts for one email.
+    pub max_delay: Duration,
     pub window: Duration,
+}
+
+impl LockoutPolicy {
+    /// How long an attempt for an email with `failures` recent failures waits after the last
+    /// one: nothing up to [`Self::free_failures_per_account`], then 1 s, 2 s, 4 s, … up to
+    /// [`Self::max_delay`].
+    pub fn delay_after(&self, failures: i64) -> Duration {
+        let past_free = failures - self.free_failures_per_account;
+        if past_free < 0 {
+            return Duration::ZERO;
+        }
+        let doublings = u32::try_from(past_free.min(32)).unwrap_or(32);
+        Duration::from_secs(1u64 << doublings).min(self.max_delay)
+    }
 }
 
 impl OAuthSettings {
@@ -72,10 +102,14 @@ impl OAuthSettings {
             code_lifetime: Duration::from_secs(2 * 60),
             session_lifetime: Duration::from_secs(12 * 60 * 60),
             lockout: LockoutPolicy {
-                max_failures_per_account: 5,
+                max_failures_per_account_and_address: 5,
                 max_failures_per_address: 30,
+                max_failures_per_account: 100,
+                free_failures_per_account: 10,
+                max_delay: Duration::from_secs(30),
                 window: Duration::from_secs(15 * 60),
             },
+            trusted_proxies: TrustedProxies::none(),
         }
     }
 

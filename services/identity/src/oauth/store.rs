@@ -51,22 +51,17 @@ pub(crate) enum Exchange<T> {
     Invalid,
 }
 
-/// Whose failed sign-ins are counted.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum FailureScope {
-    /// Keyed by the email as typed (known or not).
-    Account,
-    /// Keyed by the client's IP address.
-    Address,
-}
-
-impl FailureScope {
-    fn as_str(self) -> &'static str {
-        match self {
-            FailureScope::Account => "account",
-            FailureScope::Address => "address",
-        }
-    }
+/// The recent failed sign-ins that concern one attempt, within the lock-out window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RecentFailures {
+    /// For this email from this address.
+    pub(crate) by_pair: i64,
+    /// For this email from any address.
+    pub(crate) by_email: i64,
+    /// From this address for any email.
+    pub(crate) by_address: i64,
+    /// When this email last failed (from any address).
+    pub(crate) last_for_email: Option<Timestamp>,
 }
 
 // === sessions ===
@@ -298,36 +293,61 @@ pub(crate) async fn revoke_family(
 
 // === failed sign-ins ===
 
-/// Failed sign-ins recorded under `key` since `since`.
-pub(crate) async fn count_failures(
-    tx: &mut Transaction,
-    scope: FailureScope,
-    key: &str,
-    since: Timestamp,
-) -> Result<i64, Error> {
-    let count = on_backend!(tx, conn => {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM oauth_login_failures WHERE scope = $1 AND key = $2 AND failed_at > $3",
+/// Locks the email's guard row until `tx` ends, so that attempts for one email are counted and
+/// admitted one at a time (on SQLite the write transaction already holds the only write lock).
+pub(crate) async fn lock_email_attempts(tx: &mut Transaction, email: &str) -> Result<(), Error> {
+    on_backend!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO oauth_sign_in_guards (email) VALUES ($1) \
+             ON CONFLICT (email) DO UPDATE SET email = excluded.email",
         )
-        .bind(scope.as_str())
-        .bind(key)
+        .bind(email)
+        .execute(conn)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// The failures recorded since `since` that concern `email` from `address`.
+pub(crate) async fn recent_failures(
+    tx: &mut Transaction,
+    email: &str,
+    address: &str,
+    since: Timestamp,
+) -> Result<RecentFailures, Error> {
+    let (by_pair, by_email, by_address, last_for_email) = on_backend!(tx, conn => {
+        sqlx::query_as::<_, (i64, i64, i64, Option<Timestamp>)>(
+            "SELECT \
+             (SELECT COUNT(*) FROM oauth_sign_in_failures WHERE email = $1 AND address = $2 AND failed_at > $3), \
+             (SELECT COUNT(*) FROM oauth_sign_in_failures WHERE email = $1 AND failed_at > $3), \
+             (SELECT COUNT(*) FROM oauth_sign_in_failures WHERE address = $2 AND failed_at > $3), \
+             (SELECT MAX(failed_at) FROM oauth_sign_in_failures WHERE email = $1 AND failed_at > $3)",
+        )
+        .bind(email)
+        .bind(address)
         .bind(since)
         .fetch_one(conn)
         .await
     })?;
-    Ok(count)
+    Ok(RecentFailures {
+        by_pair,
+        by_email,
+        by_address,
+        last_for_email,
+    })
 }
 
 pub(crate) async fn record_failure(
     tx: &mut Transaction,
-    scope: FailureScope,
-    key: &str,
+    email: &str,
+    address: &str,
     at: Timestamp,
 ) -> Result<(), Error> {
     on_backend!(tx, conn => {
-        sqlx::query("INSERT INTO oauth_login_failures (scope, key, failed_at) VALUES ($1, $2, $3)")
-            .bind(scope.as_str())
-            .bind(key)
+        sqlx::query("INSERT INTO oauth_sign_in_failures (email, address, failed_at) VALUES ($1, $2, $3)")
+            .bind(email)
+            .bind(address)
             .bind(at)
             .execute(conn)
             .await
@@ -336,15 +356,11 @@ pub(crate) async fn record_failure(
     Ok(())
 }
 
-pub(crate) async fn clear_failures(
-    tx: &mut Transaction,
-    scope: FailureScope,
-    key: &str,
-) -> Result<(), Error> {
+/// Forgets every failure of `email` (it just signed in).
+pub(crate) async fn clear_failures(tx: &mut Transaction, email: &str) -> Result<(), Error> {
     on_backend!(tx, conn => {
-        sqlx::query("DELETE FROM oauth_login_failures WHERE scope = $1 AND key = $2")
-            .bind(scope.as_str())
-            .bind(key)
+        sqlx::query("DELETE FROM oauth_sign_in_failures WHERE email = $1")
+            .bind(email)
             .execute(conn)
             .await
             .map(|_| ())
@@ -352,14 +368,21 @@ pub(crate) async fn clear_failures(
     Ok(())
 }
 
-/// Forgets failures older than `before` (they no longer count).
+/// Forgets failures older than `before` (they no longer count), and the guards of emails left
+/// without any.
 pub(crate) async fn prune_failures(tx: &mut Transaction, before: Timestamp) -> Result<(), Error> {
     on_backend!(tx, conn => {
-        sqlx::query("DELETE FROM oauth_login_failures WHERE failed_at < $1")
+        sqlx::query("DELETE FROM oauth_sign_in_failures WHERE failed_at < $1")
             .bind(before)
-            .execute(conn)
-            .await
-            .map(|_| ())
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "DELETE FROM oauth_sign_in_guards WHERE NOT EXISTS \
+             (SELECT 1 FROM oauth_sign_in_failures WHERE oauth_sign_in_failures.email = oauth_sign_in_guards.email)",
+        )
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
     })?;
     Ok(())
 }

@@ -14,6 +14,8 @@ use hyper_util::rt::TokioExecutor;
 pub(crate) struct Browser {
     client: Client<HttpConnector, Full<Bytes>>,
     cookies: Mutex<HashMap<String, String>>,
+    /// Sent as `X-Forwarded-For` on every request, as a proxy in front of the provider would.
+    forwarded_for: Mutex<Option<String>>,
 }
 
 /// A response, body read as text.
@@ -77,11 +79,17 @@ impl Browser {
         Browser {
             client: Client::builder(TokioExecutor::new()).build_http(),
             cookies: Mutex::new(HashMap::new()),
+            forwarded_for: Mutex::new(None),
         }
     }
 
     pub(crate) fn cookie(&self, name: &str) -> Option<String> {
         self.cookies.lock().unwrap().get(name).cloned()
+    }
+
+    /// Sends `X-Forwarded-For: <forwarded_for>` from now on (`None`: no such header).
+    pub(crate) fn forward_for(&self, forwarded_for: Option<&str>) {
+        *self.forwarded_for.lock().unwrap() = forwarded_for.map(str::to_owned);
     }
 
     pub(crate) fn forget_cookies(&self) {
@@ -144,6 +152,9 @@ impl Browser {
         };
         if !cookie_header.is_empty() {
             request = request.header(http::header::COOKIE, cookie_header);
+        }
+        if let Some(forwarded_for) = self.forwarded_for.lock().unwrap().clone() {
+            request = request.header("x-forwarded-for", forwarded_for);
         }
         if let Some(authorization) = authorization {
             request = request.header(http::header::AUTHORIZATION, authorization);

@@ -9,6 +9,7 @@ use crate::helpers::{PASSWORD, spawn_app};
 both_backends!(
     every_change_records_one_event_in_version_order,
     reading_an_account_records_who_accessed_it,
+    listing_accounts_records_who_accessed_each_account_returned,
     no_password_ever_appears_in_events_or_errors,
 );
 
@@ -112,6 +113,52 @@ async fn reading_an_account_records_who_accessed_it(backend: Backend) {
             ),
         ]
     );
+}
+
+async fn listing_accounts_records_who_accessed_each_account_returned(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ada = app.create_account("ada@example.com").await;
+    let grace = app.create_account("grace@example.com").await;
+    let linus = app.create_account("linus@example.com").await;
+    let auditor = app.issuer.token("auditor-7", &["admin"]);
+
+    let page = app
+        .client()
+        .list_accounts(test_support::with_token(
+            proto::ListAccountsRequest {
+                page_size: 2,
+                ..Default::default()
+            },
+            &auditor,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let listed: Vec<&str> = page
+        .accounts
+        .iter()
+        .map(|account| account.id.as_str())
+        .collect();
+    assert_eq!(listed, [ada.id.as_str(), grace.id.as_str()]);
+    for account in [&ada, &grace, &linus] {
+        let accesses: Vec<serde_json::Value> = app
+            .events_of(&account.id)
+            .await
+            .into_iter()
+            .filter(|event| event.r#type == "emporium.identity.audit.account.accessed")
+            .map(|event| {
+                assert_eq!(event.actor, "auditor-7");
+                serde_json::from_str(&event.data_json).unwrap()
+            })
+            .collect();
+        let expected = if account.id == linus.id {
+            Vec::new()
+        } else {
+            vec![serde_json::json!({ "account_id": account.id, "accessed_by": "auditor-7" })]
+        };
+        assert_eq!(accesses, expected, "accesses of {}", account.email);
+    }
 }
 
 async fn no_password_ever_appears_in_events_or_errors(backend: Backend) {

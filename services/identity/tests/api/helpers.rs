@@ -33,6 +33,14 @@ pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
 /// Builds the service, lets `before_serving` use it (e.g. take its HTTP routes), serves it.
 async fn spawn(backend: Backend, before_serving: impl FnOnce(&Application)) -> TestApp {
     let test_database = TestDatabase::new(backend, "identity").await;
+    spawn_on(backend, test_database, before_serving).await
+}
+
+async fn spawn_on(
+    backend: Backend,
+    test_database: TestDatabase,
+    before_serving: impl FnOnce(&Application),
+) -> TestApp {
     let test_bus = TestBus::new(backend).await;
     let bus = test_bus.connect().await;
     let issuer = TestIssuer::new();
@@ -231,6 +239,14 @@ pub(crate) struct OidcApp {
 }
 
 pub(crate) async fn spawn_oidc_app(backend: Backend) -> OidcApp {
+    spawn_oidc_app_with(backend, |_| {}).await
+}
+
+/// [`spawn_oidc_app`] with the provider's settings changed by `configure` first.
+pub(crate) async fn spawn_oidc_app_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut identity::oauth::OAuthSettings),
+) -> OidcApp {
     use identity::oauth::{Clock, OAuthSettings};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener
@@ -240,11 +256,10 @@ pub(crate) async fn spawn_oidc_app(backend: Backend) -> OidcApp {
     let origin = format!("http://{}", listener.local_addr().expect("a bound address"));
     let clock = Clock::manual(time::OffsetDateTime::now_utc());
     let mut router = None;
+    let mut settings = OAuthSettings::new(&origin, TestIssuer::AUDIENCE);
+    configure(&mut settings);
     let app = spawn(backend, |application| {
-        router = Some(application.http_router(
-            OAuthSettings::new(&origin, TestIssuer::AUDIENCE),
-            clock.clone(),
-        ));
+        router = Some(application.http_router(settings, clock.clone()));
     })
     .await;
     let router = router.expect("the routes were taken");

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod authorization;
+mod bootstrap;
 mod browser;
 mod clients;
 mod customer_claim;

@@ -7,20 +7,25 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chassis::auth::{KeySource, TokenVerifier};
+use chassis::proxies::TrustedProxies;
 use emporium_proto::identity::v1 as proto;
+use identity::oauth::OAuthSettings;
 use sha2::Digest as _;
 use test_support::{Backend, TestIssuer, both_backends};
 
 use crate::browser::{Browser, Page};
-use crate::helpers::{OidcApp, PASSWORD, spawn_oidc_app};
+use crate::helpers::{OidcApp, PASSWORD, spawn_oidc_app_with};
 
 both_backends!(
     an_unmodified_oidc_client_completes_the_code_flow_with_pkce,
     public_clients_must_send_an_s256_challenge,
     an_unregistered_client_or_redirect_uri_gets_an_error_page_not_a_redirect,
     an_unknown_email_and_a_wrong_password_get_the_same_answer,
-    failed_sign_ins_lock_an_email_out_until_the_window_passes,
+    failed_sign_ins_lock_an_email_out_from_that_address_until_the_window_passes,
     failed_sign_ins_from_one_address_lock_that_address_out,
+    a_user_locked_out_from_one_address_can_still_sign_in_from_another,
+    forwarded_for_is_ignored_from_an_untrusted_peer,
+    failures_for_one_email_from_many_addresses_slow_it_down_then_lock_it,
     a_code_is_single_use_and_its_replay_revokes_what_it_issued,
     a_code_needs_the_matching_verifier_and_redirect_uri,
     refresh_tokens_rotate_and_a_reused_one_revokes_the_family,
@@ -45,7 +50,12 @@ struct Fixture {
 /// A provider with an account (`catalog-manager`), a public client `shop` and a confidential
 /// client `billing` holding `sales`.
 async fn fixture(backend: Backend) -> Fixture {
-    let oidc = spawn_oidc_app(backend).await;
+    fixture_with(backend, |_| {}).await
+}
+
+/// [`fixture`] with the provider's settings changed by `configure`.
+async fn fixture_with(backend: Backend, configure: impl FnOnce(&mut OAuthSettings)) -> Fixture {
+    let oidc = spawn_oidc_app_with(backend, configure).await;
     let app = &oidc.app;
     let account = app.create_account(EMAIL).await;
     let account = app
@@ -375,7 +385,9 @@ async fn an_unknown_email_and_a_wrong_password_get_the_same_answer(backend: Back
     assert!(wrong.body.contains("The email or password is incorrect."));
 }
 
-async fn failed_sign_ins_lock_an_email_out_until_the_window_passes(backend: Backend) {
+async fn failed_sign_ins_lock_an_email_out_from_that_address_until_the_window_passes(
+    backend: Backend,
+) {
     let fixture = fixture(backend).await;
     let (_, challenge) = pkce();
     let url = fixture.authorize_url(&challenge, &[]);
@@ -426,6 +438,113 @@ async fn failed_sign_ins_from_one_address_lock_that_address_out(backend: Backend
 
     assert_eq!(locked.status, 429);
     assert!(locked.body.contains("Too many failed sign-in attempts"));
+}
+
+/// A provider behind a proxy on the loopback address, whose `X-Forwarded-For` it believes.
+async fn behind_a_trusted_proxy(
+    backend: Backend,
+    configure: impl FnOnce(&mut OAuthSettings),
+) -> Fixture {
+    fixture_with(backend, |settings| {
+        settings.trusted_proxies = TrustedProxies::parse("127.0.0.1, ::1").unwrap();
+        configure(settings);
+    })
+    .await
+}
+
+async fn a_user_locked_out_from_one_address_can_still_sign_in_from_another(backend: Backend) {
+    let fixture = behind_a_trusted_proxy(backend, |_| {}).await;
+    let (_, challenge) = pkce();
+    let url = fixture.authorize_url(&challenge, &[]);
+    fixture
+        .browser
+        .forward_for(Some("198.51.100.23, 203.0.113.1"));
+    for _ in 0..5 {
+        let page = fixture.sign_in(&url, EMAIL, "wrong password, again").await;
+        assert_eq!(page.status, 401);
+    }
+
+    let locked = fixture.sign_in(&url, EMAIL, PASSWORD).await;
+    // The client wrote its own first entry; only the proxy's last one counts.
+    fixture
+        .browser
+        .forward_for(Some("198.51.100.23, 203.0.113.2"));
+    let elsewhere = fixture.sign_in(&url, EMAIL, PASSWORD).await;
+
+    assert_eq!(locked.status, 429);
+    assert!(locked.body.contains("Wait 15 minutes"), "{}", locked.body);
+    assert_eq!(elsewhere.status, 303, "{}", elsewhere.body);
+    assert!(elsewhere.location_param("code").is_some());
+}
+
+async fn forwarded_for_is_ignored_from_an_untrusted_peer(backend: Backend) {
+    let fixture = fixture(backend).await;
+    let (_, challenge) = pkce();
+    let url = fixture.authorize_url(&challenge, &[]);
+    fixture.browser.forward_for(Some("203.0.113.1"));
+    for _ in 0..5 {
+        let page = fixture.sign_in(&url, EMAIL, "wrong password, again").await;
+        assert_eq!(page.status, 401);
+    }
+
+    fixture.browser.forward_for(Some("203.0.113.2"));
+    let claimed_elsewhere = fixture.sign_in(&url, EMAIL, PASSWORD).await;
+
+    assert_eq!(claimed_elsewhere.status, 429, "{}", claimed_elsewhere.body);
+}
+
+async fn failures_for_one_email_from_many_addresses_slow_it_down_then_lock_it(backend: Backend) {
+    let fixture = behind_a_trusted_proxy(backend, |settings| {
+        settings.lockout.free_failures_per_account = 3;
+        settings.lockout.max_failures_per_account = 6;
+    })
+    .await;
+    let (_, challenge) = pkce();
+    let url = fixture.authorize_url(&challenge, &[]);
+    let clock = &fixture.oidc.clock;
+    let from = |address: u8, password: &'static str| {
+        fixture
+            .browser
+            .forward_for(Some(&format!("203.0.113.{address}")));
+        fixture.sign_in(&url, EMAIL, password)
+    };
+    for address in 1..=3 {
+        assert_eq!(from(address, "wrong password, again").await.status, 401);
+    }
+
+    // Each failure past the free three doubles the wait before the next attempt, wherever from.
+    let first_wait = from(4, PASSWORD).await;
+    clock.advance(Duration::from_secs(1));
+    let after_first_wait = from(4, "wrong password, again").await;
+    let second_wait = from(5, PASSWORD).await;
+    clock.advance(Duration::from_secs(2));
+    let after_second_wait = from(5, PASSWORD).await;
+
+    assert_eq!(first_wait.status, 429, "{}", first_wait.body);
+    assert_eq!(first_wait.headers["retry-after"], "1");
+    assert!(
+        first_wait.body.contains("Wait 1 second"),
+        "{}",
+        first_wait.body
+    );
+    assert_eq!(after_first_wait.status, 401, "{}", after_first_wait.body);
+    assert_eq!(second_wait.status, 429);
+    assert_eq!(second_wait.headers["retry-after"], "2");
+    // A success clears the email's failures.
+    assert_eq!(after_second_wait.status, 303, "{}", after_second_wait.body);
+
+    // Waiting out every delay, six failures from six addresses reach the email's limit.
+    fixture.browser.forget_cookies();
+    for address in 10..16 {
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(from(address, "wrong password, again").await.status, 401);
+    }
+    clock.advance(Duration::from_secs(30));
+    let locked = from(16, PASSWORD).await;
+
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    assert!(locked.body.contains("Wait 15 minutes"), "{}", locked.body);
+    assert_eq!(locked.headers["retry-after"], "900");
 }
 
 async fn a_code_is_single_use_and_its_replay_revokes_what_it_issued(backend: Backend) {
