@@ -15,3 +15,4 @@ mod logs;
 mod oauth;
 mod passwords;
 mod roles;
+mod server;
