@@ -30,8 +30,9 @@ pub struct GrpcListener {
 pub struct GrpcService {
     /// The service's own routes (its tonic server, plus any extra).
     pub routes: Routes,
-    /// Fully qualified service names reported by the health service, e.g.
-    /// `emporium.catalog.v1.CatalogService`.
+    /// Fully qualified names of the services in `routes`, e.g.
+    /// `emporium.catalog.v1.CatalogService`: the health service reports them and reflection
+    /// lists them (with health and reflection), and nothing else.
     pub health_names: Vec<&'static str>,
     /// The service's encoded descriptor set, for reflection.
     pub file_descriptor_set: &'static [u8],
@@ -69,16 +70,38 @@ impl GrpcListener {
         grace: Duration,
     ) -> anyhow::Result<()> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(service.file_descriptor_set)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Reflection lists exactly what this port serves: the service's own names, health and
+        // reflection itself. The descriptor set holds every contract (so the types resolve),
+        // but advertising all of it would send reflection-driven clients to the wrong port.
+        let served_names: Vec<&'static str> = service
+            .health_names
+            .iter()
+            .copied()
+            .chain([
+                service_name_of(&health_service),
+                REFLECTION_V1_NAME,
+                REFLECTION_V1ALPHA_NAME,
+            ])
+            .collect();
+        let reflection = || {
+            served_names.iter().fold(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(service.file_descriptor_set)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                |builder, name| builder.with_service_name(*name),
+            )
+        };
+        let reflection_v1 = reflection()
             .build_v1()
             .context("Failed to build the reflection service")?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(service.file_descriptor_set)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let reflection_v1alpha = reflection()
             .build_v1alpha()
             .context("Failed to build the reflection service")?;
+        debug_assert_eq!(service_name_of(&reflection_v1), REFLECTION_V1_NAME);
+        debug_assert_eq!(
+            service_name_of(&reflection_v1alpha),
+            REFLECTION_V1ALPHA_NAME
+        );
 
         // Readiness: migrations ran before we got here, so the status only depends on the bus.
         // Set it before accepting the first call, then keep watching.
@@ -133,6 +156,15 @@ impl GrpcListener {
         readiness.abort();
         Ok(())
     }
+}
+
+/// The reflection services' names, as their servers declare them (checked in debug builds).
+const REFLECTION_V1_NAME: &str = "grpc.reflection.v1.ServerReflection";
+const REFLECTION_V1ALPHA_NAME: &str = "grpc.reflection.v1alpha.ServerReflection";
+
+/// The fully qualified name a generated tonic server serves under.
+fn service_name_of<S: tonic::server::NamedService>(_: &S) -> &'static str {
+    S::NAME
 }
 
 /// Reports SERVING while the bus is connected, NOT_SERVING otherwise; stops at shutdown.

@@ -453,6 +453,45 @@ pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     request
 }
 
+/// The services a gRPC server's reflection lists (`grpc.reflection.v1` `ListServices`), sorted:
+/// what a reflection-driven client (grpcurl, a generic console) believes the port serves.
+pub async fn reflected_service_names(addr: std::net::SocketAddr) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a valid endpoint")
+        .connect()
+        .await
+        .expect("the server accepts connections");
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("reflection answers")
+        .into_inner();
+    let response = responses
+        .next()
+        .await
+        .expect("one response")
+        .expect("a good response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("expected a service list, got {response:?}");
+    };
+    let mut names: Vec<String> = list
+        .service
+        .into_iter()
+        .map(|service| service.name)
+        .collect();
+    names.sort();
+    names
+}
+
 /// An unsigned token (`alg: none`) carrying `claims`: `base64url(header).base64url(claims).`
 pub fn unsigned_token(claims: &chassis::auth::Claims) -> String {
     let encode = |json: &serde_json::Value| {

@@ -1,20 +1,15 @@
 //! The standard gRPC health and reflection services, and graceful shutdown.
 
 use test_support::{Backend, both_backends};
-use tokio_stream::StreamExt;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
-use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 use crate::helpers::spawn_app;
 
 both_backends!(
     health_reports_the_catalog_serving,
-    reflection_lists_the_catalog_service,
+    reflection_lists_exactly_the_services_the_port_serves,
     stopping_lets_an_in_flight_call_finish_and_refuses_new_ones,
 );
 
@@ -34,40 +29,20 @@ async fn health_reports_the_catalog_serving(backend: Backend) {
     assert_eq!(status, ServingStatus::Serving as i32);
 }
 
-async fn reflection_lists_the_catalog_service(backend: Backend) {
+async fn reflection_lists_exactly_the_services_the_port_serves(backend: Backend) {
     let app = spawn_app(backend).await;
-    let mut reflection = ServerReflectionClient::new(channel(&app).await);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
 
-    let mut responses = reflection
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection answers")
-        .into_inner();
-    let response = responses
-        .next()
-        .await
-        .expect("one response")
-        .expect("a good response");
+    let names = test_support::reflected_service_names(app.addr).await;
 
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("expected a service list, got {response:?}");
-    };
-    let names: Vec<String> = list
-        .service
-        .into_iter()
-        .map(|service| service.name)
-        .collect();
-    assert!(
-        names.contains(&"emporium.catalog.v1.CatalogService".to_owned()),
-        "{names:?}"
-    );
-    assert!(
-        names.contains(&"grpc.health.v1.Health".to_owned()),
-        "{names:?}"
+    assert_eq!(
+        names,
+        [
+            "emporium.catalog.v1.CatalogService",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ],
+        "identity's service is served on another port"
     );
 }
 

@@ -16,6 +16,8 @@ pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 pub(crate) struct TestApp {
     pub(crate) client: IdentityServiceClient<Channel>,
+    /// Where the gRPC API listens.
+    pub(crate) addr: std::net::SocketAddr,
     /// Signs the tokens the service trusts.
     pub(crate) issuer: TestIssuer,
     /// A valid token for `admin-1` holding `admin`.
@@ -69,6 +71,7 @@ async fn spawn_on(
     let admin_token = issuer.token("admin-1", &["admin"]);
     TestApp {
         client,
+        addr,
         issuer,
         admin_token,
         test_database,

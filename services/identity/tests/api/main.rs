@@ -16,3 +16,4 @@ mod logs;
 mod oauth;
 mod passwords;
 mod roles;
+mod server;
