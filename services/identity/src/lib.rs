@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use chassis::auth::TokenVerifier;
 use chassis::bus::Bus;
 use chassis::grpc::{GrpcListener, GrpcService};
@@ -73,9 +74,9 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects and migrates the database, makes sure the bus has the service's stream, and binds
-    /// the gRPC port. When this returns the service is ready to report SERVING. Every RPC checks
-    /// the caller's token with `verifier`. Fails if the stored signing keys do not decrypt with
+    /// Connects and migrates the database, seeds the built-in roles (with their events), makes
+    /// sure the bus has the service's stream, and binds the gRPC port. When this returns the
+    /// service is ready to report SERVING. Every RPC checks the caller's token with `verifier`. Fails if the stored signing keys do not decrypt with
     /// `options.key_encryption_key`.
     pub async fn build(
         settings: &ServiceSettings,
@@ -85,6 +86,11 @@ impl Application {
         options: IdentityOptions,
     ) -> anyhow::Result<Application> {
         let database = Database::connect(settings.database_url.expose_secret(), MIGRATIONS).await?;
+        // Built-in data enters through the use case, with its events, like every other row.
+        Identity::new(database.clone())
+            .seed_builtin_roles()
+            .await
+            .context("Failed to seed the built-in roles")?;
         let keys = SigningKeys::new(
             database.clone(),
             options.key_encryption_key,

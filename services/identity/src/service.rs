@@ -15,11 +15,15 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::domain::{
-    self, Account, AccountChanges, AccountListQuery, Client, ClientChanges, ClientKind,
-    ClientSecret, Email, NewAccount, NewClient, NewRole, Page, Password, Role, RoleChanges,
+    self, Account, AccountChanges, AccountListQuery, BUILTIN_ROLES, Client, ClientChanges,
+    ClientKind, ClientSecret, Email, NewAccount, NewClient, NewRole, Page, Password, Role,
+    RoleChanges,
 };
-use crate::events::IdentityEvent;
+use crate::events::{self, IdentityEvent};
 use crate::store::{self, Cursor};
+
+/// Who the service acts as in the events it records on its own (seeding built-in data).
+pub const SYSTEM_ACTOR: &str = "emporium-identity";
 
 /// Ids in one batch get at most.
 pub const MAX_BATCH_IDS: usize = 500;
@@ -290,6 +294,50 @@ impl Identity {
     }
 
     // === roles ===
+
+    /// Makes sure every built-in role exists and that its history starts with its
+    /// `role.created` event at version 1, idempotently; run at every start, before serving.
+    /// A missing role is inserted with that event. A role that exists without it (inserted by
+    /// the old migration, which recorded none) gets the event it should have had: its state at
+    /// version 1, the seeded description, recorded now. Consumers that already applied a later
+    /// version skip it as older; the others start the role's history where it starts. Each role
+    /// is checked under its row lock, so replicas starting together record it once.
+    #[tracing::instrument(skip_all)]
+    pub async fn seed_builtin_roles(&self) -> Result<(), Error> {
+        for builtin in &BUILTIN_ROLES {
+            let mut tx = self.database.begin().await?;
+            if let Some(role) = store::insert_builtin_role_if_absent(&mut tx, builtin).await? {
+                outbox::record(
+                    &mut tx,
+                    IdentityEvent::RoleCreated(&role).into_new_event(SYSTEM_ACTOR),
+                )
+                .await?;
+                tracing::info!(role = builtin.name, "Created a built-in role");
+            } else if store::lock_role(&mut tx, builtin.name).await?
+                && let Some(role) = store::get_role(&mut tx, builtin.name).await?
+                && !store::has_event(&mut tx, role.id, events::ROLE_CREATED).await?
+            {
+                let first = Role {
+                    description: builtin.description.to_owned(),
+                    builtin: true,
+                    version: 1,
+                    updated_at: role.created_at,
+                    ..role
+                };
+                outbox::record(
+                    &mut tx,
+                    IdentityEvent::RoleCreated(&first).into_new_event(SYSTEM_ACTOR),
+                )
+                .await?;
+                tracing::info!(
+                    role = builtin.name,
+                    "Recorded the missing creation event of a built-in role"
+                );
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
 
     #[tracing::instrument(skip_all)]
     pub async fn create_role(&self, new: NewRole, actor: &str) -> Result<Role, Error> {

@@ -16,9 +16,9 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use crate::domain::{
-    Account, AccountChanges, AccountListQuery, AccountOrder, Client, ClientChanges, ClientId,
-    ClientKind, Direction, Email, NewAccount, NewClient, NewRole, Page, RedirectUri, Role,
-    RoleChanges, RoleName,
+    Account, AccountChanges, AccountListQuery, AccountOrder, BuiltinRole, Client, ClientChanges,
+    ClientId, ClientKind, Direction, Email, NewAccount, NewClient, NewRole, Page, RedirectUri,
+    Role, RoleChanges, RoleName,
 };
 
 /// Where a keyset page starts: the sort key and id of the last row of the previous page.
@@ -499,6 +499,65 @@ pub async fn update_role(
             changes.expected_version,
         )),
     }
+}
+
+/// Inserts the built-in role unless a role of its name exists: the new role, or `None`. Of two
+/// concurrent calls one inserts and the other (waiting on PostgreSQL for the first to commit)
+/// gets `None`.
+#[tracing::instrument(skip_all, fields(role = builtin.name))]
+pub async fn insert_builtin_role_if_absent(
+    tx: &mut Transaction,
+    builtin: &BuiltinRole,
+) -> Result<Option<Role>, Error> {
+    let now = Timestamp::now();
+    let sql = format!(
+        "INSERT INTO roles (id, name, description, builtin, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 1, $5, $5) ON CONFLICT (name) DO NOTHING RETURNING {ROLE_COLUMNS}"
+    );
+    let row = on_backend!(tx, conn => {
+        sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql))
+            .bind(builtin.id)
+            .bind(builtin.name)
+            .bind(builtin.description)
+            .bind(true)
+            .bind(now)
+            .fetch_optional(conn)
+            .await
+    })?;
+    Ok(row.map(Role::from))
+}
+
+/// Locks the role's row until `tx` ends (a no-op update: a row lock on PostgreSQL; SQLite's write
+/// transaction already holds the only write lock). Returns whether the role exists.
+#[tracing::instrument(skip_all, fields(role = name))]
+pub async fn lock_role(tx: &mut Transaction, name: &str) -> Result<bool, Error> {
+    let n_locked = on_backend!(tx, conn => {
+        sqlx::query("UPDATE roles SET version = version WHERE name = $1")
+            .bind(name)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
+    Ok(n_locked == 1)
+}
+
+/// Whether the event log holds an event of `event_type` for the record `aggregate_id`.
+#[tracing::instrument(skip_all, fields(aggregate_id = %aggregate_id, event_type))]
+pub async fn has_event(
+    tx: &mut Transaction,
+    aggregate_id: Uuid,
+    event_type: &str,
+) -> Result<bool, Error> {
+    let n_events = on_backend!(tx, conn => {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM outbox_events WHERE aggregate_id = $1 AND event_type = $2",
+        )
+        .bind(aggregate_id)
+        .bind(event_type)
+        .fetch_one(conn)
+        .await
+    })?;
+    Ok(n_events > 0)
 }
 
 /// Deletes a custom role no account or client holds; returns it as it was.

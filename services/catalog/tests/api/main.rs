@@ -6,6 +6,7 @@ mod authorization;
 mod categories;
 mod events;
 mod helpers;
+mod history;
 mod listing;
 mod products;
 mod server;

@@ -16,7 +16,7 @@ pub use client::{
     NewClient, RedirectUri, sorted_roles, verify_client_secret,
 };
 pub use password::{Password, hash_password, verify_password};
-pub use role::{NewRole, Role, RoleChanges, RoleDescription, RoleName};
+pub use role::{BUILTIN_ROLES, BuiltinRole, NewRole, Role, RoleChanges, RoleDescription, RoleName};
 pub use text::SearchText;
 
 /// Sort direction of a list.

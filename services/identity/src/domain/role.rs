@@ -26,6 +26,40 @@ pub struct Role {
     pub updated_at: Timestamp,
 }
 
+/// A role the service seeds itself at start ([`BUILTIN_ROLES`]): its name, fixed event-history id
+/// and the description it starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuiltinRole {
+    pub name: &'static str,
+    pub id: Uuid,
+    pub description: &'static str,
+}
+
+/// The roles every installation has. The first four were inserted by the migration
+/// `20261123000002` (same ids and descriptions) before built-in roles were seeded with events.
+pub const BUILTIN_ROLES: [BuiltinRole; 4] = [
+    BuiltinRole {
+        name: "admin",
+        id: Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0001),
+        description: "Everything, including accounts and roles",
+    },
+    BuiltinRole {
+        name: "catalog-manager",
+        id: Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0002),
+        description: "Manages categories and products",
+    },
+    BuiltinRole {
+        name: "sales",
+        id: Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0003),
+        description: "Handles customers and orders",
+    },
+    BuiltinRole {
+        name: "customer",
+        id: Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0004),
+        description: "Shops and sees their own records",
+    },
+];
+
 #[derive(Clone, Debug)]
 pub struct NewRole {
     pub name: RoleName,

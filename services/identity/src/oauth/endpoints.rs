@@ -17,6 +17,7 @@ use base64::Engine as _;
 use chassis::auth::{Claims, SigningKey, roles};
 use chassis::error::Error;
 use chassis::storage::Timestamp;
+use cookie::{Cookie, SameSite};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -516,10 +517,10 @@ async fn sign_in(
                 &provider,
                 SESSION_COOKIE,
                 &session_id,
-                "Lax",
+                SameSite::Lax,
                 provider.settings().session_lifetime.as_secs(),
             );
-            let clear_csrf = cookie_header(&provider, CSRF_COOKIE, "", "Strict", 0);
+            let clear_csrf = cookie_header(&provider, CSRF_COOKIE, "", SameSite::Strict, 0);
             redirect(&location, &[session_cookie, clear_csrf])
         }
         Ok(None) => internal_error_page(&Error::Unexpected(anyhow::anyhow!(
@@ -547,7 +548,7 @@ fn sign_in_form(
         email,
         error,
     });
-    let csrf_cookie = cookie_header(provider, CSRF_COOKIE, &csrf_token, "Strict", 3600);
+    let csrf_cookie = cookie_header(provider, CSRF_COOKIE, &csrf_token, SameSite::Strict, 3600);
     html::respond(status, page, &[csrf_cookie])
 }
 
@@ -1327,7 +1328,7 @@ async fn logout_page(
         ],
     );
     let csrf_token = secrets::generate();
-    let csrf_cookie = cookie_header(&provider, CSRF_COOKIE, &csrf_token, "Strict", 3600);
+    let csrf_cookie = cookie_header(&provider, CSRF_COOKIE, &csrf_token, SameSite::Strict, 3600);
     html::respond(
         StatusCode::OK,
         html::sign_out_page(&hidden, &csrf_token),
@@ -1373,7 +1374,7 @@ async fn sign_out(
         }
         tracing::info!("Signed out");
     }
-    let clear = cookie_header(provider, SESSION_COOKIE, "", "Lax", 0);
+    let clear = cookie_header(provider, SESSION_COOKIE, "", SameSite::Lax, 0);
     match destination {
         Some(destination) => redirect(&destination, &[clear]),
         None => html::respond(StatusCode::OK, html::signed_out_page(), &[clear]),
@@ -1464,38 +1465,40 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The value of cookie `name`, if the request carries it.
+/// The value of cookie `name`, if the request carries it (parsed by the `cookie` crate; pairs
+/// that do not parse are skipped).
 pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, value)| *key == name && !value.is_empty())
-        .map(|(_, value)| value.to_owned())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == name && !cookie.value().is_empty())
+        .map(|cookie| cookie.value().to_owned())
 }
 
-/// A `Set-Cookie` value: HttpOnly, scoped to the provider's paths, Secure on an https issuer.
+/// A cookie to set: HttpOnly, scoped to the provider's paths, Secure on an https issuer.
 /// `max_age` 0 deletes the cookie.
 fn cookie_header(
     provider: &Provider,
-    name: &str,
+    name: &'static str,
     value: &str,
-    same_site: &str,
+    same_site: SameSite,
     max_age: u64,
-) -> String {
-    let secure = if provider.settings().secure_cookies() {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!(
-        "{name}={value}; Path=/oauth2; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}"
-    )
+) -> Cookie<'static> {
+    Cookie::build((name, value.to_owned()))
+        .path("/oauth2")
+        .http_only(true)
+        .same_site(same_site)
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age).unwrap_or(i64::MAX),
+        ))
+        .secure(provider.settings().secure_cookies())
+        .build()
 }
 
-fn redirect(location: &str, cookies: &[String]) -> Response {
+fn redirect(location: &str, cookies: &[Cookie<'_>]) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(location) {
@@ -1506,11 +1509,7 @@ fn redirect(location: &str, cookies: &[String]) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    for cookie in cookies {
-        if let Ok(value) = HeaderValue::from_str(cookie) {
-            headers.append(header::SET_COOKIE, value);
-        }
-    }
+    html::set_cookies(headers, cookies);
     response
 }
 

@@ -1,10 +1,14 @@
 //! The provider's server-rendered pages: sign-in, error, sign-out. Plain HTML forms that work
-//! without JavaScript, labelled for screen readers, with every interpolated value escaped. Pages
-//! are sent with headers that forbid framing (clickjacking), caching and referrers, and a content
-//! security policy that allows nothing but the inline style below.
+//! without JavaScript, labelled for screen readers. They are maud templates: checked when the
+//! crate compiles, and every interpolated value is escaped unless wrapped in `PreEscaped`, which
+//! only the constant style sheet is, so a new page cannot forget to escape. Pages are sent with
+//! headers that forbid framing (clickjacking), caching and referrers, and a content security
+//! policy that allows nothing but the inline style below.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use cookie::Cookie;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f5f5f4;color:#1c1917}\
 main{max-width:24rem;margin:4rem auto;padding:2rem;background:#fff;border-radius:.5rem;box-shadow:0 1px 3px #0003}\
@@ -13,22 +17,6 @@ input{box-sizing:border-box;width:100%;padding:.6rem;margin-top:.3rem;font-size:
 input:focus,button:focus{outline:3px solid #2563eb;outline-offset:2px}\
 button{margin-top:1.5rem;width:100%;padding:.7rem;font-size:1rem;font-weight:600;color:#fff;background:#1d4ed8;border:0;border-radius:.3rem;cursor:pointer}\
 .error{padding:.75rem;border-radius:.3rem;background:#fee2e2;color:#7f1d1d;border:1px solid #b91c1c}";
-
-/// Escapes `text` for HTML text and double-quoted attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
 
 /// What the sign-in page shows.
 pub(crate) struct SignInPage<'a> {
@@ -42,109 +30,102 @@ pub(crate) struct SignInPage<'a> {
     pub(crate) error: Option<&'a str>,
 }
 
-pub(crate) fn sign_in_page(page: &SignInPage<'_>) -> String {
-    let hidden = hidden_inputs(page.hidden);
-    let (error, invalid) = match page.error {
-        Some(error) => (
-            format!(
-                "<p id=\"sign-in-error\" class=\"error\" role=\"alert\">{}</p>",
-                escape(error)
-            ),
-            " aria-invalid=\"true\" aria-describedby=\"sign-in-error\"",
-        ),
-        None => (String::new(), ""),
-    };
-    let autofocus_email = if page.email.is_empty() {
-        " autofocus"
-    } else {
-        ""
-    };
-    let autofocus_password = if page.email.is_empty() {
-        ""
-    } else {
-        " autofocus"
-    };
+pub(crate) fn sign_in_page(page: &SignInPage<'_>) -> Markup {
+    let invalid = page.error.is_some();
+    let aria_invalid = invalid.then_some("true");
+    let described_by = invalid.then_some("sign-in-error");
+    let email_first = page.email.is_empty();
     document(
         "Sign in",
-        &format!(
-            "<h1>Sign in</h1>\
-             <p>to continue to <strong>{client}</strong></p>{error}\
-             <form method=\"post\" action=\"/oauth2/authorize\">{hidden}\
-             <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-             <label for=\"email\">Email</label>\
-             <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{email}\"{invalid}{autofocus_email}>\
-             <label for=\"password\">Password</label>\
-             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{invalid}{autofocus_password}>\
-             <button type=\"submit\">Sign in</button></form>",
-            client = escape(page.client_name),
-            csrf = escape(page.csrf_token),
-            email = escape(page.email),
-        ),
+        html! {
+            h1 { "Sign in" }
+            p { "to continue to " strong { (page.client_name) } }
+            @if let Some(error) = page.error {
+                p id="sign-in-error" class="error" role="alert" { (error) }
+            }
+            form method="post" action="/oauth2/authorize" {
+                (hidden_inputs(page.hidden))
+                input type="hidden" name="csrf_token" value=(page.csrf_token);
+                label for="email" { "Email" }
+                input id="email" name="email" type="email" autocomplete="username" required
+                    value=(page.email) aria-invalid=[aria_invalid]
+                    aria-describedby=[described_by] autofocus[email_first];
+                label for="password" { "Password" }
+                input id="password" name="password" type="password"
+                    autocomplete="current-password" required aria-invalid=[aria_invalid]
+                    aria-describedby=[described_by] autofocus[!email_first];
+                button type="submit" { "Sign in" }
+            }
+        },
     )
 }
 
 /// A page for a request that cannot be sent back to the client (unknown client, unregistered
 /// redirect URI, expired form): says what went wrong and what to do.
-pub(crate) fn error_page(title: &str, message: &str) -> String {
+pub(crate) fn error_page(title: &str, message: &str) -> Markup {
     document(
         title,
-        &format!(
-            "<h1>{}</h1><p class=\"error\" role=\"alert\">{}</p>",
-            escape(title),
-            escape(message)
-        ),
+        html! {
+            h1 { (title) }
+            p class="error" role="alert" { (message) }
+        },
     )
 }
 
 /// Asks before signing out (a bare link must not sign anyone out: that would let any page do it).
-pub(crate) fn sign_out_page(hidden: &[(&str, &str)], csrf_token: &str) -> String {
-    let hidden = hidden_inputs(hidden);
+pub(crate) fn sign_out_page(hidden: &[(&str, &str)], csrf_token: &str) -> Markup {
     document(
         "Sign out",
-        &format!(
-            "<h1>Sign out</h1><p>Sign out of Emporium on this browser?</p>\
-             <form method=\"post\" action=\"/oauth2/logout\">{hidden}\
-             <input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
-             <button type=\"submit\">Sign out</button></form>",
-            escape(csrf_token)
-        ),
+        html! {
+            h1 { "Sign out" }
+            p { "Sign out of Emporium on this browser?" }
+            form method="post" action="/oauth2/logout" {
+                (hidden_inputs(hidden))
+                input type="hidden" name="csrf_token" value=(csrf_token);
+                button type="submit" { "Sign out" }
+            }
+        },
     )
 }
 
-pub(crate) fn signed_out_page() -> String {
+pub(crate) fn signed_out_page() -> Markup {
     document(
         "Signed out",
-        "<h1>Signed out</h1><p>You have signed out of Emporium on this browser.</p>",
+        html! {
+            h1 { "Signed out" }
+            p { "You have signed out of Emporium on this browser." }
+        },
     )
 }
 
 /// `<input type="hidden">` elements carrying `fields` through a form.
-fn hidden_inputs(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(name, value)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                escape(name),
-                escape(value)
-            )
-        })
-        .collect()
+fn hidden_inputs(fields: &[(&str, &str)]) -> Markup {
+    html! {
+        @for (name, value) in fields {
+            input type="hidden" name=(name) value=(value);
+        }
+    }
 }
 
-fn document(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · Emporium</title><style>{STYLE}</style></head>\
-         <body><main>{body}</main></body></html>",
-        escape(title)
-    )
+fn document(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Emporium" }
+                // A constant of this file, not input: the one thing not escaped.
+                style { (PreEscaped(STYLE)) }
+            }
+            body { main { (body) } }
+        }
+    }
 }
 
-/// `html` as a response with the page security headers, plus `cookies` to set.
-pub(crate) fn respond(status: StatusCode, html: String, cookies: &[String]) -> Response {
-    let mut response = (status, html).into_response();
+/// `page` as a response with the page security headers, plus `cookies` to set.
+pub(crate) fn respond(status: StatusCode, page: Markup, cookies: &[Cookie<'_>]) -> Response {
+    let mut response = (status, page.into_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -166,12 +147,17 @@ pub(crate) fn respond(status: StatusCode, html: String, cookies: &[String]) -> R
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    set_cookies(headers, cookies);
+    response
+}
+
+/// Appends a `Set-Cookie` header for each of `cookies`.
+pub(crate) fn set_cookies(headers: &mut HeaderMap, cookies: &[Cookie<'_>]) {
     for cookie in cookies {
-        if let Ok(value) = HeaderValue::from_str(cookie) {
+        if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
             headers.append(header::SET_COOKIE, value);
         }
     }
-    response
 }
 
 #[cfg(test)]
@@ -187,10 +173,20 @@ mod tests {
             email: "a'b@example.com",
             error: Some("<b>bad</b>"),
         });
-        assert!(!page.contains("<script>"));
-        assert!(!page.contains("<img"));
-        assert!(!page.contains("<b>bad"));
-        assert!(page.contains("a&#39;b@example.com"));
+        let page = page.into_string();
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{page}"
+        );
+        assert!(!page.contains("<img"), "{page}");
+        assert!(!page.contains("<b>bad"), "{page}");
+        // maud leaves ' alone: its attribute values are always double-quoted.
+        assert!(
+            page.contains("value=\"&quot;&gt;&lt;img src=x&gt;\""),
+            "{page}"
+        );
+        assert!(page.contains("value=\"a'b@example.com\""), "{page}");
     }
 
     #[test]
@@ -201,7 +197,8 @@ mod tests {
             csrf_token: "t",
             email: "",
             error: Some("The email or password is incorrect."),
-        });
+        })
+        .into_string();
         assert!(page.contains("<label for=\"email\">"));
         assert!(page.contains("<label for=\"password\">"));
         assert!(page.contains("role=\"alert\""));

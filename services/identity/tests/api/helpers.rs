@@ -32,6 +32,11 @@ pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
     spawn(backend, |_| {}).await
 }
 
+/// The service on a database that already exists (e.g. one an older version left).
+pub(crate) async fn spawn_app_on(backend: Backend, test_database: TestDatabase) -> TestApp {
+    spawn_on(backend, test_database, |_| {}).await
+}
+
 /// Builds the service, lets `before_serving` use it (e.g. take its HTTP routes), serves it.
 async fn spawn(backend: Backend, before_serving: impl FnOnce(&Application)) -> TestApp {
     let test_database = TestDatabase::new(backend, "identity").await;

@@ -11,6 +11,7 @@ mod customer_claim;
 mod customer_links;
 mod events;
 mod helpers;
+mod history;
 mod keys;
 mod logs;
 mod oauth;

@@ -21,6 +21,8 @@ both_backends!(
     public_clients_must_send_an_s256_challenge,
     an_unregistered_client_or_redirect_uri_gets_an_error_page_not_a_redirect,
     an_unknown_email_and_a_wrong_password_get_the_same_answer,
+    the_pages_are_sent_with_the_security_headers,
+    markup_in_a_client_name_an_email_or_a_client_id_is_escaped,
     failed_sign_ins_lock_an_email_out_from_that_address_until_the_window_passes,
     failed_sign_ins_from_one_address_lock_that_address_out,
     a_user_locked_out_from_one_address_can_still_sign_in_from_another,
@@ -354,6 +356,104 @@ async fn an_unregistered_client_or_redirect_uri_gets_an_error_page_not_a_redirec
         assert_eq!(page.status, 400, "{}", page.body);
         assert!(page.headers.get(http::header::LOCATION).is_none());
         assert!(page.body.contains("role=\"alert\""));
+    }
+}
+
+async fn the_pages_are_sent_with_the_security_headers(backend: Backend) {
+    let fixture = fixture(backend).await;
+    let (_, challenge) = pkce();
+    let sign_in_page = fixture
+        .browser
+        .get(&fixture.authorize_url(&challenge, &[]))
+        .await;
+    let error_page = fixture
+        .browser
+        .get(&fixture.url("/oauth2/authorize?client_id=nobody"))
+        .await;
+    let sign_out_page = fixture.browser.get(&fixture.url("/oauth2/logout")).await;
+
+    assert_eq!(sign_in_page.status, 200, "{}", sign_in_page.body);
+    assert_eq!(error_page.status, 400, "{}", error_page.body);
+    assert_eq!(sign_out_page.status, 200, "{}", sign_out_page.body);
+    for page in [&sign_in_page, &error_page, &sign_out_page] {
+        let header = |name: &str| page.headers[name].to_str().unwrap().to_owned();
+        assert_eq!(header("content-type"), "text/html; charset=utf-8");
+        assert_eq!(
+            header("content-security-policy"),
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+        );
+        assert_eq!(header("x-frame-options"), "DENY");
+        assert_eq!(header("cache-control"), "no-store");
+        assert_eq!(header("referrer-policy"), "no-referrer");
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert!(page.body.starts_with("<!DOCTYPE html>"), "{}", page.body);
+    }
+    for page in [&sign_in_page, &sign_out_page] {
+        let csrf_cookie = page.headers["set-cookie"].to_str().unwrap();
+        assert!(csrf_cookie.starts_with("emporium_csrf="), "{csrf_cookie}");
+        for attribute in [
+            "HttpOnly",
+            "SameSite=Strict",
+            "Path=/oauth2",
+            "Max-Age=3600",
+        ] {
+            assert!(
+                csrf_cookie.contains(attribute),
+                "{attribute} in {csrf_cookie}"
+            );
+        }
+        // The issuer is plain http here; an https issuer's cookies are Secure.
+        assert!(!csrf_cookie.contains("Secure"), "{csrf_cookie}");
+    }
+}
+
+async fn markup_in_a_client_name_an_email_or_a_client_id_is_escaped(backend: Backend) {
+    let fixture = fixture(backend).await;
+    let app = &fixture.oidc.app;
+    app.client()
+        .update_client(app.admin(proto::UpdateClientRequest {
+            client_id: "shop".to_owned(),
+            expected_version: 1,
+            name: Some("<script>alert('name')</script>".to_owned()),
+            ..Default::default()
+        }))
+        .await
+        .expect("the client is renamed");
+    let (_, challenge) = pkce();
+    let url = fixture.authorize_url(&challenge, &[]);
+
+    let sign_in_page = fixture.browser.get(&url).await;
+    let echoed_email = fixture
+        .sign_in(
+            &url,
+            "\"><script>alert('email')</script>",
+            "wrong password, again",
+        )
+        .await;
+    let unknown_client = fixture
+        .browser
+        .get(
+            &fixture
+                .url("/oauth2/authorize?client_id=%3Cscript%3Ealert(%27client%27)%3C%2Fscript%3E"),
+        )
+        .await;
+
+    assert_eq!(sign_in_page.status, 200);
+    assert_eq!(echoed_email.status, 401, "{}", echoed_email.body);
+    assert_eq!(unknown_client.status, 400, "{}", unknown_client.body);
+    for (page, escaped) in [
+        (&sign_in_page, "&lt;script&gt;alert('name')&lt;/script&gt;"),
+        (
+            &echoed_email,
+            "value=\"&quot;&gt;&lt;script&gt;alert('email')&lt;/script&gt;\"",
+        ),
+        (
+            &unknown_client,
+            "&lt;script&gt;alert('client')&lt;/script&gt;",
+        ),
+    ] {
+        assert!(!page.body.contains("<script"), "{}", page.body);
+        assert!(page.body.contains(escaped), "{escaped} in {}", page.body);
     }
 }
 
