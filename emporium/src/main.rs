@@ -1,6 +1,7 @@
 //! `emporium`: the one binary. `up` runs every service in one process on embedded defaults,
 //! `serve <service>` runs one service against the database and bus the environment names, and
-//! `migrate` brings databases up to date and exits. Where identity runs, the process also serves
+//! `migrate` brings databases up to date and exits, and `deadletter` lists, shows and re-drives the
+//! messages consumers gave up on. Where identity runs, the process also serves
 //! the suite's HTTP origin (`EMPORIUM_HTTP_ADDR`): the sign-in pages, token endpoint and JWKS.
 
 /// Prints a line for the person at the terminal (the banner, not a log line). A closed stdout
@@ -12,6 +13,7 @@ macro_rules! say {
     }};
 }
 
+mod deadletter;
 mod setup;
 
 use std::net::SocketAddr;
@@ -51,6 +53,17 @@ enum Command {
         /// Only this service (default: all).
         service: Option<Service>,
     },
+    /// Inspect and re-drive dead letters: the messages consumers gave up on.
+    ///
+    /// Connects to the bus the environment names (EMPORIUM_BUS_URL, EMPORIUM_DATA_DIR,
+    /// EMPORIUM_NAMESPACE), as `serve` does.
+    Deadletter {
+        #[command(subcommand)]
+        command: deadletter::DeadletterCommand,
+        /// How to print the result.
+        #[arg(short, long, global = true, value_enum, default_value_t = deadletter::OutputFormat::Table)]
+        output: deadletter::OutputFormat,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -73,6 +86,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate { service } => {
             let services = service.map_or(ALL_SERVICES.to_vec(), |service| vec![service]);
             migrate(&settings, &services).await
+        }
+        Command::Deadletter { command, output } => {
+            deadletter::run(&settings, command, output).await
         }
     };
     if let Err(error) = &result {

@@ -1,12 +1,31 @@
 //! The consumer helper: a durable bus consumer that applies each event inside a database
 //! transaction and acknowledges only after that transaction commits. It de-duplicates by event id
-//! (inbox table), applies each aggregate's versions in order (an older or repeated version is
-//! acknowledged and skipped; a gap waits for redelivery), retries failures with exponential
-//! backoff, and parks poison messages on the dead-letter subject after `max_deliver` attempts.
+//! (inbox table) and orders each record's versions by the consumer's [`VersionOrdering`]
+//! (latest-version-wins by default; strict sequence on request).
+//!
+//! Failures come in two kinds, and only one of them can dead-letter a message:
+//!
+//! - **Handler failures** (the handler refused the event): retried with exponential backoff and
+//!   counted per message; the `max_deliver`-th failure parks the message on the dead-letter
+//!   subject. So are messages that are not CloudEvents (at once) and, in strict mode, a version
+//!   whose predecessor has not arrived within `gap_timeout`.
+//! - **Infrastructure failures** (the consumer's database or the bus is unavailable, see
+//!   [`is_infrastructure_error`]): the delivery is handed back to the bus for a retry after a
+//!   backoff that grows while the outage lasts and resets after the next success. They count
+//!   toward nothing, however long they last, so an outage never dead-letters anything.
+//!
+//! The count of handler failures is kept by the consumer itself, in memory, per message (stream
+//! sequence), not taken from the bus's delivery count: that count also grows with every
+//! redelivery an outage causes. The cost of keeping it in memory: a restart, or another replica
+//! receiving the message, starts the count again, so a message may be tried `max_deliver` times
+//! per process before it is parked. That errs on the side of retrying, never of parking early.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +38,16 @@ use crate::storage::{Database, Timestamp, Transaction};
 
 /// Applies one event. Runs inside the consumer's transaction: whatever it writes commits together
 /// with the inbox record and the aggregate's new version, or not at all.
+///
+/// Returning an error refuses the event: it is retried with backoff and dead-lettered after
+/// `max_deliver` failures. An error caused by the database being unavailable is not the
+/// handler's fault, though, and never dead-letters: when the error's cause chain holds a sqlx
+/// error that [`is_infrastructure_error`] calls an outage (I/O, protocol, TLS, pool timed out or
+/// closed, a lost or refused connection, a PostgreSQL shutdown or resource shortage, a
+/// serialization failure or deadlock, a busy, locked, read-only or full SQLite file), the event
+/// is retried for as long as the outage lasts and nothing is counted. So keep sqlx errors in the
+/// chain (`?` or `.context(…)`, never `anyhow!("{error}")`); any other error (a constraint
+/// violation, bad data, a bug) counts as the handler's.
 pub trait EventHandler: Send + Sync + 'static {
     fn handle(
         &self,
@@ -27,40 +56,84 @@ pub trait EventHandler: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
+/// How a consumer orders the versions of one record (`aggregateversion`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VersionOrdering {
+    /// For events that carry the record's full state (every Emporium event so far): an event is
+    /// applied when its version is newer than the last one applied for its record, and
+    /// acknowledged and skipped otherwise. Versions may be missing: a consumer that starts late,
+    /// or after history was trimmed, applies the first version it sees, whatever its number.
+    #[default]
+    LatestVersionWins,
+    /// For delta events, which only make sense on top of their predecessor: versions are applied
+    /// one after another from 1. A version whose predecessor has not been applied waits (is
+    /// redelivered) up to `gap_timeout`, then is dead-lettered with the missing version named.
+    StrictSequence { gap_timeout: Duration },
+}
+
 #[derive(Clone, Debug)]
 pub struct ConsumerOptions {
     /// Durable name, unique per consuming service and purpose, e.g. `invoicing-product-replica`.
     pub name: String,
     /// The stream to consume, e.g. `EMPORIUM_CATALOG`.
     pub stream: String,
-    /// Which subjects, e.g. `emporium.catalog.product.>`. Must cover every event of the
-    /// aggregates it follows, or version ordering would wait for versions it never receives.
+    /// Which subjects, e.g. `emporium.catalog.product.>`. Under strict ordering it must cover
+    /// every event of the aggregates it follows, or versions would wait for ones never received.
     pub filter_subject: String,
     /// The bus namespace; dead letters go to `<namespace>.deadletter.<name>`.
     pub namespace: String,
     pub ack_wait: Duration,
-    /// Deliveries before a message is dead-lettered.
+    /// Handler failures before a message is dead-lettered. Infrastructure failures never count.
     pub max_deliver: u64,
-    /// First retry delay; doubles per delivery up to `max_backoff`.
+    /// First retry delay; doubles per failure up to `max_backoff`. The same schedule paces
+    /// retries during an outage, counted by consecutive infrastructure failures.
     pub backoff: Duration,
     pub max_backoff: Duration,
     pub batch_size: usize,
+    /// Latest-version-wins (the default) or strict sequence.
+    pub ordering: VersionOrdering,
 }
 
-/// What happened to one delivery; returned for tests and counted in logs.
+/// What happened to one delivery; returned for tests and counted in [`ConsumerCounts`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
     /// Seen before (same event id): acknowledged, nothing applied.
     Duplicate,
-    /// An older or equal version of the aggregate was already applied.
+    /// The same or a newer version of the aggregate was already applied: acknowledged, skipped.
     Stale,
-    /// A version is missing before this one: asked for redelivery.
+    /// Strict ordering only: a version is missing before this one; asked for redelivery.
     Gap,
     /// The handler failed: asked for redelivery after a backoff.
     Retry,
-    /// Sent to the dead-letter subject and acknowledged.
+    /// Sent to the dead-letter subject and terminated.
     DeadLettered,
+    /// The database or the bus failed: handed back for a later retry, counted toward nothing.
+    Unavailable,
+}
+
+/// How many deliveries ended each way since the consumer was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConsumerCounts {
+    pub applied: u64,
+    pub duplicates: u64,
+    pub stale: u64,
+    pub gaps: u64,
+    pub handler_failures: u64,
+    pub dead_lettered: u64,
+    pub infrastructure_failures: u64,
+}
+
+/// Live counters of a [`Consumer`], readable while it runs (see [`Consumer::stats`]).
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    applied: AtomicU64,
+    duplicates: AtomicU64,
+    stale: AtomicU64,
+    gaps: AtomicU64,
+    handler_failures: AtomicU64,
+    dead_lettered: AtomicU64,
+    infrastructure_failures: AtomicU64,
 }
 
 /// Runs a consumer until cancelled.
@@ -70,7 +143,75 @@ pub struct Consumer<H> {
     bus: Bus,
     options: ConsumerOptions,
     handler: H,
+    stats: Arc<ConsumerStats>,
+    /// Per message (stream sequence): what this process has seen go wrong with it so far.
+    attempts: Mutex<HashMap<u64, Attempts>>,
+    /// Infrastructure failures since the last delivery that reached the handler or was settled;
+    /// paces retries during an outage and resets after it.
+    consecutive_infrastructure_failures: AtomicU32,
 }
+
+/// The dead-letter headers, read back by [`crate::deadletter`].
+pub mod headers {
+    /// The subject the message was consumed from; a redrive publishes there again.
+    pub const ORIGINAL_SUBJECT: &str = "Emporium-Original-Subject";
+    /// Why the message was parked.
+    pub const ERROR: &str = "Emporium-Error";
+    /// The bus's delivery count when it was parked (outage redeliveries included).
+    pub const DELIVERY_COUNT: &str = "Emporium-Delivery-Count";
+    /// How many times the handler refused it (absent for messages parked without running it).
+    pub const HANDLER_FAILURES: &str = "Emporium-Handler-Failures";
+    /// The consumer's durable name.
+    pub const CONSUMER: &str = "Emporium-Consumer";
+    /// The CloudEvent id, when the message was one.
+    pub const EVENT_ID: &str = "Emporium-Event-Id";
+    /// The message's sequence in the stream it was consumed from.
+    pub const STREAM_SEQUENCE: &str = "Emporium-Stream-Sequence";
+}
+
+/// What the consumer remembers about one message between its deliveries.
+#[derive(Debug)]
+struct Attempts {
+    handler_failures: u64,
+    /// Strict ordering: when this process first found the message waiting on a gap.
+    gap_since: Option<Instant>,
+    n_gap_waits: u64,
+    last_seen: Instant,
+}
+
+/// How [`Consumer::apply`] ended when it did not fail.
+#[derive(Debug)]
+enum ApplyOutcome {
+    Applied,
+    Duplicate,
+    Stale,
+    /// Strict ordering: the aggregate's last applied version (0: none yet).
+    Gap {
+        applied_version: i64,
+    },
+}
+
+/// How a delivery is to be settled.
+#[derive(Debug)]
+enum Settlement {
+    Ack(Outcome),
+    Nak(Duration, Outcome),
+    DeadLetter {
+        /// Boxed: an envelope is large and most settlements carry none.
+        event: Option<Box<CloudEvent>>,
+        reason: String,
+        handler_failures: Option<u64>,
+    },
+}
+
+/// The first reconnect delay after the bus or the consumer set-up failed; doubles up to
+/// [`MAX_RECONNECT_DELAY`] and returns to this after a successful fetch.
+const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(200);
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(10);
+
+/// Infrastructure failures in a row after which the consumer stops working through its batch:
+/// one failure may be one unlucky delivery, two in a row are an outage.
+const OUTAGE_AFTER: u32 = 2;
 
 // === impl ConsumerOptions ===
 
@@ -86,6 +227,7 @@ impl ConsumerOptions {
             backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
             batch_size: 64,
+            ordering: VersionOrdering::LatestVersionWins,
         }
     }
 
@@ -93,11 +235,24 @@ impl ConsumerOptions {
         format!("{}.deadletter.{}", self.namespace, self.name)
     }
 
-    fn backoff_for(&self, delivery_count: u64) -> Duration {
-        let exponent = u32::try_from(delivery_count.saturating_sub(1).min(16)).unwrap_or(16);
+    /// The delay after the `n_failures`-th failure (1-based).
+    fn backoff_for(&self, n_failures: u64) -> Duration {
+        let exponent = u32::try_from(n_failures.saturating_sub(1).min(16)).unwrap_or(16);
         self.backoff
             .saturating_mul(2u32.saturating_pow(exponent))
             .min(self.max_backoff)
+    }
+
+    /// How long the consumer may forget a message it has not seen again: longer than any
+    /// redelivery delay it asks for, so a count is only lost to a message that went elsewhere.
+    fn forget_after(&self) -> Duration {
+        let gap_timeout = match self.ordering {
+            VersionOrdering::LatestVersionWins => Duration::ZERO,
+            VersionOrdering::StrictSequence { gap_timeout } => gap_timeout,
+        };
+        self.ack_wait
+            .saturating_add(self.max_backoff.saturating_mul(2))
+            .saturating_add(gap_timeout)
     }
 }
 
@@ -110,6 +265,84 @@ pub fn dead_letter_stream(namespace: &str) -> StreamSpec {
     }
 }
 
+/// Is this failure the infrastructure's (the database or the bus unavailable) rather than the
+/// handler's? True when a cause in the chain is a [`crate::bus::BusError`] or a sqlx error of an
+/// outage: I/O, TLS, protocol, pool timed out or closed, worker crashed; on PostgreSQL SQLSTATE
+/// class 08 (connection exception), 53 (insufficient resources), 57P01–57P03 (shutting down,
+/// cannot connect now), 58 (system error), 40001/40P01 (serialization failure, deadlock) and
+/// 25006 (read-only transaction, e.g. a standby); on SQLite BUSY, LOCKED, READONLY, IOERR, FULL
+/// and CANTOPEN.
+pub fn is_infrastructure_error(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        if cause.is::<crate::bus::BusError>() {
+            return true;
+        }
+        cause.downcast_ref::<sqlx::Error>().is_some_and(is_outage)
+    })
+}
+
+fn is_outage(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database_error) => {
+            let Some(code) = database_error.code() else {
+                return false;
+            };
+            match database_error.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                Some(_) => {
+                    code.starts_with("08")
+                        || code.starts_with("53")
+                        || code.starts_with("58")
+                        || matches!(
+                            &*code,
+                            "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006"
+                        )
+                }
+                // SQLite reports the extended result code; the primary code is its low byte.
+                None => code.parse::<i64>().is_ok_and(|extended| {
+                    // BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN.
+                    matches!(extended & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
+                }),
+            }
+        }
+        _ => false,
+    }
+}
+
+// === impl ConsumerStats ===
+
+impl ConsumerStats {
+    pub fn counts(&self) -> ConsumerCounts {
+        ConsumerCounts {
+            applied: self.applied.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            stale: self.stale.load(Ordering::Relaxed),
+            gaps: self.gaps.load(Ordering::Relaxed),
+            handler_failures: self.handler_failures.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            infrastructure_failures: self.infrastructure_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(&self, outcome: &Outcome) {
+        let counter = match outcome {
+            Outcome::Applied => &self.applied,
+            Outcome::Duplicate => &self.duplicates,
+            Outcome::Stale => &self.stale,
+            Outcome::Gap => &self.gaps,
+            Outcome::Retry => &self.handler_failures,
+            Outcome::DeadLettered => &self.dead_lettered,
+            Outcome::Unavailable => &self.infrastructure_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 // === impl Consumer ===
 
 impl<H: EventHandler> Consumer<H> {
@@ -119,15 +352,24 @@ impl<H: EventHandler> Consumer<H> {
             bus,
             options,
             handler,
+            stats: Arc::new(ConsumerStats::default()),
+            attempts: Mutex::new(HashMap::new()),
+            consecutive_infrastructure_failures: AtomicU32::new(0),
         }
     }
 
-    /// Consumes until `shutdown` is cancelled. A delivery in progress finishes first; bus or
-    /// database outages are logged and retried.
+    /// The consumer's counters; keep the handle to watch them after [`Consumer::run`] took it.
+    pub fn stats(&self) -> Arc<ConsumerStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Consumes until `shutdown` is cancelled. A delivery in progress finishes first. When the
+    /// bus cannot be reached the consumer reconnects with a backoff that returns to its first
+    /// step after a successful fetch.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut retry_delay = Duration::from_millis(200);
+        let mut reconnect_delay = FIRST_RECONNECT_DELAY;
         loop {
-            let result = self.run_once(&shutdown).await;
+            let result = self.run_once(&shutdown, &mut reconnect_delay).await;
             if shutdown.is_cancelled() {
                 return;
             }
@@ -136,18 +378,23 @@ impl<H: EventHandler> Consumer<H> {
                     consumer = %self.options.name,
                     error.cause_chain = ?error,
                     error.message = %error,
+                    retry_in = ?reconnect_delay,
                     "Consumer failed; reconnecting"
                 );
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(retry_delay) => {}
+                () = tokio::time::sleep(reconnect_delay) => {}
             }
-            retry_delay = (retry_delay * 2).min(Duration::from_secs(10));
+            reconnect_delay = (reconnect_delay * 2).min(MAX_RECONNECT_DELAY);
         }
     }
 
-    async fn run_once(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    async fn run_once(
+        &self,
+        shutdown: &CancellationToken,
+        reconnect_delay: &mut Duration,
+    ) -> anyhow::Result<()> {
         self.bus
             .ensure_stream(&dead_letter_stream(&self.options.namespace))
             .await?;
@@ -165,59 +412,188 @@ impl<H: EventHandler> Consumer<H> {
                 () = shutdown.cancelled() => return Ok(()),
                 deliveries = consumer.fetch(self.options.batch_size, Duration::from_secs(5)) => deliveries?,
             };
-            for delivery in deliveries {
-                self.process(delivery).await?;
+            // The bus works again: a later failure starts the reconnect backoff from the start.
+            *reconnect_delay = FIRST_RECONNECT_DELAY;
+            self.forget_old_attempts();
+            let mut deliveries = deliveries.into_iter();
+            // Every delivery is settled on its own: one that fails is handed back and the next
+            // is tried, so the rest of the batch never waits out an ack wait behind it.
+            while let Some(delivery) = deliveries.next() {
+                self.process(delivery).await;
+                if self
+                    .consecutive_infrastructure_failures
+                    .load(Ordering::Relaxed)
+                    >= OUTAGE_AFTER
+                {
+                    // An outage rather than one unlucky delivery: hand the rest back for the
+                    // same delay and wait it out before fetching again.
+                    let delay = self.infrastructure_delay();
+                    for delivery in deliveries.by_ref() {
+                        self.stats.count(&Outcome::Unavailable);
+                        if let Err(error) = delivery.nak(delay).await {
+                            tracing::warn!(consumer = %self.options.name, error.message = %error, "Failed to hand back a delivery; it returns after its ack wait");
+                        }
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
             }
         }
     }
 
-    /// Handles one delivery and settles it. Errors are the bus's or the database's, never the
-    /// handler's (those become retries).
-    #[tracing::instrument(skip_all, fields(consumer = %self.options.name, subject = %delivery.subject, delivery_count = delivery.delivery_count))]
-    pub async fn process(&self, delivery: Delivery) -> anyhow::Result<Outcome> {
-        let event: CloudEvent = match serde_json::from_slice(&delivery.payload) {
-            Ok(event) => event,
-            Err(error) => {
-                let reason = format!("not a CloudEvents JSON envelope: {error}");
-                return self.dead_letter(delivery, None, &reason).await;
-            }
-        };
-        let Ok(event_id) = Uuid::parse_str(&event.id) else {
-            return self
-                .dead_letter(delivery, Some(&event), "event id is not a UUID")
-                .await;
-        };
-        let Ok(aggregate_id) = Uuid::parse_str(&event.subject) else {
-            return self
-                .dead_letter(delivery, Some(&event), "subject is not a UUID")
-                .await;
-        };
-        let result = self.apply(&event, event_id, aggregate_id).await;
-        let outcome = match result {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                if delivery.delivery_count >= self.options.max_deliver {
-                    let reason = format!("{error:#}");
-                    return self.dead_letter(delivery, Some(&event), &reason).await;
+    /// Handles one delivery and settles it; whatever fails is logged and reflected in the
+    /// outcome (the handler's failures as [`Outcome::Retry`], the database's or the bus's as
+    /// [`Outcome::Unavailable`]).
+    #[tracing::instrument(skip_all, fields(consumer = %self.options.name, subject = %delivery.subject, stream_sequence = delivery.stream_sequence, delivery_count = delivery.delivery_count))]
+    pub async fn process(&self, delivery: Delivery) -> Outcome {
+        let settlement = self.decide(&delivery).await;
+        let stream_sequence = delivery.stream_sequence;
+        let outcome = match settlement {
+            Settlement::Ack(outcome) => match delivery.ack().await {
+                Ok(()) => outcome,
+                Err(error) => {
+                    // What was applied is committed; the redelivery will be a duplicate.
+                    tracing::warn!(error.cause_chain = ?error, error.message = %error, "Failed to acknowledge a delivery");
+                    Outcome::Unavailable
                 }
-                tracing::warn!(error.cause_chain = ?error, error.message = %error, "Event handler failed; will retry");
-                Outcome::Retry
+            },
+            Settlement::Nak(delay, outcome) => match delivery.nak(delay).await {
+                Ok(()) => outcome,
+                Err(error) => {
+                    tracing::warn!(error.cause_chain = ?error, error.message = %error, ?outcome, "Failed to ask for a redelivery; it returns after its ack wait");
+                    Outcome::Unavailable
+                }
+            },
+            Settlement::DeadLetter {
+                event,
+                reason,
+                handler_failures,
+            } => {
+                self.dead_letter(delivery, event.as_deref(), &reason, handler_failures)
+                    .await
             }
         };
         match outcome {
-            Outcome::Applied | Outcome::Duplicate | Outcome::Stale => delivery.ack().await?,
-            Outcome::Gap if delivery.delivery_count >= self.options.max_deliver => {
-                let reason = "earlier versions of the aggregate never arrived";
-                return self.dead_letter(delivery, Some(&event), reason).await;
+            Outcome::Unavailable => {
+                self.consecutive_infrastructure_failures
+                    .fetch_add(1, Ordering::Relaxed);
             }
-            Outcome::Gap | Outcome::Retry => {
-                let delay = self.options.backoff_for(delivery.delivery_count);
-                delivery.nak(delay).await?;
-            }
-            Outcome::DeadLettered => {}
+            _ => self
+                .consecutive_infrastructure_failures
+                .store(0, Ordering::Relaxed),
         }
-        tracing::debug!(?outcome, event_id = %event_id, "Event processed");
-        Ok(outcome)
+        if matches!(
+            outcome,
+            Outcome::Applied | Outcome::Duplicate | Outcome::Stale | Outcome::DeadLettered
+        ) {
+            self.lock_attempts().remove(&stream_sequence);
+        }
+        self.stats.count(&outcome);
+        tracing::debug!(?outcome, "Delivery processed");
+        outcome
+    }
+
+    /// Applies the delivery if it can be and says how to settle it.
+    async fn decide(&self, delivery: &Delivery) -> Settlement {
+        let event: CloudEvent = match serde_json::from_slice(&delivery.payload) {
+            Ok(event) => event,
+            Err(error) => {
+                return Settlement::DeadLetter {
+                    event: None,
+                    reason: format!("not a CloudEvents JSON envelope: {error}"),
+                    handler_failures: None,
+                };
+            }
+        };
+        let Ok(event_id) = Uuid::parse_str(&event.id) else {
+            return Settlement::DeadLetter {
+                event: Some(Box::new(event)),
+                reason: "event id is not a UUID".to_owned(),
+                handler_failures: None,
+            };
+        };
+        let Ok(aggregate_id) = Uuid::parse_str(&event.subject) else {
+            return Settlement::DeadLetter {
+                event: Some(Box::new(event)),
+                reason: "subject is not a UUID".to_owned(),
+                handler_failures: None,
+            };
+        };
+        match self.apply(&event, event_id, aggregate_id).await {
+            Ok(ApplyOutcome::Applied) => Settlement::Ack(Outcome::Applied),
+            Ok(ApplyOutcome::Duplicate) => Settlement::Ack(Outcome::Duplicate),
+            Ok(ApplyOutcome::Stale) => Settlement::Ack(Outcome::Stale),
+            Ok(ApplyOutcome::Gap { applied_version }) => {
+                self.wait_on_gap(delivery, event, applied_version)
+            }
+            Err(error) if is_infrastructure_error(&error) => {
+                let delay = self.infrastructure_delay();
+                tracing::warn!(error.cause_chain = ?error, error.message = %error, retry_in = ?delay, "Database unavailable; will retry without counting a failure");
+                Settlement::Nak(delay, Outcome::Unavailable)
+            }
+            Err(error) => {
+                let handler_failures = {
+                    let mut attempts = self.lock_attempts();
+                    let entry = attempts_of(&mut attempts, delivery.stream_sequence);
+                    entry.handler_failures += 1;
+                    entry.handler_failures
+                };
+                if handler_failures >= self.options.max_deliver {
+                    return Settlement::DeadLetter {
+                        event: Some(Box::new(event)),
+                        reason: format!("{error:#}"),
+                        handler_failures: Some(handler_failures),
+                    };
+                }
+                let delay = self.options.backoff_for(handler_failures);
+                tracing::warn!(error.cause_chain = ?error, error.message = %error, handler_failures, retry_in = ?delay, "Event handler failed; will retry");
+                Settlement::Nak(delay, Outcome::Retry)
+            }
+        }
+    }
+
+    /// Strict ordering: redeliver a version whose predecessor is missing until `gap_timeout`
+    /// has passed since this process first saw it waiting, then dead-letter it.
+    fn wait_on_gap(
+        &self,
+        delivery: &Delivery,
+        event: CloudEvent,
+        applied_version: i64,
+    ) -> Settlement {
+        let VersionOrdering::StrictSequence { gap_timeout } = self.options.ordering else {
+            // apply() reports gaps only under strict ordering.
+            return Settlement::Nak(self.options.backoff, Outcome::Gap);
+        };
+        let (waited, n_gap_waits) = {
+            let mut attempts = self.lock_attempts();
+            let entry = attempts_of(&mut attempts, delivery.stream_sequence);
+            let since = *entry.gap_since.get_or_insert_with(Instant::now);
+            entry.n_gap_waits += 1;
+            (since.elapsed(), entry.n_gap_waits)
+        };
+        if waited >= gap_timeout {
+            let reason = format!(
+                "version {} of {} {} waited {gap_timeout:?} for version {}, which never arrived \
+                 (last applied version: {applied_version}; strict sequence ordering)",
+                event.aggregateversion,
+                event.aggregatetype,
+                event.subject,
+                applied_version + 1,
+            );
+            return Settlement::DeadLetter {
+                event: Some(Box::new(event)),
+                reason,
+                handler_failures: None,
+            };
+        }
+        let delay = self
+            .options
+            .backoff_for(n_gap_waits)
+            .min(gap_timeout.saturating_sub(waited))
+            .max(Duration::from_millis(1));
+        Settlement::Nak(delay, Outcome::Gap)
     }
 
     async fn apply(
@@ -225,7 +601,7 @@ impl<H: EventHandler> Consumer<H> {
         event: &CloudEvent,
         event_id: Uuid,
         aggregate_id: Uuid,
-    ) -> anyhow::Result<Outcome> {
+    ) -> anyhow::Result<ApplyOutcome> {
         let consumer = self.options.name.as_str();
         let mut tx = self.database.begin().await.context("Failed to begin")?;
         let n_inserted = on_backend!(tx, conn => {
@@ -242,8 +618,8 @@ impl<H: EventHandler> Consumer<H> {
         })
         .context("Failed to record the event in the inbox")?;
         if n_inserted == 0 {
-            tx.rollback().await?;
-            return Ok(Outcome::Duplicate);
+            tx.rollback().await.context("Failed to roll back")?;
+            return Ok(ApplyOutcome::Duplicate);
         }
         let applied_version: Option<i64> = on_backend!(tx, conn => {
             sqlx::query_scalar(
@@ -258,12 +634,18 @@ impl<H: EventHandler> Consumer<H> {
         let applied_version = applied_version.unwrap_or(0);
         if event.aggregateversion <= applied_version {
             // Keep the inbox record: this event id is settled for good.
-            tx.commit().await?;
-            return Ok(Outcome::Stale);
+            tx.commit()
+                .await
+                .context("Failed to commit a skipped event")?;
+            return Ok(ApplyOutcome::Stale);
         }
-        if event.aggregateversion > applied_version + 1 {
-            tx.rollback().await?;
-            return Ok(Outcome::Gap);
+        if matches!(
+            self.options.ordering,
+            VersionOrdering::StrictSequence { .. }
+        ) && event.aggregateversion > applied_version + 1
+        {
+            tx.rollback().await.context("Failed to roll back")?;
+            return Ok(ApplyOutcome::Gap { applied_version });
         }
         self.handler.handle(&mut tx, event).await?;
         on_backend!(tx, conn => {
@@ -282,43 +664,115 @@ impl<H: EventHandler> Consumer<H> {
         tx.commit()
             .await
             .context("Failed to commit the handled event")?;
-        Ok(Outcome::Applied)
+        Ok(ApplyOutcome::Applied)
     }
 
+    /// Publishes the message to the dead-letter subject, then terminates the delivery. When the
+    /// publish fails the delivery is handed back: the next attempt parks it again (the dead
+    /// letter's id is stable per message, so the bus keeps one copy).
     async fn dead_letter(
         &self,
         delivery: Delivery,
         event: Option<&CloudEvent>,
         reason: &str,
-    ) -> anyhow::Result<Outcome> {
+        handler_failures: Option<u64>,
+    ) -> Outcome {
         tracing::error!(reason, "Dead-lettering a message");
-        let mut headers = BTreeMap::new();
-        headers.insert(
-            "Emporium-Original-Subject".to_owned(),
+        let mut message_headers = BTreeMap::new();
+        message_headers.insert(
+            headers::ORIGINAL_SUBJECT.to_owned(),
             delivery.subject.clone(),
         );
-        headers.insert(
-            "Emporium-Error".to_owned(),
+        message_headers.insert(
+            headers::ERROR.to_owned(),
             reason.chars().take(512).collect(),
         );
-        headers.insert(
-            "Emporium-Delivery-Count".to_owned(),
+        message_headers.insert(
+            headers::DELIVERY_COUNT.to_owned(),
             delivery.delivery_count.to_string(),
         );
+        if let Some(handler_failures) = handler_failures {
+            message_headers.insert(
+                headers::HANDLER_FAILURES.to_owned(),
+                handler_failures.to_string(),
+            );
+        }
+        message_headers.insert(headers::CONSUMER.to_owned(), self.options.name.clone());
+        message_headers.insert(
+            headers::STREAM_SEQUENCE.to_owned(),
+            delivery.stream_sequence.to_string(),
+        );
+        if let Some(event) = event {
+            message_headers.insert(headers::EVENT_ID.to_owned(), event.id.clone());
+        }
+        if let Some(content_type) = delivery.headers.get("Content-Type") {
+            message_headers.insert("Content-Type".to_owned(), content_type.clone());
+        }
+        // Per message, not per event: a re-driven copy (a new message) can be parked again.
         let id = match event {
-            Some(event) => format!("{}:{}", self.options.name, event.id),
+            Some(event) => format!(
+                "{}:{}:{}",
+                self.options.name, event.id, delivery.stream_sequence
+            ),
             None => format!("{}:seq:{}", self.options.name, delivery.stream_sequence),
         };
-        self.bus
+        let published = self
+            .bus
             .publish(OutgoingMessage {
                 subject: self.options.dead_letter_subject(),
                 id,
-                headers,
+                headers: message_headers,
                 payload: delivery.payload.clone(),
             })
-            .await
-            .context("Failed to publish a dead letter")?;
-        delivery.term().await?;
-        Ok(Outcome::DeadLettered)
+            .await;
+        if let Err(error) = published {
+            let delay = self.infrastructure_delay();
+            tracing::warn!(error.cause_chain = ?error, error.message = %error, retry_in = ?delay, "Failed to publish a dead letter; will retry");
+            if let Err(error) = delivery.nak(delay).await {
+                tracing::warn!(error.message = %error, "Failed to ask for a redelivery; it returns after its ack wait");
+            }
+            return Outcome::Unavailable;
+        }
+        if let Err(error) = delivery.term().await {
+            // The dead letter is stored; the redelivery parks it again as the same message id.
+            tracing::warn!(error.cause_chain = ?error, error.message = %error, "Failed to terminate a dead-lettered delivery");
+            return Outcome::Unavailable;
+        }
+        Outcome::DeadLettered
     }
+
+    /// The delay before retrying after the current run of infrastructure failures (including
+    /// the one being handled).
+    fn infrastructure_delay(&self) -> Duration {
+        let n_failures = self
+            .consecutive_infrastructure_failures
+            .load(Ordering::Relaxed);
+        self.options.backoff_for(u64::from(n_failures) + 1)
+    }
+
+    fn forget_old_attempts(&self) {
+        let forget_after = self.options.forget_after();
+        self.lock_attempts()
+            .retain(|_, attempts| attempts.last_seen.elapsed() < forget_after);
+    }
+
+    fn lock_attempts(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Attempts>> {
+        // A panic while holding the lock leaves counts that are still valid numbers.
+        self.attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+// === helpers ===
+
+fn attempts_of(attempts: &mut HashMap<u64, Attempts>, stream_sequence: u64) -> &mut Attempts {
+    let entry = attempts.entry(stream_sequence).or_insert_with(|| Attempts {
+        handler_failures: 0,
+        gap_since: None,
+        n_gap_waits: 0,
+        last_seen: Instant::now(),
+    });
+    entry.last_seen = Instant::now();
+    entry
 }

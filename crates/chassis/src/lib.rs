@@ -1,13 +1,15 @@
 //! The chassis: the runtime every Emporium service shares. Settings, telemetry, the gRPC bootstrap
 //! with health, reflection and graceful shutdown, the error model, storage on SQLite and
 //! PostgreSQL with one text per query, the transactional outbox and its relay, the event bus
-//! (NATS JetStream or embedded), and the consumer helper. It knows nothing of any one service.
+//! (NATS JetStream or embedded), the consumer helper and its dead letters. It knows nothing of
+//! any one service.
 
 pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod cloudevents;
 pub mod consumer;
+pub mod deadletter;
 pub mod error;
 pub mod grpc;
 pub mod outbox;

@@ -19,6 +19,10 @@ use tokio::sync::Notify;
 static CHASSIS_POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
 static CHASSIS_SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// How long a query waits for a pooled connection, or on SQLite for the write lock, before it
+/// fails.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
 /// A service's schema, once per backend (DDL is the one place the dialects differ).
 #[derive(Clone, Copy, Debug)]
 pub struct Migrations {
@@ -105,11 +109,18 @@ impl Database {
 
     /// Opens a pool without migrating.
     pub async fn open(url: &str) -> anyhow::Result<Database> {
+        Database::open_with_timeout(url, DEFAULT_WAIT).await
+    }
+
+    /// Opens a pool without migrating, whose waits for a connection (and on SQLite for the
+    /// write lock) give up after `wait` with an error instead of [`DEFAULT_WAIT`]. Tests of
+    /// database outages use a short one, so an outage shows as errors within the test's time.
+    pub async fn open_with_timeout(url: &str, wait: Duration) -> anyhow::Result<Database> {
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).context("Invalid PostgreSQL URL")?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(wait)
                 .connect_with(options)
                 .await
                 .context("Failed to connect to PostgreSQL")?;
@@ -122,14 +133,14 @@ impl Database {
                 .journal_mode(SqliteJournalMode::Wal)
                 // FULL: a commit the caller saw is on disk, events included.
                 .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(wait);
             if let Some(parent) = options.get_filename().parent() {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("Failed to create {}", parent.display()))?;
             }
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(wait)
                 .connect_with(options)
                 .await
                 .context("Failed to open SQLite database")?;

@@ -3,6 +3,8 @@
 //! on both. The real servers are required for the PostgreSQL + NATS half: a test that cannot
 //! reach them fails with the reason, it is never skipped.
 
+mod postgres_cluster;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,8 @@ use chassis::bus::{Bus, BusSettings};
 use futures::StreamExt;
 use secrecy::SecretString;
 use uuid::Uuid;
+
+pub use postgres_cluster::PostgresCluster;
 
 /// Which storage and bus a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -29,7 +29,9 @@ use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::{Mutex, MutexGuard, watch};
 use tokio::time::Instant;
 
-use super::{BusError, ConsumerSpec, OutgoingMessage, PublishAck, StreamSpec, subject_matches};
+use super::{
+    BusError, ConsumerSpec, OutgoingMessage, PublishAck, StoredMessage, StreamSpec, subject_matches,
+};
 
 /// The longest a waiting fetch goes without looking at the database. Writers in this process wake
 /// fetchers at once; this only bounds the latency for writers in another process (or another
@@ -38,6 +40,10 @@ const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 /// How many messages a fetch reads per query while skipping subjects its filter does not match.
 const SCAN_CHUNK: i64 = 256;
+
+/// The largest message (payload plus headers) the bus stores: a NATS server's default
+/// `max_payload`, so that what the embedded bus takes, JetStream takes too.
+pub const MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 
 /// The schema, one statement each (created if absent; there are no migrations yet).
 const SCHEMA: [&str; 5] = [
@@ -249,6 +255,19 @@ impl EmbeddedBus {
             .map_err(database_error("Failed to assign a sequence"))?;
             let headers = serde_json::to_string(&message.headers)
                 .context("Failed to encode message headers")?;
+            let size = message.payload.len()
+                + message
+                    .headers
+                    .iter()
+                    .map(|(name, value)| name.len() + value.len())
+                    .sum::<usize>();
+            if size > MAX_MESSAGE_SIZE {
+                return Err(BusError::TooLarge {
+                    subject: message.subject,
+                    size,
+                    max: MAX_MESSAGE_SIZE,
+                });
+            }
             sqlx::query(
                 "INSERT INTO messages (stream, seq, subject, msg_id, headers, payload, stored_at_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -319,6 +338,77 @@ impl EmbeddedBus {
             name: spec.durable_name.clone(),
             changes: self.inner.changes.subscribe(),
         })
+    }
+
+    /// Reads stored messages without delivering them; see [`super::Bus::read_stream`].
+    pub async fn read_stream(
+        &self,
+        stream: &str,
+        filter_subject: &str,
+        from_sequence: u64,
+        max: usize,
+    ) -> Result<Vec<StoredMessage>, BusError> {
+        let mut messages = Vec::new();
+        let mut cursor = i64::try_from(from_sequence.saturating_sub(1)).unwrap_or(i64::MAX);
+        while messages.len() < max {
+            let chunk: Vec<(i64, String, String, Vec<u8>, i64)> = sqlx::query_as(
+                "SELECT seq, subject, headers, payload, stored_at_ms FROM messages
+                 WHERE stream = $1 AND seq > $2
+                 ORDER BY seq
+                 LIMIT $3",
+            )
+            .bind(stream)
+            .bind(cursor)
+            .bind(SCAN_CHUNK)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(database_error("Failed to read stored messages"))?;
+            let chunk_is_last = i64::try_from(chunk.len()).unwrap_or(i64::MAX) < SCAN_CHUNK;
+            for (seq, subject, headers, payload, stored_at_ms) in chunk {
+                cursor = seq;
+                if messages.len() >= max || !subject_matches(filter_subject, &subject) {
+                    continue;
+                }
+                let headers: BTreeMap<String, String> = serde_json::from_str(&headers)
+                    .context("Failed to decode stored message headers")?;
+                let stored_at_ms = u64::try_from(stored_at_ms).unwrap_or(0);
+                messages.push(StoredMessage {
+                    sequence: sequence_from_db(seq)?,
+                    subject,
+                    headers,
+                    payload: Bytes::from(payload),
+                    stored_at: UNIX_EPOCH + Duration::from_millis(stored_at_ms),
+                });
+            }
+            if chunk_is_last {
+                break;
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Deletes one message and every consumer's pending delivery of it.
+    pub async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool, BusError> {
+        let sequence = i64::try_from(sequence).unwrap_or(i64::MAX);
+        let (_write_guard, mut transaction) = self.begin_write().await?;
+        sqlx::query("DELETE FROM pending WHERE stream = $1 AND seq = $2")
+            .bind(stream)
+            .bind(sequence)
+            .execute(&mut *transaction)
+            .await
+            .map_err(database_error("Failed to forget deliveries of a message"))?;
+        let n_deleted = sqlx::query("DELETE FROM messages WHERE stream = $1 AND seq = $2")
+            .bind(stream)
+            .bind(sequence)
+            .execute(&mut *transaction)
+            .await
+            .map_err(database_error("Failed to delete a message"))?
+            .rows_affected();
+        transaction
+            .commit()
+            .await
+            .map_err(database_error("Failed to commit a deletion"))?;
+        Ok(n_deleted > 0)
     }
 
     /// Takes this process's write lock, then SQLite's (`BEGIN IMMEDIATE`), so the transaction

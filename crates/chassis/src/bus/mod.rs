@@ -67,12 +67,31 @@ pub struct PublishAck {
     pub duplicate: bool,
 }
 
+/// A message as its stream stores it, read for inspection (the dead-letter tools), not delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Sequence of the message in its stream.
+    pub sequence: u64,
+    pub subject: String,
+    pub headers: BTreeMap<String, String>,
+    pub payload: Bytes,
+    /// When the bus stored it.
+    pub stored_at: std::time::SystemTime,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("no stream holds subject {0}")]
     NoStream(String),
     #[error("the bus is shut down")]
     Closed,
+    /// The bus refuses the message for good: payload and headers exceed its maximum size.
+    #[error("a message of {size} bytes for {subject} exceeds the bus's maximum of {max} bytes")]
+    TooLarge {
+        subject: String,
+        size: usize,
+        max: usize,
+    },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -153,6 +172,37 @@ impl Bus {
         match self {
             Bus::Nats(bus) => Ok(Consumer::Nats(Box::new(bus.consumer(spec).await?))),
             Bus::Embedded(bus) => Ok(Consumer::Embedded(bus.consumer(spec).await?)),
+        }
+    }
+
+    /// Reads up to `max` messages of `stream` whose subject matches `filter_subject`, oldest
+    /// first, starting at sequence `from_sequence`. Nothing is delivered or acknowledged: this is
+    /// for inspection, e.g. of dead letters.
+    pub async fn read_stream(
+        &self,
+        stream: &str,
+        filter_subject: &str,
+        from_sequence: u64,
+        max: usize,
+    ) -> Result<Vec<StoredMessage>, BusError> {
+        match self {
+            Bus::Nats(bus) => {
+                bus.read_stream(stream, filter_subject, from_sequence, max)
+                    .await
+            }
+            Bus::Embedded(bus) => {
+                bus.read_stream(stream, filter_subject, from_sequence, max)
+                    .await
+            }
+        }
+    }
+
+    /// Removes one message from `stream` for good (a re-driven dead letter). False when there
+    /// was no such message.
+    pub async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool, BusError> {
+        match self {
+            Bus::Nats(bus) => bus.delete_message(stream, sequence).await,
+            Bus::Embedded(bus) => bus.delete_message(stream, sequence).await,
         }
     }
 

@@ -8,7 +8,9 @@ use anyhow::Context;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use futures::StreamExt;
 
-use super::{Acker, BusError, ConsumerSpec, Delivery, OutgoingMessage, PublishAck, StreamSpec};
+use super::{
+    Acker, BusError, ConsumerSpec, Delivery, OutgoingMessage, PublishAck, StoredMessage, StreamSpec,
+};
 
 /// How many times creating a stream is tried before the start fails.
 const CREATE_ATTEMPTS: u32 = 3;
@@ -105,6 +107,12 @@ impl NatsBus {
             for (name, value) in &message.headers {
                 headers.insert(name.as_str(), value.as_str());
             }
+            let size = message.payload.len()
+                + message
+                    .headers
+                    .iter()
+                    .map(|(name, value)| name.len() + value.len())
+                    .sum::<usize>();
             let pending = self
                 .jetstream
                 .publish_with_headers(message.subject.clone(), headers, message.payload)
@@ -112,6 +120,13 @@ impl NatsBus {
                 .map_err(|error| match error.kind() {
                     jetstream::context::PublishErrorKind::StreamNotFound => {
                         BusError::NoStream(message.subject.clone())
+                    }
+                    jetstream::context::PublishErrorKind::MaxPayloadExceeded => {
+                        BusError::TooLarge {
+                            subject: message.subject.clone(),
+                            size,
+                            max: self.client.max_payload(),
+                        }
                     }
                     _ => BusError::Unexpected(
                         anyhow::Error::from(error).context("Failed to publish to NATS"),
@@ -157,6 +172,75 @@ impl NatsBus {
             .await
             .with_context(|| format!("Failed to create consumer {}", spec.durable_name))?;
         Ok(NatsConsumer { consumer })
+    }
+
+    pub async fn read_stream(
+        &self,
+        stream: &str,
+        filter_subject: &str,
+        from_sequence: u64,
+        max: usize,
+    ) -> Result<Vec<StoredMessage>, BusError> {
+        let stream = self
+            .jetstream
+            .get_stream_no_info(stream)
+            .await
+            .with_context(|| format!("Failed to find stream {stream}"))?;
+        let mut messages = Vec::new();
+        let mut next_sequence = from_sequence.max(1);
+        while messages.len() < max {
+            // The first message at or after `next_sequence` whose subject matches the filter.
+            let found = stream
+                .raw_message_builder()
+                .sequence(next_sequence)
+                .next_by_subject(filter_subject)
+                .send()
+                .await;
+            let message = match found {
+                Ok(message) => message,
+                Err(error)
+                    if error.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound =>
+                {
+                    break;
+                }
+                Err(error) => {
+                    return Err(anyhow::Error::from(error)
+                        .context("Failed to read a stored message")
+                        .into());
+                }
+            };
+            next_sequence = message.sequence + 1;
+            let mut headers = BTreeMap::new();
+            for (name, values) in message.headers.iter() {
+                if let Some(value) = values.first() {
+                    headers.insert(name.to_string(), value.to_string());
+                }
+            }
+            messages.push(StoredMessage {
+                sequence: message.sequence,
+                subject: message.subject.to_string(),
+                headers,
+                payload: message.payload,
+                stored_at: message.time.into(),
+            });
+        }
+        Ok(messages)
+    }
+
+    pub async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool, BusError> {
+        let stream = self
+            .jetstream
+            .get_stream_no_info(stream)
+            .await
+            .with_context(|| format!("Failed to find stream {stream}"))?;
+        match stream.delete_message(sequence).await {
+            Ok(deleted) => Ok(deleted),
+            // JetStream answers "no message found" as an API error; any other is a real failure.
+            Err(error) if error.to_string().contains("no message found") => Ok(false),
+            Err(error) => Err(anyhow::Error::from(error)
+                .context(format!("Failed to delete message {sequence}"))
+                .into()),
+        }
     }
 }
 

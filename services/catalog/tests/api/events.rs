@@ -1,17 +1,13 @@
 //! Events: one per change, atomically with it; CloudEvents on the bus; exactly once through a
-//! relay crash; a consumer that sees duplicates and disorder still ends right.
+//! relay crash. What consumers do with them is in `consumers.rs`.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chassis::bus::OutgoingMessage;
-use chassis::cloudevents::CloudEvent;
-use chassis::consumer::{Consumer, ConsumerOptions, EventHandler};
 use chassis::on_backend;
 use chassis::outbox::{self, EventRoute, NewEvent, Relay};
-use chassis::storage::{Database, Transaction};
+use chassis::storage::Database;
 use cloudevents::AttributesReader;
 use emporium_proto::catalog::v1 as proto;
 use test_support::{Backend, both_backends, eventually};
@@ -24,7 +20,6 @@ both_backends!(
     a_rolled_back_transaction_records_nothing,
     events_reach_the_bus_as_cloudevents,
     a_relay_crash_mid_stream_loses_and_duplicates_nothing,
-    a_consumer_given_duplicates_and_disorder_ends_in_the_right_state,
 );
 
 async fn every_change_records_one_event_in_version_order(backend: Backend) {
@@ -188,151 +183,7 @@ async fn a_relay_crash_mid_stream_loses_and_duplicates_nothing(backend: Backend)
     assert_eq!(subjects.len(), n_events, "one creation per record");
 }
 
-async fn a_consumer_given_duplicates_and_disorder_ends_in_the_right_state(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
-    let database = app.database().await;
-    let mut tx = database.begin().await.unwrap();
-    on_backend!(tx, conn => {
-        sqlx::query("CREATE TABLE product_names (product_id TEXT PRIMARY KEY, name TEXT NOT NULL)")
-            .execute(conn)
-            .await
-            .map(|done| done.rows_affected())
-    })
-    .unwrap();
-    tx.commit().await.unwrap();
-    let namespace = app.test_bus.namespace.clone();
-    let product_id = uuid::Uuid::new_v4();
-    let versions: Vec<CloudEvent> = (1..=3)
-        .map(|version| envelope(product_id, version, &format!("v{version}")))
-        .collect();
-    // Delivery order: 2, 1, 3, then 1 and 2 again (as redeliveries would).
-    let deliveries = [
-        &versions[1],
-        &versions[0],
-        &versions[2],
-        &versions[0],
-        &versions[1],
-    ];
-    let messages: Vec<OutgoingMessage> = deliveries
-        .iter()
-        .enumerate()
-        .map(|(index, event)| OutgoingMessage {
-            subject: format!("{namespace}.catalog.scrambled.product"),
-            id: format!("{}#{index}", event.id),
-            headers: BTreeMap::new(),
-            payload: serde_json::to_vec(event).unwrap().into(),
-        })
-        .chain([OutgoingMessage {
-            subject: format!("{namespace}.catalog.scrambled.product"),
-            id: "poison".to_owned(),
-            headers: BTreeMap::new(),
-            payload: b"this is not a CloudEvent".to_vec().into(),
-        }])
-        .collect();
-    app.bus.publish_batch(messages).await.unwrap();
-    let n_applied = Arc::new(AtomicUsize::new(0));
-    let handler = NameProjection {
-        n_applied: Arc::clone(&n_applied),
-    };
-    let mut options = ConsumerOptions::new(
-        "test-projection",
-        &app.stream_name(),
-        &format!("{namespace}.catalog.scrambled.>"),
-        &namespace,
-    );
-    options.backoff = Duration::from_millis(20);
-    options.max_backoff = Duration::from_millis(100);
-    let shutdown = CancellationToken::new();
-    let consumer = tokio::spawn(
-        Consumer::new(database.clone(), app.bus.clone(), options, handler).run(shutdown.clone()),
-    );
-
-    let name = eventually(
-        Duration::from_secs(20),
-        "the projection to reach v3",
-        || async {
-            projected_name(&database, product_id)
-                .await
-                .filter(|name| name == "v3")
-        },
-    )
-    .await;
-    let dead_letters = read_dead_letters(&app, &namespace).await;
-    shutdown.cancel();
-    consumer.await.unwrap();
-
-    assert_eq!(name, "v3");
-    assert_eq!(
-        n_applied.load(Ordering::SeqCst),
-        3,
-        "each version applied exactly once"
-    );
-    assert_eq!(dead_letters, ["this is not a CloudEvent"]);
-}
-
 // === helpers ===
-
-struct NameProjection {
-    n_applied: Arc<AtomicUsize>,
-}
-
-impl EventHandler for NameProjection {
-    async fn handle(&self, tx: &mut Transaction, event: &CloudEvent) -> anyhow::Result<()> {
-        let name = event.data["name"].as_str().unwrap_or_default().to_owned();
-        on_backend!(tx, conn => {
-            sqlx::query(
-                "INSERT INTO product_names (product_id, name) VALUES ($1, $2) \
-                 ON CONFLICT (product_id) DO UPDATE SET name = excluded.name",
-            )
-            .bind(event.subject.as_str())
-            .bind(name.as_str())
-            .execute(conn)
-            .await
-            .map(|done| done.rows_affected())
-        })?;
-        self.n_applied.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-async fn projected_name(database: &Database, product_id: uuid::Uuid) -> Option<String> {
-    let mut tx = database.begin_read().await.unwrap();
-    let name: Option<String> = on_backend!(tx, conn => {
-        sqlx::query_scalar("SELECT name FROM product_names WHERE product_id = $1")
-            .bind(product_id.to_string())
-            .fetch_optional(conn)
-            .await
-    })
-    .unwrap();
-    tx.commit().await.unwrap();
-    name
-}
-
-async fn read_dead_letters(app: &crate::helpers::TestApp, namespace: &str) -> Vec<String> {
-    let mut consumer = app
-        .bus
-        .consumer(&chassis::bus::ConsumerSpec {
-            stream: chassis::consumer::dead_letter_stream(namespace).name,
-            durable_name: "test-dead-letter-reader".to_owned(),
-            filter_subject: format!("{namespace}.deadletter.>"),
-            ack_wait: Duration::from_secs(30),
-        })
-        .await
-        .expect("the dead-letter stream exists once the consumer ran");
-    // fetch waits up to its own deadline for the first message.
-    let deliveries = consumer.fetch(10, Duration::from_secs(20)).await.unwrap();
-    let mut payloads = Vec::new();
-    for delivery in deliveries {
-        assert_eq!(
-            delivery.subject,
-            format!("{namespace}.deadletter.test-projection")
-        );
-        assert!(delivery.headers.contains_key("Emporium-Error"));
-        payloads.push(String::from_utf8_lossy(&delivery.payload).into_owned());
-        delivery.ack().await.unwrap();
-    }
-    payloads
-}
 
 async fn unpublished(database: &Database, limit: i64) -> Vec<outbox::EventRecord> {
     let mut tx = database.begin_read().await.unwrap();
@@ -359,21 +210,5 @@ fn test_event(aggregate_id: uuid::Uuid, version: i64, name: &str) -> NewEvent {
         event_type: "emporium.catalog.product.updated",
         data: serde_json::json!({ "name": name }),
         actor: None,
-    }
-}
-
-fn envelope(aggregate_id: uuid::Uuid, version: i64, name: &str) -> CloudEvent {
-    CloudEvent {
-        specversion: "1.0".to_owned(),
-        id: uuid::Uuid::new_v4().to_string(),
-        source: "/emporium/catalog".to_owned(),
-        event_type: "emporium.catalog.product.updated".to_owned(),
-        subject: aggregate_id.to_string(),
-        time: "2026-11-23T12:00:00.000000Z".to_owned(),
-        datacontenttype: "application/json".to_owned(),
-        data: serde_json::json!({ "name": name }),
-        aggregateversion: version,
-        aggregatetype: "product".to_owned(),
-        traceparent: None,
     }
 }

@@ -4,6 +4,7 @@
 
 mod authorization;
 mod categories;
+mod consumers;
 mod events;
 mod helpers;
 mod history;
