@@ -321,14 +321,12 @@ fn timestamp_text(timestamp: Option<&prost_types::Timestamp>) -> String {
     }
 }
 
-/// ISO 4217 minor-unit digits: 2 unless the currency is one of the few with 0 or 3.
+/// ISO 4217 minor-unit digits from the `iso_currency` list; 2 for a code it does not know or one
+/// without minor units (`XAU`), so the table still shows something sensible.
 fn minor_unit_digits(currency: &str) -> u32 {
-    match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
-    }
+    iso_currency::Currency::from_code(currency)
+        .and_then(iso_currency::Currency::exponent)
+        .map_or(2, u32::from)
 }
 
 #[cfg(test)]
@@ -349,6 +347,8 @@ mod tests {
         assert_eq!(money_text(Some(&money(-150, "USD"))), "-1.50 USD");
         assert_eq!(money_text(Some(&money(1299, "JPY"))), "1299 JPY");
         assert_eq!(money_text(Some(&money(1299, "KWD"))), "1.299 KWD");
+        assert_eq!(money_text(Some(&money(12345, "CLF"))), "1.2345 CLF");
+        assert_eq!(money_text(Some(&money(1299, "QQQ"))), "12.99 QQQ");
         assert_eq!(
             money_text(Some(&money(i64::MIN, "EUR"))),
             "-92233720368547758.08 EUR"

@@ -1,8 +1,8 @@
 //! The chassis: the runtime every Emporium service shares. Settings, telemetry, the gRPC bootstrap
 //! with health, reflection and graceful shutdown, the error model, storage on SQLite and
 //! PostgreSQL with one text per query, the transactional outbox and its relay, the event bus
-//! (NATS JetStream or embedded), the consumer helper and its dead letters. It knows nothing of
-//! any one service.
+//! (NATS JetStream or embedded), the consumer helper and its dead letters, and the one rule for
+//! free text. It knows nothing of any one service.
 
 pub mod audit;
 pub mod auth;
@@ -18,6 +18,7 @@ pub mod proxies;
 pub mod settings;
 pub mod storage;
 pub mod telemetry;
+pub mod text;
 
 pub use error::{Error, FieldViolation, Violations};
 

@@ -279,6 +279,7 @@ pub enum ConstraintViolation {
     Unique,
     ForeignKey,
     Check,
+    NotNull,
 }
 
 /// Classifies a sqlx error as a constraint violation, on either backend.
@@ -288,8 +289,70 @@ pub fn constraint_violation(error: &sqlx::Error) -> Option<ConstraintViolation> 
         sqlx::error::ErrorKind::UniqueViolation => Some(ConstraintViolation::Unique),
         sqlx::error::ErrorKind::ForeignKeyViolation => Some(ConstraintViolation::ForeignKey),
         sqlx::error::ErrorKind::CheckViolation => Some(ConstraintViolation::Check),
+        sqlx::error::ErrorKind::NotNullViolation => Some(ConstraintViolation::NotNull),
         _ => None,
     }
+}
+
+/// Whether the constraint `error` broke concerns `column` of `table`. PostgreSQL names the
+/// constraint, and both its default names and this codebase's are `<table>_<column>_<kind>`
+/// (`products_price_minor_check`, `accounts_email_unique`), except for NOT NULL, whose message
+/// names `column "<column>" of relation "<table>"`; SQLite's message names `<table>.<column>`
+/// (UNIQUE, NOT NULL) or quotes the CHECK's expression (`CHECK constraint failed: length(name)
+/// BETWEEN 1 AND 200`), where the column is one of the identifiers, or the name of the column's
+/// constraint (`oauth_clients_client_id_unique`, when a named UNIQUE precedes the CHECK).
+pub fn constraint_concerns(error: &sqlx::Error, table: &str, column: &str) -> bool {
+    let Some(database_error) = error.as_database_error() else {
+        return false;
+    };
+    if let Some(constraint) = database_error.constraint() {
+        return constraint_name_names(constraint, table, column);
+    }
+    let message = database_error.message();
+    // SQLite's UNIQUE and NOT NULL; PostgreSQL's NOT NULL, which names no constraint.
+    if message.contains(&format!("{table}.{column}"))
+        || message.contains(&format!("column \"{column}\" of relation \"{table}\""))
+    {
+        return true;
+    }
+    // A named CHECK (or a CHECK on a column whose other constraint is named) gives the name.
+    message
+        .strip_prefix("CHECK constraint failed: ")
+        .is_some_and(|expression| {
+            constraint_name_names(expression, table, column)
+                || expression
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .any(|identifier| identifier == column)
+        })
+}
+
+/// Whether `constraint` is named `<table>_<column>_<kind>`.
+fn constraint_name_names(constraint: &str, table: &str, column: &str) -> bool {
+    constraint
+        .strip_prefix(table)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .and_then(|rest| rest.strip_prefix(column))
+        .is_some_and(|rest| rest.starts_with('_'))
+}
+
+/// The field error for a CHECK or NOT NULL violation on one of `columns` (`(column, field)`
+/// pairs) of `table`: a value the domain let through but the schema refuses is still the
+/// caller's bad input (INVALID_ARGUMENT naming the field), never an opaque internal error.
+/// `None` when the violation is of another kind or concerns none of `columns`.
+pub fn invalid_field(
+    error: &sqlx::Error,
+    table: &str,
+    columns: &[(&str, &str)],
+) -> Option<crate::error::Error> {
+    let reason = match constraint_violation(error)? {
+        ConstraintViolation::Check => "is outside what the store accepts",
+        ConstraintViolation::NotNull => "is required",
+        ConstraintViolation::Unique | ConstraintViolation::ForeignKey => return None,
+    };
+    columns
+        .iter()
+        .find(|(column, _)| constraint_concerns(error, table, column))
+        .map(|(_, field)| crate::error::Error::invalid(*field, reason))
 }
 
 /// `$first, $first+1, …` for `count` parameters, e.g. for an `IN (…)` list whose values are bound.

@@ -3,7 +3,9 @@
 
 use chassis::error::Error;
 use chassis::on_backend;
-use chassis::storage::{ConstraintViolation, Timestamp, Transaction, constraint_violation};
+use chassis::storage::{
+    ConstraintViolation, Timestamp, Transaction, constraint_violation, invalid_field,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
@@ -29,6 +31,19 @@ pub enum SortKey {
 }
 
 const CATEGORY_COLUMNS: &str = "id, name, description, version, created_at, updated_at";
+/// The columns a caller's value reaches, and the request field each comes from: a CHECK or NOT
+/// NULL violation on one is that field's error. (`version`, `created_at` and `updated_at` are
+/// set by the SQL itself, so a violation there is a bug, rightly INTERNAL.)
+const CATEGORY_FIELDS: &[(&str, &str)] = &[("name", "name"), ("description", "description")];
+const PRODUCT_FIELDS: &[(&str, &str)] = &[
+    ("sku", "sku"),
+    ("name", "name"),
+    ("description", "description"),
+    ("category_id", "category_id"),
+    ("price_minor", "price.amount_minor"),
+    ("currency", "price.currency"),
+    ("stock_on_hand", "stock_on_hand"),
+];
 const PRODUCT_COLUMNS: &str = "id, sku, name, description, category_id, price_minor, currency, \
                                stock_on_hand, version, created_at, updated_at";
 
@@ -483,7 +498,8 @@ fn category_write_error(error: sqlx::Error) -> Error {
             resource: "category",
             field: "name",
         },
-        _ => Error::from(error),
+        _ => invalid_field(&error, "categories", CATEGORY_FIELDS)
+            .unwrap_or_else(|| Error::from(error)),
     }
 }
 
@@ -496,7 +512,9 @@ fn product_write_error(error: sqlx::Error) -> Error {
         Some(ConstraintViolation::ForeignKey) => {
             Error::invalid("category_id", "no category has this id")
         }
-        _ => Error::from(error),
+        _ => {
+            invalid_field(&error, "products", PRODUCT_FIELDS).unwrap_or_else(|| Error::from(error))
+        }
     }
 }
 

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use anyhow::Context;
 use chassis::error::Error;
 use chassis::on_backend;
-use chassis::storage::{ConstraintViolation, Timestamp, Transaction, constraint_violation};
+use chassis::storage::{
+    ConstraintViolation, Timestamp, Transaction, constraint_violation, invalid_field,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
@@ -439,13 +441,7 @@ pub async fn insert_role(tx: &mut Transaction, new: &NewRole) -> Result<Role, Er
             .fetch_one(conn)
             .await
     })
-    .map_err(|error| match constraint_violation(&error) {
-        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
-            resource: "role",
-            field: "name",
-        },
-        _ => Error::from(error),
-    })?;
+    .map_err(role_write_error)?;
     Ok(row.into())
 }
 
@@ -489,7 +485,8 @@ pub async fn update_role(
             .bind(Timestamp::now())
             .fetch_optional(conn)
             .await
-    })?;
+    })
+    .map_err(role_write_error)?;
     match row {
         Some(row) => Ok(row.into()),
         None => Err(Error::missing_or_stale(
@@ -792,7 +789,8 @@ pub async fn update_client(
             .bind(Timestamp::now())
             .fetch_optional(conn)
             .await
-    })?;
+    })
+    .map_err(client_write_error)?;
     if let (Some(row), Some(roles)) = (&row, &changes.roles) {
         let client_uuid = row.id;
         on_backend!(tx, conn => {
@@ -1037,13 +1035,43 @@ async fn client_after_write(
     }
 }
 
+/// The columns a caller's value reaches, and the request field each comes from: a CHECK or NOT
+/// NULL violation on one is that field's error. (Versions, times, `builtin`, `kind`'s pairing
+/// with the secret hash and the lock-out's `scope` are set by the service itself, so a violation
+/// there is a bug, rightly INTERNAL.)
+const ACCOUNT_FIELDS: &[(&str, &str)] = &[
+    ("email", "email"),
+    ("first_name", "first_name"),
+    ("last_name", "last_name"),
+    ("nickname", "nickname"),
+    ("country", "country"),
+];
+const ROLE_FIELDS: &[(&str, &str)] = &[("name", "name"), ("description", "description")];
+const CLIENT_FIELDS: &[(&str, &str)] = &[
+    ("client_id", "client_id"),
+    ("name", "name"),
+    ("redirect_uris", "redirect_uris"),
+    ("post_logout_redirect_uris", "post_logout_redirect_uris"),
+];
+
 fn client_write_error(error: sqlx::Error) -> Error {
     match constraint_violation(&error) {
         Some(ConstraintViolation::Unique) => Error::AlreadyExists {
             resource: "client",
             field: "client_id",
         },
-        _ => Error::from(error),
+        _ => invalid_field(&error, "oauth_clients", CLIENT_FIELDS)
+            .unwrap_or_else(|| Error::from(error)),
+    }
+}
+
+fn role_write_error(error: sqlx::Error) -> Error {
+    match constraint_violation(&error) {
+        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
+            resource: "role",
+            field: "name",
+        },
+        _ => invalid_field(&error, "roles", ROLE_FIELDS).unwrap_or_else(|| Error::from(error)),
     }
 }
 
@@ -1090,7 +1118,9 @@ fn account_write_error(error: sqlx::Error) -> Error {
                 },
             }
         }
-        _ => Error::from(error),
+        _ => {
+            invalid_field(&error, "accounts", ACCOUNT_FIELDS).unwrap_or_else(|| Error::from(error))
+        }
     }
 }
 

@@ -2,11 +2,12 @@
 //! deleted.
 
 use chassis::storage::Timestamp;
+use chassis::text::TextRule;
 use uuid::Uuid;
 
 use super::{Description, Direction, SearchText};
 
-/// 1 to 200 characters after trimming.
+/// One line of 1 to 200 characters after trimming, without control characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CategoryName(String);
 
@@ -52,17 +53,10 @@ pub struct CategoryListQuery {
 }
 
 impl CategoryName {
-    pub const MAX_CHARS: usize = 200;
+    pub const RULE: TextRule = TextRule::single_line(200);
 
     pub fn parse(text: &str) -> Result<CategoryName, String> {
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            return Err("must not be empty".to_owned());
-        }
-        if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        Ok(CategoryName(trimmed.to_owned()))
+        Ok(CategoryName(Self::RULE.parse(text)?))
     }
 
     pub fn as_str(&self) -> &str {
@@ -79,5 +73,7 @@ mod tests {
         assert_eq!(CategoryName::parse("  Tea ").unwrap().as_str(), "Tea");
         assert!(CategoryName::parse("   ").is_err());
         assert!(CategoryName::parse(&"x".repeat(201)).is_err());
+        assert!(CategoryName::parse("\x07\x1b[31mTea").is_err());
+        assert_eq!(CategoryName::parse("東京").unwrap().as_str(), "東京");
     }
 }

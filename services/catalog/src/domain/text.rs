@@ -1,22 +1,25 @@
-//! Free-text values shared by categories and products.
+//! Free-text values shared by categories and products, each a thin newtype over the chassis'
+//! text rule (`chassis::text`): no control characters, length in characters, trimmed.
 
-/// A description: up to 5000 characters, surrounding whitespace trimmed; may be empty.
+use chassis::text::TextRule;
+
+/// A description: up to 5000 characters over any number of lines (`\r\n` stored as `\n`, tabs
+/// allowed), surrounding whitespace trimmed; may be empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Description(String);
 
-/// A case-insensitive substring to search for in names and descriptions.
+/// A case-insensitive substring to search for in names and descriptions: one line of up to 200
+/// characters, trimmed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchText(String);
 
+// === impl Description ===
+
 impl Description {
-    pub const MAX_CHARS: usize = 5000;
+    pub const RULE: TextRule = TextRule::multi_line(5000).allowing_empty();
 
     pub fn parse(text: &str) -> Result<Description, String> {
-        let trimmed = text.trim();
-        if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        Ok(Description(trimmed.to_owned()))
+        Ok(Description(Self::RULE.parse(text)?))
     }
 
     pub fn as_str(&self) -> &str {
@@ -24,13 +27,13 @@ impl Description {
     }
 }
 
+// === impl SearchText ===
+
 impl SearchText {
+    pub const RULE: TextRule = TextRule::single_line(200).allowing_empty();
+
     pub fn parse(text: &str) -> Result<SearchText, String> {
-        let trimmed = text.trim();
-        if trimmed.chars().count() > 200 {
-            return Err("must be at most 200 characters".to_owned());
-        }
-        Ok(SearchText(trimmed.to_owned()))
+        Ok(SearchText(Self::RULE.parse(text)?))
     }
 
     /// A `LIKE` pattern matching the text anywhere, lower-cased, with `%`, `_` and `\` escaped
@@ -67,5 +70,18 @@ mod tests {
     fn descriptions_are_trimmed_and_bounded() {
         assert_eq!(Description::parse("  tea  ").unwrap().as_str(), "tea");
         assert!(Description::parse(&"x".repeat(5001)).is_err());
+        assert_eq!(
+            Description::parse("Line one\r\n\tLine two")
+                .unwrap()
+                .as_str(),
+            "Line one\n\tLine two"
+        );
+        assert!(Description::parse("a\0b").is_err());
+    }
+
+    #[test]
+    fn search_text_is_one_line_without_control_characters() {
+        assert!(SearchText::parse("tea\0").is_err());
+        assert!(SearchText::parse("tea\ncake").is_err());
     }
 }

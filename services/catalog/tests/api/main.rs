@@ -3,6 +3,7 @@
 //! bus and on PostgreSQL + NATS JetStream.
 
 mod authorization;
+mod bad_input;
 mod categories;
 mod consumers;
 mod events;

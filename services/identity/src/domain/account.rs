@@ -3,6 +3,7 @@
 //! own one customer record (of the customers service), and no two accounts own the same one.
 
 use chassis::storage::Timestamp;
+use chassis::text::TextRule;
 use uuid::Uuid;
 
 use super::{Direction, Password, SearchText};
@@ -11,17 +12,19 @@ use super::{Direction, Password, SearchText};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Email(String);
 
-/// A first or last name: 1 to 100 characters after trimming.
+/// A first or last name: one line of 1 to 100 characters after trimming, without control
+/// characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PersonName(String);
 
-/// Up to 100 characters after trimming; may be empty.
+/// One line of up to 100 characters after trimming; may be empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Nickname(String);
 
-/// An ISO 3166-1 alpha-2 code: two upper-case letters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Country(String);
+/// An assigned ISO 3166-1 alpha-2 code (`FR`), from the `rust_iso3166` crate's list; the
+/// user-assigned codes (`XX`, `ZZ`, `XK`) and withdrawn ones (`AN`) are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Country(&'static str);
 
 /// An account as stored, without its password hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,16 +92,11 @@ pub struct AccountListQuery {
 // === impl Email ===
 
 impl Email {
-    pub const MAX_CHARS: usize = 254;
+    pub const RULE: TextRule = TextRule::single_line(254);
 
     pub fn parse(text: &str) -> Result<Email, String> {
-        let email = text.trim().to_lowercase();
-        if email.is_empty() {
-            return Err("must not be empty".to_owned());
-        }
-        if email.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
+        // Lower-cased first: lower-casing can change the number of characters.
+        let email = Self::RULE.parse(&text.trim().to_lowercase())?;
         let valid = match email.split_once('@') {
             Some((local, domain)) => {
                 !local.is_empty()
@@ -124,17 +122,10 @@ impl Email {
 // === impl PersonName ===
 
 impl PersonName {
-    pub const MAX_CHARS: usize = 100;
+    pub const RULE: TextRule = TextRule::single_line(100);
 
     pub fn parse(text: &str) -> Result<PersonName, String> {
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            return Err("must not be empty".to_owned());
-        }
-        if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        Ok(PersonName(trimmed.to_owned()))
+        Ok(PersonName(Self::RULE.parse(text)?))
     }
 
     pub fn as_str(&self) -> &str {
@@ -145,14 +136,10 @@ impl PersonName {
 // === impl Nickname ===
 
 impl Nickname {
-    pub const MAX_CHARS: usize = 100;
+    pub const RULE: TextRule = TextRule::single_line(100).allowing_empty();
 
     pub fn parse(text: &str) -> Result<Nickname, String> {
-        let trimmed = text.trim();
-        if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        Ok(Nickname(trimmed.to_owned()))
+        Ok(Nickname(Self::RULE.parse(text)?))
     }
 
     pub fn as_str(&self) -> &str {
@@ -164,20 +151,26 @@ impl Nickname {
 
 impl Country {
     pub fn parse(text: &str) -> Result<Country, String> {
-        if text.len() == 2 && text.bytes().all(|b| b.is_ascii_uppercase()) {
-            Ok(Country(text.to_owned()))
-        } else {
-            Err("must be an ISO 3166-1 alpha-2 code of two upper-case letters, e.g. FR".to_owned())
+        if !(text.len() == 2 && text.bytes().all(|b| b.is_ascii_uppercase())) {
+            return Err(
+                "must be an ISO 3166-1 alpha-2 code of two upper-case letters, e.g. FR".to_owned(),
+            );
+        }
+        match rust_iso3166::from_alpha2(text) {
+            Some(country) => Ok(Country(country.alpha2)),
+            None => Err(format!("{text} is not an assigned ISO 3166-1 country code")),
         }
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn as_str(&self) -> &'static str {
+        self.0
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::{Country, Email, Nickname, PersonName};
 
     #[test]
@@ -194,16 +187,22 @@ mod tests {
             "ada@example",
             "a b@example.com",
             "a@b@c.d",
+            "ada\0@example.com",
+            "ada@exa\x1bmple.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn countries_are_two_upper_case_letters() {
-        assert!(Country::parse("FR").is_ok());
-        for bad in ["fr", "FRA", "F", "", "F1"] {
-            assert!(Country::parse(bad).is_err(), "{bad}");
+    fn countries_are_assigned_iso_3166_codes() {
+        for good in ["FR", "DE", "JP", "SS", "CW"] {
+            assert_eq!(Country::parse(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "fr", "FRA", "F", "", "F1", "XX", "ZZ", "XK", "AN", "UK", "F\0",
+        ] {
+            assert!(Country::parse(bad).is_err(), "{bad:?}");
         }
     }
 
@@ -213,5 +212,27 @@ mod tests {
         assert_eq!(PersonName::parse(" Ada ").unwrap().as_str(), "Ada");
         assert_eq!(Nickname::parse("  ").unwrap().as_str(), "");
         assert!(Nickname::parse(&"x".repeat(101)).is_err());
+        assert!(PersonName::parse("Ada\x07\x1b[31m").is_err());
+        assert!(Nickname::parse("\0").is_err());
+        assert!(PersonName::parse("Ada\nLovelace").is_err());
+        assert_eq!(PersonName::parse("Zoë 東京").unwrap().as_str(), "Zoë 東京");
+    }
+
+    proptest! {
+        #[test]
+        fn a_country_parses_only_to_itself(code in "[A-Z]{2}|.{0,3}") {
+            if let Ok(country) = Country::parse(&code) {
+                prop_assert_eq!(country.as_str(), code.as_str());
+            }
+        }
+
+        #[test]
+        fn a_parsed_email_is_lower_case_and_parses_to_itself(text in "[A-Za-z0-9.]{1,10}@[A-Za-z]{1,10}\\.[a-z]{2,3}|.{0,30}") {
+            if let Ok(email) = Email::parse(&text) {
+                prop_assert_eq!(email.as_str().to_lowercase(), email.as_str());
+                prop_assert!(!email.as_str().chars().any(char::is_control));
+                prop_assert_eq!(Email::parse(email.as_str()), Ok(email.clone()));
+            }
+        }
     }
 }

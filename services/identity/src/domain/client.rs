@@ -6,6 +6,7 @@
 
 use chassis::error::FieldViolation;
 use chassis::storage::Timestamp;
+use chassis::text::{TextRule, is_forbidden_character};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -15,7 +16,7 @@ use super::RoleName;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientId(String);
 
-/// 1 to 100 characters after trimming.
+/// One line of 1 to 100 characters after trimming, without control characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientName(String);
 
@@ -92,15 +93,14 @@ pub const MAX_REDIRECT_URIS: usize = 10;
 // === impl ClientId ===
 
 impl ClientId {
-    pub const MAX_CHARS: usize = 64;
+    /// Not trimmed: the alphabet has no whitespace.
+    pub const RULE: TextRule = TextRule::single_line(64).untrimmed();
 
     pub fn parse(text: &str) -> Result<ClientId, String> {
+        let text = Self::RULE.parse(text)?;
         let Some(first) = text.chars().next() else {
             return Err("must not be empty".to_owned());
         };
-        if text.len() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return Err("must start with a-z or 0-9".to_owned());
         }
@@ -109,7 +109,7 @@ impl ClientId {
         }) {
             return Err(format!("must use only a-z 0-9 . _ - (found {bad:?})"));
         }
-        Ok(ClientId(text.to_owned()))
+        Ok(ClientId(text))
     }
 
     pub fn as_str(&self) -> &str {
@@ -120,17 +120,10 @@ impl ClientId {
 // === impl ClientName ===
 
 impl ClientName {
-    pub const MAX_CHARS: usize = 100;
+    pub const RULE: TextRule = TextRule::single_line(100);
 
     pub fn parse(text: &str) -> Result<ClientName, String> {
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            return Err("must not be empty".to_owned());
-        }
-        if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        Ok(ClientName(trimmed.to_owned()))
+        Ok(ClientName(Self::RULE.parse(text)?))
     }
 
     pub fn as_str(&self) -> &str {
@@ -187,20 +180,19 @@ impl ClientKind {
 // === impl RedirectUri ===
 
 impl RedirectUri {
-    pub const MAX_CHARS: usize = 512;
+    /// Not trimmed: OAuth2 compares redirect URIs exactly, so nothing may be fixed up.
+    pub const RULE: TextRule = TextRule::single_line(512).untrimmed();
 
     pub fn parse(text: &str) -> Result<RedirectUri, String> {
-        if text.is_empty() {
-            return Err("must not be empty".to_owned());
-        }
-        if text.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
+        let text = Self::RULE.parse(text)?;
         // The URL parser would quietly strip these; the stored text must be what is matched.
-        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if text
+            .chars()
+            .any(|c| c.is_whitespace() || is_forbidden_character(c))
+        {
             return Err("must not contain whitespace or control characters".to_owned());
         }
-        let url = url::Url::parse(text)
+        let url = url::Url::parse(&text)
             .map_err(|_| "must be an absolute URL like https://app.example.com/callback")?;
         if url.fragment().is_some() {
             return Err("must not have a fragment (#…)".to_owned());
@@ -218,7 +210,7 @@ impl RedirectUri {
             }
             _ => return Err("must be an https URL".to_owned()),
         }
-        Ok(RedirectUri(text.to_owned()))
+        Ok(RedirectUri(text))
     }
 
     pub fn as_str(&self) -> &str {
@@ -382,6 +374,8 @@ mod tests {
             "javascript:alert(1)",
             " https://app.example.com/cb",
             "https://app.example.com/c b",
+            "https://app.example.com/cb\0",
+            "https://app.example.com/\u{202E}bc",
         ] {
             assert!(RedirectUri::parse(bad).is_err(), "{bad}");
         }

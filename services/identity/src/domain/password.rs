@@ -1,10 +1,12 @@
-//! Passwords: the policy (12 to 128 characters) and argon2id hashing. A [`Password`] is a
+//! Passwords: the policy (12 to 128 characters, none of them a control character) and argon2id
+//! hashing. A [`Password`] is a
 //! `SecretString` from the moment it is parsed, so it never shows in Debug output, logs or errors;
 //! its hash is only ever handled as a `SecretString` too. Hashing is CPU-heavy: callers on an
 //! async runtime run these functions on a blocking thread.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use chassis::text::TextRule;
 use secrecy::{ExposeSecret, SecretString};
 
 /// A password that satisfies the policy. Its Debug output is redacted.
@@ -14,10 +16,21 @@ pub struct Password(SecretString);
 impl Password {
     pub const MIN_CHARS: usize = 12;
     pub const MAX_CHARS: usize = 128;
+    /// Spaces count and are kept (untrimmed); control characters are refused, as PRECIS'
+    /// OpaqueString profile (RFC 8265) for passwords does, since no keyboard types them.
+    pub const RULE: TextRule = TextRule::single_line(Self::MAX_CHARS).untrimmed();
 
     /// Takes ownership so the only copy is the secret one. The error never quotes the password.
     pub fn parse(text: String) -> Result<Password, String> {
         let secret = SecretString::from(text);
+        if let Err(chassis::text::TextError::ForbiddenCharacter { position, .. }) =
+            Self::RULE.parse(secret.expose_secret())
+        {
+            // Which character is not said: the error must not reveal any of the password.
+            return Err(format!(
+                "must not contain control characters (found one at character {position})"
+            ));
+        }
         let n_chars = secret.expose_secret().chars().count();
         if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&n_chars) {
             return Err(format!(
@@ -60,6 +73,8 @@ mod tests {
         assert!(Password::parse("x".repeat(12)).is_ok());
         assert!(Password::parse("x".repeat(128)).is_ok());
         assert!(Password::parse("x".repeat(129)).is_err());
+        assert!(Password::parse(" spaces count ".to_owned()).is_ok());
+        assert!(Password::parse("correct\0horse battery".to_owned()).is_err());
     }
 
     #[test]

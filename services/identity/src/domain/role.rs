@@ -3,13 +3,15 @@
 //! held by an account or a client cannot be deleted either.
 
 use chassis::storage::Timestamp;
+use chassis::text::TextRule;
 use uuid::Uuid;
 
 /// 1 to 64 of `a-z 0-9 -`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleName(String);
 
-/// Up to 500 characters, surrounding whitespace trimmed; may be empty.
+/// Up to 500 characters over any number of lines (`\r\n` stored as `\n`), surrounding whitespace
+/// trimmed, without control characters; may be empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleDescription(String);
 
@@ -77,22 +79,18 @@ pub struct RoleChanges {
 // === impl RoleName ===
 
 impl RoleName {
-    pub const MAX_CHARS: usize = 64;
+    /// Not trimmed: the alphabet has no whitespace.
+    pub const RULE: TextRule = TextRule::single_line(64).untrimmed();
 
     pub fn parse(text: &str) -> Result<RoleName, String> {
-        if text.is_empty() {
-            return Err("must not be empty".to_owned());
-        }
-        if text.len() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
+        let text = Self::RULE.parse(text)?;
         if let Some(bad) = text
             .chars()
             .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
         {
             return Err(format!("must use only a-z 0-9 - (found {bad:?})"));
         }
-        Ok(RoleName(text.to_owned()))
+        Ok(RoleName(text))
     }
 
     pub fn as_str(&self) -> &str {
@@ -103,14 +101,10 @@ impl RoleName {
 // === impl RoleDescription ===
 
 impl RoleDescription {
-    pub const MAX_CHARS: usize = 500;
+    pub const RULE: TextRule = TextRule::multi_line(500).allowing_empty();
 
     pub fn parse(text: &str) -> Result<RoleDescription, String> {
-        let trimmed = text.trim();
-        if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        Ok(RoleDescription(trimmed.to_owned()))
+        Ok(RoleDescription(Self::RULE.parse(text)?))
     }
 
     pub fn as_str(&self) -> &str {
@@ -120,7 +114,7 @@ impl RoleDescription {
 
 #[cfg(test)]
 mod tests {
-    use super::RoleName;
+    use super::{RoleDescription, RoleName};
 
     #[test]
     fn role_names_take_a_restricted_alphabet() {
@@ -130,5 +124,18 @@ mod tests {
         }
         assert!(RoleName::parse(&"a".repeat(65)).is_err());
         assert!(RoleName::parse(&"a".repeat(64)).is_ok());
+        assert!(RoleName::parse("admin\0").is_err());
+    }
+
+    #[test]
+    fn role_descriptions_may_span_lines_but_hold_no_control_characters() {
+        assert_eq!(
+            RoleDescription::parse(" Packs orders\r\nShips them ")
+                .unwrap()
+                .as_str(),
+            "Packs orders\nShips them"
+        );
+        assert!(RoleDescription::parse("a\0").is_err());
+        assert!(RoleDescription::parse("\x1b[31mred").is_err());
     }
 }

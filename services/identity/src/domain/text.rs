@@ -1,18 +1,16 @@
-//! Free-text search shared by the account list.
+//! Free-text search shared by the account list, a thin newtype over the chassis' text rule.
 
-/// A case-insensitive substring to search for.
+use chassis::text::TextRule;
+
+/// A case-insensitive substring to search for: one line of up to 200 characters, trimmed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchText(String);
 
 impl SearchText {
-    pub const MAX_CHARS: usize = 200;
+    pub const RULE: TextRule = TextRule::single_line(200).allowing_empty();
 
     pub fn parse(text: &str) -> Result<SearchText, String> {
-        let trimmed = text.trim();
-        if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        Ok(SearchText(trimmed.to_owned()))
+        Ok(SearchText(Self::RULE.parse(text)?))
     }
 
     /// A `LIKE` pattern matching the text anywhere, lower-cased, with `%`, `_` and `\` escaped
@@ -43,5 +41,6 @@ mod tests {
     fn search_text_escapes_like_wildcards() {
         let text = SearchText::parse(" 50%_Off\\ ").unwrap();
         assert_eq!(text.like_pattern(), "%50\\%\\_off\\\\%");
+        assert!(SearchText::parse("ada\0").is_err());
     }
 }
