@@ -235,8 +235,16 @@ impl NatsBus {
             .with_context(|| format!("Failed to find stream {stream}"))?;
         match stream.delete_message(sequence).await {
             Ok(deleted) => Ok(deleted),
-            // JetStream answers "no message found" as an API error; any other is a real failure.
-            Err(error) if error.to_string().contains("no message found") => Ok(false),
+            // JetStream answers a missing message with an API error; any other is a failure.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    jetstream::stream::DeleteMessageErrorKind::JetStream(api_error)
+                        if api_error.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND
+                ) =>
+            {
+                Ok(false)
+            }
             Err(error) => Err(anyhow::Error::from(error)
                 .context(format!("Failed to delete message {sequence}"))
                 .into()),
