@@ -157,7 +157,7 @@ impl Cli {
                 variables.push(("EMPORIUM_BUS_URL", "embedded".to_owned()));
                 variables.push(("EMPORIUM_DATA_DIR", data_dir.display().to_string()));
             }
-            BusSettings::Nats { url } => variables.push(("EMPORIUM_BUS_URL", url.clone())),
+            BusSettings::Nats { url, .. } => variables.push(("EMPORIUM_BUS_URL", url.clone())),
         }
         Cli { variables }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chassis::bus::{Bus, BusSettings, ConsumerSpec};
+use chassis::bus::{Bus, BusSettings, ConsumerSpec, NatsStreamSettings};
 use chassis::cloudevents::CloudEvent;
 use chassis::on_backend;
 use chassis::outbox;
@@ -251,6 +251,7 @@ impl IsolatedBus {
                 IsolatedBus {
                     settings: BusSettings::Nats {
                         url: nats_server.url(),
+                        streams: NatsStreamSettings::default(),
                     },
                     namespace,
                     data_dir,
@@ -263,7 +264,7 @@ impl IsolatedBus {
     fn url(&self) -> String {
         match &self.settings {
             BusSettings::Embedded { .. } => "embedded".to_owned(),
-            BusSettings::Nats { url } => url.clone(),
+            BusSettings::Nats { url, .. } => url.clone(),
         }
     }
 

@@ -776,3 +776,40 @@ fn attempts_of(attempts: &mut HashMap<u64, Attempts>, stream_sequence: u64) -> &
     entry.last_seen = Instant::now();
     entry
 }
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    use super::is_infrastructure_error;
+    use crate::bus::BusError;
+
+    #[test]
+    fn outages_anywhere_in_the_chain_are_the_infrastructures() {
+        let timed_out = anyhow::Error::new(sqlx::Error::PoolTimedOut).context("Failed to begin");
+        let io = anyhow::Error::new(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )))
+        .context("Failed to upsert the projection")
+        .context("the handler failed");
+        let closed: anyhow::Result<()> = Err(sqlx::Error::PoolClosed).context("Failed to begin");
+        let bus = anyhow::Error::new(BusError::Closed).context("Failed to ack");
+
+        assert!(is_infrastructure_error(&timed_out));
+        assert!(is_infrastructure_error(&io));
+        assert!(is_infrastructure_error(&closed.unwrap_err()));
+        assert!(is_infrastructure_error(&bus));
+    }
+
+    #[test]
+    fn a_handlers_own_errors_are_not() {
+        let refused = anyhow::anyhow!("the price is negative");
+        let not_found = anyhow::Error::new(sqlx::Error::RowNotFound).context("no such product");
+        // Flattened into text, the outage can no longer be recognised: handlers keep the chain.
+        let flattened = anyhow::anyhow!("{}", sqlx::Error::PoolTimedOut);
+
+        assert!(!is_infrastructure_error(&refused));
+        assert!(!is_infrastructure_error(&not_found));
+        assert!(!is_infrastructure_error(&flattened));
+    }
+}

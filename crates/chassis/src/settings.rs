@@ -11,7 +11,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::auth::{CertificateDer, KeySource, TokenVerifier};
-use crate::bus::BusSettings;
+use crate::bus::{BusSettings, NatsStreamSettings, NatsStreamStorage};
 use crate::proxies::TrustedProxies;
 
 /// Settings shared by every service in a process. Its Debug output leaves out the raw variables,
@@ -121,6 +121,7 @@ impl Settings {
                 .cloned()
         };
         let data_dir = PathBuf::from(get("EMPORIUM_DATA_DIR").unwrap_or_else(|| "data".to_owned()));
+        let streams = nats_stream_settings(&get)?;
         let bus = match get("EMPORIUM_BUS_URL").as_deref() {
             None | Some("embedded") => BusSettings::Embedded {
                 path: data_dir.join("bus.db"),
@@ -128,6 +129,7 @@ impl Settings {
             Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
                 BusSettings::Nats {
                     url: url.to_owned(),
+                    streams,
                 }
             }
             Some(other) => {
@@ -301,6 +303,39 @@ impl AuthSettings {
     }
 }
 
+/// `EMPORIUM_NATS_STREAM_REPLICAS` (1..=5, the most JetStream allows) and
+/// `EMPORIUM_NATS_STREAM_STORAGE`; checked even on the embedded bus, so a typo fails at once.
+fn nats_stream_settings(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<NatsStreamSettings, SettingsError> {
+    let defaults = NatsStreamSettings::default();
+    let replicas = match get("EMPORIUM_NATS_STREAM_REPLICAS") {
+        None => defaults.replicas,
+        Some(text) => match text.parse::<usize>() {
+            Ok(replicas) if (1..=5).contains(&replicas) => replicas,
+            _ => {
+                return Err(SettingsError {
+                    variable: "EMPORIUM_NATS_STREAM_REPLICAS".to_owned(),
+                    value: text,
+                    reason: "expected a whole number from 1 to 5".to_owned(),
+                });
+            }
+        },
+    };
+    let storage = match get("EMPORIUM_NATS_STREAM_STORAGE").as_deref() {
+        None | Some("file") => NatsStreamStorage::File,
+        Some("memory") => NatsStreamStorage::Memory,
+        Some(other) => {
+            return Err(SettingsError {
+                variable: "EMPORIUM_NATS_STREAM_STORAGE".to_owned(),
+                value: other.to_owned(),
+                reason: "expected `file` or `memory`".to_owned(),
+            });
+        }
+    };
+    Ok(NatsStreamSettings { replicas, storage })
+}
+
 /// Accepts `http://host…` and `https://host…` with a non-empty host.
 fn check_http_url(variable: &str, url: &str) -> Result<(), SettingsError> {
     let rest = url
@@ -328,7 +363,7 @@ mod tests {
 
     use secrecy::ExposeSecret;
 
-    use super::{AuthSettings, BusSettings, Settings};
+    use super::{AuthSettings, BusSettings, NatsStreamSettings, NatsStreamStorage, Settings};
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, super::SettingsError> {
         Settings::from_map(
@@ -486,5 +521,65 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn nats_streams_default_to_one_file_backed_replica() {
+        let settings = settings(&[("EMPORIUM_BUS_URL", "nats://127.0.0.1:4222")]).unwrap();
+
+        assert_eq!(
+            settings.bus,
+            BusSettings::Nats {
+                url: "nats://127.0.0.1:4222".to_owned(),
+                streams: NatsStreamSettings {
+                    replicas: 1,
+                    storage: NatsStreamStorage::File,
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn nats_stream_replicas_and_storage_come_from_settings() {
+        let settings = settings(&[
+            ("EMPORIUM_BUS_URL", "nats://nats:4222"),
+            ("EMPORIUM_NATS_STREAM_REPLICAS", "3"),
+            ("EMPORIUM_NATS_STREAM_STORAGE", "memory"),
+        ])
+        .unwrap();
+
+        let BusSettings::Nats { streams, .. } = settings.bus else {
+            panic!("expected the NATS bus, got {:?}", settings.bus);
+        };
+        assert_eq!(
+            streams,
+            NatsStreamSettings {
+                replicas: 3,
+                storage: NatsStreamStorage::Memory,
+            }
+        );
+    }
+
+    #[test]
+    fn bad_nats_stream_settings_name_their_variable() {
+        for replicas in ["0", "6", "-1", "three", "1.5"] {
+            let error = settings(&[
+                ("EMPORIUM_BUS_URL", "nats://nats:4222"),
+                ("EMPORIUM_NATS_STREAM_REPLICAS", replicas),
+            ])
+            .unwrap_err();
+            assert!(
+                error.to_string().contains("EMPORIUM_NATS_STREAM_REPLICAS"),
+                "{error}"
+            );
+        }
+        for replicas in ["1", "5"] {
+            settings(&[("EMPORIUM_NATS_STREAM_REPLICAS", replicas)]).unwrap();
+        }
+        let error = settings(&[("EMPORIUM_NATS_STREAM_STORAGE", "disk")]).unwrap_err();
+        assert!(
+            error.to_string().contains("EMPORIUM_NATS_STREAM_STORAGE"),
+            "{error}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use chassis::bus::{Bus, BusSettings};
+use chassis::bus::{Bus, BusSettings, NatsStreamSettings};
 use futures::StreamExt;
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -205,7 +205,10 @@ impl TestBus {
                 }
             }
             Backend::PostgresNats => TestBus {
-                settings: BusSettings::Nats { url: nats_url() },
+                settings: BusSettings::Nats {
+                    url: nats_url(),
+                    streams: NatsStreamSettings::default(),
+                },
                 namespace,
                 directory: None,
             },
@@ -225,7 +228,7 @@ impl Drop for TestBus {
         if let Some(directory) = &self.directory {
             let _ = std::fs::remove_dir_all(directory);
         }
-        if let BusSettings::Nats { url } = &self.settings {
+        if let BusSettings::Nats { url, .. } = &self.settings {
             let url = url.clone();
             let prefix = format!("{}_", self.namespace.to_uppercase());
             let _ = std::thread::spawn(move || {

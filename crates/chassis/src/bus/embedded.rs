@@ -1070,6 +1070,114 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn read_stream_returns_matching_messages_without_delivering_them() {
+        // Arrange
+        let directory = TestDirectory::new();
+        let bus = open_with_stream(&directory).await;
+        bus.publish_batch(vec![
+            message("orders.placed", "event-1"),
+            message("orders.paid", "event-2"),
+            message("orders.placed", "event-3"),
+        ])
+        .await
+        .unwrap();
+
+        // Act
+        let placed = bus
+            .read_stream("ORDERS", "orders.placed", 1, 10)
+            .await
+            .unwrap();
+        let from_two = bus.read_stream("ORDERS", "orders.>", 2, 1).await.unwrap();
+
+        // Assert
+        let placed: Vec<(u64, Bytes)> = placed
+            .into_iter()
+            .map(|message| (message.sequence, message.payload))
+            .collect();
+        assert_eq!(
+            placed,
+            vec![
+                (1, Bytes::from_static(b"event-1")),
+                (3, Bytes::from_static(b"event-3"))
+            ]
+        );
+        assert_eq!(from_two.len(), 1);
+        assert_eq!(from_two[0].sequence, 2);
+        let mut consumer = bus
+            .consumer(&consumer_spec("billing", "orders.>", LONG_ACK_WAIT))
+            .await
+            .unwrap();
+        let deliveries = consumer.fetch(10, PATIENCE).await.unwrap();
+        assert_eq!(
+            sequences(&deliveries),
+            vec![1, 2, 3],
+            "reading delivered nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deleted_message_is_neither_read_nor_redelivered() {
+        // Arrange: message 1 delivered but not acked.
+        let directory = TestDirectory::new();
+        let bus = open_with_stream(&directory).await;
+        let mut consumer = bus
+            .consumer(&consumer_spec(
+                "billing",
+                "orders.>",
+                Duration::from_millis(100),
+            ))
+            .await
+            .unwrap();
+        bus.publish_batch(vec![
+            message("orders.placed", "event-1"),
+            message("orders.placed", "event-2"),
+        ])
+        .await
+        .unwrap();
+        let first = consumer.fetch(1, PATIENCE).await.unwrap();
+        assert_eq!(sequences(&first), vec![1]);
+
+        // Act
+        let deleted = bus.delete_message("ORDERS", 1).await.unwrap();
+        let deleted_again = bus.delete_message("ORDERS", 1).await.unwrap();
+
+        // Assert
+        assert!(deleted);
+        assert!(!deleted_again);
+        let stored = bus.read_stream("ORDERS", "orders.>", 1, 10).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].sequence, 2);
+        // Past message 1's ack wait: only message 2 comes.
+        let next = consumer.fetch(10, PATIENCE).await.unwrap();
+        assert_eq!(sequences(&next), vec![2]);
+        for delivery in next {
+            delivery.ack().await.unwrap();
+        }
+        let later = consumer
+            .fetch(10, Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert!(later.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_maximum_size_is_refused() {
+        let directory = TestDirectory::new();
+        let bus = open_with_stream(&directory).await;
+        let oversize = OutgoingMessage {
+            payload: vec![0; super::MAX_MESSAGE_SIZE + 1].into(),
+            ..message("orders.placed", "event-1")
+        };
+
+        let result = bus.publish_batch(vec![oversize]).await;
+
+        assert!(
+            matches!(result, Err(BusError::TooLarge { size, .. }) if size == super::MAX_MESSAGE_SIZE + 1),
+            "{result:?}"
+        );
+    }
+
     // === helpers ===
 
     /// A fresh directory under the system temp dir, removed when dropped.

@@ -21,7 +21,30 @@ pub enum BusSettings {
     /// The embedded bus, persisted in `<data_dir>/bus.db`.
     Embedded { path: std::path::PathBuf },
     /// A NATS server with JetStream enabled.
-    Nats { url: String },
+    Nats {
+        url: String,
+        /// How the streams this process creates are stored.
+        streams: NatsStreamSettings,
+    },
+}
+
+/// How JetStream stores the streams: replicas and storage type, from `EMPORIUM_NATS_STREAM_*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatsStreamSettings {
+    /// `EMPORIUM_NATS_STREAM_REPLICAS`: copies of each stream across the cluster, 1..=5 (default
+    /// 1, a single server).
+    pub replicas: usize,
+    /// `EMPORIUM_NATS_STREAM_STORAGE`: `file` (default) or `memory`.
+    pub storage: NatsStreamStorage,
+}
+
+/// Where JetStream keeps a stream's messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatsStreamStorage {
+    /// On disk: survives a server restart.
+    File,
+    /// In memory: lost when the server stops.
+    Memory,
 }
 
 /// A stream: every message whose subject matches one of `subjects` is stored in it.
@@ -129,6 +152,18 @@ enum Acker {
     Embedded(embedded::EmbeddedAcker),
 }
 
+// === impl NatsStreamSettings ===
+
+impl Default for NatsStreamSettings {
+    /// One file-backed copy: what a single NATS server can hold.
+    fn default() -> NatsStreamSettings {
+        NatsStreamSettings {
+            replicas: 1,
+            storage: NatsStreamStorage::File,
+        }
+    }
+}
+
 // === impl Bus ===
 
 impl Bus {
@@ -136,11 +171,14 @@ impl Bus {
     pub async fn connect(settings: &BusSettings) -> Result<Bus, BusError> {
         match settings {
             BusSettings::Embedded { path } => Ok(Bus::Embedded(EmbeddedBus::open(path).await?)),
-            BusSettings::Nats { url } => Ok(Bus::Nats(Box::new(NatsBus::connect(url).await?))),
+            BusSettings::Nats { url, streams } => {
+                Ok(Bus::Nats(Box::new(NatsBus::connect(url, *streams).await?)))
+            }
         }
     }
 
-    /// Creates the stream if it does not exist yet (idempotent).
+    /// Creates the stream if it does not exist yet, or brings an existing one's subjects,
+    /// de-duplication window and (NATS) replicas in line (idempotent).
     pub async fn ensure_stream(&self, spec: &StreamSpec) -> Result<(), BusError> {
         match self {
             Bus::Nats(bus) => bus.ensure_stream(spec).await,
@@ -167,7 +205,8 @@ impl Bus {
             .ok_or_else(|| BusError::Unexpected(anyhow::anyhow!("publish returned no ack")))
     }
 
-    /// Creates the durable consumer if absent and binds to it.
+    /// Creates the durable consumer if absent, updates it if its settings changed, and binds to
+    /// it.
     pub async fn consumer(&self, spec: &ConsumerSpec) -> Result<Consumer, BusError> {
         match self {
             Bus::Nats(bus) => Ok(Consumer::Nats(Box::new(bus.consumer(spec).await?))),

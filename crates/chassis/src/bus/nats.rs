@@ -1,5 +1,6 @@
-//! NATS JetStream backend: file-backed streams, publish acknowledgements with `Nats-Msg-Id`
-//! de-duplication, durable pull consumers with explicit ack.
+//! NATS JetStream backend: streams with the configured replicas and storage (file by default),
+//! publish acknowledgements with `Nats-Msg-Id` de-duplication, durable pull consumers with
+//! explicit ack, updated in place when their settings change.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,7 +10,8 @@ use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use futures::StreamExt;
 
 use super::{
-    Acker, BusError, ConsumerSpec, Delivery, OutgoingMessage, PublishAck, StoredMessage, StreamSpec,
+    Acker, BusError, ConsumerSpec, Delivery, NatsStreamSettings, NatsStreamStorage,
+    OutgoingMessage, PublishAck, StoredMessage, StreamSpec,
 };
 
 /// How many times creating a stream is tried before the start fails.
@@ -20,6 +22,7 @@ const CREATE_ATTEMPTS: u32 = 3;
 pub struct NatsBus {
     client: async_nats::Client,
     jetstream: jetstream::Context,
+    streams: NatsStreamSettings,
 }
 
 /// A bound durable pull consumer.
@@ -30,7 +33,7 @@ pub struct NatsConsumer {
 // === impl NatsBus ===
 
 impl NatsBus {
-    pub async fn connect(url: &str) -> Result<NatsBus, BusError> {
+    pub async fn connect(url: &str, streams: NatsStreamSettings) -> Result<NatsBus, BusError> {
         let client = async_nats::ConnectOptions::new()
             .name("emporium")
             .connection_timeout(Duration::from_secs(5))
@@ -38,7 +41,11 @@ impl NatsBus {
             .await
             .with_context(|| format!("Failed to connect to NATS at {url}"))?;
         let jetstream = jetstream::new(client.clone());
-        Ok(NatsBus { client, jetstream })
+        Ok(NatsBus {
+            client,
+            jetstream,
+            streams,
+        })
     }
 
     pub fn is_connected(&self) -> bool {
@@ -46,11 +53,17 @@ impl NatsBus {
     }
 
     pub async fn ensure_stream(&self, spec: &StreamSpec) -> Result<(), BusError> {
+        let storage = match self.streams.storage {
+            NatsStreamStorage::File => stream::StorageType::File,
+            NatsStreamStorage::Memory => stream::StorageType::Memory,
+        };
+        let replicas = self.streams.replicas;
         let config = stream::Config {
             name: spec.name.clone(),
             subjects: spec.subjects.clone(),
             duplicate_window: spec.duplicate_window,
-            storage: stream::StorageType::File,
+            num_replicas: self.streams.replicas,
+            storage,
             ..Default::default()
         };
         match self.jetstream.get_stream(&spec.name).await {
@@ -59,13 +72,29 @@ impl NatsBus {
                     .info()
                     .await
                     .with_context(|| format!("Failed to read stream {}", spec.name))?;
+                // JetStream cannot move a stream between file and memory storage.
+                if info.config.storage != storage {
+                    return Err(BusError::Unexpected(anyhow::anyhow!(
+                        "stream {} is stored in {:?} storage, EMPORIUM_NATS_STREAM_STORAGE asks \
+                         for {:?}; JetStream cannot change that in place",
+                        spec.name,
+                        info.config.storage,
+                        storage
+                    )));
+                }
                 if info.config.subjects != spec.subjects
                     || info.config.duplicate_window != spec.duplicate_window
+                    || info.config.num_replicas != replicas
                 {
                     self.jetstream
                         .update_stream(config)
                         .await
-                        .with_context(|| format!("Failed to update stream {}", spec.name))?;
+                        .with_context(|| {
+                            format!(
+                                "Failed to update stream {} ({replicas} replicas)",
+                                spec.name
+                            )
+                        })?;
                 }
             }
             Err(_) => {
@@ -84,7 +113,10 @@ impl NatsBus {
                         }
                         Err(error) => {
                             return Err(anyhow::Error::new(error)
-                                .context(format!("Failed to create stream {}", spec.name))
+                                .context(format!(
+                                    "Failed to create stream {} ({replicas} replicas)",
+                                    spec.name
+                                ))
                                 .into());
                         }
                     }
@@ -167,10 +199,18 @@ impl NatsBus {
             max_deliver: -1,
             ..Default::default()
         };
-        let consumer = stream
-            .get_or_create_consumer(&spec.durable_name, config)
-            .await
-            .with_context(|| format!("Failed to create consumer {}", spec.durable_name))?;
+        // Create-or-update: a new durable is created, an existing one takes the new settings (as
+        // the embedded bus does), so a changed ack wait or filter applies from the next start
+        // (nats-server 2.9 changes both in place). The server refuses what it cannot change in
+        // place, e.g. the ack policy of a durable of that name made by another program; that
+        // fails the start, naming the consumer, with the server's reason.
+        let consumer = stream.create_consumer(config).await.map_err(|error| {
+            anyhow::Error::new(error).context(format!(
+                "Failed to create or update consumer {} on stream {} (filter {}, ack wait {:?}); \
+                 a consumer the server cannot change in place must be removed to be recreated",
+                spec.durable_name, spec.stream, spec.filter_subject, spec.ack_wait
+            ))
+        })?;
         Ok(NatsConsumer { consumer })
     }
 
@@ -235,8 +275,16 @@ impl NatsBus {
             .with_context(|| format!("Failed to find stream {stream}"))?;
         match stream.delete_message(sequence).await {
             Ok(deleted) => Ok(deleted),
-            // JetStream answers "no message found" as an API error; any other is a real failure.
-            Err(error) if error.to_string().contains("no message found") => Ok(false),
+            // JetStream answers a missing message with an API error; any other is a failure.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    jetstream::stream::DeleteMessageErrorKind::JetStream(api_error)
+                        if api_error.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND
+                ) =>
+            {
+                Ok(false)
+            }
             Err(error) => Err(anyhow::Error::from(error)
                 .context(format!("Failed to delete message {sequence}"))
                 .into()),
@@ -355,4 +403,229 @@ pub(super) async fn term(message: &jetstream::Message) -> Result<(), BusError> {
         .await
         .map_err(|e| anyhow::anyhow!(e).context("Failed to term"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the shared NATS server (`EMPORIUM_TEST_NATS_URL`, default the local one), each test
+    //! in its own stream, deleted at the end. The server is required: these fail without it.
+
+    use std::time::Duration;
+
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    use async_nats::jetstream::stream::StorageType;
+
+    use super::NatsBus;
+    use crate::bus::{ConsumerSpec, NatsStreamSettings, NatsStreamStorage, StreamSpec};
+
+    /// A uniquely named stream that exists for one test, deleted when this is dropped (also when
+    /// the test fails).
+    struct TestStream {
+        bus: NatsBus,
+        spec: StreamSpec,
+    }
+
+    #[tokio::test]
+    async fn an_existing_consumer_takes_a_changed_ack_wait_and_filter() {
+        // Arrange
+        let stream = TestStream::new(NatsStreamSettings::default()).await;
+        let mut spec = ConsumerSpec {
+            stream: stream.spec.name.clone(),
+            durable_name: "billing".to_owned(),
+            filter_subject: stream.spec.subjects[0].clone(),
+            ack_wait: Duration::from_secs(30),
+        };
+        stream.bus.consumer(&spec).await.unwrap();
+
+        // Act
+        spec.ack_wait = Duration::from_secs(7);
+        spec.filter_subject = format!("{}.placed", spec.filter_subject.trim_end_matches(".>"));
+        let consumer = stream.bus.consumer(&spec).await.unwrap();
+
+        // Assert
+        let info = stream
+            .bus
+            .jetstream
+            .get_stream(&stream.spec.name)
+            .await
+            .unwrap()
+            .consumer_info("billing")
+            .await
+            .unwrap();
+        assert_eq!(info.config.ack_wait, Duration::from_secs(7));
+        assert_eq!(info.config.filter_subject, spec.filter_subject);
+        assert_eq!(
+            consumer.consumer.cached_info().config.ack_wait,
+            Duration::from_secs(7)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_consumer_the_server_cannot_change_fails_naming_it() {
+        // Arrange: a durable of the same name with another ack policy, as another program
+        // might have made it.
+        let stream = TestStream::new(NatsStreamSettings::default()).await;
+        stream
+            .bus
+            .jetstream
+            .get_stream(&stream.spec.name)
+            .await
+            .unwrap()
+            .create_consumer(pull::Config {
+                durable_name: Some("billing".to_owned()),
+                filter_subject: stream.spec.subjects[0].clone(),
+                ack_policy: AckPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let spec = ConsumerSpec {
+            stream: stream.spec.name.clone(),
+            durable_name: "billing".to_owned(),
+            filter_subject: stream.spec.subjects[0].clone(),
+            ack_wait: Duration::from_secs(30),
+        };
+
+        // Act
+        let error = stream.bus.consumer(&spec).await.unwrap_err();
+
+        // Assert
+        let message = format!("{error:#}");
+        assert!(message.contains("consumer billing"), "{message}");
+        assert!(message.contains("ack policy"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_created_with_the_configured_replicas_and_storage() {
+        for settings in [
+            NatsStreamSettings::default(),
+            NatsStreamSettings {
+                replicas: 1,
+                storage: NatsStreamStorage::Memory,
+            },
+        ] {
+            // Arrange + Act
+            let stream = TestStream::new(settings).await;
+
+            // Assert
+            let info = stream.info().await;
+            assert_eq!(info.config.num_replicas, 1);
+            let expected = match settings.storage {
+                NatsStreamStorage::File => StorageType::File,
+                NatsStreamStorage::Memory => StorageType::Memory,
+            };
+            assert_eq!(info.config.storage, expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_in_other_storage_is_refused_naming_the_setting() {
+        // Arrange
+        let stream = TestStream::new(NatsStreamSettings::default()).await;
+        let memory_bus = NatsBus::connect(
+            &nats_url(),
+            NatsStreamSettings {
+                replicas: 1,
+                storage: NatsStreamStorage::Memory,
+            },
+        )
+        .await
+        .unwrap();
+
+        // Act
+        let error = memory_bus.ensure_stream(&stream.spec).await.unwrap_err();
+
+        // Assert
+        assert!(
+            format!("{error:#}").contains("EMPORIUM_NATS_STREAM_STORAGE"),
+            "{error:#}"
+        );
+        assert_eq!(stream.info().await.config.storage, StorageType::File);
+    }
+
+    #[tokio::test]
+    async fn more_replicas_than_a_single_server_holds_fail_the_start_clearly() {
+        // Arrange
+        let bus = NatsBus::connect(
+            &nats_url(),
+            NatsStreamSettings {
+                replicas: 3,
+                storage: NatsStreamStorage::File,
+            },
+        )
+        .await
+        .unwrap();
+        let spec = unique_stream_spec();
+
+        // Act
+        let error = bus.ensure_stream(&spec).await.unwrap_err();
+
+        // Assert
+        assert!(format!("{error:#}").contains("3 replicas"), "{error:#}");
+        let _ = bus.jetstream.delete_stream(&spec.name).await;
+    }
+
+    // === impl TestStream ===
+
+    impl TestStream {
+        async fn new(settings: NatsStreamSettings) -> TestStream {
+            let bus = NatsBus::connect(&nats_url(), settings)
+                .await
+                .unwrap_or_else(|error| panic!("NATS is required for this test: {error:#}"));
+            let spec = unique_stream_spec();
+            bus.ensure_stream(&spec).await.unwrap();
+            TestStream { bus, spec }
+        }
+
+        async fn info(&self) -> async_nats::jetstream::stream::Info {
+            self.bus
+                .jetstream
+                .get_stream(&self.spec.name)
+                .await
+                .unwrap()
+                .info()
+                .await
+                .unwrap()
+                .clone()
+        }
+    }
+
+    impl Drop for TestStream {
+        fn drop(&mut self) {
+            // A drop cannot await, and blocks the test's runtime, which drives the bus's
+            // connection: delete through a connection of its own on a runtime of its own.
+            let name = self.spec.name.clone();
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                if let Ok(runtime) = runtime {
+                    runtime.block_on(async {
+                        if let Ok(client) = async_nats::connect(nats_url()).await {
+                            let _ = async_nats::jetstream::new(client)
+                                .delete_stream(&name)
+                                .await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
+
+    // === helpers ===
+
+    fn nats_url() -> String {
+        std::env::var("EMPORIUM_TEST_NATS_URL")
+            .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+    }
+
+    fn unique_stream_spec() -> StreamSpec {
+        let namespace = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        StreamSpec {
+            name: format!("{}_ORDERS", namespace.to_uppercase()),
+            subjects: vec![format!("{namespace}.orders.>")],
+            duplicate_window: Duration::from_secs(60),
+        }
+    }
 }
