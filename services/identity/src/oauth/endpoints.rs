@@ -575,8 +575,8 @@ async fn admit_attempt(
     let policy = &provider.settings().lockout;
     let since = earlier(now, policy.window);
     let mut tx = provider.database().begin().await?;
-    store::lock_email_attempts(&mut tx, account_key).await?;
     store::prune_failures(&mut tx, since).await?;
+    store::lock_email_attempts(&mut tx, account_key).await?;
     let recent = store::recent_failures(&mut tx, account_key, address_key, since).await?;
     if recent.by_pair >= policy.max_failures_per_account_and_address
         || recent.by_address >= policy.max_failures_per_address
