@@ -28,6 +28,10 @@ pub struct Settings {
     /// `EMPORIUM_SHUTDOWN_GRACE_SECONDS`: how long in-flight calls and background work may take
     /// to finish after a stop signal (default 30).
     pub shutdown_grace: Duration,
+    /// `EMPORIUM_SHUTDOWN_DELAY_SECONDS`: how long a stopping service keeps serving after it
+    /// reports NOT_SERVING, before it stops accepting (default 0; behind a load balancer that
+    /// polls health, e.g. Kubernetes, set it above the readiness probe's period).
+    pub shutdown_delay: Duration,
     pub auth: AuthSettings,
     /// `EMPORIUM_HTTP_ADDR`: where the suite's HTTP origin listens (the identity provider's
     /// sign-in pages, token endpoint and JWKS; default `127.0.0.1:8080`).
@@ -96,6 +100,7 @@ impl std::fmt::Debug for Settings {
             .field("namespace", &self.namespace)
             .field("telemetry", &self.telemetry)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("shutdown_delay", &self.shutdown_delay)
             .field("http_addr", &self.http_addr)
             .field("auth", &self.auth)
             .finish_non_exhaustive()
@@ -167,6 +172,14 @@ impl Settings {
                 reason: "expected a whole number of seconds".to_owned(),
             })?),
         };
+        let shutdown_delay = match get("EMPORIUM_SHUTDOWN_DELAY_SECONDS") {
+            None => Duration::ZERO,
+            Some(text) => Duration::from_secs(text.parse().map_err(|_| SettingsError {
+                variable: "EMPORIUM_SHUTDOWN_DELAY_SECONDS".to_owned(),
+                value: text.clone(),
+                reason: "expected a whole number of seconds".to_owned(),
+            })?),
+        };
         let auth = AuthSettings::from_variables(&get)?;
         let http_addr = match get("EMPORIUM_HTTP_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -182,6 +195,7 @@ impl Settings {
             namespace,
             telemetry: TelemetrySettings { filter, format },
             shutdown_grace,
+            shutdown_delay,
             auth,
             http_addr,
             variables,
@@ -311,6 +325,7 @@ fn check_http_url(variable: &str, url: &str) -> Result<(), SettingsError> {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Duration;
 
     use secrecy::ExposeSecret;
 
@@ -371,6 +386,20 @@ mod tests {
             .unwrap_err();
         assert!(
             error.to_string().contains("EMPORIUM_CATALOG_GRPC_ADDR"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_shutdown_delay_defaults_to_zero_and_is_whole_seconds() {
+        assert_eq!(settings(&[]).unwrap().shutdown_delay, Duration::ZERO);
+        let set = settings(&[("EMPORIUM_SHUTDOWN_DELAY_SECONDS", "15")]).unwrap();
+        assert_eq!(set.shutdown_delay, Duration::from_secs(15));
+        let error = settings(&[("EMPORIUM_SHUTDOWN_DELAY_SECONDS", "5s")]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("EMPORIUM_SHUTDOWN_DELAY_SECONDS"),
             "{error}"
         );
     }
