@@ -215,8 +215,9 @@ async fn migrate(settings: &Settings, services: &[Service]) -> anyhow::Result<()
             Service::Identity => identity::MIGRATIONS,
             Service::Catalog => catalog::MIGRATIONS,
         };
-        let database = chassis::storage::Database::connect(
+        let database = chassis::storage::Database::connect_with(
             service_settings.database_url.expose_secret(),
+            service_settings.database_max_connections,
             migrations,
         )
         .await

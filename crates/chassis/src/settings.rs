@@ -36,6 +36,9 @@ pub struct Settings {
     /// `EMPORIUM_HTTP_ADDR`: where the suite's HTTP origin listens (the identity provider's
     /// sign-in pages, token endpoint and JWKS; default `127.0.0.1:8080`).
     pub http_addr: SocketAddr,
+    /// `EMPORIUM_DATABASE_MAX_CONNECTIONS`: the pool size of every service in the process
+    /// (default per backend: 5 on PostgreSQL, 8 on SQLite).
+    pub database_max_connections: Option<u32>,
     variables: HashMap<String, String>,
 }
 
@@ -80,6 +83,9 @@ pub struct ServiceSettings {
     pub database_url: SecretString,
     /// The bus namespace (copied from [`Settings::namespace`]).
     pub namespace: String,
+    /// `EMPORIUM_DATABASE_MAX_CONNECTIONS`: the most connections the service's pool opens
+    /// (`None`: the backend's default, see [`crate::storage::default_max_connections`]).
+    pub database_max_connections: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +109,7 @@ impl std::fmt::Debug for Settings {
             .field("shutdown_delay", &self.shutdown_delay)
             .field("http_addr", &self.http_addr)
             .field("auth", &self.auth)
+            .field("database_max_connections", &self.database_max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +187,19 @@ impl Settings {
                 reason: "expected a whole number of seconds".to_owned(),
             })?),
         };
+        let database_max_connections = match get("EMPORIUM_DATABASE_MAX_CONNECTIONS") {
+            None => None,
+            Some(text) => Some(
+                text.parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| SettingsError {
+                        variable: "EMPORIUM_DATABASE_MAX_CONNECTIONS".to_owned(),
+                        value: text.clone(),
+                        reason: "expected a whole number of connections from 1 to 10000".to_owned(),
+                    })?,
+            ),
+        };
         let auth = AuthSettings::from_variables(&get)?;
         let http_addr = match get("EMPORIUM_HTTP_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -198,6 +218,7 @@ impl Settings {
             shutdown_delay,
             auth,
             http_addr,
+            database_max_connections,
             variables,
         })
     }
@@ -244,6 +265,7 @@ impl Settings {
             grpc_addr,
             database_url: SecretString::from(database_url),
             namespace: self.namespace.clone(),
+            database_max_connections: self.database_max_connections,
         })
     }
 }
@@ -388,6 +410,27 @@ mod tests {
             error.to_string().contains("EMPORIUM_CATALOG_GRPC_ADDR"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_pool_size_is_a_positive_whole_number_or_the_backend_default() {
+        let default = settings(&[]).unwrap().service("catalog", 1).unwrap();
+        let set = settings(&[("EMPORIUM_DATABASE_MAX_CONNECTIONS", "3")])
+            .unwrap()
+            .service("catalog", 1)
+            .unwrap();
+
+        assert_eq!(default.database_max_connections, None);
+        assert_eq!(set.database_max_connections, Some(3));
+        for bad in ["0", "-1", "lots", "2.5", "100000"] {
+            let error = settings(&[("EMPORIUM_DATABASE_MAX_CONNECTIONS", bad)]).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("EMPORIUM_DATABASE_MAX_CONNECTIONS"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

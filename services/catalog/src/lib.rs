@@ -65,7 +65,12 @@ impl Application {
         grace: Duration,
         verifier: Arc<TokenVerifier>,
     ) -> anyhow::Result<Application> {
-        let database = Database::connect(settings.database_url.expose_secret(), MIGRATIONS).await?;
+        let database = Database::connect_with(
+            settings.database_url.expose_secret(),
+            settings.database_max_connections,
+            MIGRATIONS,
+        )
+        .await?;
         let route = EventRoute::new(NAME, &settings.namespace);
         bus.ensure_stream(&route.stream()).await?;
         let listener = GrpcListener::bind(settings.grpc_addr).await?;

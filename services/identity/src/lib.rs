@@ -89,7 +89,12 @@ impl Application {
         verifier: Arc<TokenVerifier>,
         options: IdentityOptions,
     ) -> anyhow::Result<Application> {
-        let database = Database::connect(settings.database_url.expose_secret(), MIGRATIONS).await?;
+        let database = Database::connect_with(
+            settings.database_url.expose_secret(),
+            settings.database_max_connections,
+            MIGRATIONS,
+        )
+        .await?;
         let keys = SigningKeys::new(
             database.clone(),
             options.key_encryption_key,

@@ -18,6 +18,7 @@ both_backends!(
     stopping_lets_an_in_flight_call_finish_and_refuses_new_ones,
     during_the_shutdown_delay_health_is_not_serving_and_new_calls_still_succeed,
     health_reports_not_serving_while_the_database_does_not_answer,
+    the_pool_size_comes_from_the_settings,
 );
 
 async fn health_reports_the_catalog_serving(backend: Backend) {
@@ -156,6 +157,67 @@ async fn health_reports_not_serving_while_the_database_does_not_answer(backend: 
         async move { (catalog_status(&mut health).await == ServingStatus::NotServing).then_some(()) }
     })
     .await;
+}
+
+async fn the_pool_size_comes_from_the_settings(backend: Backend) {
+    // Arrange
+    let test_database = test_support::TestDatabase::new(backend, "catalog").await;
+    let test_bus = test_support::TestBus::new(backend).await;
+    let bus = test_bus.connect().await;
+    let variables = |pool_size: Option<&str>| {
+        let mut variables = std::collections::HashMap::from([
+            (
+                "EMPORIUM_CATALOG_DATABASE_URL".to_owned(),
+                test_database.url().to_owned(),
+            ),
+            (
+                "EMPORIUM_CATALOG_GRPC_ADDR".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ),
+            ("EMPORIUM_NAMESPACE".to_owned(), test_bus.namespace.clone()),
+        ]);
+        if let Some(pool_size) = pool_size {
+            variables.insert(
+                "EMPORIUM_DATABASE_MAX_CONNECTIONS".to_owned(),
+                pool_size.to_owned(),
+            );
+        }
+        chassis::settings::Settings::from_map(variables)
+            .expect("the settings parse")
+            .service(catalog::NAME, catalog::DEFAULT_PORT)
+            .expect("the catalog's settings parse")
+    };
+    let build = |settings: chassis::settings::ServiceSettings| {
+        let bus = bus.clone();
+        async move {
+            catalog::Application::build(
+                &settings,
+                bus,
+                Duration::from_secs(5),
+                test_support::TestIssuer::new().verifier(),
+            )
+            .await
+            .expect("the catalog starts")
+        }
+    };
+
+    // Act
+    let configured = build(variables(Some("3"))).await;
+    let default = build(variables(None)).await;
+
+    // Assert
+    assert_eq!(configured.database().max_connections(), 3);
+    let expected_default = match backend {
+        Backend::PostgresNats => {
+            chassis::storage::default_max_connections(chassis::storage::Backend::Postgres)
+        }
+        Backend::SqliteEmbedded => {
+            chassis::storage::default_max_connections(chassis::storage::Backend::Sqlite)
+        }
+    };
+    assert_eq!(default.database().max_connections(), expected_default);
+    configured.database().close().await;
+    default.database().close().await;
 }
 
 /// Holds the product's row lock (PostgreSQL) or the database's write lock (SQLite) until the

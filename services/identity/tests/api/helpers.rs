@@ -43,6 +43,7 @@ async fn spawn(backend: Backend, before_serving: impl FnOnce(&Application)) -> T
         grpc_addr: "127.0.0.1:0".parse().expect("a valid address"),
         database_url: test_database.secret_url(),
         namespace: test_bus.namespace.clone(),
+        database_max_connections: None,
     };
     let application = Application::build(
         &settings,
