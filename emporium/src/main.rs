@@ -124,7 +124,7 @@ async fn run(settings: &Settings, services: &[Service], mode: Mode) -> anyhow::R
     let shutdown = CancellationToken::new();
     let mut running = JoinSet::new();
     let mut listening = Vec::new();
-    let mut http_routes = None;
+    let mut http_addr = None;
     let mut first_start = None;
     for service in services {
         let service_settings = service.settings(settings)?;
@@ -151,9 +151,21 @@ async fn run(settings: &Settings, services: &[Service], mode: Mode) -> anyhow::R
                     &settings.auth.audience,
                 );
                 oauth.trusted_proxies = settings.trusted_proxies.clone();
-                http_routes =
-                    Some(application.http_router(oauth, identity::oauth::Clock::system()));
+                let http_listener = tokio::net::TcpListener::bind(settings.http_addr)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "Failed to listen on {} (EMPORIUM_HTTP_ADDR)",
+                            settings.http_addr
+                        )
+                    })?;
+                http_addr = Some(http_listener.local_addr()?);
                 listening.push((identity::NAME, application.local_addr()));
+                // The HTTP origin is served by identity's application, so that it keeps serving
+                // through the shutdown delay and drains before identity's pool closes.
+                let application = application
+                    .with_http_origin(http_listener, oauth, identity::oauth::Clock::system())
+                    .with_shutdown_delay(settings.shutdown_delay);
                 running.spawn(application.run_until_stopped(shutdown.clone()));
             }
             Service::Catalog => {
@@ -164,33 +176,12 @@ async fn run(settings: &Settings, services: &[Service], mode: Mode) -> anyhow::R
                     Arc::clone(&verifier),
                 )
                 .await
-                .context("Failed to start the catalog")?;
+                .context("Failed to start the catalog")?
+                .with_shutdown_delay(settings.shutdown_delay);
                 listening.push((catalog::NAME, application.local_addr()));
                 running.spawn(application.run_until_stopped(shutdown.clone()));
             }
         }
-    }
-    let mut http_addr = None;
-    if let Some(routes) = http_routes {
-        let listener = tokio::net::TcpListener::bind(settings.http_addr)
-            .await
-            .with_context(|| {
-                format!(
-                    "Failed to listen on {} (EMPORIUM_HTTP_ADDR)",
-                    settings.http_addr
-                )
-            })?;
-        http_addr = Some(listener.local_addr()?);
-        let stopped = shutdown.clone();
-        running.spawn(async move {
-            axum::serve(
-                listener,
-                routes.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stopped.cancelled_owned())
-            .await
-            .context("The HTTP server failed")
-        });
     }
     if mode == Mode::Up {
         print_banner(settings, &bus, &listening, http_addr, first_start.as_ref());
@@ -208,8 +199,9 @@ async fn run(settings: &Settings, services: &[Service], mode: Mode) -> anyhow::R
             tracing::error!(?finished, "A service stopped unexpectedly; shutting down");
         }
     }
+    // Each service reports NOT_SERVING, serves on through the shutdown delay, then drains.
     shutdown.cancel();
-    let deadline = settings.shutdown_grace + Duration::from_secs(5);
+    let deadline = settings.shutdown_delay + settings.shutdown_grace + Duration::from_secs(5);
     let drained = tokio::time::timeout(deadline, async {
         let mut first_error = None;
         while let Some(finished) = running.join_next().await {
@@ -240,8 +232,9 @@ async fn migrate(settings: &Settings, services: &[Service]) -> anyhow::Result<()
             Service::Identity => identity::MIGRATIONS,
             Service::Catalog => catalog::MIGRATIONS,
         };
-        let database = chassis::storage::Database::connect(
+        let database = chassis::storage::Database::connect_with(
             service_settings.database_url.expose_secret(),
+            service_settings.database_max_connections,
             migrations,
         )
         .await

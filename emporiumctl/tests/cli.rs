@@ -742,6 +742,7 @@ async fn spawn_catalog(backend: Backend) -> TestCatalog {
         grpc_addr: "127.0.0.1:0".parse().expect("a valid address"),
         database_url: test_database.secret_url(),
         namespace: test_bus.namespace.clone(),
+        database_max_connections: None,
     };
     let application = Application::build(
         &settings,

@@ -17,7 +17,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::auth::AuthLayer;
 use crate::bus::Bus;
 use crate::error::Error;
-use crate::storage::Timestamp;
+use crate::storage::{Database, Timestamp};
 use crate::telemetry::TraceContextLayer;
 
 /// A bound gRPC listener, ready to serve.
@@ -38,6 +38,8 @@ pub struct GrpcService {
     pub file_descriptor_set: &'static [u8],
     /// Watched for readiness: while it is disconnected the service reports NOT_SERVING.
     pub bus: Bus,
+    /// Watched for readiness too: while it does not answer the service reports NOT_SERVING.
+    pub database: Database,
     /// Verifies bearer tokens for [`crate::auth::require`]; `None` while a service does not
     /// enforce tokens yet.
     pub verifier: Option<std::sync::Arc<crate::auth::TokenVerifier>>,
@@ -61,12 +63,15 @@ impl GrpcListener {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Serves until `shutdown` is cancelled, then stops accepting, reports NOT_SERVING, and lets
-    /// in-flight calls finish for up to `grace`.
+    /// Serves until `shutdown` is cancelled; then reports NOT_SERVING at once, keeps serving
+    /// (new connections and calls too) for `delay`, so load balancers that poll health stop
+    /// sending calls before the port closes, then stops accepting and lets in-flight calls finish
+    /// for up to `grace`.
     pub async fn serve(
         self,
         service: GrpcService,
         shutdown: CancellationToken,
+        delay: Duration,
         grace: Duration,
     ) -> anyhow::Result<()> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -103,14 +108,15 @@ impl GrpcListener {
             REFLECTION_V1ALPHA_NAME
         );
 
-        // Readiness: migrations ran before we got here, so the status only depends on the bus.
-        // Set it before accepting the first call, then keep watching.
-        let ready = service.bus.is_connected();
+        // Readiness: migrations ran before we got here, so the status depends on the bus and the
+        // database answering. Set it before accepting the first call, then keep watching.
+        let ready = is_ready(&service.bus, &service.database).await;
         set_status(&health_reporter, &service.health_names, ready).await;
         let readiness = tokio::spawn(watch_readiness(
             health_reporter.clone(),
             service.health_names.clone(),
             service.bus.clone(),
+            service.database.clone(),
             shutdown.clone(),
             ready,
         ));
@@ -120,7 +126,7 @@ impl GrpcListener {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
-        let stopping = shutdown.clone();
+        let stop_accepting = CancellationToken::new();
         let auth = match service.verifier {
             Some(verifier) => AuthLayer::new(verifier),
             None => AuthLayer::disabled(),
@@ -134,9 +140,10 @@ impl GrpcListener {
             .layer(TraceContextLayer)
             .layer(auth)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
-                stopping.cancelled().await;
-            });
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(self.listener),
+                stop_accepting.clone().cancelled_owned(),
+            );
         let mut server = std::pin::pin!(server);
         tokio::select! {
             result = &mut server => {
@@ -145,7 +152,22 @@ impl GrpcListener {
             }
             () = shutdown.cancelled() => {}
         }
+        // The readiness watcher has stopped with `shutdown`, so nothing reports SERVING again.
         set_status(&health_reporter, &service.health_names, false).await;
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_seconds = delay.as_secs_f64(),
+                "Reporting NOT_SERVING; still serving for the shutdown delay"
+            );
+            tokio::select! {
+                result = &mut server => {
+                    readiness.abort();
+                    return result.context("gRPC server failed");
+                }
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+        stop_accepting.cancel();
         match tokio::time::timeout(grace, server).await {
             Ok(result) => result.context("gRPC server failed while draining")?,
             Err(_) => tracing::warn!(
@@ -167,11 +189,13 @@ fn service_name_of<S: tonic::server::NamedService>(_: &S) -> &'static str {
     S::NAME
 }
 
-/// Reports SERVING while the bus is connected, NOT_SERVING otherwise; stops at shutdown.
+/// Reports SERVING while the bus is connected and the database answers, NOT_SERVING otherwise;
+/// stops at shutdown.
 async fn watch_readiness(
     reporter: tonic_health::server::HealthReporter,
     names: Vec<&'static str>,
     bus: Bus,
+    database: Database,
     shutdown: CancellationToken,
     mut ready: bool,
 ) {
@@ -180,15 +204,51 @@ async fn watch_readiness(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let now_ready = bus.is_connected();
+        let now_ready = tokio::select! {
+            () = shutdown.cancelled() => return,
+            now_ready = is_ready(&bus, &database) => now_ready,
+        };
         if now_ready != ready {
             if now_ready {
-                tracing::info!(bus = bus.kind(), "Bus connected again; reporting SERVING");
+                tracing::info!(
+                    bus = bus.kind(),
+                    "Bus and database reachable again; reporting SERVING"
+                );
             } else {
-                tracing::warn!(bus = bus.kind(), "Bus disconnected; reporting NOT_SERVING");
+                tracing::warn!(
+                    bus = bus.kind(),
+                    bus.connected = bus.is_connected(),
+                    "Bus or database unreachable; reporting NOT_SERVING"
+                );
             }
             set_status(&reporter, &names, now_ready).await;
             ready = now_ready;
+        }
+    }
+}
+
+/// Whether the bus is connected and the database answers a trivial query within a few seconds.
+async fn is_ready(bus: &Bus, database: &Database) -> bool {
+    if !bus.is_connected() {
+        return false;
+    }
+    let answered = tokio::time::timeout(Duration::from_secs(3), async {
+        let mut tx = database.begin_read().await?;
+        crate::on_backend!(tx, conn => {
+            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(conn).await
+        })?;
+        tx.rollback().await
+    })
+    .await;
+    match answered {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            tracing::debug!(error.message = %error, "The database does not answer");
+            false
+        }
+        Err(_) => {
+            tracing::debug!("The database did not answer within 3 s");
+            false
         }
     }
 }

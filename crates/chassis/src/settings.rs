@@ -29,6 +29,10 @@ pub struct Settings {
     /// `EMPORIUM_SHUTDOWN_GRACE_SECONDS`: how long in-flight calls and background work may take
     /// to finish after a stop signal (default 30).
     pub shutdown_grace: Duration,
+    /// `EMPORIUM_SHUTDOWN_DELAY_SECONDS`: how long a stopping service keeps serving after it
+    /// reports NOT_SERVING, before it stops accepting (default 0; behind a load balancer that
+    /// polls health, e.g. Kubernetes, set it above the readiness probe's period).
+    pub shutdown_delay: Duration,
     pub auth: AuthSettings,
     /// `EMPORIUM_HTTP_ADDR`: where the suite's HTTP origin listens (the identity provider's
     /// sign-in pages, token endpoint and JWKS; default `127.0.0.1:8080`).
@@ -36,6 +40,9 @@ pub struct Settings {
     /// `EMPORIUM_TRUSTED_PROXIES`: the reverse proxies (IP addresses, CIDR networks) whose
     /// `X-Forwarded-For` names the client (default none: the header is ignored).
     pub trusted_proxies: TrustedProxies,
+    /// `EMPORIUM_DATABASE_MAX_CONNECTIONS`: the pool size of every service in the process
+    /// (default per backend: 5 on PostgreSQL, 8 on SQLite).
+    pub database_max_connections: Option<u32>,
     variables: HashMap<String, String>,
 }
 
@@ -80,6 +87,9 @@ pub struct ServiceSettings {
     pub database_url: SecretString,
     /// The bus namespace (copied from [`Settings::namespace`]).
     pub namespace: String,
+    /// `EMPORIUM_DATABASE_MAX_CONNECTIONS`: the most connections the service's pool opens
+    /// (`None`: the backend's default, see [`crate::storage::default_max_connections`]).
+    pub database_max_connections: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,9 +110,11 @@ impl std::fmt::Debug for Settings {
             .field("namespace", &self.namespace)
             .field("telemetry", &self.telemetry)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("shutdown_delay", &self.shutdown_delay)
             .field("http_addr", &self.http_addr)
             .field("auth", &self.auth)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("database_max_connections", &self.database_max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -174,6 +186,27 @@ impl Settings {
                 reason: "expected a whole number of seconds".to_owned(),
             })?),
         };
+        let shutdown_delay = match get("EMPORIUM_SHUTDOWN_DELAY_SECONDS") {
+            None => Duration::ZERO,
+            Some(text) => Duration::from_secs(text.parse().map_err(|_| SettingsError {
+                variable: "EMPORIUM_SHUTDOWN_DELAY_SECONDS".to_owned(),
+                value: text.clone(),
+                reason: "expected a whole number of seconds".to_owned(),
+            })?),
+        };
+        let database_max_connections = match get("EMPORIUM_DATABASE_MAX_CONNECTIONS") {
+            None => None,
+            Some(text) => Some(
+                text.parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| SettingsError {
+                        variable: "EMPORIUM_DATABASE_MAX_CONNECTIONS".to_owned(),
+                        value: text.clone(),
+                        reason: "expected a whole number of connections from 1 to 10000".to_owned(),
+                    })?,
+            ),
+        };
         let auth = AuthSettings::from_variables(&get)?;
         let http_addr = match get("EMPORIUM_HTTP_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -197,9 +230,11 @@ impl Settings {
             namespace,
             telemetry: TelemetrySettings { filter, format },
             shutdown_grace,
+            shutdown_delay,
             auth,
             http_addr,
             trusted_proxies,
+            database_max_connections,
             variables,
         })
     }
@@ -246,6 +281,7 @@ impl Settings {
             grpc_addr,
             database_url: SecretString::from(database_url),
             namespace: self.namespace.clone(),
+            database_max_connections: self.database_max_connections,
         })
     }
 }
@@ -360,6 +396,7 @@ fn check_http_url(variable: &str, url: &str) -> Result<(), SettingsError> {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Duration;
 
     use secrecy::ExposeSecret;
 
@@ -436,6 +473,41 @@ mod tests {
         let error = settings(&[("EMPORIUM_TRUSTED_PROXIES", "10.0.0.0/33")]).unwrap_err();
         assert!(
             error.to_string().contains("EMPORIUM_TRUSTED_PROXIES"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_pool_size_is_a_positive_whole_number_or_the_backend_default() {
+        let default = settings(&[]).unwrap().service("catalog", 1).unwrap();
+        let set = settings(&[("EMPORIUM_DATABASE_MAX_CONNECTIONS", "3")])
+            .unwrap()
+            .service("catalog", 1)
+            .unwrap();
+
+        assert_eq!(default.database_max_connections, None);
+        assert_eq!(set.database_max_connections, Some(3));
+        for bad in ["0", "-1", "lots", "2.5", "100000"] {
+            let error = settings(&[("EMPORIUM_DATABASE_MAX_CONNECTIONS", bad)]).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("EMPORIUM_DATABASE_MAX_CONNECTIONS"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_shutdown_delay_defaults_to_zero_and_is_whole_seconds() {
+        assert_eq!(settings(&[]).unwrap().shutdown_delay, Duration::ZERO);
+        let set = settings(&[("EMPORIUM_SHUTDOWN_DELAY_SECONDS", "15")]).unwrap();
+        assert_eq!(set.shutdown_delay, Duration::from_secs(15));
+        let error = settings(&[("EMPORIUM_SHUTDOWN_DELAY_SECONDS", "5s")]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("EMPORIUM_SHUTDOWN_DELAY_SECONDS"),
             "{error}"
         );
     }

@@ -97,29 +97,66 @@ macro_rules! on_backend {
     };
 }
 
+/// A service's pool size unless `EMPORIUM_DATABASE_MAX_CONNECTIONS` says otherwise. PostgreSQL:
+/// 5, so six services with three replicas each open at most 6 × 3 × 5 = 90 connections, within a
+/// server's default `max_connections = 100` less its 3 superuser slots, with 7 to spare for a
+/// migration job and an operator. SQLite: 8 (one writer at a time anyway; readers in parallel).
+pub fn default_max_connections(backend: Backend) -> u32 {
+    match backend {
+        Backend::Postgres => 5,
+        Backend::Sqlite => 8,
+    }
+}
+
 // === impl Database ===
 
 impl Database {
     /// Opens a pool from `url` and runs the chassis' and the service's migrations.
     pub async fn connect(url: &str, migrations: Migrations) -> anyhow::Result<Database> {
-        let database = Database::open(url).await?;
+        Database::connect_with(url, None, migrations).await
+    }
+
+    /// [`Database::connect`] with a pool of at most `max_connections` (`None`: the backend's
+    /// [`default_max_connections`]).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: Option<u32>,
+        migrations: Migrations,
+    ) -> anyhow::Result<Database> {
+        let database = Database::open_with(url, max_connections).await?;
         database.migrate(migrations).await?;
         Ok(database)
     }
 
-    /// Opens a pool without migrating.
+    /// Opens a pool of the backend's default size without migrating.
     pub async fn open(url: &str) -> anyhow::Result<Database> {
-        Database::open_with_timeout(url, DEFAULT_WAIT).await
+        Database::open_pool(url, None, DEFAULT_WAIT).await
     }
 
     /// Opens a pool without migrating, whose waits for a connection (and on SQLite for the
     /// write lock) give up after `wait` with an error instead of [`DEFAULT_WAIT`]. Tests of
     /// database outages use a short one, so an outage shows as errors within the test's time.
     pub async fn open_with_timeout(url: &str, wait: Duration) -> anyhow::Result<Database> {
+        Database::open_pool(url, None, wait).await
+    }
+
+    /// Opens a pool of at most `max_connections` (`None`: the backend's default) without
+    /// migrating.
+    pub async fn open_with(url: &str, max_connections: Option<u32>) -> anyhow::Result<Database> {
+        Database::open_pool(url, max_connections, DEFAULT_WAIT).await
+    }
+
+    async fn open_pool(
+        url: &str,
+        max_connections: Option<u32>,
+        wait: Duration,
+    ) -> anyhow::Result<Database> {
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).context("Invalid PostgreSQL URL")?;
             let pool = PgPoolOptions::new()
-                .max_connections(16)
+                .max_connections(
+                    max_connections.unwrap_or(default_max_connections(Backend::Postgres)),
+                )
                 .acquire_timeout(wait)
                 .connect_with(options)
                 .await
@@ -139,7 +176,9 @@ impl Database {
                     .with_context(|| format!("Failed to create {}", parent.display()))?;
             }
             let pool = SqlitePoolOptions::new()
-                .max_connections(8)
+                .max_connections(
+                    max_connections.unwrap_or(default_max_connections(Backend::Sqlite)),
+                )
                 .acquire_timeout(wait)
                 .connect_with(options)
                 .await
@@ -181,6 +220,14 @@ impl Database {
         match self.pool {
             Pool::Postgres(_) => Backend::Postgres,
             Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// The most connections the pool opens.
+    pub fn max_connections(&self) -> u32 {
+        match &self.pool {
+            Pool::Postgres(pool) => pool.options().get_max_connections(),
+            Pool::Sqlite(pool) => pool.options().get_max_connections(),
         }
     }
 

@@ -50,6 +50,8 @@ pub struct Application {
     route: EventRoute,
     verifier: Arc<TokenVerifier>,
     run_relay: bool,
+    /// How long to keep serving after reporting NOT_SERVING at shutdown.
+    shutdown_delay: Duration,
     grace: Duration,
 }
 
@@ -63,7 +65,12 @@ impl Application {
         grace: Duration,
         verifier: Arc<TokenVerifier>,
     ) -> anyhow::Result<Application> {
-        let database = Database::connect(settings.database_url.expose_secret(), MIGRATIONS).await?;
+        let database = Database::connect_with(
+            settings.database_url.expose_secret(),
+            settings.database_max_connections,
+            MIGRATIONS,
+        )
+        .await?;
         let route = EventRoute::new(NAME, &settings.namespace);
         bus.ensure_stream(&route.stream()).await?;
         let listener = GrpcListener::bind(settings.grpc_addr).await?;
@@ -74,6 +81,7 @@ impl Application {
             route,
             verifier,
             run_relay: true,
+            shutdown_delay: Duration::ZERO,
             grace,
         })
     }
@@ -81,6 +89,13 @@ impl Application {
     /// Serves without publishing the outbox (tests drive a relay themselves).
     pub fn without_relay(mut self) -> Application {
         self.run_relay = false;
+        self
+    }
+
+    /// At shutdown, keeps serving for `delay` after reporting NOT_SERVING (default zero), so a
+    /// load balancer polling health stops routing here before the port closes.
+    pub fn with_shutdown_delay(mut self, delay: Duration) -> Application {
+        self.shutdown_delay = delay;
         self
     }
 
@@ -112,10 +127,14 @@ impl Application {
             health_names: vec![HEALTH_NAME],
             file_descriptor_set: emporium_proto::FILE_DESCRIPTOR_SET,
             bus: self.bus.clone(),
+            database: self.database.clone(),
             verifier: Some(self.verifier),
         };
         tracing::info!(service = NAME, addr = %self.listener.local_addr(), bus = self.bus.kind(), "Serving gRPC");
-        let served = self.listener.serve(service, shutdown, self.grace).await;
+        let served = self
+            .listener
+            .serve(service, shutdown, self.shutdown_delay, self.grace)
+            .await;
         // Calls have drained, so no new events will be recorded: the relay can stop. Whatever it
         // has not published yet stays in the outbox for the next start.
         relay_shutdown.cancel();

@@ -69,7 +69,11 @@ pub struct Application {
     route: EventRoute,
     verifier: Arc<TokenVerifier>,
     keys: SigningKeys,
+    /// The suite's HTTP origin (sign-in, tokens, JWKS), when this process serves it.
+    http_origin: Option<HttpOrigin>,
     run_relay: bool,
+    /// How long to keep serving after reporting NOT_SERVING at shutdown.
+    shutdown_delay: Duration,
     grace: Duration,
 }
 
@@ -85,7 +89,12 @@ impl Application {
         verifier: Arc<TokenVerifier>,
         options: IdentityOptions,
     ) -> anyhow::Result<Application> {
-        let database = Database::connect(settings.database_url.expose_secret(), MIGRATIONS).await?;
+        let database = Database::connect_with(
+            settings.database_url.expose_secret(),
+            settings.database_max_connections,
+            MIGRATIONS,
+        )
+        .await?;
         // Built-in data enters through the use case, with its events, like every other row.
         Identity::new(database.clone())
             .seed_builtin_roles()
@@ -107,7 +116,9 @@ impl Application {
             route,
             verifier,
             keys,
+            http_origin: None,
             run_relay: true,
+            shutdown_delay: Duration::ZERO,
             grace,
         })
     }
@@ -115,6 +126,13 @@ impl Application {
     /// Serves without publishing the outbox (tests drive a relay themselves).
     pub fn without_relay(mut self) -> Application {
         self.run_relay = false;
+        self
+    }
+
+    /// At shutdown, keeps serving for `delay` after reporting NOT_SERVING (default zero), so a
+    /// load balancer polling health stops routing here before the port closes.
+    pub fn with_shutdown_delay(mut self, delay: Duration) -> Application {
+        self.shutdown_delay = delay;
         self
     }
 
@@ -138,6 +156,20 @@ impl Application {
             clock.clone(),
         );
         http::router(self.keys.clone(), clock).merge(oauth::router(provider))
+    }
+
+    /// Also serves [`Self::http_router`] on `listener` (the issuer's origin), with the same
+    /// shutdown as gRPC: it keeps serving through the shutdown delay, then drains, and the pool
+    /// closes only after both have drained.
+    pub fn with_http_origin(
+        mut self,
+        listener: tokio::net::TcpListener,
+        settings: oauth::OAuthSettings,
+        clock: oauth::Clock,
+    ) -> Application {
+        let router = self.http_router(settings, clock);
+        self.http_origin = Some(HttpOrigin { listener, router });
+        self
     }
 
     pub fn signing_keys(&self) -> &SigningKeys {
@@ -164,10 +196,24 @@ impl Application {
             health_names: vec![HEALTH_NAME],
             file_descriptor_set: emporium_proto::FILE_DESCRIPTOR_SET,
             bus: self.bus.clone(),
+            database: self.database.clone(),
             verifier: Some(self.verifier),
         };
         tracing::info!(service = NAME, addr = %self.listener.local_addr(), bus = self.bus.kind(), "Serving gRPC");
-        let served = self.listener.serve(service, shutdown, self.grace).await;
+        let http = self.http_origin.map(|origin| {
+            tokio::spawn(origin.serve(shutdown.clone(), self.shutdown_delay, self.grace))
+        });
+        let served = self
+            .listener
+            .serve(service, shutdown, self.shutdown_delay, self.grace)
+            .await;
+        // The HTTP side uses the pool too: it must drain before the pool closes.
+        let http_served = match http {
+            Some(http) => http.await.unwrap_or_else(|join_error| {
+                Err(anyhow::anyhow!(join_error).context("The HTTP server task panicked"))
+            }),
+            None => Ok(()),
+        };
         // Calls have drained, so no new events will be recorded: the relay can stop. Whatever it
         // has not published yet stays in the outbox for the next start.
         relay_shutdown.cancel();
@@ -178,6 +224,59 @@ impl Application {
         }
         self.database.close().await;
         tracing::info!(service = NAME, "Stopped");
-        served
+        served.and(http_served)
+    }
+}
+
+/// The HTTP origin a process serves beside identity's gRPC port.
+#[derive(Debug)]
+struct HttpOrigin {
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+}
+
+// === impl HttpOrigin ===
+
+impl HttpOrigin {
+    /// Serves until `shutdown`, then for `delay` more, then drains open requests for up to
+    /// `grace`.
+    async fn serve(
+        self,
+        shutdown: CancellationToken,
+        delay: Duration,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        use std::future::IntoFuture as _;
+        let draining = CancellationToken::new();
+        let stop_accepting = {
+            let draining = draining.clone();
+            async move {
+                shutdown.cancelled().await;
+                tokio::time::sleep(delay).await;
+                draining.cancel();
+            }
+        };
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop_accepting)
+        .into_future();
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            result = &mut server => return result.context("The HTTP server failed"),
+            () = draining.cancelled() => {}
+        }
+        match tokio::time::timeout(grace, server).await {
+            Ok(result) => result.context("The HTTP server failed while draining"),
+            Err(_) => {
+                tracing::warn!(
+                    grace_seconds = grace.as_secs(),
+                    "In-flight HTTP requests did not finish within the grace period"
+                );
+                Ok(())
+            }
+        }
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct TestApp {
     pub(crate) bus: Bus,
     pub(crate) test_bus: TestBus,
     pub(crate) test_database: TestDatabase,
+    /// The service's own pool (closing it makes the database unreachable to the service).
+    pub(crate) service_database: Database,
     /// Cancels the service when the test ends, however it ends.
     _stop_on_drop: tokio_util::sync::DropGuard,
     shutdown: CancellationToken,
@@ -43,14 +45,21 @@ pub(crate) struct TestApp {
 pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
     let test_database = TestDatabase::new(backend, "catalog").await;
     let test_bus = TestBus::new(backend).await;
-    start(backend, test_database, test_bus, true).await
+    start(backend, test_database, test_bus, true, Duration::ZERO).await
 }
 
 /// A catalog whose outbox is not relayed: tests drive the relay themselves.
 pub(crate) async fn spawn_app_without_relay(backend: Backend) -> TestApp {
     let test_database = TestDatabase::new(backend, "catalog").await;
     let test_bus = TestBus::new(backend).await;
-    start(backend, test_database, test_bus, false).await
+    start(backend, test_database, test_bus, false, Duration::ZERO).await
+}
+
+/// A catalog that keeps serving for `delay` after it reports NOT_SERVING at shutdown.
+pub(crate) async fn spawn_app_with_shutdown_delay(backend: Backend, delay: Duration) -> TestApp {
+    let test_database = TestDatabase::new(backend, "catalog").await;
+    let test_bus = TestBus::new(backend).await;
+    start(backend, test_database, test_bus, true, delay).await
 }
 
 async fn start(
@@ -58,6 +67,7 @@ async fn start(
     test_database: TestDatabase,
     test_bus: TestBus,
     relay: bool,
+    shutdown_delay: Duration,
 ) -> TestApp {
     let bus = test_bus.connect().await;
     let issuer = TestIssuer::new();
@@ -67,6 +77,7 @@ async fn start(
         grpc_addr: "127.0.0.1:0".parse().expect("a valid address"),
         database_url: test_database.secret_url(),
         namespace: test_bus.namespace.clone(),
+        database_max_connections: None,
     };
     let application = Application::build(
         &settings,
@@ -81,7 +92,9 @@ async fn start(
     } else {
         application.without_relay()
     };
+    let application = application.with_shutdown_delay(shutdown_delay);
     let addr = application.local_addr();
+    let service_database = application.database().clone();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(application.run_until_stopped(shutdown.clone()));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -98,6 +111,7 @@ async fn start(
         bus,
         test_bus,
         test_database,
+        service_database,
         _stop_on_drop: shutdown.clone().drop_guard(),
         shutdown,
         task: Some(task),
@@ -211,6 +225,11 @@ impl TestApp {
             delivery.ack().await.expect("ack works");
         }
         events
+    }
+
+    /// Signals the service to stop, as Ctrl-C would, without waiting for it.
+    pub(crate) fn begin_stop(&self) {
+        self.shutdown.cancel();
     }
 
     /// Stops the service as Ctrl-C would, and waits for it to drain.

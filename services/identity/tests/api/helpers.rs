@@ -56,6 +56,7 @@ async fn spawn_on(
         grpc_addr: "127.0.0.1:0".parse().expect("a valid address"),
         database_url: test_database.secret_url(),
         namespace: test_bus.namespace.clone(),
+        database_max_connections: None,
     };
     let application = Application::build(
         &settings,

@@ -246,6 +246,7 @@ async fn try_build(
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: test_database.secret_url(),
         namespace: test_bus.namespace.clone(),
+        database_max_connections: None,
     };
     Application::build(
         &settings,
