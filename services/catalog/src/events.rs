@@ -27,8 +27,9 @@ pub enum CatalogEvent<'a> {
 }
 
 impl CatalogEvent<'_> {
-    pub fn into_new_event(self) -> NewEvent {
-        match self {
+    /// The outbox row for this event, made by `actor` (the subject of the caller's token).
+    pub fn into_new_event(self, actor: &str) -> NewEvent {
+        let mut event = match self {
             CatalogEvent::ProductCreated(product) => {
                 product_event(PRODUCT_CREATED, product, product.version)
             }
@@ -48,7 +49,9 @@ impl CatalogEvent<'_> {
             CatalogEvent::CategoryDeleted(category) => {
                 category_event(CATEGORY_DELETED, category, category.version + 1)
             }
-        }
+        };
+        event.actor = Some(actor.to_owned());
+        event
     }
 }
 

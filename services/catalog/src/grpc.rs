@@ -49,9 +49,9 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::CreateCategoryRequest>,
     ) -> Result<Response<proto::Category>, Status> {
-        auth::require(&request, CATALOG_WRITERS)?;
+        let caller = auth::require(&request, CATALOG_WRITERS)?;
         let new = parse_new_category(request.into_inner())?;
-        let category = self.catalog.create_category(new).await?;
+        let category = self.catalog.create_category(new, &caller.subject).await?;
         Ok(Response::new(category_to_proto(category)))
     }
 
@@ -109,9 +109,12 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::UpdateCategoryRequest>,
     ) -> Result<Response<proto::Category>, Status> {
-        auth::require(&request, CATALOG_WRITERS)?;
+        let caller = auth::require(&request, CATALOG_WRITERS)?;
         let (id, changes) = parse_category_changes(request.into_inner())?;
-        let category = self.catalog.update_category(id, changes).await?;
+        let category = self
+            .catalog
+            .update_category(id, changes, &caller.subject)
+            .await?;
         Ok(Response::new(category_to_proto(category)))
     }
 
@@ -120,10 +123,12 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::DeleteCategoryRequest>,
     ) -> Result<Response<proto::DeleteCategoryResponse>, Status> {
-        auth::require(&request, CATALOG_WRITERS)?;
+        let caller = auth::require(&request, CATALOG_WRITERS)?;
         let request = request.into_inner();
         let (id, expected_version) = parse_delete(&request.id, request.expected_version)?;
-        self.catalog.delete_category(id, expected_version).await?;
+        self.catalog
+            .delete_category(id, expected_version, &caller.subject)
+            .await?;
         Ok(Response::new(proto::DeleteCategoryResponse {}))
     }
 
@@ -132,9 +137,9 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::CreateProductRequest>,
     ) -> Result<Response<proto::Product>, Status> {
-        auth::require(&request, CATALOG_WRITERS)?;
+        let caller = auth::require(&request, CATALOG_WRITERS)?;
         let new = parse_new_product(request.into_inner())?;
-        let product = self.catalog.create_product(new).await?;
+        let product = self.catalog.create_product(new, &caller.subject).await?;
         Ok(Response::new(product_to_proto(product)))
     }
 
@@ -192,9 +197,12 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::UpdateProductRequest>,
     ) -> Result<Response<proto::Product>, Status> {
-        auth::require(&request, CATALOG_WRITERS)?;
+        let caller = auth::require(&request, CATALOG_WRITERS)?;
         let (id, changes) = parse_product_changes(request.into_inner())?;
-        let product = self.catalog.update_product(id, changes).await?;
+        let product = self
+            .catalog
+            .update_product(id, changes, &caller.subject)
+            .await?;
         Ok(Response::new(product_to_proto(product)))
     }
 
@@ -203,10 +211,12 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::DeleteProductRequest>,
     ) -> Result<Response<proto::DeleteProductResponse>, Status> {
-        auth::require(&request, CATALOG_WRITERS)?;
+        let caller = auth::require(&request, CATALOG_WRITERS)?;
         let request = request.into_inner();
         let (id, expected_version) = parse_delete(&request.id, request.expected_version)?;
-        self.catalog.delete_product(id, expected_version).await?;
+        self.catalog
+            .delete_product(id, expected_version, &caller.subject)
+            .await?;
         Ok(Response::new(proto::DeleteProductResponse {}))
     }
 
