@@ -27,8 +27,19 @@ pub struct NewEvent {
     /// Full CloudEvents type, e.g. `emporium.catalog.product.created`.
     pub event_type: &'static str,
     pub data: serde_json::Value,
-    /// Who made the change, when known.
-    pub actor: Option<String>,
+    /// Who made the change. Services set it from the verified [`Caller`](crate::auth::Caller)
+    /// of the call; their use cases take an [`Actor`] so that no change can forget it.
+    pub actor: Option<Actor>,
+}
+
+/// Who made a change: the subject of the verified token of the call and the OAuth client the
+/// token was issued to. Built from a [`Caller`](crate::auth::Caller) with [`Actor::from`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// The account id, or the client id for a client-credentials token.
+    pub subject: String,
+    /// The OAuth client the token was issued to.
+    pub client_id: String,
 }
 
 /// One row of the event log.
@@ -42,7 +53,10 @@ pub struct EventRecord {
     pub event_type: String,
     pub data: String,
     pub traceparent: Option<String>,
+    /// Token subject of who made the change.
     pub actor: Option<String>,
+    /// OAuth client of who made the change (`None` for events recorded before it was kept).
+    pub actor_client_id: Option<String>,
     pub occurred_at: Timestamp,
     pub published_at: Option<Timestamp>,
 }
@@ -77,8 +91,9 @@ pub async fn record(tx: &mut Transaction, event: NewEvent) -> Result<Uuid, sqlx:
     on_backend!(tx, conn => {
         sqlx::query(
             "INSERT INTO outbox_events \
-             (id, aggregate_type, aggregate_id, aggregate_version, event_type, data, traceparent, actor, occurred_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             (id, aggregate_type, aggregate_id, aggregate_version, event_type, data, traceparent, \
+              actor, actor_client_id, occurred_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(event_id)
         .bind(event.aggregate_type)
@@ -87,7 +102,8 @@ pub async fn record(tx: &mut Transaction, event: NewEvent) -> Result<Uuid, sqlx:
         .bind(event.event_type)
         .bind(&data)
         .bind(crate::telemetry::current_traceparent())
-        .bind(event.actor.as_deref())
+        .bind(event.actor.as_ref().map(|actor| actor.subject.as_str()))
+        .bind(event.actor.as_ref().map(|actor| actor.client_id.as_str()))
         .bind(occurred_at)
         .execute(conn)
         .await
@@ -108,7 +124,7 @@ pub async fn list_events(
     let events = on_backend!(tx, conn => {
         sqlx::query_as::<_, EventRecord>(
             "SELECT sequence, id, aggregate_type, aggregate_id, aggregate_version, event_type, data, \
-             traceparent, actor, occurred_at, published_at \
+             traceparent, actor, actor_client_id, occurred_at, published_at \
              FROM outbox_events WHERE aggregate_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
         )
         .bind(aggregate_id)
@@ -190,6 +206,8 @@ impl EventRoute {
             aggregateversion: event.aggregate_version,
             aggregatetype: event.aggregate_type.clone(),
             traceparent: event.traceparent.clone(),
+            actor: event.actor.clone(),
+            actorclientid: event.actor_client_id.clone(),
         })
     }
 }
@@ -315,7 +333,7 @@ impl Relay {
         let events = on_backend!(tx, conn => {
             sqlx::query_as::<_, EventRecord>(
                 "SELECT sequence, id, aggregate_type, aggregate_id, aggregate_version, event_type, \
-                 data, traceparent, actor, occurred_at, published_at \
+                 data, traceparent, actor, actor_client_id, occurred_at, published_at \
                  FROM outbox_events WHERE published_at IS NULL ORDER BY sequence LIMIT $1",
             )
             .bind(self.batch_size)

@@ -2,7 +2,7 @@
 //! full state after the change (deletions carry the last state), so a replica can apply the
 //! newest version it sees. Schemas: docs/events.md.
 
-use chassis::outbox::NewEvent;
+use chassis::outbox::{Actor, NewEvent};
 use serde_json::json;
 
 use crate::domain::{Category, Product};
@@ -27,8 +27,8 @@ pub enum CatalogEvent<'a> {
 }
 
 impl CatalogEvent<'_> {
-    /// The outbox row for this event, made by `actor` (the subject of the caller's token).
-    pub fn into_new_event(self, actor: &str) -> NewEvent {
+    /// The outbox row for this event, made by `actor` (the verified caller).
+    pub fn into_new_event(self, actor: &Actor) -> NewEvent {
         let mut event = match self {
             CatalogEvent::ProductCreated(product) => {
                 product_event(PRODUCT_CREATED, product, product.version)
@@ -50,7 +50,7 @@ impl CatalogEvent<'_> {
                 category_event(CATEGORY_DELETED, category, category.version + 1)
             }
         };
-        event.actor = Some(actor.to_owned());
+        event.actor = Some(actor.clone());
         event
     }
 }

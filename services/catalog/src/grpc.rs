@@ -9,6 +9,7 @@ use chassis::Violations;
 use chassis::auth::{self, roles};
 use chassis::error::Error;
 use chassis::grpc::{first_reason, in_request_order, page_size, parse_uuid, timestamp_to_proto};
+use chassis::outbox::Actor;
 use chassis::pagination::{decode_token, encode_token};
 use emporium_proto::audit::v1 as audit;
 use emporium_proto::catalog::v1 as proto;
@@ -51,7 +52,10 @@ impl CatalogService for CatalogGrpc {
     ) -> Result<Response<proto::Category>, Status> {
         let caller = auth::require(&request, CATALOG_WRITERS)?;
         let new = parse_new_category(request.into_inner())?;
-        let category = self.catalog.create_category(new, &caller.subject).await?;
+        let category = self
+            .catalog
+            .create_category(new, &Actor::from(&caller))
+            .await?;
         Ok(Response::new(category_to_proto(category)))
     }
 
@@ -113,7 +117,7 @@ impl CatalogService for CatalogGrpc {
         let (id, changes) = parse_category_changes(request.into_inner())?;
         let category = self
             .catalog
-            .update_category(id, changes, &caller.subject)
+            .update_category(id, changes, &Actor::from(&caller))
             .await?;
         Ok(Response::new(category_to_proto(category)))
     }
@@ -127,7 +131,7 @@ impl CatalogService for CatalogGrpc {
         let request = request.into_inner();
         let (id, expected_version) = parse_delete(&request.id, request.expected_version)?;
         self.catalog
-            .delete_category(id, expected_version, &caller.subject)
+            .delete_category(id, expected_version, &Actor::from(&caller))
             .await?;
         Ok(Response::new(proto::DeleteCategoryResponse {}))
     }
@@ -139,7 +143,10 @@ impl CatalogService for CatalogGrpc {
     ) -> Result<Response<proto::Product>, Status> {
         let caller = auth::require(&request, CATALOG_WRITERS)?;
         let new = parse_new_product(request.into_inner())?;
-        let product = self.catalog.create_product(new, &caller.subject).await?;
+        let product = self
+            .catalog
+            .create_product(new, &Actor::from(&caller))
+            .await?;
         Ok(Response::new(product_to_proto(product)))
     }
 
@@ -201,7 +208,7 @@ impl CatalogService for CatalogGrpc {
         let (id, changes) = parse_product_changes(request.into_inner())?;
         let product = self
             .catalog
-            .update_product(id, changes, &caller.subject)
+            .update_product(id, changes, &Actor::from(&caller))
             .await?;
         Ok(Response::new(product_to_proto(product)))
     }
@@ -215,7 +222,7 @@ impl CatalogService for CatalogGrpc {
         let request = request.into_inner();
         let (id, expected_version) = parse_delete(&request.id, request.expected_version)?;
         self.catalog
-            .delete_product(id, expected_version, &caller.subject)
+            .delete_product(id, expected_version, &Actor::from(&caller))
             .await?;
         Ok(Response::new(proto::DeleteProductResponse {}))
     }

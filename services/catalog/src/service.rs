@@ -1,9 +1,9 @@
 //! The catalog's use cases: each opens a transaction, applies the change through the store,
 //! records its event in the outbox, and commits — all or nothing. No transport here. Every change
-//! takes its `actor` (the subject of the caller's verified token), which its event carries.
+//! takes its `actor` (the verified caller's token subject and client id), which its event carries.
 
 use chassis::error::Error;
-use chassis::outbox;
+use chassis::outbox::{self, Actor};
 use chassis::storage::Database;
 use uuid::Uuid;
 
@@ -31,7 +31,11 @@ impl Catalog {
         &self.database
     }
 
-    pub async fn create_category(&self, new: NewCategory, actor: &str) -> Result<Category, Error> {
+    pub async fn create_category(
+        &self,
+        new: NewCategory,
+        actor: &Actor,
+    ) -> Result<Category, Error> {
         let mut tx = self.database.begin().await?;
         let category = store::insert_category(&mut tx, &new).await?;
         outbox::record(
@@ -75,7 +79,7 @@ impl Catalog {
         &self,
         id: Uuid,
         changes: CategoryChanges,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Category, Error> {
         let mut tx = self.database.begin().await?;
         let category = store::update_category(&mut tx, id, &changes).await?;
@@ -92,7 +96,7 @@ impl Catalog {
         &self,
         id: Uuid,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let category = store::delete_category(&mut tx, id, expected_version).await?;
@@ -105,7 +109,7 @@ impl Catalog {
         Ok(())
     }
 
-    pub async fn create_product(&self, new: NewProduct, actor: &str) -> Result<Product, Error> {
+    pub async fn create_product(&self, new: NewProduct, actor: &Actor) -> Result<Product, Error> {
         let mut tx = self.database.begin().await?;
         let product = store::insert_product(&mut tx, &new).await?;
         outbox::record(
@@ -149,7 +153,7 @@ impl Catalog {
         &self,
         id: Uuid,
         changes: ProductChanges,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Product, Error> {
         let mut tx = self.database.begin().await?;
         let product = store::update_product(&mut tx, id, &changes).await?;
@@ -166,7 +170,7 @@ impl Catalog {
         &self,
         id: Uuid,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let product = store::delete_product(&mut tx, id, expected_version).await?;

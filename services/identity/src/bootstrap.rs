@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use chassis::auth::roles;
+use chassis::outbox::Actor;
 use rand::Rng as _;
 use rand::distributions::Alphanumeric;
 use secrecy::SecretString;
@@ -15,8 +16,16 @@ use crate::domain::{
 use crate::service::Identity;
 use crate::store;
 
-/// Who the set-up acts as, in the events it records.
+/// Who the set-up acts as, in the events it records: no token is involved, so it names itself as
+/// both the subject and the client.
 pub const ACTOR: &str = "emporium-bootstrap";
+
+fn bootstrap_actor() -> Actor {
+    Actor {
+        subject: ACTOR.to_owned(),
+        client_id: ACTOR.to_owned(),
+    }
+}
 
 /// What a new installation needs.
 #[derive(Debug)]
@@ -118,11 +127,16 @@ impl Bootstrap {
                 customer_id: None,
             };
             let account = identity
-                .create_account(new, ACTOR)
+                .create_account(new, &bootstrap_actor())
                 .await
                 .context("Failed to create the admin account")?;
             identity
-                .grant_role(account.id, roles::ADMIN, account.version, ACTOR)
+                .grant_role(
+                    account.id,
+                    roles::ADMIN,
+                    account.version,
+                    &bootstrap_actor(),
+                )
                 .await
                 .context("Failed to make the admin account an admin")?;
             tracing::info!(account_id = %account.id, "Created the admin account");
@@ -157,7 +171,7 @@ impl Bootstrap {
                 anyhow::anyhow!("Client {} is invalid: {violations:?}", client.client_id)
             })?;
             identity
-                .create_client(new, ACTOR)
+                .create_client(new, &bootstrap_actor())
                 .await
                 .with_context(|| format!("Failed to register the client {}", client.client_id))?;
             tracing::info!(client_id = %client.client_id, "Registered a client");

@@ -5,7 +5,7 @@
 //! `<namespace>.identity.account.>` never receives it and per-account version ordering is never
 //! confused by it. Schemas: docs/events.md.
 
-use chassis::outbox::NewEvent;
+use chassis::outbox::{Actor, NewEvent};
 use serde_json::json;
 
 use crate::domain::{Account, Client, RedirectUri, Role, RoleName};
@@ -49,8 +49,8 @@ pub enum IdentityEvent<'a> {
 }
 
 impl IdentityEvent<'_> {
-    /// The outbox row for this event, made by `actor` (a token subject).
-    pub fn into_new_event(self, actor: &str) -> NewEvent {
+    /// The outbox row for this event, made by `actor` (the verified caller).
+    pub fn into_new_event(self, actor: &Actor) -> NewEvent {
         let mut event = match self {
             IdentityEvent::AccountCreated(account) => {
                 account_event(ACCOUNT_CREATED, account, account.version, false)
@@ -97,7 +97,7 @@ impl IdentityEvent<'_> {
                 client_event(CLIENT_SECRET_RESET, client, client.version)
             }
         };
-        event.actor = Some(actor.to_owned());
+        event.actor = Some(actor.clone());
         event
     }
 }

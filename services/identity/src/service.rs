@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use anyhow::Context;
 use chassis::error::Error;
-use chassis::outbox;
+use chassis::outbox::{self, Actor};
 use chassis::storage::Database;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
@@ -40,7 +40,11 @@ impl Identity {
     // === accounts ===
 
     #[tracing::instrument(skip_all)]
-    pub async fn create_account(&self, mut new: NewAccount, actor: &str) -> Result<Account, Error> {
+    pub async fn create_account(
+        &self,
+        mut new: NewAccount,
+        actor: &Actor,
+    ) -> Result<Account, Error> {
         let password_hash = match new.password.take() {
             Some(password) => Some(hash_on_blocking_thread(password).await?),
             None => None,
@@ -58,7 +62,7 @@ impl Identity {
 
     /// Reads one account and records that `accessed_by` read it.
     #[tracing::instrument(skip_all, fields(account_id = %id))]
-    pub async fn get_account(&self, id: Uuid, accessed_by: &str) -> Result<Account, Error> {
+    pub async fn get_account(&self, id: Uuid, accessed_by: &Actor) -> Result<Account, Error> {
         let mut tx = self.database.begin().await?;
         let account = store::get_account(&mut tx, id)
             .await?
@@ -76,7 +80,7 @@ impl Identity {
     pub async fn get_accounts(
         &self,
         ids: &[Uuid],
-        accessed_by: &str,
+        accessed_by: &Actor,
     ) -> Result<Vec<Account>, Error> {
         let mut tx = self.database.begin().await?;
         let accounts = store::get_accounts(&mut tx, ids).await?;
@@ -104,7 +108,7 @@ impl Identity {
         &self,
         id: Uuid,
         changes: AccountChanges,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Account, Error> {
         let mut tx = self.database.begin().await?;
         let account = store::update_account(&mut tx, id, &changes).await?;
@@ -123,7 +127,7 @@ impl Identity {
         id: Uuid,
         expected_version: i64,
         password: Password,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Account, Error> {
         let password_hash = hash_on_blocking_thread(password).await?;
         let mut tx = self.database.begin().await?;
@@ -143,7 +147,7 @@ impl Identity {
         &self,
         id: Uuid,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let account = store::delete_account(&mut tx, id, expected_version).await?;
@@ -163,7 +167,7 @@ impl Identity {
         account_id: Uuid,
         role: &str,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Account, Error> {
         let mut tx = self.database.begin().await?;
         store::touch_account(&mut tx, account_id, expected_version).await?;
@@ -185,7 +189,7 @@ impl Identity {
         account_id: Uuid,
         role: &str,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Account, Error> {
         let mut tx = self.database.begin().await?;
         store::touch_account(&mut tx, account_id, expected_version).await?;
@@ -238,7 +242,7 @@ impl Identity {
     // === roles ===
 
     #[tracing::instrument(skip_all)]
-    pub async fn create_role(&self, new: NewRole, actor: &str) -> Result<Role, Error> {
+    pub async fn create_role(&self, new: NewRole, actor: &Actor) -> Result<Role, Error> {
         let mut tx = self.database.begin().await?;
         let role = store::insert_role(&mut tx, &new).await?;
         outbox::record(
@@ -274,7 +278,7 @@ impl Identity {
         &self,
         name: &str,
         changes: RoleChanges,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Role, Error> {
         let mut tx = self.database.begin().await?;
         let role = store::update_role(&mut tx, name, &changes).await?;
@@ -292,7 +296,7 @@ impl Identity {
         &self,
         name: &str,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let role = store::delete_role(&mut tx, name, expected_version).await?;
@@ -313,7 +317,7 @@ impl Identity {
     pub async fn create_client(
         &self,
         new: NewClient,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(Client, Option<SecretString>), Error> {
         let (secret, secret_hash) = match new.kind {
             ClientKind::Confidential => {
@@ -363,7 +367,7 @@ impl Identity {
         &self,
         client_id: &str,
         changes: ClientChanges,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Client, Error> {
         let mut tx = self.database.begin().await?;
         let current = store::get_client(&mut tx, client_id).await?;
@@ -398,7 +402,7 @@ impl Identity {
         &self,
         client_id: &str,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let client = store::delete_client(&mut tx, client_id, expected_version).await?;
@@ -418,7 +422,7 @@ impl Identity {
         &self,
         client_id: &str,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(Client, SecretString), Error> {
         let (secret, secret_hash) = ClientSecret::generate();
         let mut tx = self.database.begin().await?;
@@ -448,13 +452,13 @@ async fn changed_account(
 async fn record_access(
     tx: &mut chassis::storage::Transaction,
     account: &Account,
-    accessed_by: &str,
+    accessed_by: &Actor,
 ) -> Result<(), Error> {
     outbox::record(
         tx,
         IdentityEvent::AccountAccessed {
             account,
-            accessed_by,
+            accessed_by: &accessed_by.subject,
         }
         .into_new_event(accessed_by),
     )

@@ -1,5 +1,5 @@
 //! Every event says who made the change: the subject of the verified token of the call that
-//! made it, whoever that was.
+//! made it and the OAuth client the token was issued to, whoever that was.
 
 use chassis::auth::roles;
 use emporium_proto::catalog::v1 as proto;
@@ -11,9 +11,12 @@ both_backends!(every_change_event_names_the_caller_who_made_it);
 
 async fn every_change_event_names_the_caller_who_made_it(backend: Backend) {
     let app = spawn_app_without_relay(backend).await;
-    let admin_token = app.issuer.token("admin-7", &[roles::ADMIN]);
+    let admin_token = app.issuer.token_with(&chassis::auth::Claims {
+        client_id: "backoffice".to_owned(),
+        ..app.issuer.claims("admin-7", &[roles::ADMIN])
+    });
 
-    // The default client calls as `catalog-manager-1`.
+    // The default client calls as `catalog-manager-1` through the client `test`.
     let category = app.create_category("Tea").await;
     let product = app
         .create_product(&category.id, "TEA-1", "Sencha", 1299)
@@ -65,7 +68,7 @@ async fn every_change_event_names_the_caller_who_made_it(backend: Backend) {
     let actors = |events: Vec<emporium_proto::audit::v1::Event>| {
         events
             .into_iter()
-            .map(|event| (event.r#type, event.actor))
+            .map(|event| (event.r#type, event.actor, event.actor_client_id))
             .collect::<Vec<_>>()
     };
     assert_eq!(
@@ -73,15 +76,18 @@ async fn every_change_event_names_the_caller_who_made_it(backend: Backend) {
         [
             (
                 "emporium.catalog.product.created".to_owned(),
-                "catalog-manager-1".to_owned()
+                "catalog-manager-1".to_owned(),
+                "test".to_owned()
             ),
             (
                 "emporium.catalog.product.updated".to_owned(),
-                "admin-7".to_owned()
+                "admin-7".to_owned(),
+                "backoffice".to_owned()
             ),
             (
                 "emporium.catalog.product.deleted".to_owned(),
-                "catalog-manager-1".to_owned()
+                "catalog-manager-1".to_owned(),
+                "test".to_owned()
             ),
         ]
     );
@@ -90,15 +96,18 @@ async fn every_change_event_names_the_caller_who_made_it(backend: Backend) {
         [
             (
                 "emporium.catalog.category.created".to_owned(),
-                "catalog-manager-1".to_owned()
+                "catalog-manager-1".to_owned(),
+                "test".to_owned()
             ),
             (
                 "emporium.catalog.category.updated".to_owned(),
-                "admin-7".to_owned()
+                "admin-7".to_owned(),
+                "backoffice".to_owned()
             ),
             (
                 "emporium.catalog.category.deleted".to_owned(),
-                "admin-7".to_owned()
+                "admin-7".to_owned(),
+                "backoffice".to_owned()
             ),
         ]
     );

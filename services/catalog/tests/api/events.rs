@@ -128,6 +128,14 @@ async fn events_reach_the_bus_as_cloudevents(backend: Backend) {
             Some(recorded.aggregate_version.to_string())
         );
         assert!(parsed.extension("traceparent").is_some());
+        assert_eq!(
+            parsed.extension("actor").map(ToString::to_string),
+            Some("catalog-manager-1".to_owned())
+        );
+        assert_eq!(
+            parsed.extension("actorclientid").map(ToString::to_string),
+            Some("test".to_owned())
+        );
     }
     assert_eq!(events[2].data["name"], "Sencha Superior");
 }
@@ -339,7 +347,7 @@ async fn unpublished(database: &Database, limit: i64) -> Vec<outbox::EventRecord
     let events = on_backend!(tx, conn => {
         sqlx::query_as::<_, outbox::EventRecord>(
             "SELECT sequence, id, aggregate_type, aggregate_id, aggregate_version, event_type, data, \
-             traceparent, actor, occurred_at, published_at \
+             traceparent, actor, actor_client_id, occurred_at, published_at \
              FROM outbox_events WHERE published_at IS NULL ORDER BY sequence LIMIT $1",
         )
         .bind(limit)
@@ -375,5 +383,7 @@ fn envelope(aggregate_id: uuid::Uuid, version: i64, name: &str) -> CloudEvent {
         aggregateversion: version,
         aggregatetype: "product".to_owned(),
         traceparent: None,
+        actor: None,
+        actorclientid: None,
     }
 }
