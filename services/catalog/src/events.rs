@@ -2,7 +2,7 @@
 //! full state after the change (deletions carry the last state), so a replica can apply the
 //! newest version it sees. Schemas: docs/events.md.
 
-use chassis::outbox::{Actor, NewEvent};
+use chassis::outbox::{Actor, EventKind, NewEvent};
 use serde_json::json;
 
 use crate::domain::{Category, Product};
@@ -61,6 +61,7 @@ fn product_event(event_type: &'static str, product: &Product, version: i64) -> N
         aggregate_id: product.id,
         aggregate_version: version,
         event_type,
+        kind: EventKind::Change,
         data: json!({
             "id": product.id,
             "sku": product.sku,
@@ -83,6 +84,7 @@ fn category_event(event_type: &'static str, category: &Category, version: i64) -
         aggregate_id: category.id,
         aggregate_version: version,
         event_type,
+        kind: EventKind::Change,
         data: json!({
             "id": category.id,
             "name": category.name,
