@@ -195,5 +195,7 @@ fn envelope(product_id: uuid::Uuid) -> CloudEvent {
         aggregateversion: 1,
         aggregatetype: "product".to_owned(),
         traceparent: None,
+        actor: None,
+        actorclientid: None,
     }
 }

@@ -44,6 +44,7 @@ pub async fn list_events(
                 traceparent: event.traceparent.unwrap_or_default(),
                 publish_time: event.published_at.map(timestamp_to_proto),
                 actor: event.actor.unwrap_or_default(),
+                actor_client_id: event.actor_client_id.unwrap_or_default(),
             })
             .collect(),
         next_page_token,

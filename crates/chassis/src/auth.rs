@@ -347,6 +347,15 @@ fn https_connector(
 
 // === impl Caller ===
 
+impl From<&Caller> for crate::outbox::Actor {
+    fn from(caller: &Caller) -> crate::outbox::Actor {
+        crate::outbox::Actor {
+            subject: caller.subject.clone(),
+            client_id: caller.client_id.clone(),
+        }
+    }
+}
+
 impl Caller {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|held| held == role)

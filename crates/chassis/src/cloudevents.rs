@@ -1,5 +1,6 @@
 //! The event envelope on the bus: CloudEvents 1.0, JSON structured mode, with the aggregate's
-//! version and the W3C `traceparent` as extension attributes.
+//! version, the W3C `traceparent` and who made the change (`actor`, `actorclientid`) as extension
+//! attributes.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,12 @@ pub struct CloudEvent {
     /// Extension (distributed tracing): the W3C trace context of the request that caused it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Extension: the token subject of who made the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Extension: the OAuth client id of who made the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actorclientid: Option<String>,
 }
 
 #[cfg(test)]
@@ -50,12 +57,16 @@ mod tests {
             aggregateversion: 1,
             aggregatetype: "product".to_owned(),
             traceparent: None,
+            actor: Some("admin-7".to_owned()),
+            actorclientid: Some("backoffice".to_owned()),
         };
         let json: serde_json::Value = serde_json::to_value(&event).unwrap();
         assert_eq!(json["specversion"], "1.0");
         assert_eq!(json["type"], "emporium.catalog.product.created");
         assert_eq!(json["aggregateversion"], 1);
         assert!(json.get("traceparent").is_none());
+        assert_eq!(json["actor"], "admin-7");
+        assert_eq!(json["actorclientid"], "backoffice");
         let parsed: CloudEvent = serde_json::from_value(json).unwrap();
         assert_eq!(parsed, event);
     }

@@ -13,8 +13,11 @@ use uuid::Uuid;
 
 use crate::bus::{Bus, OutgoingMessage, StreamSpec};
 use crate::cloudevents::{self, CloudEvent};
+use crate::error::Error;
 use crate::on_backend;
-use crate::storage::{Backend, Database, Timestamp, Transaction};
+use crate::storage::{
+    Backend, ConstraintViolation, Database, Timestamp, Transaction, constraint_violation,
+};
 
 /// An event to record with a change.
 #[derive(Clone, Debug)]
@@ -22,13 +25,35 @@ pub struct NewEvent {
     /// e.g. `product`.
     pub aggregate_type: &'static str,
     pub aggregate_id: Uuid,
-    /// The aggregate's version after the change.
+    /// The aggregate's version after the change (for an audit event, the version it saw).
     pub aggregate_version: i64,
     /// Full CloudEvents type, e.g. `emporium.catalog.product.created`.
     pub event_type: &'static str,
+    pub kind: EventKind,
     pub data: serde_json::Value,
-    /// Who made the change, when known.
-    pub actor: Option<String>,
+    /// Who made the change. Services set it from the verified [`Caller`](crate::auth::Caller)
+    /// of the call; their use cases take an [`Actor`] so that no change can forget it.
+    pub actor: Option<Actor>,
+}
+
+/// Whether an event is a change of its record or only an audit record (e.g. a read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// One version of its record: at most one change event per record and version, which
+    /// [`record`] enforces (a write path that did not lock the record's row fails there).
+    Change,
+    /// Not a change: carries the version it saw, which other audit events may share.
+    Audit,
+}
+
+/// Who made a change: the subject of the verified token of the call and the OAuth client the
+/// token was issued to. Built from a [`Caller`](crate::auth::Caller) with [`Actor::from`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// The account id, or the client id for a client-credentials token.
+    pub subject: String,
+    /// The OAuth client the token was issued to.
+    pub client_id: String,
 }
 
 /// One row of the event log.
@@ -42,7 +67,10 @@ pub struct EventRecord {
     pub event_type: String,
     pub data: String,
     pub traceparent: Option<String>,
+    /// Token subject of who made the change.
     pub actor: Option<String>,
+    /// OAuth client of who made the change (`None` for events recorded before it was kept).
+    pub actor_client_id: Option<String>,
     pub occurred_at: Timestamp,
     pub published_at: Option<Timestamp>,
 }
@@ -68,33 +96,62 @@ pub struct Relay {
 }
 
 /// Records `event` in `tx`: it becomes visible (to the relay and the audit history) exactly when
-/// the change commits, and never if it rolls back. Returns the event id.
+/// the change commits, and never if it rolls back. Returns the event id. A second change event
+/// for one record at one version is refused: two writers changed the record without locking its
+/// row, and one of them must fail rather than publish a version twice.
 #[tracing::instrument(skip_all, fields(event_type = event.event_type, aggregate_id = %event.aggregate_id))]
-pub async fn record(tx: &mut Transaction, event: NewEvent) -> Result<Uuid, sqlx::Error> {
+pub async fn record(tx: &mut Transaction, event: NewEvent) -> Result<Uuid, Error> {
     let event_id = Uuid::now_v7();
     let data = event.data.to_string();
     let occurred_at = Timestamp::now();
     on_backend!(tx, conn => {
         sqlx::query(
             "INSERT INTO outbox_events \
-             (id, aggregate_type, aggregate_id, aggregate_version, event_type, data, traceparent, actor, occurred_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             (id, aggregate_type, aggregate_id, aggregate_version, event_type, kind, data, \
+              traceparent, actor, actor_client_id, occurred_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(event_id)
         .bind(event.aggregate_type)
         .bind(event.aggregate_id)
         .bind(event.aggregate_version)
         .bind(event.event_type)
+        .bind(event.kind.as_str())
         .bind(&data)
         .bind(crate::telemetry::current_traceparent())
-        .bind(event.actor.as_deref())
+        .bind(event.actor.as_ref().map(|actor| actor.subject.as_str()))
+        .bind(event.actor.as_ref().map(|actor| actor.client_id.as_str()))
         .bind(occurred_at)
         .execute(conn)
         .await
         .map(|done| done.rows_affected())
+    })
+    .map_err(|error| {
+        // The event id is a fresh UUID v7, so the one unique key it can break is the version's.
+        if constraint_violation(&error) == Some(ConstraintViolation::Unique) {
+            Error::Unexpected(anyhow::Error::from(error).context(format!(
+                "A change event for {} {} at version {} is already recorded: the write path \
+                 must lock the record's row",
+                event.aggregate_type, event.aggregate_id, event.aggregate_version
+            )))
+        } else {
+            Error::from(error)
+        }
     })?;
     tx.mark_events_written();
     Ok(event_id)
+}
+
+// === impl EventKind ===
+
+impl EventKind {
+    /// The `kind` column's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Change => "change",
+            EventKind::Audit => "audit",
+        }
+    }
 }
 
 /// The event history of one aggregate, oldest first: at most `limit` events after `after_sequence`.
@@ -108,7 +165,7 @@ pub async fn list_events(
     let events = on_backend!(tx, conn => {
         sqlx::query_as::<_, EventRecord>(
             "SELECT sequence, id, aggregate_type, aggregate_id, aggregate_version, event_type, data, \
-             traceparent, actor, occurred_at, published_at \
+             traceparent, actor, actor_client_id, occurred_at, published_at \
              FROM outbox_events WHERE aggregate_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
         )
         .bind(aggregate_id)
@@ -190,6 +247,8 @@ impl EventRoute {
             aggregateversion: event.aggregate_version,
             aggregatetype: event.aggregate_type.clone(),
             traceparent: event.traceparent.clone(),
+            actor: event.actor.clone(),
+            actorclientid: event.actor_client_id.clone(),
         })
     }
 }
@@ -315,7 +374,7 @@ impl Relay {
         let events = on_backend!(tx, conn => {
             sqlx::query_as::<_, EventRecord>(
                 "SELECT sequence, id, aggregate_type, aggregate_id, aggregate_version, event_type, \
-                 data, traceparent, actor, occurred_at, published_at \
+                 data, traceparent, actor, actor_client_id, occurred_at, published_at \
                  FROM outbox_events WHERE published_at IS NULL ORDER BY sequence LIMIT $1",
             )
             .bind(self.batch_size)

@@ -2,7 +2,7 @@
 //! full state after the change (deletions carry the last state), so a replica can apply the
 //! newest version it sees. Schemas: docs/events.md.
 
-use chassis::outbox::NewEvent;
+use chassis::outbox::{Actor, EventKind, NewEvent};
 use serde_json::json;
 
 use crate::domain::{Category, Product};
@@ -27,8 +27,9 @@ pub enum CatalogEvent<'a> {
 }
 
 impl CatalogEvent<'_> {
-    pub fn into_new_event(self) -> NewEvent {
-        match self {
+    /// The outbox row for this event, made by `actor` (the verified caller).
+    pub fn into_new_event(self, actor: &Actor) -> NewEvent {
+        let mut event = match self {
             CatalogEvent::ProductCreated(product) => {
                 product_event(PRODUCT_CREATED, product, product.version)
             }
@@ -48,7 +49,9 @@ impl CatalogEvent<'_> {
             CatalogEvent::CategoryDeleted(category) => {
                 category_event(CATEGORY_DELETED, category, category.version + 1)
             }
-        }
+        };
+        event.actor = Some(actor.clone());
+        event
     }
 }
 
@@ -58,6 +61,7 @@ fn product_event(event_type: &'static str, product: &Product, version: i64) -> N
         aggregate_id: product.id,
         aggregate_version: version,
         event_type,
+        kind: EventKind::Change,
         data: json!({
             "id": product.id,
             "sku": product.sku,
@@ -80,6 +84,7 @@ fn category_event(event_type: &'static str, category: &Category, version: i64) -
         aggregate_id: category.id,
         aggregate_version: version,
         event_type,
+        kind: EventKind::Change,
         data: json!({
             "id": category.id,
             "name": category.name,

@@ -9,6 +9,7 @@ use chassis::Violations;
 use chassis::auth::{self, roles};
 use chassis::error::Error;
 use chassis::grpc::{first_reason, in_request_order, page_size, parse_uuid, timestamp_to_proto};
+use chassis::outbox::Actor;
 use chassis::pagination::{decode_token, encode_token};
 use emporium_proto::audit::v1 as audit;
 use emporium_proto::catalog::v1 as proto;
@@ -49,9 +50,12 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::CreateCategoryRequest>,
     ) -> Result<Response<proto::Category>, Status> {
-        auth::require(&request, CATALOG_WRITERS)?;
+        let caller = auth::require(&request, CATALOG_WRITERS)?;
         let new = parse_new_category(request.into_inner())?;
-        let category = self.catalog.create_category(new).await?;
+        let category = self
+            .catalog
+            .create_category(new, &Actor::from(&caller))
+            .await?;
         Ok(Response::new(category_to_proto(category)))
     }
 
@@ -109,9 +113,12 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::UpdateCategoryRequest>,
     ) -> Result<Response<proto::Category>, Status> {
-        auth::require(&request, CATALOG_WRITERS)?;
+        let caller = auth::require(&request, CATALOG_WRITERS)?;
         let (id, changes) = parse_category_changes(request.into_inner())?;
-        let category = self.catalog.update_category(id, changes).await?;
+        let category = self
+            .catalog
+            .update_category(id, changes, &Actor::from(&caller))
+            .await?;
         Ok(Response::new(category_to_proto(category)))
     }
 
@@ -120,10 +127,12 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::DeleteCategoryRequest>,
     ) -> Result<Response<proto::DeleteCategoryResponse>, Status> {
-        auth::require(&request, CATALOG_WRITERS)?;
+        let caller = auth::require(&request, CATALOG_WRITERS)?;
         let request = request.into_inner();
         let (id, expected_version) = parse_delete(&request.id, request.expected_version)?;
-        self.catalog.delete_category(id, expected_version).await?;
+        self.catalog
+            .delete_category(id, expected_version, &Actor::from(&caller))
+            .await?;
         Ok(Response::new(proto::DeleteCategoryResponse {}))
     }
 
@@ -132,9 +141,12 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::CreateProductRequest>,
     ) -> Result<Response<proto::Product>, Status> {
-        auth::require(&request, CATALOG_WRITERS)?;
+        let caller = auth::require(&request, CATALOG_WRITERS)?;
         let new = parse_new_product(request.into_inner())?;
-        let product = self.catalog.create_product(new).await?;
+        let product = self
+            .catalog
+            .create_product(new, &Actor::from(&caller))
+            .await?;
         Ok(Response::new(product_to_proto(product)))
     }
 
@@ -192,9 +204,12 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::UpdateProductRequest>,
     ) -> Result<Response<proto::Product>, Status> {
-        auth::require(&request, CATALOG_WRITERS)?;
+        let caller = auth::require(&request, CATALOG_WRITERS)?;
         let (id, changes) = parse_product_changes(request.into_inner())?;
-        let product = self.catalog.update_product(id, changes).await?;
+        let product = self
+            .catalog
+            .update_product(id, changes, &Actor::from(&caller))
+            .await?;
         Ok(Response::new(product_to_proto(product)))
     }
 
@@ -203,10 +218,12 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::DeleteProductRequest>,
     ) -> Result<Response<proto::DeleteProductResponse>, Status> {
-        auth::require(&request, CATALOG_WRITERS)?;
+        let caller = auth::require(&request, CATALOG_WRITERS)?;
         let request = request.into_inner();
         let (id, expected_version) = parse_delete(&request.id, request.expected_version)?;
-        self.catalog.delete_product(id, expected_version).await?;
+        self.catalog
+            .delete_product(id, expected_version, &Actor::from(&caller))
+            .await?;
         Ok(Response::new(proto::DeleteProductResponse {}))
     }
 

@@ -1,8 +1,9 @@
 //! The catalog's use cases: each opens a transaction, applies the change through the store,
-//! records its event in the outbox, and commits — all or nothing. No transport here.
+//! records its event in the outbox, and commits — all or nothing. No transport here. Every change
+//! takes its `actor` (the verified caller's token subject and client id), which its event carries.
 
 use chassis::error::Error;
-use chassis::outbox;
+use chassis::outbox::{self, Actor};
 use chassis::storage::Database;
 use uuid::Uuid;
 
@@ -30,12 +31,16 @@ impl Catalog {
         &self.database
     }
 
-    pub async fn create_category(&self, new: NewCategory) -> Result<Category, Error> {
+    pub async fn create_category(
+        &self,
+        new: NewCategory,
+        actor: &Actor,
+    ) -> Result<Category, Error> {
         let mut tx = self.database.begin().await?;
         let category = store::insert_category(&mut tx, &new).await?;
         outbox::record(
             &mut tx,
-            CatalogEvent::CategoryCreated(&category).into_new_event(),
+            CatalogEvent::CategoryCreated(&category).into_new_event(actor),
         )
         .await?;
         tx.commit().await?;
@@ -74,36 +79,42 @@ impl Catalog {
         &self,
         id: Uuid,
         changes: CategoryChanges,
+        actor: &Actor,
     ) -> Result<Category, Error> {
         let mut tx = self.database.begin().await?;
         let category = store::update_category(&mut tx, id, &changes).await?;
         outbox::record(
             &mut tx,
-            CatalogEvent::CategoryUpdated(&category).into_new_event(),
+            CatalogEvent::CategoryUpdated(&category).into_new_event(actor),
         )
         .await?;
         tx.commit().await?;
         Ok(category)
     }
 
-    pub async fn delete_category(&self, id: Uuid, expected_version: i64) -> Result<(), Error> {
+    pub async fn delete_category(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        actor: &Actor,
+    ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let category = store::delete_category(&mut tx, id, expected_version).await?;
         outbox::record(
             &mut tx,
-            CatalogEvent::CategoryDeleted(&category).into_new_event(),
+            CatalogEvent::CategoryDeleted(&category).into_new_event(actor),
         )
         .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    pub async fn create_product(&self, new: NewProduct) -> Result<Product, Error> {
+    pub async fn create_product(&self, new: NewProduct, actor: &Actor) -> Result<Product, Error> {
         let mut tx = self.database.begin().await?;
         let product = store::insert_product(&mut tx, &new).await?;
         outbox::record(
             &mut tx,
-            CatalogEvent::ProductCreated(&product).into_new_event(),
+            CatalogEvent::ProductCreated(&product).into_new_event(actor),
         )
         .await?;
         tx.commit().await?;
@@ -142,24 +153,30 @@ impl Catalog {
         &self,
         id: Uuid,
         changes: ProductChanges,
+        actor: &Actor,
     ) -> Result<Product, Error> {
         let mut tx = self.database.begin().await?;
         let product = store::update_product(&mut tx, id, &changes).await?;
         outbox::record(
             &mut tx,
-            CatalogEvent::ProductUpdated(&product).into_new_event(),
+            CatalogEvent::ProductUpdated(&product).into_new_event(actor),
         )
         .await?;
         tx.commit().await?;
         Ok(product)
     }
 
-    pub async fn delete_product(&self, id: Uuid, expected_version: i64) -> Result<(), Error> {
+    pub async fn delete_product(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        actor: &Actor,
+    ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let product = store::delete_product(&mut tx, id, expected_version).await?;
         outbox::record(
             &mut tx,
-            CatalogEvent::ProductDeleted(&product).into_new_event(),
+            CatalogEvent::ProductDeleted(&product).into_new_event(actor),
         )
         .await?;
         tx.commit().await?;

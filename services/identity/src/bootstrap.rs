@@ -7,6 +7,7 @@
 use anyhow::Context;
 use chassis::auth::roles;
 use chassis::error::Error;
+use chassis::outbox::Actor;
 use rand::Rng as _;
 use rand::distributions::Alphanumeric;
 use secrecy::SecretString;
@@ -18,8 +19,16 @@ use crate::domain::{
 use crate::service::Identity;
 use crate::store;
 
-/// Who the set-up acts as, in the events it records.
+/// Who the set-up acts as, in the events it records: no token is involved, so it names itself as
+/// both the subject and the client.
 pub const ACTOR: &str = "emporium-bootstrap";
+
+fn bootstrap_actor() -> Actor {
+    Actor {
+        subject: ACTOR.to_owned(),
+        client_id: ACTOR.to_owned(),
+    }
+}
 
 /// What a new installation needs.
 #[derive(Debug)]
@@ -121,7 +130,7 @@ impl Bootstrap {
                 customer_id: None,
             };
             let created = identity
-                .create_first_account(new, roles::ADMIN, ACTOR)
+                .create_first_account(new, roles::ADMIN, &bootstrap_actor())
                 .await
                 .context("Failed to create the admin account")?;
             // `None`: another replica starting at the same time created it first.
@@ -158,7 +167,7 @@ impl Bootstrap {
             .map_err(|violations| {
                 anyhow::anyhow!("Client {} is invalid: {violations:?}", client.client_id)
             })?;
-            match identity.create_client(new, ACTOR).await {
+            match identity.create_client(new, &bootstrap_actor()).await {
                 Ok(_) => {
                     tracing::info!(client_id = %client.client_id, "Registered a client");
                     report.clients_created.push(client.client_id);

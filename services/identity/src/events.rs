@@ -5,7 +5,7 @@
 //! `<namespace>.identity.account.>` never receives it and per-account version ordering is never
 //! confused by it. Schemas: docs/events.md.
 
-use chassis::outbox::NewEvent;
+use chassis::outbox::{Actor, EventKind, NewEvent};
 use serde_json::json;
 
 use crate::domain::{Account, Client, RedirectUri, Role, RoleName};
@@ -49,8 +49,8 @@ pub enum IdentityEvent<'a> {
 }
 
 impl IdentityEvent<'_> {
-    /// The outbox row for this event, made by `actor` (a token subject).
-    pub fn into_new_event(self, actor: &str) -> NewEvent {
+    /// The outbox row for this event, made by `actor` (the verified caller).
+    pub fn into_new_event(self, actor: &Actor) -> NewEvent {
         let mut event = match self {
             IdentityEvent::AccountCreated(account) => {
                 account_event(ACCOUNT_CREATED, account, account.version, false)
@@ -75,6 +75,7 @@ impl IdentityEvent<'_> {
                 // subject tree, so no consumer applies it as one.
                 aggregate_version: account.version,
                 event_type: ACCOUNT_ACCESSED,
+                kind: EventKind::Audit,
                 data: json!({
                     "account_id": account.id,
                     "accessed_by": accessed_by,
@@ -97,7 +98,7 @@ impl IdentityEvent<'_> {
                 client_event(CLIENT_SECRET_RESET, client, client.version)
             }
         };
-        event.actor = Some(actor.to_owned());
+        event.actor = Some(actor.clone());
         event
     }
 }
@@ -130,6 +131,7 @@ fn account_event(
         aggregate_id: account.id,
         aggregate_version: version,
         event_type,
+        kind: EventKind::Change,
         data,
         actor: None,
     }
@@ -141,6 +143,7 @@ fn role_event(event_type: &'static str, role: &Role, version: i64) -> NewEvent {
         aggregate_id: role.id,
         aggregate_version: version,
         event_type,
+        kind: EventKind::Change,
         data: json!({
             "id": role.id,
             "name": role.name,
@@ -162,6 +165,7 @@ fn client_event(event_type: &'static str, client: &Client, version: i64) -> NewE
         aggregate_id: client.id,
         aggregate_version: version,
         event_type,
+        kind: EventKind::Change,
         data: json!({
             "id": client.id,
             "client_id": client.client_id.as_str(),

@@ -8,6 +8,7 @@ use chassis::Violations;
 use chassis::auth::{self, roles};
 use chassis::error::Error;
 use chassis::grpc::{first_reason, in_request_order, page_size, parse_uuid, timestamp_to_proto};
+use chassis::outbox::Actor;
 use chassis::pagination::{decode_token, encode_token};
 use emporium_proto::audit::v1 as audit;
 use emporium_proto::identity::v1 as proto;
@@ -51,7 +52,10 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::Account>, Status> {
         let caller = auth::require(&request, &[roles::ADMIN])?;
         let new = parse_new_account(request.into_inner())?;
-        let account = self.identity.create_account(new, &caller.subject).await?;
+        let account = self
+            .identity
+            .create_account(new, &Actor::from(&caller))
+            .await?;
         Ok(Response::new(account_to_proto(account)))
     }
 
@@ -62,7 +66,7 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::Account>, Status> {
         let caller = auth::require(&request, &[roles::ADMIN])?;
         let id = parse_uuid("id", &request.get_ref().id)?;
-        let account = self.identity.get_account(id, &caller.subject).await?;
+        let account = self.identity.get_account(id, &Actor::from(&caller)).await?;
         Ok(Response::new(account_to_proto(account)))
     }
 
@@ -73,7 +77,10 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::BatchGetAccountsResponse>, Status> {
         let caller = auth::require(&request, &[roles::ADMIN])?;
         let ids = parse_ids(&request.get_ref().ids)?;
-        let found = self.identity.get_accounts(&ids, &caller.subject).await?;
+        let found = self
+            .identity
+            .get_accounts(&ids, &Actor::from(&caller))
+            .await?;
         let (accounts, missing_ids) = in_request_order(&ids, found, |account| account.id);
         Ok(Response::new(proto::BatchGetAccountsResponse {
             accounts: accounts.into_iter().map(account_to_proto).collect(),
@@ -92,7 +99,7 @@ impl IdentityService for IdentityGrpc {
         let after: Option<Cursor> = decode_token("page_token", &fingerprint, &request.page_token)?;
         let page = self
             .identity
-            .list_accounts(&query, after.as_ref(), &caller.subject)
+            .list_accounts(&query, after.as_ref(), &Actor::from(&caller))
             .await?;
         let next_page_token = match page.items.last() {
             Some(last) if page.has_more => {
@@ -116,7 +123,7 @@ impl IdentityService for IdentityGrpc {
         let (id, changes) = parse_account_changes(request.into_inner())?;
         let account = self
             .identity
-            .update_account(id, changes, &caller.subject)
+            .update_account(id, changes, &Actor::from(&caller))
             .await?;
         Ok(Response::new(account_to_proto(account)))
     }
@@ -130,7 +137,7 @@ impl IdentityService for IdentityGrpc {
         let request = request.into_inner();
         let (id, expected_version) = parse_delete(&request.id, request.expected_version)?;
         self.identity
-            .delete_account(id, expected_version, &caller.subject)
+            .delete_account(id, expected_version, &Actor::from(&caller))
             .await?;
         Ok(Response::new(proto::DeleteAccountResponse {}))
     }
@@ -144,7 +151,7 @@ impl IdentityService for IdentityGrpc {
         let (id, expected_version, password) = parse_set_password(request.into_inner())?;
         let account = self
             .identity
-            .set_password(id, expected_version, password, &caller.subject)
+            .set_password(id, expected_version, password, &Actor::from(&caller))
             .await?;
         Ok(Response::new(account_to_proto(account)))
     }
@@ -156,7 +163,10 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::Role>, Status> {
         let caller = auth::require(&request, &[roles::ADMIN])?;
         let new = parse_new_role(request.into_inner())?;
-        let role = self.identity.create_role(new, &caller.subject).await?;
+        let role = self
+            .identity
+            .create_role(new, &Actor::from(&caller))
+            .await?;
         Ok(Response::new(role_to_proto(role)))
     }
 
@@ -192,7 +202,7 @@ impl IdentityService for IdentityGrpc {
         let (name, changes) = parse_role_changes(request.into_inner())?;
         let role = self
             .identity
-            .update_role(name.as_str(), changes, &caller.subject)
+            .update_role(name.as_str(), changes, &Actor::from(&caller))
             .await?;
         Ok(Response::new(role_to_proto(role)))
     }
@@ -215,7 +225,11 @@ impl IdentityService for IdentityGrpc {
         violations.finish()?;
         let name = name.ok_or_else(|| validated_field_missing("name"))?;
         self.identity
-            .delete_role(name.as_str(), request.expected_version, &caller.subject)
+            .delete_role(
+                name.as_str(),
+                request.expected_version,
+                &Actor::from(&caller),
+            )
             .await?;
         Ok(Response::new(proto::DeleteRoleResponse {}))
     }
@@ -235,7 +249,7 @@ impl IdentityService for IdentityGrpc {
                 account_id,
                 role.as_str(),
                 request.expected_version,
-                &caller.subject,
+                &Actor::from(&caller),
             )
             .await?;
         Ok(Response::new(account_to_proto(account)))
@@ -256,7 +270,7 @@ impl IdentityService for IdentityGrpc {
                 account_id,
                 role.as_str(),
                 request.expected_version,
-                &caller.subject,
+                &Actor::from(&caller),
             )
             .await?;
         Ok(Response::new(account_to_proto(account)))
@@ -269,7 +283,10 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::CreateClientResponse>, Status> {
         let caller = auth::require(&request, &[roles::ADMIN])?;
         let new = parse_new_client(request.into_inner())?;
-        let (client, secret) = self.identity.create_client(new, &caller.subject).await?;
+        let (client, secret) = self
+            .identity
+            .create_client(new, &Actor::from(&caller))
+            .await?;
         Ok(Response::new(proto::CreateClientResponse {
             client: Some(client_to_proto(client)),
             client_secret: secret.as_ref().map(expose_once).unwrap_or_default(),
@@ -328,7 +345,7 @@ impl IdentityService for IdentityGrpc {
         let (client_id, changes) = parse_client_changes(request.into_inner())?;
         let client = self
             .identity
-            .update_client(client_id.as_str(), changes, &caller.subject)
+            .update_client(client_id.as_str(), changes, &Actor::from(&caller))
             .await?;
         Ok(Response::new(client_to_proto(client)))
     }
@@ -354,7 +371,7 @@ impl IdentityService for IdentityGrpc {
             .delete_client(
                 client_id.as_str(),
                 request.expected_version,
-                &caller.subject,
+                &Actor::from(&caller),
             )
             .await?;
         Ok(Response::new(proto::DeleteClientResponse {}))
@@ -379,7 +396,7 @@ impl IdentityService for IdentityGrpc {
             .reset_client_secret(
                 client_id.as_str(),
                 request.expected_version,
-                &caller.subject,
+                &Actor::from(&caller),
             )
             .await?;
         Ok(Response::new(proto::ResetClientSecretResponse {

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use anyhow::Context;
 use chassis::error::Error;
-use chassis::outbox;
+use chassis::outbox::{self, Actor};
 use chassis::storage::Database;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
@@ -22,8 +22,16 @@ use crate::domain::{
 use crate::events::{self, IdentityEvent};
 use crate::store::{self, Cursor};
 
-/// Who the service acts as in the events it records on its own (seeding built-in data).
+/// Who the service acts as in the events it records on its own (seeding built-in data): both
+/// the subject and the client id.
 pub const SYSTEM_ACTOR: &str = "emporium-identity";
+
+fn system_actor() -> Actor {
+    Actor {
+        subject: SYSTEM_ACTOR.to_owned(),
+        client_id: SYSTEM_ACTOR.to_owned(),
+    }
+}
 
 /// Ids in one batch get at most.
 pub const MAX_BATCH_IDS: usize = 500;
@@ -45,7 +53,11 @@ impl Identity {
     // === accounts ===
 
     #[tracing::instrument(skip_all)]
-    pub async fn create_account(&self, mut new: NewAccount, actor: &str) -> Result<Account, Error> {
+    pub async fn create_account(
+        &self,
+        mut new: NewAccount,
+        actor: &Actor,
+    ) -> Result<Account, Error> {
         let password_hash = match new.password.take() {
             Some(password) => Some(hash_on_blocking_thread(password).await?),
             None => None,
@@ -71,7 +83,7 @@ impl Identity {
         &self,
         mut new: NewAccount,
         role: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Option<Account>, Error> {
         let password_hash = match new.password.take() {
             Some(password) => Some(hash_on_blocking_thread(password).await?),
@@ -105,7 +117,7 @@ impl Identity {
 
     /// Reads one account and records that `accessed_by` read it.
     #[tracing::instrument(skip_all, fields(account_id = %id))]
-    pub async fn get_account(&self, id: Uuid, accessed_by: &str) -> Result<Account, Error> {
+    pub async fn get_account(&self, id: Uuid, accessed_by: &Actor) -> Result<Account, Error> {
         let mut tx = self.database.begin().await?;
         let account = store::get_account(&mut tx, id)
             .await?
@@ -123,7 +135,7 @@ impl Identity {
     pub async fn get_accounts(
         &self,
         ids: &[Uuid],
-        accessed_by: &str,
+        accessed_by: &Actor,
     ) -> Result<Vec<Account>, Error> {
         let mut tx = self.database.begin().await?;
         let accounts = store::get_accounts(&mut tx, ids).await?;
@@ -142,7 +154,7 @@ impl Identity {
         &self,
         query: &AccountListQuery,
         after: Option<&Cursor>,
-        accessed_by: &str,
+        accessed_by: &Actor,
     ) -> Result<Page<Account>, Error> {
         let mut tx = self.database.begin_read().await?;
         let page = store::list_accounts(&mut tx, query, after).await?;
@@ -162,7 +174,7 @@ impl Identity {
         &self,
         id: Uuid,
         changes: AccountChanges,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Account, Error> {
         let mut tx = self.database.begin().await?;
         let account = store::update_account(&mut tx, id, &changes).await?;
@@ -181,7 +193,7 @@ impl Identity {
         id: Uuid,
         expected_version: i64,
         password: Password,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Account, Error> {
         let password_hash = hash_on_blocking_thread(password).await?;
         let mut tx = self.database.begin().await?;
@@ -201,7 +213,7 @@ impl Identity {
         &self,
         id: Uuid,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let account = store::delete_account(&mut tx, id, expected_version).await?;
@@ -221,7 +233,7 @@ impl Identity {
         account_id: Uuid,
         role: &str,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Account, Error> {
         let mut tx = self.database.begin().await?;
         store::touch_account(&mut tx, account_id, expected_version).await?;
@@ -243,7 +255,7 @@ impl Identity {
         account_id: Uuid,
         role: &str,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Account, Error> {
         let mut tx = self.database.begin().await?;
         store::touch_account(&mut tx, account_id, expected_version).await?;
@@ -309,7 +321,7 @@ impl Identity {
             if let Some(role) = store::insert_builtin_role_if_absent(&mut tx, builtin).await? {
                 outbox::record(
                     &mut tx,
-                    IdentityEvent::RoleCreated(&role).into_new_event(SYSTEM_ACTOR),
+                    IdentityEvent::RoleCreated(&role).into_new_event(&system_actor()),
                 )
                 .await?;
                 tracing::info!(role = builtin.name, "Created a built-in role");
@@ -326,7 +338,7 @@ impl Identity {
                 };
                 outbox::record(
                     &mut tx,
-                    IdentityEvent::RoleCreated(&first).into_new_event(SYSTEM_ACTOR),
+                    IdentityEvent::RoleCreated(&first).into_new_event(&system_actor()),
                 )
                 .await?;
                 tracing::info!(
@@ -340,7 +352,7 @@ impl Identity {
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn create_role(&self, new: NewRole, actor: &str) -> Result<Role, Error> {
+    pub async fn create_role(&self, new: NewRole, actor: &Actor) -> Result<Role, Error> {
         let mut tx = self.database.begin().await?;
         let role = store::insert_role(&mut tx, &new).await?;
         outbox::record(
@@ -376,7 +388,7 @@ impl Identity {
         &self,
         name: &str,
         changes: RoleChanges,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Role, Error> {
         let mut tx = self.database.begin().await?;
         let role = store::update_role(&mut tx, name, &changes).await?;
@@ -394,7 +406,7 @@ impl Identity {
         &self,
         name: &str,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let role = store::delete_role(&mut tx, name, expected_version).await?;
@@ -415,7 +427,7 @@ impl Identity {
     pub async fn create_client(
         &self,
         new: NewClient,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(Client, Option<SecretString>), Error> {
         let (secret, secret_hash) = match new.kind {
             ClientKind::Confidential => {
@@ -465,7 +477,7 @@ impl Identity {
         &self,
         client_id: &str,
         changes: ClientChanges,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Client, Error> {
         let mut tx = self.database.begin().await?;
         let current = store::get_client(&mut tx, client_id).await?;
@@ -500,7 +512,7 @@ impl Identity {
         &self,
         client_id: &str,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let client = store::delete_client(&mut tx, client_id, expected_version).await?;
@@ -520,7 +532,7 @@ impl Identity {
         &self,
         client_id: &str,
         expected_version: i64,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(Client, SecretString), Error> {
         let (secret, secret_hash) = ClientSecret::generate();
         let mut tx = self.database.begin().await?;
@@ -550,13 +562,13 @@ async fn changed_account(
 async fn record_access(
     tx: &mut chassis::storage::Transaction,
     account: &Account,
-    accessed_by: &str,
+    accessed_by: &Actor,
 ) -> Result<(), Error> {
     outbox::record(
         tx,
         IdentityEvent::AccountAccessed {
             account,
-            accessed_by,
+            accessed_by: &accessed_by.subject,
         }
         .into_new_event(accessed_by),
     )

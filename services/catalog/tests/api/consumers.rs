@@ -714,5 +714,7 @@ fn envelope(aggregate_id: uuid::Uuid, version: i64, name: &str) -> CloudEvent {
         aggregateversion: version,
         aggregatetype: "product".to_owned(),
         traceparent: None,
+        actor: None,
+        actorclientid: None,
     }
 }

@@ -2,6 +2,7 @@
 //! namespace per test, driven through its gRPC client. Every test runs on SQLite + the embedded
 //! bus and on PostgreSQL + NATS JetStream.
 
+mod actors;
 mod authorization;
 mod bad_input;
 mod categories;

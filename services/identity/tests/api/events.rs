@@ -8,6 +8,7 @@ use crate::helpers::{PASSWORD, spawn_app};
 
 both_backends!(
     every_change_records_one_event_in_version_order,
+    a_change_event_names_the_caller_and_its_client,
     reading_an_account_records_who_accessed_it,
     listing_accounts_records_who_accessed_each_account_returned,
     no_password_ever_appears_in_events_or_errors,
@@ -65,6 +66,47 @@ async fn every_change_records_one_event_in_version_order(backend: Backend) {
     let password_change: serde_json::Value = serde_json::from_str(&events[2].data_json).unwrap();
     assert_eq!(password_change["password_changed"], true);
     assert_eq!(password_change["disabled"], true);
+}
+
+async fn a_change_event_names_the_caller_and_its_client(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let account = app.create_account("ada@example.com").await;
+    let admin_token = app.issuer.token_with(&chassis::auth::Claims {
+        client_id: "backoffice".to_owned(),
+        ..app.issuer.claims("admin-7", &["admin"])
+    });
+
+    app.client()
+        .update_account(test_support::with_token(
+            proto::UpdateAccountRequest {
+                id: account.id.clone(),
+                expected_version: 1,
+                nickname: Some("ada".to_owned()),
+                ..Default::default()
+            },
+            &admin_token,
+        ))
+        .await
+        .unwrap();
+
+    let events = app.events_of(&account.id).await;
+    let actors: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|event| {
+            (
+                event.r#type.as_str(),
+                event.actor.as_str(),
+                event.actor_client_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actors,
+        [
+            ("emporium.identity.account.created", "admin-1", "test"),
+            ("emporium.identity.account.updated", "admin-7", "backoffice"),
+        ]
+    );
 }
 
 async fn reading_an_account_records_who_accessed_it(backend: Backend) {

@@ -168,7 +168,10 @@ async fn an_old_database_gets_the_missing_creation_events_of_its_built_in_roles(
             expected_version: 1,
             description: Some(RoleDescription::parse("Sells things").unwrap()),
         },
-        "admin-1",
+        &chassis::outbox::Actor {
+            subject: "admin-1".to_owned(),
+            client_id: "test".to_owned(),
+        },
     )
     .await
     .unwrap();
