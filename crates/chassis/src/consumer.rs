@@ -213,6 +213,12 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(10);
 /// one failure may be one unlucky delivery, two in a row are an outage.
 const OUTAGE_AFTER: u32 = 2;
 
+/// How often a running consumer prunes its inbox (see [`prune_inbox`]).
+const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The most inbox rows one pruning transaction deletes, so it never holds a lock for long.
+const INBOX_PRUNE_BATCH: i64 = 500;
+
 // === impl ConsumerOptions ===
 
 impl ConsumerOptions {
@@ -261,7 +267,42 @@ pub fn dead_letter_stream(namespace: &str) -> StreamSpec {
     StreamSpec {
         name: crate::outbox::stream_name(namespace, "deadletter"),
         subjects: vec![format!("{namespace}.deadletter.>")],
-        duplicate_window: Duration::from_secs(60 * 60),
+        duplicate_window: crate::outbox::DUPLICATE_WINDOW,
+    }
+}
+
+/// Deletes, in batches, `consumer`'s inbox rows processed before `now` less the bus's duplicate
+/// window ([`crate::outbox::DUPLICATE_WINDOW`]): the bus drops a republished id within that
+/// window, so an older row can never meet its event again as a duplicate (a redrive uses a fresh
+/// id). Returns how many rows went. A running [`Consumer`] calls it every minute.
+pub async fn prune_inbox(
+    database: &Database,
+    consumer: &str,
+    now: Timestamp,
+) -> Result<u64, sqlx::Error> {
+    let cutoff = Timestamp::from(now.into_inner() - crate::outbox::DUPLICATE_WINDOW);
+    let mut n_deleted = 0_u64;
+    loop {
+        let mut tx = database.begin().await?;
+        let n_batch = on_backend!(tx, conn => {
+            sqlx::query(
+                "DELETE FROM inbox_events WHERE consumer = $1 AND event_id IN ( \
+                     SELECT event_id FROM inbox_events \
+                     WHERE consumer = $1 AND processed_at < $2 \
+                     LIMIT $3)",
+            )
+            .bind(consumer)
+            .bind(cutoff)
+            .bind(INBOX_PRUNE_BATCH)
+            .execute(conn)
+            .await
+            .map(|result| result.rows_affected())
+        })?;
+        tx.commit().await?;
+        n_deleted = n_deleted.saturating_add(n_batch);
+        if n_batch < u64::try_from(INBOX_PRUNE_BATCH).unwrap_or(u64::MAX) {
+            return Ok(n_deleted);
+        }
     }
 }
 
@@ -407,7 +448,21 @@ impl<H: EventHandler> Consumer<H> {
                 ack_wait: self.options.ack_wait,
             })
             .await?;
+        let mut inbox_pruned_at: Option<Instant> = None;
         loop {
+            if inbox_pruned_at.is_none_or(|at| at.elapsed() >= INBOX_PRUNE_INTERVAL) {
+                inbox_pruned_at = Some(Instant::now());
+                match prune_inbox(&self.database, &self.options.name, Timestamp::now()).await {
+                    Ok(0) => {}
+                    Ok(n_deleted) => {
+                        tracing::debug!(consumer = %self.options.name, n_deleted, "Pruned the inbox")
+                    }
+                    // Harmless: the rows stay until the next try.
+                    Err(error) => {
+                        tracing::warn!(consumer = %self.options.name, error.message = %error, "Failed to prune the inbox")
+                    }
+                }
+            }
             let deliveries = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 deliveries = consumer.fetch(self.options.batch_size, Duration::from_secs(5)) => deliveries?,

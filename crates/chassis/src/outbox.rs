@@ -19,6 +19,11 @@ use crate::storage::{
     Backend, ConstraintViolation, Database, Timestamp, Transaction, constraint_violation,
 };
 
+/// How long the bus remembers a message id to drop a republish, and consumers keep the event ids
+/// they handled (the inbox): far longer than any relay restart, so a crash between publish and
+/// mark is always caught as a duplicate.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// An event to record with a change.
 #[derive(Clone, Debug)]
 pub struct NewEvent {
@@ -205,8 +210,7 @@ impl EventRoute {
         StreamSpec {
             name: stream_name(&self.namespace, self.service),
             subjects: vec![format!("{}.{}.>", self.namespace, self.service)],
-            // Longer than any plausible relay restart, so a republish after a crash is dropped.
-            duplicate_window: Duration::from_secs(60 * 60),
+            duplicate_window: DUPLICATE_WINDOW,
         }
     }
 

@@ -2,9 +2,8 @@
 //! NATS JetStream (streams, publishes de-duplicated by id, durable pull consumers with explicit
 //! ack, redelivery after the ack wait or a nak). `emporium up` uses it instead of a NATS server.
 //!
-//! Layout: `streams` holds each stream's subject filters and its last sequence; `messages` is the
-//! log, unique per `(stream, msg_id)` so de-duplication lasts forever (stricter than JetStream's
-//! window); `consumers` holds each durable consumer's filter, ack wait and `delivered_seq` cursor;
+//! Layout: `streams` holds each stream's subject filters, duplicate window and last sequence;
+//! `messages` is the log, unique per `(stream, msg_id)`; `consumers` holds each durable consumer's filter, ack wait and `delivered_seq` cursor;
 //! `pending` holds every delivery not yet acked or termed, with its delivery count and the
 //! wall-clock time (ms since the Unix epoch) after which it is due for redelivery.
 //!
@@ -12,6 +11,17 @@
 //! [`tokio::sync::watch`] counter; a waiting fetch also sleeps until the earliest redelivery
 //! deadline of its consumer, and re-checks at least every [`FALLBACK_POLL`] for writers outside
 //! this process.
+//!
+//! De-duplication: a publish is a duplicate when a message with its id was stored within the
+//! stream's duplicate window, as on JetStream. An id older than that is forgotten: the old message
+//! (if still retained) gives its id up, and the publish is stored as a new message.
+//!
+//! Retention: a background task (every [`PRUNE_INTERVAL`], see [`EmbeddedBus::prune`]) deletes
+//! the messages older than [`RETENTION`] that every durable consumer of their stream has
+//! acknowledged, in batches of [`PRUNE_BATCH`] so it never holds the write lock for long. A
+//! message is acknowledged by a consumer when its cursor is past it and no delivery of it is
+//! pending. A stream with no consumer keeps everything: a consumer may attach later, and the
+//! dead-letter stream is read by the tools, never consumed.
 //!
 //! Restarts: deadlines are wall-clock times stored with the delivery, so a message delivered but
 //! not acked before the process stopped is redelivered once its ack wait has passed, as if the
@@ -44,6 +54,22 @@ const SCAN_CHUNK: i64 = 256;
 /// The largest message (payload plus headers) the bus stores: a NATS server's default
 /// `max_payload`, so that what the embedded bus takes, JetStream takes too.
 pub const MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+
+/// How long an acknowledged message is kept: long enough to inspect recent traffic or re-read it
+/// (`read_stream`) after an incident, short enough that the log stays small.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// How often the background task prunes (the first run is one interval after opening).
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The most messages one pruning transaction deletes; the write lock is released between
+/// batches, so publishes and fetches wait at most one batch.
+const PRUNE_BATCH: i64 = 500;
+
+/// Prefix of the id a message gets when its own id is past the duplicate window and a new
+/// message takes it; followed by the message's sequence, so it is unique in the stream. The NUL
+/// byte keeps it apart from every id a publisher sends (a `Nats-Msg-Id` is a header value).
+const FORGOTTEN_ID_PREFIX: &str = "\u{0}forgotten:";
 
 /// The schema, one statement each (created if absent; there are no migrations yet).
 const SCHEMA: [&str; 5] = [
@@ -127,6 +153,7 @@ struct Inner {
 struct StoredStream {
     name: String,
     subjects: Vec<String>,
+    duplicate_window_ms: i64,
 }
 
 /// What one look at the database gave a fetch.
@@ -174,13 +201,15 @@ impl EmbeddedBus {
                 .map_err(database_error("Failed to create the embedded bus tables"))?;
         }
         let (changes, _) = watch::channel(0);
-        Ok(EmbeddedBus {
+        let bus = EmbeddedBus {
             inner: Arc::new(Inner {
                 pool,
                 write_lock: Mutex::new(()),
                 changes,
             }),
-        })
+        };
+        tokio::spawn(prune_periodically(Arc::downgrade(&bus.inner)));
+        Ok(bus)
     }
 
     /// Creates the stream, or updates its subjects and duplicate window if it exists.
@@ -213,12 +242,20 @@ impl EmbeddedBus {
         &self,
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<PublishAck>, BusError> {
+        self.publish_batch_at(messages, now_ms()).await
+    }
+
+    /// [`EmbeddedBus::publish_batch`] as if the clock read `stored_at_ms`.
+    async fn publish_batch_at(
+        &self,
+        messages: Vec<OutgoingMessage>,
+        stored_at_ms: i64,
+    ) -> Result<Vec<PublishAck>, BusError> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
         let (_write_guard, mut transaction) = self.begin_write().await?;
         let streams = load_streams(&mut transaction).await?;
-        let stored_at_ms = now_ms();
         let mut acks = Vec::with_capacity(messages.len());
         let mut n_stored = 0_usize;
         for message in messages {
@@ -232,19 +269,30 @@ impl EmbeddedBus {
                         .any(|filter| subject_matches(filter, &message.subject))
                 })
                 .ok_or_else(|| BusError::NoStream(message.subject.clone()))?;
-            let existing_seq: Option<i64> =
-                sqlx::query_scalar("SELECT seq FROM messages WHERE stream = $1 AND msg_id = $2")
+            let existing: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT seq, stored_at_ms FROM messages WHERE stream = $1 AND msg_id = $2",
+            )
+            .bind(&stream.name)
+            .bind(&message.id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(database_error("Failed to look up a message id"))?;
+            if let Some((seq, seen_at_ms)) = existing {
+                if stored_at_ms.saturating_sub(seen_at_ms) < stream.duplicate_window_ms {
+                    acks.push(PublishAck {
+                        sequence: sequence_from_db(seq)?,
+                        duplicate: true,
+                    });
+                    continue;
+                }
+                // Past the window: the id is forgotten, and the old message gives it up.
+                sqlx::query("UPDATE messages SET msg_id = $3 WHERE stream = $1 AND seq = $2")
                     .bind(&stream.name)
-                    .bind(&message.id)
-                    .fetch_optional(&mut *transaction)
+                    .bind(seq)
+                    .bind(format!("{FORGOTTEN_ID_PREFIX}{seq}"))
+                    .execute(&mut *transaction)
                     .await
-                    .map_err(database_error("Failed to look up a message id"))?;
-            if let Some(seq) = existing_seq {
-                acks.push(PublishAck {
-                    sequence: sequence_from_db(seq)?,
-                    duplicate: true,
-                });
-                continue;
+                    .map_err(database_error("Failed to forget a message id"))?;
             }
             let seq: i64 = sqlx::query_scalar(
                 "UPDATE streams SET last_seq = last_seq + 1 WHERE name = $1 RETURNING last_seq",
@@ -409,6 +457,72 @@ impl EmbeddedBus {
             .await
             .map_err(database_error("Failed to commit a deletion"))?;
         Ok(n_deleted > 0)
+    }
+
+    /// Deletes, in batches, every message stored before `now - RETENTION` that all durable
+    /// consumers of its stream have acknowledged (see the module docs); returns how many. A stream
+    /// without consumers keeps its messages.
+    pub async fn prune(&self, now: SystemTime) -> Result<u64, BusError> {
+        let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, duration_ms);
+        let cutoff_ms = now_ms.saturating_sub(duration_ms(RETENTION));
+        let streams: Vec<String> = sqlx::query_scalar("SELECT name FROM streams ORDER BY name")
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(database_error("Failed to read streams"))?;
+        let mut n_deleted = 0_u64;
+        for stream in streams {
+            loop {
+                let n_batch = self.prune_batch(&stream, cutoff_ms).await?;
+                n_deleted = n_deleted.saturating_add(n_batch);
+                if n_batch < u64::try_from(PRUNE_BATCH).unwrap_or(u64::MAX) {
+                    break;
+                }
+            }
+        }
+        Ok(n_deleted)
+    }
+
+    /// One pruning transaction on one stream: at most [`PRUNE_BATCH`] messages at or below the
+    /// ack floor (the lowest sequence some consumer still needs, less one) and stored before
+    /// `cutoff_ms`.
+    async fn prune_batch(&self, stream: &str, cutoff_ms: i64) -> Result<u64, BusError> {
+        let (_write_guard, mut transaction) = self.begin_write().await?;
+        // Per consumer: its cursor, or just below its lowest pending delivery. NULL: no consumer.
+        let ack_floor: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(MIN(consumers.delivered_seq, COALESCE(
+                        (SELECT MIN(pending.seq) - 1 FROM pending
+                         WHERE pending.stream = consumers.stream
+                           AND pending.consumer = consumers.name),
+                        consumers.delivered_seq)))
+             FROM consumers WHERE consumers.stream = $1",
+        )
+        .bind(stream)
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(database_error("Failed to read the ack floor"))?;
+        let Some(ack_floor) = ack_floor else {
+            return Ok(0);
+        };
+        let n_deleted = sqlx::query(
+            "DELETE FROM messages WHERE stream = $1 AND seq IN (
+                 SELECT seq FROM messages
+                 WHERE stream = $1 AND seq <= $2 AND stored_at_ms < $3
+                 ORDER BY seq
+                 LIMIT $4)",
+        )
+        .bind(stream)
+        .bind(ack_floor)
+        .bind(cutoff_ms)
+        .bind(PRUNE_BATCH)
+        .execute(&mut *transaction)
+        .await
+        .map_err(database_error("Failed to prune messages"))?
+        .rows_affected();
+        transaction
+            .commit()
+            .await
+            .map_err(database_error("Failed to commit pruning"))?;
+        Ok(n_deleted)
     }
 
     /// Takes this process's write lock, then SQLite's (`BEGIN IMMEDIATE`), so the transaction
@@ -684,18 +798,42 @@ impl EmbeddedAcker {
 // === helpers ===
 
 async fn load_streams(transaction: &mut WriteTransaction) -> Result<Vec<StoredStream>, BusError> {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT name, subjects FROM streams ORDER BY name")
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT name, subjects, duplicate_window_ms FROM streams ORDER BY name")
             .fetch_all(&mut **transaction)
             .await
             .map_err(database_error("Failed to read streams"))?;
     rows.into_iter()
-        .map(|(name, subjects)| {
+        .map(|(name, subjects, duplicate_window_ms)| {
             let subjects: Vec<String> = serde_json::from_str(&subjects)
                 .with_context(|| format!("Failed to decode the subjects of stream {name}"))?;
-            Ok(StoredStream { name, subjects })
+            Ok(StoredStream {
+                name,
+                subjects,
+                duplicate_window_ms,
+            })
         })
         .collect()
+}
+
+/// The bus's background task: prunes every [`PRUNE_INTERVAL`] until the bus is dropped (it holds
+/// only a weak reference, so it never keeps the bus open).
+async fn prune_periodically(inner: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(PRUNE_INTERVAL).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let bus = EmbeddedBus { inner };
+        match bus.prune(SystemTime::now()).await {
+            Ok(0) => {}
+            Ok(n_deleted) => tracing::debug!(n_deleted, "Pruned acknowledged messages"),
+            Err(BusError::Closed) => return,
+            Err(error) => {
+                tracing::warn!(error.message = %error, "Failed to prune the embedded bus");
+            }
+        }
+    }
 }
 
 /// Maps a sqlx error: a closed pool means the bus is shut down; anything else is unexpected.
@@ -730,11 +868,11 @@ fn now_ms() -> i64 {
 mod tests {
     use std::collections::BTreeMap;
     use std::path::PathBuf;
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime};
 
     use bytes::Bytes;
 
-    use super::EmbeddedBus;
+    use super::{EmbeddedBus, RETENTION};
     use crate::bus::{BusError, ConsumerSpec, Delivery, OutgoingMessage, StreamSpec};
 
     /// Long enough never to expire in a test unless the test means it to.
@@ -1176,6 +1314,107 @@ mod tests {
             matches!(result, Err(BusError::TooLarge { size, .. }) if size == super::MAX_MESSAGE_SIZE + 1),
             "{result:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_old_acknowledged_messages_and_keeps_unacknowledged_ones_across_a_restart()
+     {
+        // Arrange: billing acks 1..=4; shipping acks 1, 2 and 4 and still holds 3.
+        let directory = TestDirectory::new();
+        let published_at = SystemTime::now();
+        {
+            let bus = open_with_stream(&directory).await;
+            let mut billing = bus
+                .consumer(&consumer_spec("billing", "orders.>", LONG_ACK_WAIT))
+                .await
+                .unwrap();
+            let mut shipping = bus
+                .consumer(&consumer_spec("shipping", "orders.>", LONG_ACK_WAIT))
+                .await
+                .unwrap();
+            let messages = (1..=4)
+                .map(|n| message("orders.placed", &format!("event-{n}")))
+                .collect();
+            bus.publish_batch(messages).await.unwrap();
+            for delivery in billing.fetch(10, PATIENCE).await.unwrap() {
+                delivery.ack().await.unwrap();
+            }
+            let shipped = shipping.fetch(10, PATIENCE).await.unwrap();
+            assert_eq!(sequences(&shipped), vec![1, 2, 3, 4]);
+            for delivery in shipped {
+                if delivery.stream_sequence != 3 {
+                    delivery.ack().await.unwrap();
+                }
+            }
+        }
+        let bus = EmbeddedBus::open(&directory.bus_path()).await.unwrap();
+
+        // Act
+        let n_young = bus.prune(published_at).await.unwrap();
+        let past_retention = published_at + RETENTION + Duration::from_secs(60);
+        let n_old = bus.prune(past_retention).await.unwrap();
+
+        // Assert
+        assert_eq!(n_young, 0, "nothing is younger than the retention");
+        assert_eq!(n_old, 2, "message 3 is pending, 4 lies above the ack floor");
+        drop(bus);
+        let bus = EmbeddedBus::open(&directory.bus_path()).await.unwrap();
+        let kept = bus.read_stream("ORDERS", "orders.>", 1, 10).await.unwrap();
+        let kept: Vec<u64> = kept.iter().map(|message| message.sequence).collect();
+        assert_eq!(kept, vec![3, 4]);
+        assert_eq!(bus.prune(past_retention).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn retention_keeps_every_message_of_a_stream_without_consumers() {
+        let directory = TestDirectory::new();
+        let bus = open_with_stream(&directory).await;
+        bus.publish_batch(vec![message("orders.placed", "event-1")])
+            .await
+            .unwrap();
+
+        let far_future = SystemTime::now() + RETENTION * 10;
+        let n_deleted = bus.prune(far_future).await.unwrap();
+
+        assert_eq!(n_deleted, 0);
+        let kept = bus.read_stream("ORDERS", "orders.>", 1, 10).await.unwrap();
+        assert_eq!(kept.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_id_is_a_duplicate_within_the_window_and_forgotten_after_it() {
+        // Arrange: the test stream's window is 120 s.
+        let directory = TestDirectory::new();
+        let bus = open_with_stream(&directory).await;
+        let window_ms = 120_000;
+        let start_ms = super::now_ms();
+        let publish_at = |offset_ms: i64| {
+            let bus = bus.clone();
+            async move {
+                let acks = bus
+                    .publish_batch_at(
+                        vec![message("orders.placed", "event-1")],
+                        start_ms + offset_ms,
+                    )
+                    .await
+                    .unwrap();
+                (acks[0].sequence, acks[0].duplicate)
+            }
+        };
+
+        // Act
+        let first = publish_at(0).await;
+        let within_window = publish_at(window_ms - 1).await;
+        let past_window = publish_at(window_ms).await;
+        let after_the_new_one = publish_at(window_ms + 1).await;
+
+        // Assert
+        assert_eq!(first, (1, false));
+        assert_eq!(within_window, (1, true));
+        assert_eq!(past_window, (2, false), "the id was forgotten");
+        assert_eq!(after_the_new_one, (2, true), "the new message holds the id");
+        let stored = bus.read_stream("ORDERS", "orders.>", 1, 10).await.unwrap();
+        assert_eq!(stored.len(), 2, "the old message stays until retention");
     }
 
     // === helpers ===

@@ -54,8 +54,7 @@ pub struct StreamSpec {
     pub name: String,
     /// Subject filters, e.g. `emporium.catalog.>`.
     pub subjects: Vec<String>,
-    /// How long a message id is remembered for de-duplication. The embedded bus remembers ids
-    /// forever, which is stricter.
+    /// How long a message id is remembered for de-duplication, on both backends.
     pub duplicate_window: Duration,
 }
 

@@ -12,10 +12,11 @@ use chassis::bus::{Bus, OutgoingMessage};
 use chassis::cloudevents::CloudEvent;
 use chassis::consumer::{
     Consumer, ConsumerCounts, ConsumerOptions, ConsumerStats, EventHandler, VersionOrdering,
+    prune_inbox,
 };
 use chassis::deadletter::{self, DeadLetter, DeadLetterFilter};
 use chassis::on_backend;
-use chassis::storage::{Database, Transaction};
+use chassis::storage::{Database, Timestamp, Transaction};
 use test_support::{Backend, PostgresCluster, TestDatabase, both_backends, eventually};
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +29,7 @@ both_backends!(
     latest_version_wins_applies_the_first_version_seen_and_skips_older_ones,
     strict_sequence_dead_letters_a_gap_after_its_timeout,
     one_failing_delivery_does_not_hold_up_the_rest_of_its_batch,
+    the_inbox_is_pruned_past_the_duplicate_window_and_keeps_recent_event_ids,
 );
 
 /// How long a test waits for something the consumer should do soon.
@@ -523,6 +525,80 @@ impl Drop for RunningConsumer {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+async fn the_inbox_is_pruned_past_the_duplicate_window_and_keeps_recent_event_ids(
+    backend: Backend,
+) {
+    // Arrange: two events handled; one of them, by its inbox row, a day and an hour ago.
+    let app = spawn_app_without_relay(backend).await;
+    let database = app.database().await;
+    create_projection_table(&database, "product_names").await;
+    let old = envelope(uuid::Uuid::new_v4(), 1, "old");
+    let recent = envelope(uuid::Uuid::new_v4(), 1, "recent");
+    publish(&app, "catalog.product.created", &[&old, &recent]).await;
+    let options = fast_options(&app, "pruned-projection", "catalog.product.>");
+    let projection = NameProjection::new("product_names");
+    let consumer = RunningConsumer::start(&database, &app.bus, options.clone(), projection.clone());
+    eventually(PATIENCE, "both events to be applied", || async {
+        (consumer.counts().applied >= 2).then_some(())
+    })
+    .await;
+    consumer.stop().await;
+    let day_and_an_hour_ago = Timestamp::from(
+        Timestamp::now().into_inner()
+            - chassis::outbox::DUPLICATE_WINDOW
+            - Duration::from_secs(3600),
+    );
+    let old_id: uuid::Uuid = old.id.parse().unwrap();
+    let mut tx = database.begin().await.unwrap();
+    on_backend!(tx, conn => {
+        sqlx::query("UPDATE inbox_events SET processed_at = $1 WHERE consumer = $2 AND event_id = $3")
+            .bind(day_and_an_hour_ago)
+            .bind("pruned-projection")
+            .bind(old_id)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    // Act: a running consumer prunes its inbox as it starts.
+    let consumer = RunningConsumer::start(&database, &app.bus, options, projection);
+    let remaining = eventually(PATIENCE, "the old inbox row to be pruned", || async {
+        let ids = inbox_ids(&database, "pruned-projection").await;
+        (ids.len() == 1).then_some(ids)
+    })
+    .await;
+    consumer.stop().await;
+    let two_days_on =
+        Timestamp::from(Timestamp::now().into_inner() + Duration::from_secs(2 * 86_400));
+    let n_young = prune_inbox(&database, "pruned-projection", Timestamp::now())
+        .await
+        .unwrap();
+    let n_later = prune_inbox(&database, "pruned-projection", two_days_on)
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(remaining, vec![recent.id.parse::<uuid::Uuid>().unwrap()]);
+    assert_eq!(n_young, 0, "a recent row stays");
+    assert_eq!(n_later, 1, "once past the window it goes too");
+    assert!(inbox_ids(&database, "pruned-projection").await.is_empty());
+}
+
+async fn inbox_ids(database: &Database, consumer: &str) -> Vec<uuid::Uuid> {
+    let mut tx = database.begin_read().await.unwrap();
+    let ids: Vec<uuid::Uuid> = on_backend!(tx, conn => {
+        sqlx::query_scalar("SELECT event_id FROM inbox_events WHERE consumer = $1")
+            .bind(consumer)
+            .fetch_all(conn)
+            .await
+    })
+    .unwrap();
+    tx.commit().await.unwrap();
+    ids
 }
 
 /// The projection's database, which the test can take down and bring back: on PostgreSQL a
