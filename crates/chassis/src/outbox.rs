@@ -559,9 +559,12 @@ async fn settle(tx: &mut Transaction, outcome: &BatchOutcome) -> anyhow::Result<
 
 /// Did the publish fail because no stream holds the subject (the stream was deleted)?
 fn is_missing_stream(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| matches!(cause.downcast_ref::<BusError>(), Some(BusError::NoStream(_))))
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<BusError>(),
+            Some(BusError::NoStream(_))
+        )
+    })
 }
 
 async fn mark_published(tx: &mut Transaction, event_ids: &[Uuid]) -> anyhow::Result<()> {

@@ -333,17 +333,21 @@ async fn the_relay_recreates_a_deleted_stream(backend: Backend) {
     let app = spawn_app(backend).await;
     let database = app.database().await;
     let before = app.create_category("Tea").await;
-    eventually(Duration::from_secs(20), "the first event to be published", || async {
-        (outbox::unpublished_count(&database).await.unwrap() == 0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the first event to be published",
+        || async { (outbox::unpublished_count(&database).await.unwrap() == 0).then_some(()) },
+    )
     .await;
 
     // An operator deletes the stream under the running service.
     app.test_bus.delete_stream(&app.stream_name()).await;
     let after = app.create_category("Coffee").await;
-    eventually(Duration::from_secs(20), "the later event to be published", || async {
-        (outbox::unpublished_count(&database).await.unwrap() == 0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the later event to be published",
+        || async { (outbox::unpublished_count(&database).await.unwrap() == 0).then_some(()) },
+    )
     .await;
 
     // The stream was created again and holds the later event (the earlier one went with it).
