@@ -2,6 +2,8 @@
 //! the event log stays in the service's database as its audit history; the [`Relay`] publishes
 //! unpublished events in order, marks them, and resumes after a crash. Publishing is
 //! de-duplicated by event id, so a crash between publish and mark never yields a second delivery.
+//! An event the bus refuses for good (too large) is parked with its reason instead of blocking
+//! every later event; a stream deleted under the relay is created again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::bus::{Bus, OutgoingMessage, StreamSpec};
+use crate::bus::{Bus, BusError, OutgoingMessage, StreamSpec};
 use crate::cloudevents::{self, CloudEvent};
 use crate::error::Error;
 use crate::on_backend;
@@ -78,6 +80,13 @@ pub struct EventRecord {
     pub actor_client_id: Option<String>,
     pub occurred_at: Timestamp,
     pub published_at: Option<Timestamp>,
+    /// When the relay gave up on the event because the bus refuses it for good (it is then never
+    /// published). Queries that do not select it read `None`.
+    #[sqlx(default)]
+    pub parked_at: Option<Timestamp>,
+    /// Why the bus refuses the event, e.g. that it exceeds the bus's maximum message size.
+    #[sqlx(default)]
+    pub park_reason: Option<String>,
 }
 
 /// Where a service's events go on the bus.
@@ -98,6 +107,28 @@ pub struct Relay {
     route: EventRoute,
     batch_size: i64,
     poll_interval: Duration,
+    publish_timeout: Duration,
+}
+
+/// How long the relay waits for the bus to acknowledge one batch before it gives up and retries
+/// the batch. It bounds how long the PostgreSQL relay holds its transaction (and advisory lock)
+/// open across the bus round trip.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What became of one batch: the events the bus stored and those it refuses for good.
+#[derive(Debug, Default)]
+struct BatchOutcome {
+    published: Vec<Uuid>,
+    parked: Vec<(Uuid, String)>,
+}
+
+/// Why a publish failed: the bus refuses the message for good, or it may work on a retry.
+#[derive(Debug)]
+enum PublishFailure {
+    /// Permanent (e.g. larger than the bus's maximum message size): retrying cannot help.
+    Refused(String),
+    /// Transient (bus down, stream missing, timeout): the batch is retried as it is.
+    Failed(anyhow::Error),
 }
 
 /// Records `event` in `tx`: it becomes visible (to the relay and the audit history) exactly when
@@ -170,7 +201,7 @@ pub async fn list_events(
     let events = on_backend!(tx, conn => {
         sqlx::query_as::<_, EventRecord>(
             "SELECT sequence, id, aggregate_type, aggregate_id, aggregate_version, event_type, data, \
-             traceparent, actor, actor_client_id, occurred_at, published_at \
+             traceparent, actor, actor_client_id, occurred_at, published_at, parked_at, park_reason \
              FROM outbox_events WHERE aggregate_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
         )
         .bind(aggregate_id)
@@ -183,13 +214,28 @@ pub async fn list_events(
     Ok(events)
 }
 
-/// Number of recorded events not yet published: the outbox lag.
+/// Number of recorded events not yet published and not parked: the outbox lag.
 pub async fn unpublished_count(database: &Database) -> Result<i64, sqlx::Error> {
+    count_events(
+        database,
+        "SELECT count(*) FROM outbox_events WHERE published_at IS NULL AND parked_at IS NULL",
+    )
+    .await
+}
+
+/// Number of events the relay parked because the bus refuses them for good.
+pub async fn parked_count(database: &Database) -> Result<i64, sqlx::Error> {
+    count_events(
+        database,
+        "SELECT count(*) FROM outbox_events WHERE parked_at IS NOT NULL",
+    )
+    .await
+}
+
+async fn count_events(database: &Database, sql: &'static str) -> Result<i64, sqlx::Error> {
     let mut tx = database.begin_read().await?;
     let n_events = on_backend!(tx, conn => {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox_events WHERE published_at IS NULL")
-            .fetch_one(conn)
-            .await
+        sqlx::query_scalar::<_, i64>(sql).fetch_one(conn).await
     })?;
     tx.commit().await?;
     Ok(n_events)
@@ -274,11 +320,14 @@ impl Relay {
             route,
             batch_size: 256,
             poll_interval: Duration::from_millis(500),
+            publish_timeout: PUBLISH_TIMEOUT,
         }
     }
 
     /// Creates the service's stream, then publishes until `shutdown` is cancelled. Errors (bus or
-    /// database down) are logged and retried with backoff; nothing is lost while they last.
+    /// database down) are logged and retried with backoff; nothing is lost while they last. When
+    /// the bus says no stream holds the subject (an operator deleted it), the stream is created
+    /// again before the retry.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         let mut stream_ready = false;
@@ -311,6 +360,10 @@ impl Relay {
                     }
                 }
                 Err(error) => {
+                    if is_missing_stream(&error) {
+                        // Deleted under us: create it again, then retry the batch.
+                        stream_ready = false;
+                    }
                     tracing::warn!(
                         error.cause_chain = ?error,
                         error.message = %error,
@@ -327,12 +380,15 @@ impl Relay {
         }
     }
 
-    /// Publishes one batch of pending events in sequence order and marks them. Returns how many.
+    /// Publishes one batch of pending events in sequence order and marks them; parks those the
+    /// bus refuses for good. Returns how many events it settled.
     #[tracing::instrument(skip_all, fields(service = self.route.service))]
     pub async fn publish_pending(&self) -> anyhow::Result<usize> {
         match self.database.backend() {
             // Replicas share the database: a transaction-scoped advisory lock lets one relay at a
-            // time read, publish and mark, which keeps the stream in outbox order.
+            // time read, publish and mark, which keeps the stream in outbox order. The transaction
+            // stays open across the bus round trip, bounded by the publish timeout; it holds no
+            // row locks (the read takes none), so writers are never blocked by it.
             Backend::Postgres => {
                 let mut tx = self.database.begin().await?;
                 let lock_key = relay_lock_key(self.route.service);
@@ -347,8 +403,8 @@ impl Relay {
                     return Ok(0);
                 }
                 let events = self.fetch_unpublished(&mut tx).await?;
-                self.publish(&events).await?;
-                mark_published(&mut tx, &events).await?;
+                let outcome = self.publish(&events).await?;
+                settle(&mut tx, &outcome).await?;
                 tx.commit()
                     .await
                     .context("Failed to commit published marks")?;
@@ -363,9 +419,9 @@ impl Relay {
                 if events.is_empty() {
                     return Ok(0);
                 }
-                self.publish(&events).await?;
+                let outcome = self.publish(&events).await?;
                 let mut tx = self.database.begin().await?;
-                mark_published(&mut tx, &events).await?;
+                settle(&mut tx, &outcome).await?;
                 tx.commit()
                     .await
                     .context("Failed to commit published marks")?;
@@ -379,7 +435,8 @@ impl Relay {
             sqlx::query_as::<_, EventRecord>(
                 "SELECT sequence, id, aggregate_type, aggregate_id, aggregate_version, event_type, \
                  data, traceparent, actor, actor_client_id, occurred_at, published_at \
-                 FROM outbox_events WHERE published_at IS NULL ORDER BY sequence LIMIT $1",
+                 FROM outbox_events WHERE published_at IS NULL AND parked_at IS NULL \
+                 ORDER BY sequence LIMIT $1",
             )
             .bind(self.batch_size)
             .fetch_all(conn)
@@ -389,15 +446,89 @@ impl Relay {
         Ok(events)
     }
 
-    async fn publish(&self, events: &[EventRecord]) -> anyhow::Result<()> {
+    /// Publishes `events` in order within the publish timeout. When the bus refuses the batch
+    /// for good, publishes the events one at a time, still in order, to find which ones it
+    /// refuses: those are parked, the others published.
+    async fn publish(&self, events: &[EventRecord]) -> anyhow::Result<BatchOutcome> {
+        let mut outcome = BatchOutcome::default();
         if events.is_empty() {
+            return Ok(outcome);
+        }
+        let publishing = async {
+            let mut messages = Vec::with_capacity(events.len());
+            let mut sendable = Vec::with_capacity(events.len());
+            for event in events {
+                match self.route.message(event) {
+                    Ok(message) => {
+                        messages.push(message);
+                        sendable.push(event);
+                    }
+                    Err(error) => outcome.parked.push((event.id, format!("{error:#}"))),
+                }
+            }
+            match self.publish_messages(messages).await {
+                Ok(()) => {
+                    outcome
+                        .published
+                        .extend(sendable.iter().map(|event| event.id));
+                }
+                Err(PublishFailure::Failed(error)) => return Err(error),
+                Err(PublishFailure::Refused(_)) => {
+                    for event in sendable {
+                        let message = self.route.message(event)?;
+                        match self.publish_messages(vec![message]).await {
+                            Ok(()) => outcome.published.push(event.id),
+                            Err(PublishFailure::Refused(reason)) => {
+                                outcome.parked.push((event.id, reason));
+                            }
+                            Err(PublishFailure::Failed(error)) => return Err(error),
+                        }
+                    }
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.publish_timeout, publishing)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "The bus did not acknowledge the batch within {:?}",
+                    self.publish_timeout
+                )
+            })??;
+        for (event_id, reason) in &outcome.parked {
+            let event = events
+                .iter()
+                .find(|event| event.id == *event_id)
+                .expect("a parked event is one of the batch");
+            tracing::error!(
+                event.id = %event.id,
+                event.event_type = %event.event_type,
+                aggregate_id = %event.aggregate_id,
+                aggregate_version = event.aggregate_version,
+                park_reason = %reason,
+                "The bus refuses an outbox event for good; parked it, later events are published"
+            );
+        }
+        tracing::debug!(
+            n_published = outcome.published.len(),
+            n_parked = outcome.parked.len(),
+            "Published outbox events"
+        );
+        Ok(outcome)
+    }
+
+    async fn publish_messages(&self, messages: Vec<OutgoingMessage>) -> Result<(), PublishFailure> {
+        if messages.is_empty() {
             return Ok(());
         }
-        let messages = events
-            .iter()
-            .map(|event| self.route.message(event))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let acks = self.bus.publish_batch(messages).await?;
+        let acks = match self.bus.publish_batch(messages).await {
+            Ok(acks) => acks,
+            Err(error @ BusError::TooLarge { .. }) => {
+                return Err(PublishFailure::Refused(error.to_string()));
+            }
+            Err(error) => return Err(PublishFailure::Failed(error.into())),
+        };
         let n_duplicates = acks.iter().filter(|ack| ack.duplicate).count();
         if n_duplicates > 0 {
             tracing::info!(
@@ -405,23 +536,53 @@ impl Relay {
                 "Bus dropped re-published events as duplicates"
             );
         }
-        tracing::debug!(n_events = events.len(), "Published outbox events");
         Ok(())
     }
 }
 
-async fn mark_published(tx: &mut Transaction, events: &[EventRecord]) -> anyhow::Result<()> {
-    if events.is_empty() {
+/// Marks the batch's published events published and its refused events parked.
+async fn settle(tx: &mut Transaction, outcome: &BatchOutcome) -> anyhow::Result<()> {
+    mark_published(tx, &outcome.published).await?;
+    let parked_at = Timestamp::now();
+    for (event_id, reason) in &outcome.parked {
+        on_backend!(tx, conn => {
+            sqlx::query(
+                "UPDATE outbox_events SET parked_at = $1, park_reason = $2 WHERE id = $3",
+            )
+            .bind(parked_at)
+            .bind(reason)
+            .bind(event_id)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+        })
+        .context("Failed to park an event")?;
+    }
+    Ok(())
+}
+
+/// Did the publish fail because no stream holds the subject (the stream was deleted)?
+fn is_missing_stream(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<BusError>(),
+            Some(BusError::NoStream(_))
+        )
+    })
+}
+
+async fn mark_published(tx: &mut Transaction, event_ids: &[Uuid]) -> anyhow::Result<()> {
+    if event_ids.is_empty() {
         return Ok(());
     }
     // One statement per batch. The id list is built from placeholders only; ids are bound.
-    let placeholders = crate::storage::placeholders(2, events.len());
+    let placeholders = crate::storage::placeholders(2, event_ids.len());
     let sql = format!("UPDATE outbox_events SET published_at = $1 WHERE id IN ({placeholders})");
     let published_at = Timestamp::now();
     on_backend!(tx, conn => {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(published_at);
-        for event in events {
-            query = query.bind(event.id);
+        for event_id in event_ids {
+            query = query.bind(event_id);
         }
         query.execute(conn).await.map(|done| done.rows_affected())
     })

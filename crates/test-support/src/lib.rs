@@ -221,6 +221,45 @@ impl TestBus {
             .await
             .unwrap_or_else(|error| panic!("the bus is required ({:?}): {error:#}", self.settings))
     }
+
+    /// Deletes a stream with its messages and consumers, as an operator would from outside the
+    /// service (`nats stream rm`, or by hand in the embedded bus's file).
+    pub async fn delete_stream(&self, name: &str) {
+        match &self.settings {
+            BusSettings::Nats { url, .. } => {
+                let client = async_nats::connect(url).await.expect("NATS is reachable");
+                async_nats::jetstream::new(client)
+                    .delete_stream(name)
+                    .await
+                    .expect("the stream is deleted");
+            }
+            BusSettings::Embedded { path } => {
+                use sqlx::Connection;
+                let url = format!("sqlite://{}", path.display());
+                let mut connection = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("the embedded bus file opens");
+                sqlx::query("PRAGMA busy_timeout = 5000")
+                    .execute(&mut connection)
+                    .await
+                    .expect("the busy timeout is set");
+                let mut transaction = connection.begin().await.expect("a transaction begins");
+                for sql in [
+                    "DELETE FROM pending WHERE stream = $1",
+                    "DELETE FROM consumers WHERE stream = $1",
+                    "DELETE FROM messages WHERE stream = $1",
+                    "DELETE FROM streams WHERE name = $1",
+                ] {
+                    sqlx::query(sql)
+                        .bind(name)
+                        .execute(&mut *transaction)
+                        .await
+                        .expect("the stream is deleted");
+                }
+                transaction.commit().await.expect("the deletion commits");
+            }
+        }
+    }
 }
 
 impl Drop for TestBus {

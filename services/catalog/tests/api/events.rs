@@ -22,6 +22,8 @@ both_backends!(
     audit_events_may_share_a_version,
     events_reach_the_bus_as_cloudevents,
     a_relay_crash_mid_stream_loses_and_duplicates_nothing,
+    an_event_the_bus_refuses_is_parked_and_later_events_flow,
+    the_relay_recreates_a_deleted_stream,
 );
 
 async fn every_change_records_one_event_in_version_order(backend: Backend) {
@@ -267,6 +269,93 @@ async fn a_relay_crash_mid_stream_loses_and_duplicates_nothing(backend: Backend)
     assert_eq!(ids.len(), n_events);
     let subjects: HashSet<&str> = events.iter().map(|event| event.subject.as_str()).collect();
     assert_eq!(subjects.len(), n_events, "one creation per record");
+}
+
+async fn an_event_the_bus_refuses_is_parked_and_later_events_flow(backend: Backend) {
+    let app = spawn_app_without_relay(backend).await;
+    let database = app.database().await;
+    let aggregate_id = uuid::Uuid::new_v4();
+    // Version 1 is larger than either bus takes (both refuse more than 1 MiB); version 2 is not.
+    let mut tx = database.begin().await.unwrap();
+    let oversized = outbox::record(
+        &mut tx,
+        test_event(aggregate_id, 1, &"x".repeat(2 * 1024 * 1024)),
+    )
+    .await
+    .unwrap();
+    let next_version = outbox::record(&mut tx, test_event(aggregate_id, 2, "After"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let category = app.create_category("Tea").await;
+    let route = EventRoute::new(catalog::NAME, &app.test_bus.namespace);
+
+    let relay_shutdown = CancellationToken::new();
+    let relay = tokio::spawn(
+        Relay::new(database.clone(), app.bus.clone(), route).run(relay_shutdown.clone()),
+    );
+    eventually(Duration::from_secs(20), "the outbox to drain", || async {
+        (outbox::unpublished_count(&database).await.unwrap() == 0).then_some(())
+    })
+    .await;
+    relay_shutdown.cancel();
+    relay.await.unwrap();
+
+    // The refused event is parked with its reason and stays in the history; the rest flowed.
+    assert_eq!(outbox::parked_count(&database).await.unwrap(), 1);
+    let history = outbox::list_events(&database, aggregate_id, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[0].id, oversized);
+    assert!(history[0].parked_at.is_some());
+    assert!(history[0].published_at.is_none());
+    let reason = history[0].park_reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("exceeds the bus's maximum"), "{reason}");
+    assert_eq!(history[1].id, next_version);
+    assert!(history[1].published_at.is_some());
+    assert!(history[1].parked_at.is_none());
+    let listed: Vec<String> = app
+        .events_of(&aggregate_id.to_string())
+        .await
+        .into_iter()
+        .map(|event| event.id)
+        .collect();
+    assert_eq!(listed, [oversized.to_string(), next_version.to_string()]);
+
+    let events = app.read_stream("catalog.>", 2).await;
+    let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
+    let category_event = &app.events_of(&category.id).await[0].id;
+    assert_eq!(ids, [next_version.to_string().as_str(), category_event]);
+}
+
+async fn the_relay_recreates_a_deleted_stream(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let database = app.database().await;
+    let before = app.create_category("Tea").await;
+    eventually(
+        Duration::from_secs(20),
+        "the first event to be published",
+        || async { (outbox::unpublished_count(&database).await.unwrap() == 0).then_some(()) },
+    )
+    .await;
+
+    // An operator deletes the stream under the running service.
+    app.test_bus.delete_stream(&app.stream_name()).await;
+    let after = app.create_category("Coffee").await;
+    eventually(
+        Duration::from_secs(20),
+        "the later event to be published",
+        || async { (outbox::unpublished_count(&database).await.unwrap() == 0).then_some(()) },
+    )
+    .await;
+
+    // The stream was created again and holds the later event (the earlier one went with it).
+    let events = app.read_stream("catalog.>", 1).await;
+    let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
+    let after_event = &app.events_of(&after.id).await[0].id;
+    assert_eq!(ids, [after_event.as_str()]);
+    assert_ne!(app.events_of(&before.id).await[0].id, *after_event);
 }
 
 // === helpers ===
