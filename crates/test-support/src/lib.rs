@@ -300,6 +300,28 @@ async fn delete_nats_streams(url: &str, prefix: &str) {
     }
 }
 
+/// The invariant every record's event log keeps: its history opens with `.created` at version 1
+/// and counts up by one, each version once (pass change events only, oldest first).
+pub fn assert_history_starts_at_creation(
+    history: &[emporium_proto::audit::v1::Event],
+    record: &str,
+) {
+    let first = history
+        .first()
+        .unwrap_or_else(|| panic!("{record} has no history"));
+    assert!(
+        first.r#type.ends_with(".created"),
+        "{record} starts with {}",
+        first.r#type
+    );
+    let versions: Vec<i64> = history
+        .iter()
+        .map(|event| event.aggregate_version)
+        .collect();
+    let expected: Vec<i64> = (1..=history.len() as i64).collect();
+    assert_eq!(versions, expected, "{record}");
+}
+
 /// Polls `condition` until it returns `Some`, failing the test after `timeout`. The way tests
 /// wait for asynchronous outcomes: never a bare sleep.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut condition: F) -> T

@@ -2,9 +2,8 @@
 //! product (deleted ones included) has a history that opens with its `.created` event at version 1
 //! and counts up by one to the row's version (or to its `.deleted` event).
 
-use emporium_proto::audit::v1::Event;
 use emporium_proto::catalog::v1 as proto;
-use test_support::{Backend, both_backends};
+use test_support::{Backend, assert_history_starts_at_creation, both_backends};
 
 use crate::helpers::spawn_app;
 
@@ -102,22 +101,4 @@ async fn every_record_history_starts_with_its_creation_and_has_no_gap(backend: B
         assert_history_starts_at_creation(&history, id);
         assert!(history.last().unwrap().r#type.ends_with(".deleted"), "{id}");
     }
-}
-
-/// The history opens with `.created` at version 1 and counts up by one, each version once.
-fn assert_history_starts_at_creation(history: &[Event], record: &str) {
-    let first = history
-        .first()
-        .unwrap_or_else(|| panic!("{record} has no history"));
-    assert!(
-        first.r#type.ends_with(".created"),
-        "{record} starts with {}",
-        first.r#type
-    );
-    let versions: Vec<i64> = history
-        .iter()
-        .map(|event| event.aggregate_version)
-        .collect();
-    let expected: Vec<i64> = (1..=history.len() as i64).collect();
-    assert_eq!(versions, expected, "{record}");
 }

@@ -10,7 +10,7 @@ use emporium_proto::audit::v1::Event;
 use emporium_proto::identity::v1 as proto;
 use identity::domain::{RoleChanges, RoleDescription};
 use identity::service::Identity;
-use test_support::{Backend, TestDatabase, both_backends};
+use test_support::{Backend, TestDatabase, assert_history_starts_at_creation, both_backends};
 
 use crate::helpers::{TestApp, public_client, spawn_app, spawn_app_on};
 
@@ -244,22 +244,4 @@ async fn change_history(app: &TestApp, id: &str) -> Vec<Event> {
         .into_iter()
         .filter(|event| !event.r#type.starts_with("emporium.identity.audit."))
         .collect()
-}
-
-/// The history opens with `.created` at version 1 and counts up by one, each version once.
-fn assert_history_starts_at_creation(history: &[Event], record: &str) {
-    let first = history
-        .first()
-        .unwrap_or_else(|| panic!("{record} has no history"));
-    assert!(
-        first.r#type.ends_with(".created"),
-        "{record} starts with {}",
-        first.r#type
-    );
-    let versions: Vec<i64> = history
-        .iter()
-        .map(|event| event.aggregate_version)
-        .collect();
-    let expected: Vec<i64> = (1..=history.len() as i64).collect();
-    assert_eq!(versions, expected, "{record}");
 }
