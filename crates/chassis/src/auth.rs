@@ -25,6 +25,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+mod eddsa;
+
+/// Makes jsonwebtoken sign and verify with the chassis's EdDSA-only provider (idempotent). The
+/// chassis calls it itself before it signs or verifies; other code that calls jsonwebtoken
+/// directly calls it first.
+pub use eddsa::install as install_jwt_crypto;
+
 pub use rustls::pki_types::CertificateDer;
 
 /// The roles Emporium knows out of the box; accounts may also hold custom ones.
@@ -142,6 +149,7 @@ impl TokenVerifier {
     pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
     pub fn new(issuer: &str, audience: &str, source: KeySource) -> TokenVerifier {
+        install_jwt_crypto();
         TokenVerifier {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
@@ -550,6 +558,7 @@ impl SigningKey {
 
     /// A key from its id and PKCS#8 DER encoding (as persisted by the identity service).
     pub fn from_pkcs8_der(kid: &str, pkcs8_der: &[u8]) -> anyhow::Result<SigningKey> {
+        install_jwt_crypto();
         use ed25519_dalek::pkcs8::DecodePrivateKey;
         let signing_key = ed25519_dalek::SigningKey::from_pkcs8_der(pkcs8_der)
             .context("Not an Ed25519 PKCS#8 key")?;
@@ -724,14 +733,25 @@ mod tests {
             .as_str()
             .unwrap()
             .to_owned();
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(key.kid().to_owned());
-        let token = jsonwebtoken::encode(
-            &header,
-            &claims(300),
-            &EncodingKey::from_secret(public_key.as_bytes()),
-        )
-        .unwrap();
+        // Signed by hand: the chassis's provider cannot sign HS256, as it should not.
+        let token = {
+            use hmac::{KeyInit as _, Mac as _};
+            let encode = |json: serde_json::Value| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+            };
+            let header = serde_json::json!({ "alg": "HS256", "typ": "at+jwt", "kid": key.kid() });
+            let signing_input = format!(
+                "{}.{}",
+                encode(header),
+                encode(serde_json::to_value(claims(300)).unwrap())
+            );
+            let mut mac =
+                hmac::Hmac::<sha2::Sha256>::new_from_slice(public_key.as_bytes()).unwrap();
+            mac.update(signing_input.as_bytes());
+            let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(mac.finalize().into_bytes());
+            format!("{signing_input}.{signature}")
+        };
 
         let result = verifier_trusting(&[&key]).verify(&token).await;
 

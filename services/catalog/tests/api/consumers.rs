@@ -30,6 +30,7 @@ both_backends!(
     strict_sequence_dead_letters_a_gap_after_its_timeout,
     one_failing_delivery_does_not_hold_up_the_rest_of_its_batch,
     the_inbox_is_pruned_past_the_duplicate_window_and_keeps_recent_event_ids,
+    a_message_that_is_no_cloudevent_is_dead_lettered_at_once_and_later_events_flow,
 );
 
 /// How long a test waits for something the consumer should do soon.
@@ -168,6 +169,74 @@ async fn a_database_outage_longer_than_every_retry_dead_letters_nothing(backend:
     assert_eq!(counts.dead_lettered, 0, "{counts:?}");
     assert_eq!(counts.handler_failures, 0, "{counts:?}");
     assert!(dead_letters_of(&app, "outage-projection").await.is_empty());
+}
+
+async fn a_message_that_is_no_cloudevent_is_dead_lettered_at_once_and_later_events_flow(
+    backend: Backend,
+) {
+    let app = spawn_app_without_relay(backend).await;
+    let database = app.database().await;
+    create_projection_table(&database, "product_names").await;
+    let projection = NameProjection::new("product_names");
+    let _consumer = RunningConsumer::start(
+        &database,
+        &app.bus,
+        fast_options(&app, "projection", "catalog.product.>"),
+        projection.clone(),
+    );
+    let product_id = uuid::Uuid::new_v4();
+    let mut no_uuid_subject = envelope(product_id, 1, "Sencha");
+    no_uuid_subject.subject = "not-a-uuid".to_owned();
+    let subject = format!("{}.catalog.product.created", app.test_bus.namespace);
+    app.bus
+        .publish_batch(vec![
+            OutgoingMessage {
+                subject: subject.clone(),
+                id: uuid::Uuid::new_v4().to_string(),
+                headers: BTreeMap::new(),
+                payload: b"\x00\xffnot json at all".to_vec().into(),
+            },
+            message(&app, "catalog.product.created", &no_uuid_subject),
+        ])
+        .await
+        .unwrap();
+    publish(
+        &app,
+        "catalog.product.created",
+        &[&envelope(product_id, 1, "Sencha")],
+    )
+    .await;
+
+    eventually(PATIENCE, "the event behind them to be applied", || async {
+        projected_name(&database, "product_names", product_id).await
+    })
+    .await;
+    let dead_letters = eventually(PATIENCE, "both to be dead-lettered", || async {
+        let dead_letters = dead_letters_of(&app, "projection").await;
+        (dead_letters.len() >= 2).then_some(dead_letters)
+    })
+    .await;
+    assert_eq!(dead_letters.len(), 2, "{dead_letters:?}");
+    let garbage = &dead_letters[0];
+    assert!(
+        garbage.reason.contains("not a CloudEvents JSON envelope"),
+        "{garbage:?}"
+    );
+    assert!(garbage.event.is_none());
+    assert_eq!(garbage.payload.as_ref(), b"\x00\xffnot json at all");
+    assert_eq!(garbage.original_subject.as_deref(), Some(subject.as_str()));
+    assert_eq!(garbage.handler_failures, None);
+    let bad_subject = &dead_letters[1];
+    assert!(
+        bad_subject.reason.contains("subject is not a UUID"),
+        "{bad_subject:?}"
+    );
+    assert_eq!(
+        bad_subject.event.as_ref().map(|event| event.id.as_str()),
+        Some(no_uuid_subject.id.as_str())
+    );
+    // Parked without a retry: the handler only ever saw the good event.
+    assert_eq!(projection.n_attempts(), 1);
 }
 
 async fn a_refused_event_is_dead_lettered_and_a_redrive_applies_it_exactly_once(backend: Backend) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use emporium_proto::catalog::v1 as proto;
 use futures::FutureExt as _;
 use proto::catalog_service_client::CatalogServiceClient;
-use test_support::{Backend, BearerToken, both_backends, eventually};
+use test_support::{Backend, BearerToken, backend_independent, both_backends, eventually};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -14,11 +14,15 @@ use crate::helpers::{spawn_app, spawn_app_with_shutdown_delay, valid_product};
 
 both_backends!(
     health_reports_the_catalog_serving,
+    health_reports_not_serving_while_the_database_does_not_answer,
+    the_pool_size_comes_from_the_settings,
+);
+
+// What these check happens before storage or the bus is reached: once is enough.
+backend_independent!(
     reflection_lists_exactly_the_services_the_port_serves,
     stopping_lets_an_in_flight_call_finish_and_refuses_new_ones,
     during_the_shutdown_delay_health_is_not_serving_and_new_calls_still_succeed,
-    health_reports_not_serving_while_the_database_does_not_answer,
-    the_pool_size_comes_from_the_settings,
 );
 
 async fn health_reports_the_catalog_serving(backend: Backend) {

@@ -26,7 +26,7 @@ use super::html::{self, SignInPage};
 use super::params::{self, Params, Repeated};
 use super::store::{self, CodeGrant, Exchange, RefreshGrant};
 use super::{Provider, RegisteredClient, earlier, later, paths, secrets};
-use crate::domain::Account;
+use crate::domain::{Account, Email};
 
 pub(super) const SESSION_COOKIE: &str = "emporium_session";
 const CSRF_COOKIE: &str = "emporium_csrf";
@@ -428,7 +428,21 @@ async fn sign_in(
             StatusCode::BAD_REQUEST,
         );
     }
-    let account_key = email.to_lowercase();
+    // No account has a malformed email (a NUL or control character, no domain, over 254
+    // characters), so it gets the wrong-credentials answer at once: no password is hashed,
+    // nothing is recorded, and such text never reaches the database.
+    let Ok(parsed_email) = Email::parse(&email) else {
+        tracing::info!(client_id = %request.client.client_id, "A sign-in failed: not an email address");
+        return sign_in_form(
+            &provider,
+            &request,
+            &params,
+            &email,
+            Some("The email or password is incorrect."),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    let account_key = parsed_email.as_str().to_owned();
     let address_key = address_key(address);
     let now = provider.now();
     let refusal = match admit_attempt(&provider, &account_key, &address_key, now).await {
@@ -1387,6 +1401,7 @@ async fn verify_own_id_token(
     token: &str,
 ) -> Result<Option<IdTokenClaims>, Error> {
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    chassis::auth::install_jwt_crypto();
     let Ok(header) = jsonwebtoken::decode_header(token) else {
         return Ok(None);
     };

@@ -3,12 +3,13 @@
 //! anything.
 
 use emporium_proto::identity::v1 as proto;
-use test_support::{Backend, TestIssuer, both_backends, with_token};
+use test_support::{Backend, TestIssuer, backend_independent, with_token};
 use tonic::Code;
 
 use crate::helpers::{spawn_app, valid_account};
 
-both_backends!(
+// What these check happens before storage or the bus is reached: once is enough.
+backend_independent!(
     callers_without_a_valid_token_are_unauthenticated_and_change_nothing,
     callers_without_the_admin_role_are_denied_and_change_nothing,
 );
