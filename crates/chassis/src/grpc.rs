@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::{Code, Status};
@@ -141,7 +140,7 @@ impl GrpcListener {
             .layer(auth)
             .add_routes(routes)
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.listener),
+                crate::net::grpc_incoming(self.listener),
                 stop_accepting.clone().cancelled_owned(),
             );
         let mut server = std::pin::pin!(server);
