@@ -134,7 +134,13 @@ impl GrpcListener {
         // copies into events, then token verification (so a refusal is traced), then the routes.
         let server = tonic::transport::Server::builder()
             .trace_fn(|request| {
-                tracing::info_span!("grpc", rpc = %request.uri().path(), otel.kind = "server")
+                // `caller` is filled in by the auth layer once the token is verified.
+                tracing::info_span!(
+                    "grpc",
+                    rpc = %request.uri().path(),
+                    otel.kind = "server",
+                    caller = tracing::field::Empty
+                )
             })
             .layer(TraceContextLayer)
             .layer(auth)
