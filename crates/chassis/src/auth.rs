@@ -9,12 +9,12 @@
 //! [`SigningKey`] is the other half, used by the identity service to issue tokens and by tests to
 //! mint them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -22,6 +22,7 @@ use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 use crate::error::Error;
 
@@ -110,14 +111,28 @@ pub enum KeySource {
 /// fetch, successful or not, a cool-down of [`TokenVerifier::MIN_REFRESH_INTERVAL`] follows in
 /// which an unknown key id is refused at once, without waiting on any lock, so a flood of garbage
 /// tokens neither hammers the issuer nor delays a genuine token.
+///
+/// A client sends the same token with every call for its whole lifetime, so the verifier keeps
+/// the callers of the tokens it accepted ([`TokenVerifier::CACHE_CAPACITY`] at most, keyed by the
+/// token's SHA-256, so a token differing in any byte, a forged signature or an edited claim, is a
+/// miss and is verified in full). A cached token is served only while `now < exp`, never in the
+/// leeway the full check allows; refusals are not cached, so a refused token is checked, and
+/// refused, again. Against key rotation the cache accepts nothing the full check would refuse:
+/// the full check uses the keys of the last successful fetch, and when a fetch drops a key id or
+/// changes its key, every cached token it verified is forgotten (one verifying with the old key
+/// while the fetch swaps the keys is not cached). Between fetches both keep accepting a key the
+/// issuer has stopped publishing, as the verifier always did.
 #[derive(Debug)]
 pub struct TokenVerifier {
     issuer: String,
     audience: String,
     source: KeySource,
     /// The keys of the last successful fetch, by key id. Locked only to look up or swap the map,
-    /// never across an await.
-    keys: std::sync::RwLock<Arc<HashMap<String, DecodingKey>>>,
+    /// never across an await. A fetch keeps the `Arc` of a key whose JWK did not change, so a
+    /// cached token's key is the current one exactly when it is the same `Arc`.
+    keys: std::sync::RwLock<Arc<HashMap<String, Arc<VerifyingKey>>>>,
+    /// Tokens already verified. Locked only to look up, insert or prune, never across an await.
+    verified: std::sync::Mutex<VerifiedTokens>,
     /// Held by the one task fetching the key set.
     fetching: tokio::sync::Mutex<()>,
     /// How the last fetch ended; starts the cool-down. Locked only to read or write it.
@@ -134,6 +149,35 @@ struct LastFetch {
     failed: bool,
 }
 
+/// One of the issuer's public keys, as published and as decoded for verification.
+#[derive(Debug)]
+struct VerifyingKey {
+    jwk: Jwk,
+    decoding_key: DecodingKey,
+}
+
+/// The SHA-256 of a token: a fixed-size key, whatever the token's length.
+type TokenDigest = [u8; 32];
+
+/// A bounded map of verified tokens. When full, it drops expired tokens first, then those
+/// closest to expiry.
+struct VerifiedTokens {
+    capacity: usize,
+    entries: HashMap<TokenDigest, VerifiedToken>,
+    /// The keys of `entries` ordered by `exp`, soonest first. Always the same set as `entries`.
+    by_expiry: BTreeSet<(i64, TokenDigest)>,
+}
+
+#[derive(Debug)]
+struct VerifiedToken {
+    caller: Arc<Caller>,
+    /// The token's `exp` (seconds since the Unix epoch): served only before it.
+    exp: i64,
+    kid: String,
+    /// The key that verified the token.
+    key: Arc<VerifyingKey>,
+}
+
 /// An Ed25519 signing key with its key id.
 #[derive(Clone)]
 pub struct SigningKey {
@@ -147,6 +191,10 @@ pub struct SigningKey {
 
 impl TokenVerifier {
     pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+    /// How many verified tokens are kept: ten thousand callers' tokens, about 4 MB.
+    pub const CACHE_CAPACITY: usize = 10_000;
+    /// Seconds an `exp` may be past and the full check still accepts the token (clock skew).
+    const LEEWAY_SECONDS: i64 = 30;
 
     pub fn new(issuer: &str, audience: &str, source: KeySource) -> TokenVerifier {
         install_jwt_crypto();
@@ -155,11 +203,19 @@ impl TokenVerifier {
             audience: audience.to_owned(),
             source,
             keys: std::sync::RwLock::new(Arc::new(HashMap::new())),
+            verified: std::sync::Mutex::new(VerifiedTokens::new(Self::CACHE_CAPACITY)),
             fetching: tokio::sync::Mutex::new(()),
             last_fetch: std::sync::Mutex::new(None),
             min_refresh_interval: Self::MIN_REFRESH_INTERVAL,
             extra_roots: Vec::new(),
         }
+    }
+
+    /// Changes how many verified tokens are kept (tests use a handful).
+    pub fn with_cache_capacity(self, capacity: usize) -> TokenVerifier {
+        *self.verified.lock().unwrap_or_else(PoisonError::into_inner) =
+            VerifiedTokens::new(capacity);
+        self
     }
 
     /// Changes how long the cool-down after a fetch lasts (tests use zero).
@@ -177,6 +233,17 @@ impl TokenVerifier {
 
     /// Verifies `token` and returns who it speaks for.
     pub async fn verify(&self, token: &str) -> Result<Caller, TokenError> {
+        let caller = self.verify_at(token, unix_now()).await?;
+        Ok(Arc::unwrap_or_clone(caller))
+    }
+
+    /// Verifies `token` as of `now` (seconds since the Unix epoch) and returns who it speaks for,
+    /// from the cache when this very token was verified before and has not expired.
+    pub async fn verify_at(&self, token: &str, now: i64) -> Result<Arc<Caller>, TokenError> {
+        let digest: TokenDigest = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(caller) = self.lock_verified().get(&digest, now) {
+            return Ok(caller);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         // Pin the algorithm before looking at keys: `none`, HMAC with the public key as secret
         // and every other substitution are refused here.
@@ -197,25 +264,49 @@ impl TokenVerifier {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(
-                |error| match error.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                    _ => TokenError::Invalid(error.to_string()),
-                },
-            )?;
-        let claims = data.claims;
-        Ok(Caller {
+        // `exp` is checked below against `now`, with the same rule and leeway jsonwebtoken
+        // applies to the system clock.
+        validation.validate_exp = false;
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding_key, &validation)
+            .map_err(|error| TokenError::Invalid(error.to_string()))?
+            .claims;
+        if claims.exp < now - Self::LEEWAY_SECONDS {
+            return Err(TokenError::Expired);
+        }
+        let exp = claims.exp;
+        let caller = Arc::new(Caller {
             subject: claims.sub,
             client_id: claims.client_id,
             roles: claims.roles,
             customer_id: claims.customer_id,
             token_id: claims.jti,
-        })
+        });
+        let mut verified = self.lock_verified();
+        // Not cached if a fetch replaced the key since we read it: the fetch has already pruned
+        // the cache, and this token must not outlive its key there.
+        if self
+            .cached_key(&kid)
+            .is_some_and(|current| Arc::ptr_eq(&current, &key))
+        {
+            verified.insert(
+                digest,
+                VerifiedToken {
+                    caller: Arc::clone(&caller),
+                    exp,
+                    kid,
+                    key,
+                },
+                now,
+            );
+        }
+        Ok(caller)
     }
 
-    fn cached_key(&self, kid: &str) -> Option<DecodingKey> {
+    fn lock_verified(&self) -> std::sync::MutexGuard<'_, VerifiedTokens> {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cached_key(&self, kid: &str) -> Option<Arc<VerifyingKey>> {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         keys.get(kid).cloned()
     }
@@ -242,7 +333,7 @@ impl TokenVerifier {
     }
 
     /// Fetches the key set, unless the cool-down refuses `kid` first, and returns the key `kid`.
-    async fn refresh_for(&self, kid: &str) -> Result<DecodingKey, TokenError> {
+    async fn refresh_for(&self, kid: &str) -> Result<Arc<VerifyingKey>, TokenError> {
         // No lock is awaited before this check: during the cool-down, garbage is refused at once.
         if let Some(refusal) = self.refusal_during_cool_down(kid) {
             return Err(refusal);
@@ -267,16 +358,113 @@ impl TokenVerifier {
             failed: fetched.is_err(),
         });
         let key_set = fetched.map_err(TokenError::KeysUnavailable)?;
+        let previous = Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner));
         let mut keys = HashMap::new();
-        for jwk in &key_set.keys {
-            if let (Some(kid), Ok(key)) = (&jwk.common.key_id, DecodingKey::from_jwk(jwk)) {
-                keys.insert(kid.clone(), key);
-            }
+        for jwk in key_set.keys {
+            let Some(key_id) = jwk.common.key_id.clone() else {
+                continue;
+            };
+            let key = match previous.get(&key_id) {
+                Some(known) if known.jwk == jwk => Arc::clone(known),
+                _ => match DecodingKey::from_jwk(&jwk) {
+                    Ok(decoding_key) => Arc::new(VerifyingKey { jwk, decoding_key }),
+                    Err(_) => continue,
+                },
+            };
+            keys.insert(key_id, key);
         }
         let found = keys.get(kid).cloned();
-        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+        let keys = Arc::new(keys);
+        // Swap first, then prune: a verification that read a replaced key either inserted
+        // before the prune (and is pruned) or sees the new keys and does not insert.
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&keys);
+        self.lock_verified().retain_verified_by(&keys);
         found.ok_or_else(|| TokenError::UnknownKey(kid.to_owned()))
     }
+}
+
+// === impl VerifiedTokens ===
+
+impl std::fmt::Debug for VerifiedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The callers themselves are not worth printing with the verifier.
+        f.debug_struct("VerifiedTokens")
+            .field("capacity", &self.capacity)
+            .field("len", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifiedTokens {
+    fn new(capacity: usize) -> VerifiedTokens {
+        VerifiedTokens {
+            capacity,
+            entries: HashMap::new(),
+            by_expiry: BTreeSet::new(),
+        }
+    }
+
+    /// The caller of a token verified before, if it has not expired by `now`.
+    fn get(&mut self, digest: &TokenDigest, now: i64) -> Option<Arc<Caller>> {
+        let entry = self.entries.get(digest)?;
+        if now < entry.exp {
+            return Some(Arc::clone(&entry.caller));
+        }
+        self.remove(digest);
+        None
+    }
+
+    /// Keeps `token` unless it has expired by `now`, making room first if full.
+    fn insert(&mut self, digest: TokenDigest, token: VerifiedToken, now: i64) {
+        if now >= token.exp || self.capacity == 0 {
+            return;
+        }
+        self.remove(&digest);
+        while self.entries.len() >= self.capacity {
+            // The soonest to expire goes first, so expired tokens go before live ones.
+            let Some((_, oldest)) = self.by_expiry.pop_first() else {
+                break;
+            };
+            self.entries.remove(&oldest);
+        }
+        self.by_expiry.insert((token.exp, digest));
+        self.entries.insert(digest, token);
+    }
+
+    /// Forgets every token whose key is not, or no longer the same, among `keys`.
+    fn retain_verified_by(&mut self, keys: &HashMap<String, Arc<VerifyingKey>>) {
+        let by_expiry = &mut self.by_expiry;
+        self.entries.retain(|digest, token| {
+            let kept = keys
+                .get(&token.kid)
+                .is_some_and(|key| Arc::ptr_eq(key, &token.key));
+            if !kept {
+                by_expiry.remove(&(token.exp, *digest));
+            }
+            kept
+        });
+    }
+
+    fn remove(&mut self, digest: &TokenDigest) {
+        if let Some(token) = self.entries.remove(digest) {
+            self.by_expiry.remove(&(token.exp, *digest));
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        debug_assert_eq!(self.entries.len(), self.by_expiry.len());
+        self.entries.len()
+    }
+}
+
+/// Seconds since the Unix epoch, by the system clock.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 /// `typ` of an access token per RFC 9068: `at+jwt`, or its full media type, in any case.
@@ -413,8 +601,8 @@ impl Caller {
 /// The verified caller of a request, or UNAUTHENTICATED.
 pub fn authenticated<T>(request: &tonic::Request<T>) -> Result<Caller, Error> {
     match request.extensions().get::<Authentication>() {
-        Some(Authentication::Verified(caller)) => Ok(caller.clone()),
-        Some(Authentication::Refused(reason)) => Err(Error::Unauthenticated(reason.clone())),
+        Some(Authentication::Verified(caller)) => Ok(Caller::clone(caller)),
+        Some(Authentication::Refused(reason)) => Err(Error::Unauthenticated((*reason).to_owned())),
         None => Err(Error::Unauthenticated(
             "this needs a bearer token (log in first)".to_owned(),
         )),
@@ -439,9 +627,10 @@ pub fn optional<T>(request: &tonic::Request<T>) -> Result<Option<Caller>, Error>
 /// What [`AuthLayer`] found on a request.
 #[derive(Clone, Debug)]
 enum Authentication {
-    Verified(Caller),
+    /// Shared with the verifier's cache: no copy per call until a handler asks for it.
+    Verified(Arc<Caller>),
     /// A token was presented and refused; the reason is safe to show the caller.
-    Refused(String),
+    Refused(&'static str),
 }
 
 // === AuthLayer ===
@@ -507,13 +696,14 @@ where
         Box::pin(async move {
             let token = bearer_token(request.headers());
             if let (Some(token), Some(verifier)) = (token, verifier) {
-                let authentication = match verifier.verify(&token).await {
+                let authentication = match verifier.verify_at(&token, unix_now()).await {
                     Ok(caller) => {
                         tracing::Span::current().record("caller", caller.subject.as_str());
                         Authentication::Verified(caller)
                     }
                     Err(error) => {
-                        tracing::info!(error.message = %error, "Refused a bearer token");
+                        // Per call, and a client's mistake: debug, so garbage cannot flood the log.
+                        tracing::debug!(error.message = %error, "Refused a bearer token");
                         let reason = match error {
                             TokenError::Expired => "the token has expired; log in again",
                             TokenError::KeysUnavailable(_) => {
@@ -524,7 +714,7 @@ where
                             }
                             _ => "the token is not valid",
                         };
-                        Authentication::Refused(reason.to_owned())
+                        Authentication::Refused(reason)
                     }
                 };
                 request.extensions_mut().insert(authentication);
@@ -819,6 +1009,180 @@ mod tests {
             .verify(&old_key.sign(&claims(300)).unwrap())
             .await
             .expect("the old key still verifies");
+    }
+
+    /// A moment far from the real clock: the cache tests pass `now` themselves.
+    const EXP: i64 = 2_000_000_000;
+
+    fn claims_expiring_at(exp: i64, jti: &str) -> Claims {
+        Claims {
+            exp,
+            iat: exp - 600,
+            jti: jti.to_owned(),
+            ..claims(0)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_is_never_served_past_its_exp() {
+        let key = SigningKey::generate().unwrap();
+        let token = key.sign(&claims_expiring_at(EXP, "t")).unwrap();
+        let verifier = verifier_trusting(&[&key]);
+
+        let fresh = verifier.verify_at(&token, EXP - 600).await;
+        let last_second = verifier.verify_at(&token, EXP - 1).await;
+        let past_the_leeway = verifier.verify_at(&token, EXP + 31).await;
+
+        assert_eq!(fresh.unwrap().subject, "account-1");
+        assert_eq!(last_second.unwrap().subject, "account-1");
+        assert!(
+            matches!(past_the_leeway, Err(TokenError::Expired)),
+            "an expired token was served from the cache: {past_the_leeway:?}"
+        );
+    }
+
+    #[test]
+    fn the_cache_forgets_a_token_at_its_exp_and_keeps_its_capacity() {
+        let key = Arc::new(super::VerifyingKey {
+            jwk: SigningKey::generate().unwrap().public_jwk().clone(),
+            decoding_key: jsonwebtoken::DecodingKey::from_secret(b"unused"),
+        });
+        let caller = Arc::new(Caller {
+            subject: "account-1".to_owned(),
+            client_id: "emporiumctl".to_owned(),
+            roles: Vec::new(),
+            customer_id: None,
+            token_id: "t".to_owned(),
+        });
+        let token = |exp: i64| super::VerifiedToken {
+            caller: Arc::clone(&caller),
+            exp,
+            kid: "k".to_owned(),
+            key: Arc::clone(&key),
+        };
+        let mut cache = super::VerifiedTokens::new(2);
+
+        cache.insert([1; 32], token(EXP), EXP - 10);
+        assert!(cache.get(&[1; 32], EXP - 1).is_some());
+        assert!(cache.get(&[1; 32], EXP).is_none(), "served at its exp");
+        assert_eq!(cache.len(), 0, "an expired token is dropped when met");
+        cache.insert([2; 32], token(EXP), EXP);
+        assert_eq!(cache.len(), 0, "an expired token is not kept");
+
+        cache.insert([3; 32], token(EXP + 100), EXP);
+        cache.insert([4; 32], token(EXP + 300), EXP);
+        cache.insert([5; 32], token(EXP + 200), EXP);
+
+        assert_eq!(cache.len(), 2);
+        assert!(
+            cache.get(&[3; 32], EXP).is_none(),
+            "the soonest to expire goes first"
+        );
+        assert!(cache.get(&[4; 32], EXP).is_some());
+        assert!(cache.get(&[5; 32], EXP).is_some());
+    }
+
+    #[tokio::test]
+    async fn the_verifier_keeps_at_most_its_cache_capacity() {
+        let key = SigningKey::generate().unwrap();
+        let verifier = verifier_trusting(&[&key]).with_cache_capacity(3);
+
+        for index in 0..10 {
+            let token = key
+                .sign(&claims_expiring_at(EXP + index, &format!("t{index}")))
+                .unwrap();
+            verifier.verify_at(&token, EXP - 600).await.unwrap();
+        }
+
+        assert_eq!(verifier.lock_verified().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_changed_token_is_not_served_from_the_cache() {
+        let key = SigningKey::generate().unwrap();
+        let token = key.sign(&claims_expiring_at(EXP, "t")).unwrap();
+        let verifier = verifier_trusting(&[&key]);
+        verifier.verify_at(&token, EXP - 600).await.unwrap();
+        let (header, rest) = token.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+        let promoted = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+            serde_json::to_vec(&Claims {
+                roles: vec![roles::ADMIN.to_owned()],
+                ..claims_expiring_at(EXP, "t")
+            })
+            .unwrap(),
+        );
+        let edited_claims = format!("{header}.{promoted}.{signature}");
+        // One character of the signature changed (not the last, whose low bits are padding).
+        let at = token.len() - 10;
+        let flipped = if &token[at..=at] == "A" { "B" } else { "A" };
+        let forged_signature = format!("{}{flipped}{}", &token[..at], &token[at + 1..]);
+
+        let edited = verifier.verify_at(&edited_claims, EXP - 600).await;
+        let forged = verifier.verify_at(&forged_signature, EXP - 600).await;
+
+        assert!(matches!(edited, Err(TokenError::Invalid(_))), "{edited:?}");
+        assert!(matches!(forged, Err(TokenError::Invalid(_))), "{forged:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_stays_refused() {
+        let key = SigningKey::generate().unwrap();
+        let token = key
+            .sign(&Claims {
+                aud: "someone-else".to_owned(),
+                ..claims_expiring_at(EXP, "t")
+            })
+            .unwrap();
+        let verifier = verifier_trusting(&[&key]);
+
+        let first = verifier.verify_at(&token, EXP - 600).await;
+        let again = verifier.verify_at(&token, EXP - 600).await;
+
+        assert!(matches!(first, Err(TokenError::Invalid(_))), "{first:?}");
+        assert!(matches!(again, Err(TokenError::Invalid(_))), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_goes_with_its_key_when_a_fetch_changes_or_drops_it() {
+        let old_key = SigningKey::generate().unwrap();
+        let kept_key = SigningKey::generate().unwrap();
+        let other = SigningKey::generate().unwrap();
+        let reused_kid = SigningKey::from_pkcs8_der(old_key.kid(), other.pkcs8_der()).unwrap();
+        let new_key = SigningKey::generate().unwrap();
+        let newer_key = SigningKey::generate().unwrap();
+        let server =
+            JwksServer::start(&key_set(&[&old_key, &kept_key]), Answer::Document, None).await;
+        let verifier = TokenVerifier::new(ISSUER, AUDIENCE, KeySource::Url(server.url.clone()))
+            .with_min_refresh_interval(Duration::ZERO);
+        let token_of = |key: &SigningKey| key.sign(&claims_expiring_at(EXP, key.kid())).unwrap();
+        let now = EXP - 600;
+        let (old_token, kept_token) = (token_of(&old_key), token_of(&kept_key));
+        verifier.verify_at(&old_token, now).await.unwrap();
+        verifier.verify_at(&kept_token, now).await.unwrap();
+
+        // The old key id now names another key; a token of a new key makes the verifier fetch.
+        server.serve(&key_set(&[&reused_kid, &kept_key, &new_key]));
+        verifier.verify_at(&token_of(&new_key), now).await.unwrap();
+        let changed = verifier.verify_at(&old_token, now).await;
+        let kept = verifier.verify_at(&kept_token, now).await;
+        // Then the kept key goes too.
+        server.serve(&key_set(&[&new_key, &newer_key]));
+        verifier
+            .verify_at(&token_of(&newer_key), now)
+            .await
+            .unwrap();
+        let dropped = verifier.verify_at(&kept_token, now).await;
+
+        assert!(
+            matches!(changed, Err(TokenError::Invalid(_))),
+            "a token of a replaced key was served: {changed:?}"
+        );
+        kept.expect("a token of a key the fetch kept stays valid");
+        assert!(
+            matches!(dropped, Err(TokenError::UnknownKey(_))),
+            "a token of a dropped key was served: {dropped:?}"
+        );
     }
 
     #[test]

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::{Code, Status};
@@ -135,13 +134,19 @@ impl GrpcListener {
         // copies into events, then token verification (so a refusal is traced), then the routes.
         let server = tonic::transport::Server::builder()
             .trace_fn(|request| {
-                tracing::info_span!("grpc", rpc = %request.uri().path(), otel.kind = "server")
+                // `caller` is filled in by the auth layer once the token is verified.
+                tracing::info_span!(
+                    "grpc",
+                    rpc = %request.uri().path(),
+                    otel.kind = "server",
+                    caller = tracing::field::Empty
+                )
             })
             .layer(TraceContextLayer)
             .layer(auth)
             .add_routes(routes)
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.listener),
+                crate::net::grpc_incoming(self.listener),
                 stop_accepting.clone().cancelled_owned(),
             );
         let mut server = std::pin::pin!(server);

@@ -12,6 +12,7 @@ pub mod consumer;
 pub mod deadletter;
 pub mod error;
 pub mod grpc;
+pub mod net;
 pub mod outbox;
 pub mod pagination;
 pub mod proxies;

@@ -1,11 +1,46 @@
 //! Opaque page tokens for keyset pagination. A token carries the sort key of the last row served
 //! and a fingerprint of the query, so a page is stable under concurrent inserts and a token reused
-//! with a different filter is refused instead of silently skipping rows.
+//! with a different filter is refused instead of silently skipping rows. A list's token also
+//! carries the count its first page took ([`Continuation`]), so later pages do not count again.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+
+/// What a list's page token carries besides the query's fingerprint: where the next page starts,
+/// and the `total_size` the list reports on every page after the first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Continuation<C> {
+    /// The sort key and id of the last row served.
+    pub cursor: C,
+    /// How many rows matched when the first page was read. Counting every page would scan every
+    /// match again per page (listing a large table slows with its size); the count is a hint
+    /// anyway, since rows come and go while a client pages. The token is not signed: a client
+    /// that edits it misleads only itself.
+    pub total_size: i64,
+}
+
+/// The `total_size` of a page, counting only when it must: a later page reports the count its
+/// first page took; a first page holding every match (`n_rows` of at most `page_size`, fetched
+/// with one extra row to see whether more follow) is its own count; only a first page with more
+/// to follow runs `count`.
+pub async fn total_size<C, F, E>(
+    after: Option<&Continuation<C>>,
+    n_rows: usize,
+    page_size: i64,
+    count: F,
+) -> Result<i64, E>
+where
+    F: Future<Output = Result<i64, E>>,
+{
+    let n_rows = i64::try_from(n_rows).unwrap_or(i64::MAX);
+    match after {
+        Some(after) => Ok(after.total_size),
+        None if n_rows <= page_size => Ok(n_rows),
+        None => count.await,
+    }
+}
 
 /// Encodes `cursor` for the query whose filter/sort is summarised by `fingerprint`.
 pub fn encode_token<C: Serialize>(fingerprint: &str, cursor: &C) -> String {
@@ -59,7 +94,7 @@ fn hex_decode(text: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_token, encode_token};
+    use super::{Continuation, decode_token, encode_token, total_size};
 
     #[test]
     fn a_token_round_trips_for_its_own_query_only() {
@@ -73,5 +108,28 @@ mod tests {
             decode_token::<(String, i64)>("page_token", "x", "").unwrap(),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn only_a_first_page_with_more_to_follow_counts() {
+        let n_counts = std::cell::Cell::new(0);
+        let count = || async {
+            n_counts.set(n_counts.get() + 1);
+            Ok::<i64, ()>(99)
+        };
+        let later = Continuation {
+            cursor: 7,
+            total_size: 40,
+        };
+
+        let later_page = total_size(Some(&later), 6, 5, count()).await;
+        let whole_first_page = total_size::<i32, _, _>(None, 5, 5, count()).await;
+        assert_eq!(n_counts.get(), 0, "a page that needed no count counted");
+        let first_of_several = total_size::<i32, _, _>(None, 6, 5, count()).await;
+
+        assert_eq!(later_page, Ok(40));
+        assert_eq!(whole_first_page, Ok(5));
+        assert_eq!(first_of_several, Ok(99));
+        assert_eq!(n_counts.get(), 1);
     }
 }

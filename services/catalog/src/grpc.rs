@@ -10,7 +10,7 @@ use chassis::auth::{self, roles};
 use chassis::error::Error;
 use chassis::grpc::{first_reason, in_request_order, page_size, parse_uuid, timestamp_to_proto};
 use chassis::outbox::Actor;
-use chassis::pagination::{decode_token, encode_token};
+use chassis::pagination::{Continuation, decode_token, encode_token};
 use emporium_proto::audit::v1 as audit;
 use emporium_proto::catalog::v1 as proto;
 use proto::catalog_service_server::CatalogService;
@@ -93,12 +93,17 @@ impl CatalogService for CatalogGrpc {
         authorize_read(&request)?;
         let request = request.into_inner();
         let (query, fingerprint) = parse_category_list(&request)?;
-        let after: Option<Cursor> = decode_token("page_token", &fingerprint, &request.page_token)?;
+        let after: Option<Continuation<Cursor>> =
+            decode_token("page_token", &fingerprint, &request.page_token)?;
         let page = self.catalog.list_categories(&query, after.as_ref()).await?;
         let next_page_token = match page.items.last() {
-            Some(last) if page.has_more => {
-                encode_token(&fingerprint, &store::category_cursor(last, query.order))
-            }
+            Some(last) if page.has_more => encode_token(
+                &fingerprint,
+                &Continuation {
+                    cursor: store::category_cursor(last, query.order),
+                    total_size: page.total,
+                },
+            ),
             _ => String::new(),
         };
         Ok(Response::new(proto::ListCategoriesResponse {
@@ -184,12 +189,17 @@ impl CatalogService for CatalogGrpc {
         authorize_read(&request)?;
         let request = request.into_inner();
         let (query, fingerprint) = parse_product_list(&request)?;
-        let after: Option<Cursor> = decode_token("page_token", &fingerprint, &request.page_token)?;
+        let after: Option<Continuation<Cursor>> =
+            decode_token("page_token", &fingerprint, &request.page_token)?;
         let page = self.catalog.list_products(&query, after.as_ref()).await?;
         let next_page_token = match page.items.last() {
-            Some(last) if page.has_more => {
-                encode_token(&fingerprint, &store::product_cursor(last, query.order))
-            }
+            Some(last) if page.has_more => encode_token(
+                &fingerprint,
+                &Continuation {
+                    cursor: store::product_cursor(last, query.order),
+                    total_size: page.total,
+                },
+            ),
             _ => String::new(),
         };
         Ok(Response::new(proto::ListProductsResponse {

@@ -4,6 +4,7 @@
 
 use chassis::error::Error;
 use chassis::outbox::{self, Actor};
+use chassis::pagination::Continuation;
 use chassis::storage::Database;
 use uuid::Uuid;
 
@@ -67,7 +68,7 @@ impl Catalog {
     pub async fn list_categories(
         &self,
         query: &CategoryListQuery,
-        after: Option<&Cursor>,
+        after: Option<&Continuation<Cursor>>,
     ) -> Result<Page<Category>, Error> {
         let mut tx = self.database.begin_read().await?;
         let page = store::list_categories(&mut tx, query, after).await?;
@@ -141,7 +142,7 @@ impl Catalog {
     pub async fn list_products(
         &self,
         query: &ProductListQuery,
-        after: Option<&Cursor>,
+        after: Option<&Continuation<Cursor>>,
     ) -> Result<Page<Product>, Error> {
         let mut tx = self.database.begin_read().await?;
         let page = store::list_products(&mut tx, query, after).await?;

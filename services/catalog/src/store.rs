@@ -3,6 +3,7 @@
 
 use chassis::error::Error;
 use chassis::on_backend;
+use chassis::pagination::{Continuation, total_size};
 use chassis::storage::{
     ConstraintViolation, Timestamp, Transaction, constraint_violation, invalid_field,
 };
@@ -130,7 +131,7 @@ pub async fn get_categories(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Ca
 pub async fn list_categories(
     tx: &mut Transaction,
     query: &CategoryListQuery,
-    after: Option<&Cursor>,
+    after: Option<&Continuation<Cursor>>,
 ) -> Result<Page<Category>, Error> {
     let column = match query.order {
         CategoryOrder::Name => "name",
@@ -154,7 +155,7 @@ pub async fn list_categories(
         let mut select = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql))
             .bind(pattern.as_deref())
             .bind(limit);
-        if let Some(cursor) = after {
+        if let Some(Continuation { cursor, .. }) = after {
             select = match &cursor.key {
                 SortKey::Text(text) => select.bind(text.as_str()),
                 SortKey::Integer(value) => select.bind(*value),
@@ -163,10 +164,10 @@ pub async fn list_categories(
             .bind(cursor.id);
         }
         let rows = select.fetch_all(&mut *conn).await?;
-        let total: i64 = sqlx::query_scalar(AssertSqlSafe(count_sql))
+        let count = sqlx::query_scalar(AssertSqlSafe(count_sql))
             .bind(pattern.as_deref())
-            .fetch_one(&mut *conn)
-            .await?;
+            .fetch_one(&mut *conn);
+        let total = total_size(after, rows.len(), query.page_size, count).await?;
         Ok::<_, Error>((rows, total))
     })?;
     Ok(page(
@@ -317,7 +318,7 @@ pub async fn get_products(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Prod
 pub async fn list_products(
     tx: &mut Transaction,
     query: &ProductListQuery,
-    after: Option<&Cursor>,
+    after: Option<&Continuation<Cursor>>,
 ) -> Result<Page<Product>, Error> {
     let column = match query.order {
         ProductOrder::Name => "name",
@@ -347,7 +348,7 @@ pub async fn list_products(
             .bind(pattern.as_deref())
             .bind(sku)
             .bind(limit);
-        if let Some(cursor) = after {
+        if let Some(Continuation { cursor, .. }) = after {
             select = match &cursor.key {
                 SortKey::Text(text) => select.bind(text.as_str()),
                 SortKey::Integer(value) => select.bind(*value),
@@ -356,12 +357,12 @@ pub async fn list_products(
             .bind(cursor.id);
         }
         let rows = select.fetch_all(&mut *conn).await?;
-        let total: i64 = sqlx::query_scalar(AssertSqlSafe(count_sql))
+        let count = sqlx::query_scalar(AssertSqlSafe(count_sql))
             .bind(query.category_id)
             .bind(pattern.as_deref())
             .bind(sku)
-            .fetch_one(&mut *conn)
-            .await?;
+            .fetch_one(&mut *conn);
+        let total = total_size(after, rows.len(), query.page_size, count).await?;
         Ok::<_, Error>((rows, total))
     })?;
     Ok(page(

@@ -9,7 +9,7 @@ use chassis::auth::{self, roles};
 use chassis::error::Error;
 use chassis::grpc::{first_reason, in_request_order, page_size, parse_uuid, timestamp_to_proto};
 use chassis::outbox::Actor;
-use chassis::pagination::{decode_token, encode_token};
+use chassis::pagination::{Continuation, decode_token, encode_token};
 use emporium_proto::audit::v1 as audit;
 use emporium_proto::identity::v1 as proto;
 use proto::identity_service_server::IdentityService;
@@ -96,15 +96,20 @@ impl IdentityService for IdentityGrpc {
         let caller = auth::require(&request, &[roles::ADMIN])?;
         let request = request.into_inner();
         let (query, fingerprint) = parse_account_list(&request)?;
-        let after: Option<Cursor> = decode_token("page_token", &fingerprint, &request.page_token)?;
+        let after: Option<Continuation<Cursor>> =
+            decode_token("page_token", &fingerprint, &request.page_token)?;
         let page = self
             .identity
             .list_accounts(&query, after.as_ref(), &Actor::from(&caller))
             .await?;
         let next_page_token = match page.items.last() {
-            Some(last) if page.has_more => {
-                encode_token(&fingerprint, &store::account_cursor(last, query.order))
-            }
+            Some(last) if page.has_more => encode_token(
+                &fingerprint,
+                &Continuation {
+                    cursor: store::account_cursor(last, query.order),
+                    total_size: page.total,
+                },
+            ),
             _ => String::new(),
         };
         Ok(Response::new(proto::ListAccountsResponse {
@@ -317,16 +322,20 @@ impl IdentityService for IdentityGrpc {
             DEFAULT_PAGE_SIZE,
             MAX_PAGE_SIZE,
         )?;
-        let after: Option<Cursor> =
+        let after: Option<Continuation<Cursor>> =
             decode_token("page_token", CLIENT_LIST_FINGERPRINT, &request.page_token)?;
         let page = self
             .identity
             .list_clients(page_size, after.as_ref())
             .await?;
         let next_page_token = match page.items.last() {
-            Some(last) if page.has_more => {
-                encode_token(CLIENT_LIST_FINGERPRINT, &store::client_cursor(last))
-            }
+            Some(last) if page.has_more => encode_token(
+                CLIENT_LIST_FINGERPRINT,
+                &Continuation {
+                    cursor: store::client_cursor(last),
+                    total_size: page.total,
+                },
+            ),
             _ => String::new(),
         };
         Ok(Response::new(proto::ListClientsResponse {

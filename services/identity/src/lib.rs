@@ -257,7 +257,7 @@ impl HttpOrigin {
             }
         };
         let server = axum::serve(
-            self.listener,
+            chassis::net::http_listener(self.listener),
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )

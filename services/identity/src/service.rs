@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use anyhow::Context;
 use chassis::error::Error;
 use chassis::outbox::{self, Actor};
+use chassis::pagination::Continuation;
 use chassis::storage::Database;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
@@ -147,13 +148,13 @@ impl Identity {
     }
 
     /// Reads a page of accounts and records that `accessed_by` read each account on it. The page
-    /// and its total come from one read snapshot; the accesses are recorded in a second
+    /// and its total (counted for a first page only) come from one read snapshot; the accesses are recorded in a second
     /// transaction that commits before the page is returned, so no page leaves unaudited.
     #[tracing::instrument(skip_all)]
     pub async fn list_accounts(
         &self,
         query: &AccountListQuery,
-        after: Option<&Cursor>,
+        after: Option<&Continuation<Cursor>>,
         accessed_by: &Actor,
     ) -> Result<Page<Account>, Error> {
         let mut tx = self.database.begin_read().await?;
@@ -462,7 +463,7 @@ impl Identity {
     pub async fn list_clients(
         &self,
         page_size: i64,
-        after: Option<&Cursor>,
+        after: Option<&Continuation<Cursor>>,
     ) -> Result<Page<Client>, Error> {
         let mut tx = self.database.begin_read().await?;
         let page = store::list_clients(&mut tx, page_size, after).await?;

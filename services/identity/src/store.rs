@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use chassis::error::Error;
 use chassis::on_backend;
+use chassis::pagination::{Continuation, total_size};
 use chassis::storage::{
     ConstraintViolation, Timestamp, Transaction, constraint_violation, invalid_field,
 };
@@ -196,7 +197,7 @@ pub async fn find_credentials(
 pub async fn list_accounts(
     tx: &mut Transaction,
     query: &AccountListQuery,
-    after: Option<&Cursor>,
+    after: Option<&Continuation<Cursor>>,
 ) -> Result<Page<Account>, Error> {
     let column = match query.order {
         AccountOrder::Email => "email",
@@ -224,7 +225,7 @@ pub async fn list_accounts(
             .bind(country)
             .bind(pattern.as_deref())
             .bind(limit);
-        if let Some(cursor) = after {
+        if let Some(Continuation { cursor, .. }) = after {
             select = match &cursor.key {
                 SortKey::Text(text) => select.bind(text.as_str()),
                 SortKey::Time(text) => select.bind(parse_time(text)?),
@@ -232,11 +233,11 @@ pub async fn list_accounts(
             .bind(cursor.id);
         }
         let rows = select.fetch_all(&mut *conn).await?;
-        let total: i64 = sqlx::query_scalar(AssertSqlSafe(count_sql))
+        let count = sqlx::query_scalar(AssertSqlSafe(count_sql))
             .bind(country)
             .bind(pattern.as_deref())
-            .fetch_one(&mut *conn)
-            .await?;
+            .fetch_one(&mut *conn);
+        let total = total_size(after, rows.len(), query.page_size, count).await?;
         Ok::<_, Error>((rows, total))
     })?;
     let accounts = with_roles(tx, rows).await?;
@@ -717,7 +718,7 @@ pub async fn find_client_credentials(
 pub async fn list_clients(
     tx: &mut Transaction,
     page_size: i64,
-    after: Option<&Cursor>,
+    after: Option<&Continuation<Cursor>>,
 ) -> Result<Page<Client>, Error> {
     let (sql, count_sql) = chassis::storage::keyset_sql(
         "oauth_clients",
@@ -731,7 +732,7 @@ pub async fn list_clients(
     let limit = page_size + 1;
     let (rows, total) = on_backend!(tx, conn => {
         let mut select = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql)).bind(limit);
-        if let Some(cursor) = after {
+        if let Some(Continuation { cursor, .. }) = after {
             select = match &cursor.key {
                 SortKey::Text(text) => select.bind(text.as_str()),
                 SortKey::Time(_) => {
@@ -744,9 +745,8 @@ pub async fn list_clients(
             .bind(cursor.id);
         }
         let rows = select.fetch_all(&mut *conn).await?;
-        let total: i64 = sqlx::query_scalar(AssertSqlSafe(count_sql))
-            .fetch_one(&mut *conn)
-            .await?;
+        let count = sqlx::query_scalar(AssertSqlSafe(count_sql)).fetch_one(&mut *conn);
+        let total = total_size(after, rows.len(), page_size, count).await?;
         Ok::<_, Error>((rows, total))
     })?;
     let clients = with_client_roles(tx, rows).await?;

@@ -14,6 +14,7 @@ both_backends!(
     pages_cover_every_product_once_with_a_total,
     pagination_is_stable_under_concurrent_inserts,
     a_page_token_only_works_with_its_own_query,
+    later_pages_report_the_count_taken_by_the_first,
 );
 
 async fn lists_filter_by_category_text_and_sku(backend: Backend) {
@@ -268,4 +269,54 @@ async fn a_page_token_only_works_with_its_own_query(backend: Backend) {
     assert_eq!(violated_fields(&other_order), ["page_token"]);
     assert_eq!(violated_fields(&garbage), ["page_token"]);
     assert_eq!(violated_fields(&too_big), ["page_size"]);
+}
+
+async fn later_pages_report_the_count_taken_by_the_first(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tea = app.create_category("Tea").await;
+    for index in 0..3 {
+        app.create_product(&tea.id, &format!("SKU-{index}"), &format!("Tea {index}"), 1)
+            .await;
+    }
+    let list = |page_token: &str, text: &str| proto::ListProductsRequest {
+        page_size: 2,
+        page_token: page_token.to_owned(),
+        query: text.to_owned(),
+        ..Default::default()
+    };
+    let first = app
+        .client()
+        .list_products(list("", ""))
+        .await
+        .unwrap()
+        .into_inner();
+    app.create_product(&tea.id, "SKU-3", "Tea 3", 1).await;
+    app.create_product(&tea.id, "SKU-4", "Tea 4", 1).await;
+
+    let second = app
+        .client()
+        .list_products(list(&first.next_page_token, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    let other_filter = app
+        .client()
+        .list_products(list(&first.next_page_token, "tea"))
+        .await
+        .unwrap_err();
+    let fresh = app
+        .client()
+        .list_products(list("", ""))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(first.total_size, 3);
+    assert_eq!(
+        second.total_size, 3,
+        "page 2 reports the count its first page took"
+    );
+    assert_eq!(second.products.len(), 2, "page 2 still sees the new rows");
+    assert_eq!(violated_fields(&other_filter), ["page_token"]);
+    assert_eq!(fresh.total_size, 5, "a new first page counts again");
 }

@@ -14,6 +14,7 @@ both_backends!(
     a_deleted_account_is_gone,
     batch_get_answers_in_request_order_and_names_the_missing,
     lists_filter_by_country_and_text_and_page_with_a_total,
+    later_pages_report_the_count_taken_by_the_first,
 );
 
 // What these check happens before storage or the bus is reached: once is enough.
@@ -341,5 +342,56 @@ async fn lists_filter_by_country_and_text_and_page_with_a_total(backend: Backend
             "alan@example.com",
             "ada@example.com"
         ]
+    );
+}
+
+async fn later_pages_report_the_count_taken_by_the_first(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_account("ada@example.com").await;
+    app.create_account("alan@example.com").await;
+    let list = |page_token: &str, query: &str| {
+        app.admin(proto::ListAccountsRequest {
+            page_size: 1,
+            page_token: page_token.to_owned(),
+            query: query.to_owned(),
+            ..Default::default()
+        })
+    };
+    let first = app
+        .client()
+        .list_accounts(list("", ""))
+        .await
+        .unwrap()
+        .into_inner();
+    app.create_account("grace@example.com").await;
+
+    let second = app
+        .client()
+        .list_accounts(list(&first.next_page_token, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    let other_filter = app
+        .client()
+        .list_accounts(list(&first.next_page_token, "ada"))
+        .await
+        .unwrap_err();
+    let fresh = app
+        .client()
+        .list_accounts(list("", ""))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert!(first.total_size >= 2, "{}", first.total_size);
+    assert_eq!(
+        second.total_size, first.total_size,
+        "page 2 reports the count its first page took"
+    );
+    assert_eq!(violated_fields(&other_filter), ["page_token"]);
+    assert_eq!(
+        fresh.total_size,
+        first.total_size + 1,
+        "a new first page counts again"
     );
 }
