@@ -613,7 +613,16 @@ impl CommitListener {
             }
             return std::future::pending().await;
         };
-        match listener.try_recv().await {
+        let received = tokio::select! {
+            received = listener.try_recv() => received,
+            () = self.database.closed() => {
+                // The pool is closing: give its connection back, and listen no more.
+                self.listener = None;
+                self.unavailable = true;
+                return std::future::pending().await;
+            }
+        };
+        match received {
             Ok(Some(_)) => {
                 // One look at the outbox covers every commit heard so far.
                 while listener.next_buffered().is_some() {}

@@ -355,6 +355,15 @@ impl Database {
         }
     }
 
+    /// Resolves once [`Database::close`] has been called: whoever holds a connection for long
+    /// (the relay's listener) lets it go then, or `close` would wait for it forever.
+    pub async fn closed(&self) {
+        match &self.pool {
+            Pool::Postgres(pool) => pool.close_event().await,
+            Pool::Sqlite(pool) => pool.close_event().await,
+        }
+    }
+
     /// Closes every connection; pending acquires fail.
     pub async fn close(&self) {
         match &self.pool {

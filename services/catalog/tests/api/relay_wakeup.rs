@@ -87,6 +87,44 @@ async fn a_commit_in_another_process_wakes_the_relay_on_postgres() {
     relay.await.expect("the relay stops");
 }
 
+/// The listener holds one of the pool's connections for as long as it listens; closing the
+/// pool (as the readiness test does, and shutdown after the relay) must not wait on it forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_pool_under_a_listening_relay_returns() {
+    let test_database = TestDatabase::new(Backend::PostgresNats, "catalog").await;
+    let test_bus = TestBus::new(Backend::PostgresNats).await;
+    let bus = test_bus.connect().await;
+    let relaying = Database::connect(test_database.url(), catalog::MIGRATIONS)
+        .await
+        .expect("the pool opens");
+    let observer = Database::open(test_database.url())
+        .await
+        .expect("a second pool opens");
+    let route = EventRoute::new(catalog::NAME, &test_bus.namespace);
+    let relay_shutdown = CancellationToken::new();
+    let _relay = tokio::spawn(
+        Relay::new(relaying.clone(), bus.clone(), route)
+            .with_poll_interval(POLL_INTERVAL)
+            .run(relay_shutdown.clone()),
+    );
+    eventually(DEADLINE, "the relay to listen", || async {
+        listener_pid(&observer, None).await
+    })
+    .await;
+
+    let closed = tokio::time::timeout(DEADLINE, relaying.close()).await;
+
+    assert!(
+        closed.is_ok(),
+        "closing the pool waited on the relay's listener"
+    );
+    eventually(DEADLINE, "the listener's session to end", || async {
+        listener_pid(&observer, None).await.is_none().then_some(())
+    })
+    .await;
+    relay_shutdown.cancel();
+}
+
 async fn create_category(catalog: &Catalog, name: &str) {
     let actor = Actor {
         subject: "catalog-manager-1".to_owned(),
