@@ -355,7 +355,9 @@ impl Relay {
             _ = commits.connect() => {}
         }
         loop {
-            if shutdown.is_cancelled() {
+            // A closed pool is the service stopping: nothing can be published any more, and the
+            // listener (dropped with `commits`) must give its connection back for `close` to end.
+            if shutdown.is_cancelled() || self.database.is_closed() {
                 return;
             }
             // Whether to look at the outbox again at once: after a full batch, which may have
@@ -401,6 +403,7 @@ impl Relay {
                     );
                     tokio::select! {
                         () = shutdown.cancelled() => return,
+                        () = self.database.closed() => return,
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));

@@ -364,6 +364,14 @@ impl Database {
         }
     }
 
+    /// Whether [`Database::close`] has been called.
+    pub fn is_closed(&self) -> bool {
+        match &self.pool {
+            Pool::Postgres(pool) => pool.is_closed(),
+            Pool::Sqlite(pool) => pool.is_closed(),
+        }
+    }
+
     /// Closes every connection; pending acquires fail.
     pub async fn close(&self) {
         match &self.pool {
