@@ -4,12 +4,19 @@
 //! de-duplicated by event id, so a crash between publish and mark never yields a second delivery.
 //! An event the bus refuses for good (too large) is parked with its reason instead of blocking
 //! every later event; a stream deleted under the relay is created again.
+//!
+//! The relay wakes when a transaction that recorded events commits: in this process through the
+//! database's signal, and on PostgreSQL from any replica through `LISTEN` on
+//! [`OUTBOX_CHANNEL`](crate::storage::OUTBOX_CHANNEL). It also polls, so a lost listener (or a
+//! replica that stopped holding the relay lock) delays events by at most the poll interval.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
+use sqlx::postgres::PgListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -98,6 +105,9 @@ pub struct EventRoute {
     /// give each run its own namespace on a shared NATS server).
     pub namespace: String,
 }
+
+/// How often the relay looks at the outbox when nothing woke it.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Publishes the outbox to the bus until cancelled.
 #[derive(Debug)]
@@ -319,9 +329,16 @@ impl Relay {
             bus,
             route,
             batch_size: 256,
-            poll_interval: Duration::from_millis(500),
+            poll_interval: POLL_INTERVAL,
             publish_timeout: PUBLISH_TIMEOUT,
         }
+    }
+
+    /// Looks at the outbox every `poll_interval` when nothing woke it, instead of
+    /// [`POLL_INTERVAL`].
+    pub fn with_poll_interval(mut self, poll_interval: Duration) -> Relay {
+        self.poll_interval = poll_interval;
+        self
     }
 
     /// Creates the service's stream, then publishes until `shutdown` is cancelled. Errors (bus or
@@ -331,12 +348,25 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         let mut stream_ready = false;
+        // Listening before the first look at the outbox, so that no commit falls in between.
+        let mut commits = CommitListener::new(self.database.clone());
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = commits.connect() => {}
+        }
         loop {
-            if shutdown.is_cancelled() {
+            // A closed pool is the service stopping: nothing can be published any more, and the
+            // listener (dropped with `commits`) must give its connection back for `close` to end.
+            if shutdown.is_cancelled() || self.database.is_closed() {
                 return;
             }
+            // Whether to look at the outbox again at once: after a full batch, which may have
+            // left more behind, and once the stream is ready. After a smaller batch, whatever
+            // committed since the read has signalled, which ends the wait at once.
             let result = if stream_ready {
-                self.publish_pending().await
+                self.publish_pending()
+                    .await
+                    .map(|n_settled| n_settled as i64 >= self.batch_size)
             } else {
                 self.bus
                     .ensure_stream(&self.route.stream())
@@ -344,18 +374,19 @@ impl Relay {
                     .map_err(anyhow::Error::from)
                     .map(|()| {
                         stream_ready = true;
-                        0
+                        true
                     })
             };
             match result {
-                Ok(n_published) => {
+                Ok(look_again) => {
                     backoff = Duration::from_millis(100);
-                    if n_published > 0 {
+                    if look_again {
                         continue;
                     }
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = self.database.outbox_written() => {}
+                        () = commits.next_commit() => {}
                         () = tokio::time::sleep(self.poll_interval) => {}
                     }
                 }
@@ -372,6 +403,7 @@ impl Relay {
                     );
                     tokio::select! {
                         () = shutdown.cancelled() => return,
+                        () = self.database.closed() => return,
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -537,6 +569,103 @@ impl Relay {
             );
         }
         Ok(())
+    }
+}
+
+/// Commits of outbox events in other processes, heard through PostgreSQL's `LISTEN`. The
+/// listener is connected when the relay starts and again after it is lost, with a backoff;
+/// while it is missing the relay only polls, it never stalls.
+struct CommitListener {
+    database: Database,
+    listener: Option<PgListener>,
+    /// No listener on this database (SQLite, or a pool too small to spare a connection).
+    unavailable: bool,
+    /// When to try connecting the listener again after a failure.
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+// === impl CommitListener ===
+
+impl CommitListener {
+    const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+    const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+    fn new(database: Database) -> CommitListener {
+        CommitListener {
+            database,
+            listener: None,
+            unavailable: false,
+            retry_at: Instant::now(),
+            backoff: CommitListener::FIRST_BACKOFF,
+        }
+    }
+
+    /// Returns when a commit may have recorded events the relay has not seen: a notification,
+    /// a listener (re)connected (commits before it were not heard), or one lost. Never returns
+    /// while there is no listener; the relay's poll covers that time. Cancel-safe: dropped
+    /// part-way, the next call carries on.
+    async fn next_commit(&mut self) {
+        if self.unavailable {
+            return std::future::pending().await;
+        }
+        let Some(listener) = &mut self.listener else {
+            tokio::time::sleep_until(self.retry_at).await;
+            if self.connect().await {
+                return;
+            }
+            return std::future::pending().await;
+        };
+        let received = tokio::select! {
+            received = listener.try_recv() => received,
+            () = self.database.closed() => {
+                // The pool is closing: give its connection back, and listen no more.
+                self.listener = None;
+                self.unavailable = true;
+                return std::future::pending().await;
+            }
+        };
+        match received {
+            Ok(Some(_)) => {
+                // One look at the outbox covers every commit heard so far.
+                while listener.next_buffered().is_some() {}
+            }
+            // The connection was lost and made again: commits in between went unheard.
+            Ok(None) => {}
+            Err(error) => {
+                self.listener = None;
+                self.retry_later(&error);
+            }
+        }
+    }
+
+    /// Connects the listener; whether it now listens.
+    async fn connect(&mut self) -> bool {
+        match self.database.listen_for_outbox_commits().await {
+            Ok(Some(listener)) => {
+                self.listener = Some(listener);
+                self.backoff = CommitListener::FIRST_BACKOFF;
+                true
+            }
+            Ok(None) => {
+                self.unavailable = true;
+                false
+            }
+            Err(error) => {
+                self.retry_later(&error);
+                false
+            }
+        }
+    }
+
+    fn retry_later(&mut self, error: &sqlx::Error) {
+        tracing::warn!(
+            error.message = %error,
+            retry_in_ms = self.backoff.as_millis() as u64,
+            "The relay cannot listen for commits; polling until it can"
+        );
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(CommitListener::MAX_BACKOFF);
     }
 }
 

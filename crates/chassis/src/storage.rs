@@ -3,17 +3,29 @@
 //! compiles the body for both concrete sqlx drivers. PostgreSQL keeps its native types (uuid,
 //! timestamptz, boolean, bigint); SQLite stores uuids as 16-byte blobs and times as fixed-width
 //! UTC text so that they sort. See docs/adr/0001-one-query-text-two-backends.md.
+//!
+//! Writes on SQLite queue in this process: SQLite has one write lock per file, and writers that
+//! race for it spin in its busy handler (sleeps of up to 100 ms). So every write transaction on
+//! a SQLite [`Database`] first takes the file's write permit, one per file per process, shared
+//! by every `Database` opened on that file, and only then `BEGIN IMMEDIATE`; migrations take it
+//! too. Readers never take it (WAL lets them read beside the writer). SQLite's busy timeout is
+//! left for writers in other processes.
+//!
+//! On PostgreSQL a transaction that recorded outbox events also sends a notification on
+//! [`OUTBOX_CHANNEL`], delivered on commit, so that the relay of another replica wakes at once.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
 /// Chassis tables every service database has: the outbox (event log) and the consumer inbox.
 static CHASSIS_POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -22,6 +34,22 @@ static CHASSIS_SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// How long a query waits for a pooled connection, or on SQLite for the write lock, before it
 /// fails.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+/// The PostgreSQL notification channel on which a commit that recorded outbox events wakes the
+/// relays listening to it. PostgreSQL scopes channels to a database, and each service owns its
+/// database, so services sharing a server never wake each other.
+pub const OUTBOX_CHANNEL: &str = "emporium_outbox";
+
+/// The smallest PostgreSQL pool whose relay listens on [`OUTBOX_CHANNEL`]: the listener holds
+/// one of the pool's connections and the relay another while it publishes, so a smaller pool
+/// would leave none for calls. A smaller pool's relay only polls.
+pub const MIN_LISTENING_POOL: u32 = 3;
+
+/// Every SQLite file's write permit in this process, by canonical path: all the `Database`s
+/// opened on one file share one, so that they queue for its write lock here. An entry lives as
+/// long as some `Database` on the file does.
+static SQLITE_WRITE_QUEUES: std::sync::Mutex<BTreeMap<PathBuf, Weak<Mutex<()>>>> =
+    std::sync::Mutex::new(BTreeMap::new());
 
 /// A service's schema, once per backend (DDL is the one place the dialects differ).
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +72,11 @@ pub struct Database {
     /// Woken when a transaction that wrote outbox events commits, so the relay publishes at once
     /// instead of at its next poll.
     outbox_signal: Arc<Notify>,
+    /// SQLite only: the file's write permit in this process, held by every write transaction
+    /// and migration from before `BEGIN IMMEDIATE` until it ends (see the module docs).
+    write_queue: Option<Arc<Mutex<()>>>,
+    /// How long a write waits for the permit before it fails, like the pool's acquire timeout.
+    write_wait: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -56,9 +89,13 @@ enum Pool {
 /// back.
 #[derive(Debug)]
 pub struct Transaction {
-    connection: TransactionConnection,
+    /// `None` only once [`Transaction::commit`] or [`Transaction::rollback`] took it.
+    connection: Option<TransactionConnection>,
     wrote_events: bool,
     outbox_signal: Arc<Notify>,
+    /// A SQLite write transaction's permit, given back when the transaction has ended (after
+    /// the rollback, when it is dropped unfinished), so the next writer never meets the lock.
+    write_permit: Option<OwnedMutexGuard<()>>,
 }
 
 /// The concrete transaction, matched by [`on_backend!`]; not for direct use.
@@ -146,11 +183,29 @@ impl Database {
         Database::open_pool(url, max_connections, DEFAULT_WAIT).await
     }
 
+    /// Opens a pool without migrating whose SQLite connections fail at once with SQLITE_BUSY,
+    /// instead of waiting in SQLite's busy handler, whenever they meet the write lock taken.
+    /// Writers in this process never meet it (they queue for the write permit first), so
+    /// nothing should fail; tests use it to show that no write spins in the busy handler.
+    pub async fn open_without_busy_wait(url: &str) -> anyhow::Result<Database> {
+        Database::open_pool_with_busy_timeout(url, None, DEFAULT_WAIT, Duration::ZERO).await
+    }
+
     async fn open_pool(
         url: &str,
         max_connections: Option<u32>,
         wait: Duration,
     ) -> anyhow::Result<Database> {
+        Database::open_pool_with_busy_timeout(url, max_connections, wait, wait).await
+    }
+
+    async fn open_pool_with_busy_timeout(
+        url: &str,
+        max_connections: Option<u32>,
+        wait: Duration,
+        busy_timeout: Duration,
+    ) -> anyhow::Result<Database> {
+        let mut write_queue = None;
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).context("Invalid PostgreSQL URL")?;
             let pool = PgPoolOptions::new()
@@ -170,8 +225,11 @@ impl Database {
                 .journal_mode(SqliteJournalMode::Wal)
                 // FULL: a commit the caller saw is on disk, events included.
                 .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(wait);
-            if let Some(parent) = options.get_filename().parent() {
+                // Only writers in other processes make a connection wait here: this process's
+                // writers queue for the write permit first.
+                .busy_timeout(busy_timeout);
+            let path = options.get_filename().to_owned();
+            if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("Failed to create {}", parent.display()))?;
             }
@@ -183,6 +241,7 @@ impl Database {
                 .connect_with(options)
                 .await
                 .context("Failed to open SQLite database")?;
+            write_queue = Some(sqlite_write_queue(&path));
             Pool::Sqlite(pool)
         } else {
             anyhow::bail!("database URL must start with postgres:// or sqlite: (got {url:?})");
@@ -190,6 +249,8 @@ impl Database {
         Ok(Database {
             pool,
             outbox_signal: Arc::new(Notify::new()),
+            write_queue,
+            write_wait: wait,
         })
     }
 
@@ -201,6 +262,11 @@ impl Database {
             Backend::Postgres => (&CHASSIS_POSTGRES, migrations.postgres),
             Backend::Sqlite => (&CHASSIS_SQLITE, migrations.sqlite),
         };
+        // Migrations write outside `begin`: they queue for the write permit like any writer.
+        let _write_permit = self
+            .write_permit()
+            .await
+            .context("Failed to run database migrations")?;
         for migrator in [chassis, service] {
             let mut migrator = Migrator {
                 migrations: migrator.migrations.clone(),
@@ -231,16 +297,27 @@ impl Database {
         }
     }
 
-    /// Begins a read-write transaction. On SQLite it takes the write lock up front
-    /// (`BEGIN IMMEDIATE`), so concurrent writers queue instead of failing on lock upgrade.
+    /// Begins a read-write transaction. On SQLite it first waits its turn for the file's write
+    /// permit in this process (failing after the pool's wait), then takes SQLite's write lock up
+    /// front (`BEGIN IMMEDIATE`), so concurrent writers queue in order instead of backing off in
+    /// SQLite's busy handler or failing on lock upgrade.
     pub async fn begin(&self) -> Result<Transaction, sqlx::Error> {
-        let connection = match &self.pool {
-            Pool::Postgres(pool) => TransactionConnection::Postgres(pool.begin().await?),
-            Pool::Sqlite(pool) => {
-                TransactionConnection::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?)
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                Ok(self.transaction(TransactionConnection::Postgres(pool.begin().await?)))
             }
-        };
-        Ok(self.transaction(connection))
+            Pool::Sqlite(pool) => {
+                // The connection first, outside the queue, so that only `BEGIN IMMEDIATE` …
+                // `COMMIT` is serial. The permit's holder always has its connection already.
+                let connection = pool.acquire().await?;
+                let write_permit = self.write_permit().await?;
+                let begin = sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE");
+                let connection = sqlx::Transaction::begin(connection, Some(begin)).await?;
+                let mut transaction = self.transaction(TransactionConnection::Sqlite(connection));
+                transaction.write_permit = write_permit;
+                Ok(transaction)
+            }
+        }
     }
 
     /// Begins a transaction for reads only: a consistent snapshot (e.g. a page and its total)
@@ -262,6 +339,39 @@ impl Database {
         self.outbox_signal.notified().await;
     }
 
+    /// On PostgreSQL, a listener on [`OUTBOX_CHANNEL`]: it receives a notification whenever a
+    /// transaction that recorded events commits, in any process. It holds one of the pool's
+    /// connections until dropped, and gives it back when the pool closes (its next receive
+    /// fails). `None` on SQLite, whose writers are all in this process, and for a pool smaller
+    /// than [`MIN_LISTENING_POOL`].
+    pub async fn listen_for_outbox_commits(&self) -> Result<Option<PgListener>, sqlx::Error> {
+        match &self.pool {
+            Pool::Postgres(pool) if self.max_connections() >= MIN_LISTENING_POOL => {
+                let mut listener = PgListener::connect_with(pool).await?;
+                listener.listen(OUTBOX_CHANNEL).await?;
+                Ok(Some(listener))
+            }
+            Pool::Postgres(_) | Pool::Sqlite(_) => Ok(None),
+        }
+    }
+
+    /// Resolves once [`Database::close`] has been called: whoever holds a connection for long
+    /// (the relay's listener) lets it go then, or `close` would wait for it forever.
+    pub async fn closed(&self) {
+        match &self.pool {
+            Pool::Postgres(pool) => pool.close_event().await,
+            Pool::Sqlite(pool) => pool.close_event().await,
+        }
+    }
+
+    /// Whether [`Database::close`] has been called.
+    pub fn is_closed(&self) -> bool {
+        match &self.pool {
+            Pool::Postgres(pool) => pool.is_closed(),
+            Pool::Sqlite(pool) => pool.is_closed(),
+        }
+    }
+
     /// Closes every connection; pending acquires fail.
     pub async fn close(&self) {
         match &self.pool {
@@ -272,20 +382,70 @@ impl Database {
 
     fn transaction(&self, connection: TransactionConnection) -> Transaction {
         Transaction {
-            connection,
+            connection: Some(connection),
             wrote_events: false,
             outbox_signal: Arc::clone(&self.outbox_signal),
+            write_permit: None,
         }
     }
+
+    /// SQLite: waits for this process's write permit of the file, at most `write_wait`.
+    /// PostgreSQL: `None` at once (row locks order its writers).
+    async fn write_permit(&self) -> Result<Option<OwnedMutexGuard<()>>, sqlx::Error> {
+        let Some(write_queue) = &self.write_queue else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(self.write_wait, Arc::clone(write_queue).lock_owned()).await {
+            Ok(write_permit) => Ok(Some(write_permit)),
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "timed out after {:?} waiting for the SQLite write lock",
+                    self.write_wait
+                ),
+            ))),
+        }
+    }
+}
+
+/// The write permit of the SQLite file at `path`, shared with every other `Database` open on it
+/// in this process. A file that cannot be resolved (an in-memory database) gets its own.
+fn sqlite_write_queue(path: &Path) -> Arc<Mutex<()>> {
+    let Ok(path) = path.canonicalize() else {
+        return Arc::new(Mutex::new(()));
+    };
+    // The map stays consistent whatever panicked while holding it: every entry is whole.
+    let mut queues = SQLITE_WRITE_QUEUES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    queues.retain(|_, queue| queue.strong_count() > 0);
+    if let Some(queue) = queues.get(&path).and_then(Weak::upgrade) {
+        return queue;
+    }
+    let queue = Arc::new(Mutex::new(()));
+    queues.insert(path, Arc::downgrade(&queue));
+    queue
 }
 
 // === impl Transaction ===
 
 impl Transaction {
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self.connection {
-            TransactionConnection::Postgres(transaction) => transaction.commit().await?,
-            TransactionConnection::Sqlite(transaction) => transaction.commit().await?,
+    /// Commits. A transaction that recorded events wakes the relay: in this process through the
+    /// database's signal, and on PostgreSQL every replica's relay through a notification on
+    /// [`OUTBOX_CHANNEL`], sent in the transaction so that it is delivered exactly on commit.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        match self.connection.take() {
+            Some(TransactionConnection::Postgres(mut transaction)) => {
+                if self.wrote_events {
+                    sqlx::query("SELECT pg_notify($1, '')")
+                        .bind(OUTBOX_CHANNEL)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+                transaction.commit().await?;
+            }
+            Some(TransactionConnection::Sqlite(transaction)) => transaction.commit().await?,
+            None => {}
         }
         if self.wrote_events {
             self.outbox_signal.notify_one();
@@ -293,27 +453,54 @@ impl Transaction {
         Ok(())
     }
 
-    pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        match self.connection {
-            TransactionConnection::Postgres(transaction) => transaction.rollback().await,
-            TransactionConnection::Sqlite(transaction) => transaction.rollback().await,
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        match self.connection.take() {
+            Some(TransactionConnection::Postgres(transaction)) => transaction.rollback().await,
+            Some(TransactionConnection::Sqlite(transaction)) => transaction.rollback().await,
+            None => Ok(()),
         }
     }
 
     pub fn backend(&self) -> Backend {
         match self.connection {
-            TransactionConnection::Postgres(_) => Backend::Postgres,
-            TransactionConnection::Sqlite(_) => Backend::Sqlite,
+            Some(TransactionConnection::Postgres(_)) => Backend::Postgres,
+            // `None` is never seen: only `commit` and `rollback` take it, consuming `self`.
+            Some(TransactionConnection::Sqlite(_)) | None => Backend::Sqlite,
         }
     }
 
     #[doc(hidden)]
     pub fn connection_mut(&mut self) -> &mut TransactionConnection {
-        &mut self.connection
+        // Only `commit` and `rollback` take the connection, and they consume the transaction.
+        self.connection
+            .as_mut()
+            .expect("a live transaction has its connection")
     }
 
     pub(crate) fn mark_events_written(&mut self) {
         self.wrote_events = true;
+    }
+}
+
+impl Drop for Transaction {
+    /// A SQLite write transaction dropped unfinished (an error, a cancelled call) keeps its
+    /// write permit until its rollback has run, so the next writer never finds SQLite's lock
+    /// still taken. Without a runtime (the process is ending) sqlx's own rollback on drop is
+    /// left to run.
+    fn drop(&mut self) {
+        let (Some(write_permit), Some(connection)) =
+            (self.write_permit.take(), self.connection.take())
+        else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let TransactionConnection::Sqlite(transaction) = connection {
+                    let _ = transaction.rollback().await;
+                }
+                drop(write_permit);
+            });
+        }
     }
 }
 

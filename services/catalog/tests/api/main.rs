@@ -12,4 +12,6 @@ mod helpers;
 mod history;
 mod listing;
 mod products;
+mod relay_wakeup;
 mod server;
+mod sqlite_writes;
