@@ -428,19 +428,24 @@ async fn sign_in(
             StatusCode::BAD_REQUEST,
         );
     }
-    // No account has a malformed email (a NUL or control character, no domain, over 254
-    // characters), so it gets the wrong-credentials answer at once: no password is hashed,
-    // nothing is recorded, and such text never reaches the database.
-    let Ok(parsed_email) = Email::parse(&email) else {
-        tracing::info!(client_id = %request.client.client_id, "A sign-in failed: not an email address");
-        return sign_in_form(
+    // The one answer to a malformed email, an unknown one, a wrong password or a disabled
+    // account: the page must not tell which emails have accounts.
+    let wrong_credentials = || {
+        sign_in_form(
             &provider,
             &request,
             &params,
             &email,
             Some("The email or password is incorrect."),
             StatusCode::UNAUTHORIZED,
-        );
+        )
+    };
+    // No account has a malformed email (a NUL or control character, no domain, over 254
+    // characters), so it gets the wrong-credentials answer at once: no password is hashed,
+    // nothing is recorded, and such text never reaches the database.
+    let Ok(parsed_email) = Email::parse(&email) else {
+        tracing::info!(client_id = %request.client.client_id, "A sign-in failed: not an email address");
+        return wrong_credentials();
     };
     let account_key = parsed_email.as_str().to_owned();
     let address_key = address_key(address);
@@ -493,16 +498,7 @@ async fn sign_in(
         Ok(None) => {
             // The attempt was recorded as a failure when it was admitted.
             tracing::info!(client_id = %request.client.client_id, "A sign-in failed");
-            // The same words whether the email is unknown, the password wrong or the account
-            // disabled: the page must not tell which emails have accounts.
-            return sign_in_form(
-                &provider,
-                &request,
-                &params,
-                &email,
-                Some("The email or password is incorrect."),
-                StatusCode::UNAUTHORIZED,
-            );
+            return wrong_credentials();
         }
         Err(error) => return internal_error_page(&error),
     };
