@@ -238,7 +238,7 @@ async fn is_ready(bus: &Bus, database: &Database) -> bool {
         return false;
     }
     let answered = tokio::time::timeout(Duration::from_secs(3), async {
-        let mut tx = database.begin_read().await?;
+        let mut tx = database.single_read().await?;
         crate::on_backend!(tx, conn => {
             sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(conn).await
         })?;

@@ -6,10 +6,11 @@
 //!
 //! Writes on SQLite queue in this process: SQLite has one write lock per file, and writers that
 //! race for it spin in its busy handler (sleeps of up to 100 ms). So every write transaction on
-//! a SQLite [`Database`] first takes the file's write permit, one per file per process, shared
-//! by every `Database` opened on that file, and only then `BEGIN IMMEDIATE`; migrations take it
-//! too. Readers never take it (WAL lets them read beside the writer). SQLite's busy timeout is
-//! left for writers in other processes.
+//! a SQLite [`Database`] first takes the file's write turn, one queue per file per process,
+//! shared by every `Database` opened on that file; migrations take it too. Writers that queue
+//! together share one `BEGIN IMMEDIATE` … `COMMIT`, each in its own savepoint, so that one fsync
+//! makes all of them durable ([`group_commit`]). Readers never queue (WAL lets them read beside
+//! the writer). SQLite's busy timeout is left for writers in other processes.
 //!
 //! On PostgreSQL a transaction that recorded outbox events also sends a notification on
 //! [`OUTBOX_CHANNEL`], delivered on commit, so that the relay of another replica wakes at once.
@@ -22,10 +23,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
-use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
+use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool};
+use tokio::sync::Notify;
+
+pub use self::group_commit::WriteQueueStats;
+use self::group_commit::{FileWrites, Member, WriteQueue};
+
+mod group_commit;
 
 /// Chassis tables every service database has: the outbox (event log) and the consumer inbox.
 static CHASSIS_POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -45,10 +52,10 @@ pub const OUTBOX_CHANNEL: &str = "emporium_outbox";
 /// would leave none for calls. A smaller pool's relay only polls.
 pub const MIN_LISTENING_POOL: u32 = 3;
 
-/// Every SQLite file's write permit in this process, by canonical path: all the `Database`s
+/// Every SQLite file's write queue in this process, by canonical path: all the `Database`s
 /// opened on one file share one, so that they queue for its write lock here. An entry lives as
 /// long as some `Database` on the file does.
-static SQLITE_WRITE_QUEUES: std::sync::Mutex<BTreeMap<PathBuf, Weak<Mutex<()>>>> =
+static SQLITE_WRITE_QUEUES: std::sync::Mutex<BTreeMap<PathBuf, Weak<FileWrites>>> =
     std::sync::Mutex::new(BTreeMap::new());
 
 /// A service's schema, once per backend (DDL is the one place the dialects differ).
@@ -72,10 +79,10 @@ pub struct Database {
     /// Woken when a transaction that wrote outbox events commits, so the relay publishes at once
     /// instead of at its next poll.
     outbox_signal: Arc<Notify>,
-    /// SQLite only: the file's write permit in this process, held by every write transaction
-    /// and migration from before `BEGIN IMMEDIATE` until it ends (see the module docs).
-    write_queue: Option<Arc<Mutex<()>>>,
-    /// How long a write waits for the permit before it fails, like the pool's acquire timeout.
+    /// SQLite only: the file's write queue in this process, whose turn every write transaction
+    /// and migration takes (see the module docs).
+    write_queue: Option<WriteQueue>,
+    /// How long a write waits for its turn before it fails, like the pool's acquire timeout.
     write_wait: Duration,
 }
 
@@ -85,25 +92,34 @@ enum Pool {
     Sqlite(SqlitePool),
 }
 
-/// A database transaction on either backend. Dropping it without [`Transaction::commit`] rolls
-/// back.
+/// A database transaction on either backend, or the connection of a [`Database::single_read`].
+/// Dropping it without [`Transaction::commit`] rolls back.
 #[derive(Debug)]
 pub struct Transaction {
     /// `None` only once [`Transaction::commit`] or [`Transaction::rollback`] took it.
     connection: Option<TransactionConnection>,
     wrote_events: bool,
     outbox_signal: Arc<Notify>,
-    /// A SQLite write transaction's permit, given back when the transaction has ended (after
-    /// the rollback, when it is dropped unfinished), so the next writer never meets the lock.
-    write_permit: Option<OwnedMutexGuard<()>>,
 }
 
-/// The concrete transaction, matched by [`on_backend!`]; not for direct use.
-#[doc(hidden)]
+/// The concrete transaction, or for [`Database::single_read`] a pooled connection in autocommit
+/// mode; not for direct use.
 #[derive(Debug)]
-pub enum TransactionConnection {
+enum TransactionConnection {
     Postgres(sqlx::Transaction<'static, Postgres>),
     Sqlite(sqlx::Transaction<'static, Sqlite>),
+    /// A SQLite write transaction: a savepoint in its file's group commit.
+    SqliteWrite(Member),
+    PostgresAutocommit(PoolConnection<Postgres>),
+    SqliteAutocommit(PoolConnection<Sqlite>),
+}
+
+/// The connection a query body runs on, matched by [`on_backend!`]; not for direct use.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum BackendConnection<'c> {
+    Postgres(&'c mut PgConnection),
+    Sqlite(&'c mut SqliteConnection),
 }
 
 /// Runs one query body against whichever backend `tx` (a `&mut Transaction`) is on. Inside the
@@ -122,14 +138,8 @@ pub enum TransactionConnection {
 macro_rules! on_backend {
     ($tx:expr, $conn:ident => $body:expr) => {
         match $tx.connection_mut() {
-            $crate::storage::TransactionConnection::Postgres(transaction) => {
-                let $conn = &mut **transaction;
-                $body
-            }
-            $crate::storage::TransactionConnection::Sqlite(transaction) => {
-                let $conn = &mut **transaction;
-                $body
-            }
+            $crate::storage::BackendConnection::Postgres($conn) => $body,
+            $crate::storage::BackendConnection::Sqlite($conn) => $body,
         }
     };
 }
@@ -185,7 +195,7 @@ impl Database {
 
     /// Opens a pool without migrating whose SQLite connections fail at once with SQLITE_BUSY,
     /// instead of waiting in SQLite's busy handler, whenever they meet the write lock taken.
-    /// Writers in this process never meet it (they queue for the write permit first), so
+    /// Writers in this process never meet it (they queue for their write turn first), so
     /// nothing should fail; tests use it to show that no write spins in the busy handler.
     pub async fn open_without_busy_wait(url: &str) -> anyhow::Result<Database> {
         Database::open_pool_with_busy_timeout(url, None, DEFAULT_WAIT, Duration::ZERO).await
@@ -226,7 +236,7 @@ impl Database {
                 // FULL: a commit the caller saw is on disk, events included.
                 .synchronous(SqliteSynchronous::Full)
                 // Only writers in other processes make a connection wait here: this process's
-                // writers queue for the write permit first.
+                // writers queue for their write turn first.
                 .busy_timeout(busy_timeout);
             let path = options.get_filename().to_owned();
             if let Some(parent) = path.parent() {
@@ -262,11 +272,16 @@ impl Database {
             Backend::Postgres => (&CHASSIS_POSTGRES, migrations.postgres),
             Backend::Sqlite => (&CHASSIS_SQLITE, migrations.sqlite),
         };
-        // Migrations write outside `begin`: they queue for the write permit like any writer.
-        let _write_permit = self
-            .write_permit()
-            .await
-            .context("Failed to run database migrations")?;
+        // Migrations write outside `begin`: they queue for the write turn like any writer, and
+        // hold it alone.
+        let _write_turn = match &self.write_queue {
+            Some(write_queue) => Some(
+                group_commit::exclusive(write_queue, self.write_wait)
+                    .await
+                    .context("Failed to run database migrations")?,
+            ),
+            None => None,
+        };
         for migrator in [chassis, service] {
             let mut migrator = Migrator {
                 migrations: migrator.migrations.clone(),
@@ -297,25 +312,23 @@ impl Database {
         }
     }
 
-    /// Begins a read-write transaction. On SQLite it first waits its turn for the file's write
-    /// permit in this process (failing after the pool's wait), then takes SQLite's write lock up
-    /// front (`BEGIN IMMEDIATE`), so concurrent writers queue in order instead of backing off in
-    /// SQLite's busy handler or failing on lock upgrade.
+    /// Begins a read-write transaction. On SQLite it first waits for its turn in the file's write
+    /// queue in this process (failing after the pool's wait), then joins the file's open group
+    /// commit or opens one, taking SQLite's write lock up front (`BEGIN IMMEDIATE`), so
+    /// concurrent writers queue in order instead of backing off in SQLite's busy handler or
+    /// failing on lock upgrade, and share their commit's fsync.
     pub async fn begin(&self) -> Result<Transaction, sqlx::Error> {
         match &self.pool {
             Pool::Postgres(pool) => {
                 Ok(self.transaction(TransactionConnection::Postgres(pool.begin().await?)))
             }
             Pool::Sqlite(pool) => {
-                // The connection first, outside the queue, so that only `BEGIN IMMEDIATE` …
-                // `COMMIT` is serial. The permit's holder always has its connection already.
-                let connection = pool.acquire().await?;
-                let write_permit = self.write_permit().await?;
-                let begin = sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE");
-                let connection = sqlx::Transaction::begin(connection, Some(begin)).await?;
-                let mut transaction = self.transaction(TransactionConnection::Sqlite(connection));
-                transaction.write_permit = write_permit;
-                Ok(transaction)
+                let write_queue = self
+                    .write_queue
+                    .as_ref()
+                    .expect("a SQLite database has its write queue");
+                let member = Member::join(write_queue, pool, self.write_wait).await?;
+                Ok(self.transaction(TransactionConnection::SqliteWrite(member)))
             }
         }
     }
@@ -331,6 +344,31 @@ impl Database {
             Pool::Sqlite(pool) => TransactionConnection::Sqlite(pool.begin().await?),
         };
         Ok(self.transaction(connection))
+    }
+
+    /// A connection for one read statement, in autocommit mode: no `BEGIN` and `COMMIT` around
+    /// it, so on PostgreSQL one round trip instead of three. A single statement sees one
+    /// snapshot by itself; a read of several statements that must agree (a page and its total)
+    /// takes [`Database::begin_read`]. [`Transaction::commit`] gives the connection back.
+    pub async fn single_read(&self) -> Result<Transaction, sqlx::Error> {
+        let connection = match &self.pool {
+            Pool::Postgres(pool) => {
+                TransactionConnection::PostgresAutocommit(pool.acquire().await?)
+            }
+            Pool::Sqlite(pool) => TransactionConnection::SqliteAutocommit(pool.acquire().await?),
+        };
+        Ok(self.transaction(connection))
+    }
+
+    /// For one page of a list: a later page is one statement, its total carried in the page
+    /// token ([`crate::pagination::total_size`]), so [`Database::single_read`]; a first page may
+    /// count its matches too, in the same snapshot as its rows, so [`Database::begin_read`].
+    pub async fn begin_page_read(&self, first_page: bool) -> Result<Transaction, sqlx::Error> {
+        if first_page {
+            self.begin_read().await
+        } else {
+            self.single_read().await
+        }
     }
 
     /// Waits until a transaction that recorded events commits (or returns at once if one did
@@ -364,6 +402,14 @@ impl Database {
         }
     }
 
+    /// SQLite: what the file's write queue in this process has done (group commits, the writes
+    /// they made durable) and how many writers wait in it now; `None` on PostgreSQL.
+    pub fn write_queue_stats(&self) -> Option<WriteQueueStats> {
+        self.write_queue
+            .as_ref()
+            .map(|write_queue| write_queue.stats())
+    }
+
     /// Whether [`Database::close`] has been called.
     pub fn is_closed(&self) -> bool {
         match &self.pool {
@@ -385,34 +431,15 @@ impl Database {
             connection: Some(connection),
             wrote_events: false,
             outbox_signal: Arc::clone(&self.outbox_signal),
-            write_permit: None,
-        }
-    }
-
-    /// SQLite: waits for this process's write permit of the file, at most `write_wait`.
-    /// PostgreSQL: `None` at once (row locks order its writers).
-    async fn write_permit(&self) -> Result<Option<OwnedMutexGuard<()>>, sqlx::Error> {
-        let Some(write_queue) = &self.write_queue else {
-            return Ok(None);
-        };
-        match tokio::time::timeout(self.write_wait, Arc::clone(write_queue).lock_owned()).await {
-            Ok(write_permit) => Ok(Some(write_permit)),
-            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "timed out after {:?} waiting for the SQLite write lock",
-                    self.write_wait
-                ),
-            ))),
         }
     }
 }
 
-/// The write permit of the SQLite file at `path`, shared with every other `Database` open on it
+/// The write queue of the SQLite file at `path`, shared with every other `Database` open on it
 /// in this process. A file that cannot be resolved (an in-memory database) gets its own.
-fn sqlite_write_queue(path: &Path) -> Arc<Mutex<()>> {
+fn sqlite_write_queue(path: &Path) -> WriteQueue {
     let Ok(path) = path.canonicalize() else {
-        return Arc::new(Mutex::new(()));
+        return WriteQueue::default();
     };
     // The map stays consistent whatever panicked while holding it: every entry is whole.
     let mut queues = SQLITE_WRITE_QUEUES
@@ -422,7 +449,7 @@ fn sqlite_write_queue(path: &Path) -> Arc<Mutex<()>> {
     if let Some(queue) = queues.get(&path).and_then(Weak::upgrade) {
         return queue;
     }
-    let queue = Arc::new(Mutex::new(()));
+    let queue = WriteQueue::default();
     queues.insert(path, Arc::downgrade(&queue));
     queue
 }
@@ -445,7 +472,12 @@ impl Transaction {
                 transaction.commit().await?;
             }
             Some(TransactionConnection::Sqlite(transaction)) => transaction.commit().await?,
-            None => {}
+            Some(TransactionConnection::SqliteWrite(member)) => member.commit().await?,
+            Some(
+                TransactionConnection::PostgresAutocommit(_)
+                | TransactionConnection::SqliteAutocommit(_),
+            )
+            | None => {}
         }
         if self.wrote_events {
             self.outbox_signal.notify_one();
@@ -457,24 +489,54 @@ impl Transaction {
         match self.connection.take() {
             Some(TransactionConnection::Postgres(transaction)) => transaction.rollback().await,
             Some(TransactionConnection::Sqlite(transaction)) => transaction.rollback().await,
-            None => Ok(()),
+            Some(TransactionConnection::SqliteWrite(member)) => member.rollback().await,
+            Some(
+                TransactionConnection::PostgresAutocommit(_)
+                | TransactionConnection::SqliteAutocommit(_),
+            )
+            | None => Ok(()),
         }
     }
 
     pub fn backend(&self) -> Backend {
         match self.connection {
-            Some(TransactionConnection::Postgres(_)) => Backend::Postgres,
+            Some(
+                TransactionConnection::Postgres(_) | TransactionConnection::PostgresAutocommit(_),
+            ) => Backend::Postgres,
             // `None` is never seen: only `commit` and `rollback` take it, consuming `self`.
-            Some(TransactionConnection::Sqlite(_)) | None => Backend::Sqlite,
+            Some(
+                TransactionConnection::Sqlite(_)
+                | TransactionConnection::SqliteWrite(_)
+                | TransactionConnection::SqliteAutocommit(_),
+            )
+            | None => Backend::Sqlite,
         }
     }
 
     #[doc(hidden)]
-    pub fn connection_mut(&mut self) -> &mut TransactionConnection {
+    pub fn connection_mut(&mut self) -> BackendConnection<'_> {
         // Only `commit` and `rollback` take the connection, and they consume the transaction.
-        self.connection
+        match self
+            .connection
             .as_mut()
             .expect("a live transaction has its connection")
+        {
+            TransactionConnection::Postgres(transaction) => {
+                BackendConnection::Postgres(&mut **transaction)
+            }
+            TransactionConnection::Sqlite(transaction) => {
+                BackendConnection::Sqlite(&mut **transaction)
+            }
+            TransactionConnection::SqliteWrite(member) => {
+                BackendConnection::Sqlite(member.connection())
+            }
+            TransactionConnection::PostgresAutocommit(connection) => {
+                BackendConnection::Postgres(&mut **connection)
+            }
+            TransactionConnection::SqliteAutocommit(connection) => {
+                BackendConnection::Sqlite(&mut **connection)
+            }
+        }
     }
 
     pub(crate) fn mark_events_written(&mut self) {
@@ -483,22 +545,17 @@ impl Transaction {
 }
 
 impl Drop for Transaction {
-    /// A SQLite write transaction dropped unfinished (an error, a cancelled call) keeps its
-    /// write permit until its rollback has run, so the next writer never finds SQLite's lock
-    /// still taken. Without a runtime (the process is ending) sqlx's own rollback on drop is
-    /// left to run.
+    /// A SQLite write dropped unfinished (an error, a cancelled call) keeps its turn until its
+    /// savepoint is rolled back, so its group commits only what the other writers finished, and
+    /// the next writer finds the group as it was. Without a runtime (the process is ending) the
+    /// group is left to fail.
     fn drop(&mut self) {
-        let (Some(write_permit), Some(connection)) =
-            (self.write_permit.take(), self.connection.take())
-        else {
+        let Some(TransactionConnection::SqliteWrite(member)) = self.connection.take() else {
             return;
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let TransactionConnection::Sqlite(transaction) = connection {
-                    let _ = transaction.rollback().await;
-                }
-                drop(write_permit);
+                let _ = member.rollback().await;
             });
         }
     }

@@ -49,7 +49,7 @@ impl Catalog {
     }
 
     pub async fn get_category(&self, id: Uuid) -> Result<Category, Error> {
-        let mut tx = self.database.begin_read().await?;
+        let mut tx = self.database.single_read().await?;
         let category = store::get_category(&mut tx, id).await?;
         tx.commit().await?;
         category.ok_or_else(|| Error::NotFound {
@@ -59,7 +59,7 @@ impl Catalog {
     }
 
     pub async fn get_categories(&self, ids: &[Uuid]) -> Result<Vec<Category>, Error> {
-        let mut tx = self.database.begin_read().await?;
+        let mut tx = self.database.single_read().await?;
         let categories = store::get_categories(&mut tx, ids).await?;
         tx.commit().await?;
         Ok(categories)
@@ -70,7 +70,7 @@ impl Catalog {
         query: &CategoryListQuery,
         after: Option<&Continuation<Cursor>>,
     ) -> Result<Page<Category>, Error> {
-        let mut tx = self.database.begin_read().await?;
+        let mut tx = self.database.begin_page_read(after.is_none()).await?;
         let page = store::list_categories(&mut tx, query, after).await?;
         tx.commit().await?;
         Ok(page)
@@ -123,7 +123,7 @@ impl Catalog {
     }
 
     pub async fn get_product(&self, id: Uuid) -> Result<Product, Error> {
-        let mut tx = self.database.begin_read().await?;
+        let mut tx = self.database.single_read().await?;
         let product = store::get_product(&mut tx, id).await?;
         tx.commit().await?;
         product.ok_or_else(|| Error::NotFound {
@@ -133,7 +133,7 @@ impl Catalog {
     }
 
     pub async fn get_products(&self, ids: &[Uuid]) -> Result<Vec<Product>, Error> {
-        let mut tx = self.database.begin_read().await?;
+        let mut tx = self.database.single_read().await?;
         let products = store::get_products(&mut tx, ids).await?;
         tx.commit().await?;
         Ok(products)
@@ -144,7 +144,7 @@ impl Catalog {
         query: &ProductListQuery,
         after: Option<&Continuation<Cursor>>,
     ) -> Result<Page<Product>, Error> {
-        let mut tx = self.database.begin_read().await?;
+        let mut tx = self.database.begin_page_read(after.is_none()).await?;
         let page = store::list_products(&mut tx, query, after).await?;
         tx.commit().await?;
         Ok(page)
