@@ -338,6 +338,7 @@ async fn measure_catalog(
     if parts.contains(&Part::Create) {
         for n_clients in CREATE_CLIENTS {
             progress(&format!("{server}: CreateProduct, {n_clients} clients"));
+            let queue_before = app.database.write_queue_stats();
             let measurement =
                 load::run(app.addr, token, n_clients, window, |index| CreateProduct {
                     category_id: category_id.clone(),
@@ -370,6 +371,13 @@ async fn measure_catalog(
             report
                 .rows
                 .push(Row::new("CreateProduct", n_clients, server, measurement).with(ratio, goal));
+            if let (Some(before), Some(after)) = (queue_before, app.database.write_queue_stats()) {
+                report.group_commits.push((
+                    n_clients,
+                    after.group_commits - before.group_commits,
+                    after.writes_committed - before.writes_committed,
+                ));
+            }
             // The relay publishes what the window created before the next window starts.
             app.wait_for_empty_outbox(DRAIN_TIMEOUT).await?;
         }

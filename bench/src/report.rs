@@ -23,6 +23,8 @@ pub(crate) struct Report {
     pub(crate) servers: Vec<String>,
     pub(crate) rows: Vec<Row>,
     pub(crate) pgbench: Option<PgbenchFigures>,
+    /// SQLite's group commits in each embedded CreateProduct window: (clients, commits, writes).
+    pub(crate) group_commits: Vec<(usize, u64, u64)>,
     pub(crate) relay: Vec<(Backend, RelayFigures)>,
     pub(crate) load_average_at_end: String,
 }
@@ -70,6 +72,7 @@ impl Report {
             servers: Vec::new(),
             rows: Vec::new(),
             pgbench: None,
+            group_commits: Vec::new(),
             relay: Vec::new(),
             load_average_at_end: String::new(),
         }
@@ -161,6 +164,16 @@ impl Report {
                     row.measurement.first_error.as_deref().unwrap_or_default()
                 )?;
             }
+        }
+        for (n_clients, n_commits, n_writes) in &self.group_commits {
+            writeln!(text)?;
+            writeln!(
+                text,
+                "SQLite group commit, CreateProduct at {n_clients} clients: {n_writes} write \
+                 transactions (creates and the relay's marks) in {n_commits} commits, {:.1} per \
+                 fsync",
+                *n_writes as f64 / (*n_commits).max(1) as f64
+            )?;
         }
         if let Some(pgbench) = &self.pgbench {
             writeln!(text)?;
