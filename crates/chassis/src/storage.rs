@@ -522,19 +522,17 @@ impl Transaction {
             .expect("a live transaction has its connection")
         {
             TransactionConnection::Postgres(transaction) => {
-                BackendConnection::Postgres(&mut **transaction)
+                BackendConnection::Postgres(transaction)
             }
-            TransactionConnection::Sqlite(transaction) => {
-                BackendConnection::Sqlite(&mut **transaction)
-            }
+            TransactionConnection::Sqlite(transaction) => BackendConnection::Sqlite(transaction),
             TransactionConnection::SqliteWrite(member) => {
                 BackendConnection::Sqlite(member.connection())
             }
             TransactionConnection::PostgresAutocommit(connection) => {
-                BackendConnection::Postgres(&mut **connection)
+                BackendConnection::Postgres(connection)
             }
             TransactionConnection::SqliteAutocommit(connection) => {
-                BackendConnection::Sqlite(&mut **connection)
+                BackendConnection::Sqlite(connection)
             }
         }
     }
