@@ -2,9 +2,12 @@
 //! identity service, verified here by each service itself (signature against the issuer's JWKS,
 //! fetched over http or https and refreshed when a token names an unknown key id; `iss`, `aud`,
 //! `exp`; only `EdDSA` accepted, so `alg: none` and algorithm confusion are refused; only access
-//! tokens, `typ: at+jwt`, so an ID token is no bearer token). [`AuthLayer`] verifies a bearer token and
-//! puts the typed [`Caller`] in the request; each RPC then states what it needs with [`require`]
-//! or [`authenticated`], and checks ownership with [`Caller::require_owner`].
+//! tokens, `typ: at+jwt`, so an ID token is no bearer token). [`AuthLayer`] verifies a bearer token,
+//! puts the typed [`Caller`] in the request and, before any handler runs, enforces who may call the
+//! RPC as the contract declares it (`(emporium.api.v1.access)`, read once into an [`AccessTable`]):
+//! UNAUTHENTICATED without a valid token, PERMISSION_DENIED without a declared role, refused to
+//! everyone when the contract declares nothing. Handlers take the caller with [`authenticated`]
+//! and check ownership with [`Caller::require_owner`]; they never check roles themselves.
 //!
 //! [`SigningKey`] is the other half, used by the identity service to issue tokens and by tests to
 //! mint them.
@@ -600,20 +603,18 @@ impl Caller {
 
 /// The verified caller of a request, or UNAUTHENTICATED.
 pub fn authenticated<T>(request: &tonic::Request<T>) -> Result<Caller, Error> {
-    match request.extensions().get::<Authentication>() {
-        Some(Authentication::Verified(caller)) => Ok(Caller::clone(caller)),
+    verified_caller(request.extensions().get::<Authentication>()).cloned()
+}
+
+/// The caller `authentication` proves, or why there is none.
+fn verified_caller(authentication: Option<&Authentication>) -> Result<&Caller, Error> {
+    match authentication {
+        Some(Authentication::Verified(caller)) => Ok(caller),
         Some(Authentication::Refused(reason)) => Err(Error::Unauthenticated((*reason).to_owned())),
         None => Err(Error::Unauthenticated(
             "this needs a bearer token (log in first)".to_owned(),
         )),
     }
-}
-
-/// The verified caller if they hold one of `roles`; UNAUTHENTICATED or PERMISSION_DENIED otherwise.
-pub fn require<T>(request: &tonic::Request<T>, roles: &[&str]) -> Result<Caller, Error> {
-    let caller = authenticated(request)?;
-    caller.require_any(roles)?;
-    Ok(caller)
 }
 
 /// The verified caller, if any, for RPCs open to anonymous callers too.
@@ -633,33 +634,126 @@ enum Authentication {
     Refused(&'static str),
 }
 
+// === AccessTable ===
+
+/// Who may call each RPC a server serves, read once from its descriptor set: the roles its
+/// `(emporium.api.v1.access)` option declares, so what is enforced is what the contract says.
+/// Looked up by the request's path, once per call.
+#[derive(Clone, Debug, Default)]
+pub struct AccessTable {
+    /// By gRPC path (`/emporium.catalog.v1.CatalogService/CreateProduct`): every method of every
+    /// served service, including those whose access is not declared (refused to everyone).
+    rules: HashMap<String, AccessRule>,
+}
+
+/// What [`AccessTable`] requires of a call to one RPC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum AccessRule {
+    /// A valid access token, whatever its roles.
+    AnySignedInCaller,
+    /// A valid access token holding one of `roles`; `refusal` is the PERMISSION_DENIED message.
+    AnyRoleOf { roles: Vec<String>, refusal: String },
+    /// The contract declares no (well-formed) access: refused to every caller, fail closed.
+    Undeclared,
+}
+
+impl AccessTable {
+    /// The table for `services` (full names, e.g. `emporium.catalog.v1.CatalogService`) from an
+    /// encoded descriptor set with its options. Fails when one of them is not in the set: its
+    /// calls would otherwise go unchecked.
+    pub fn from_descriptor_set(
+        file_descriptor_set: &[u8],
+        services: &[&str],
+    ) -> anyhow::Result<AccessTable> {
+        let pool = contract::decode_pool(file_descriptor_set)
+            .context("Failed to decode the descriptor set")?;
+        let declared = contract::method_access(&pool);
+        let mut rules = HashMap::new();
+        for service in services {
+            anyhow::ensure!(
+                pool.get_service_by_name(service).is_some(),
+                "The descriptor set has no service {service}, so who may call it is unknown"
+            );
+            for method in declared.iter().filter(|method| method.service == *service) {
+                let rule = match &method.access {
+                    Ok(contract::Access::AnySignedInCaller) => AccessRule::AnySignedInCaller,
+                    Ok(contract::Access::AnyRoleOf(roles)) => AccessRule::AnyRoleOf {
+                        refusal: format!("this needs one of the roles: {}", roles.join(", ")),
+                        roles: roles.clone(),
+                    },
+                    Err(problem) => {
+                        tracing::warn!(
+                            rpc = %method.path,
+                            problem = %problem,
+                            "The contract declares no access for an RPC: refusing every call"
+                        );
+                        AccessRule::Undeclared
+                    }
+                };
+                rules.insert(method.path.clone(), rule);
+            }
+        }
+        Ok(AccessTable { rules })
+    }
+
+    /// Whether the call to `path`, authenticated as `authentication`, may reach its handler.
+    /// Paths outside the contract (health, reflection, unknown methods) are not this table's
+    /// business and pass.
+    fn check(&self, path: &str, authentication: Option<&Authentication>) -> Result<(), Error> {
+        let Some(rule) = self.rules.get(path) else {
+            return Ok(());
+        };
+        let caller = verified_caller(authentication)?;
+        match rule {
+            AccessRule::AnySignedInCaller => Ok(()),
+            AccessRule::AnyRoleOf { roles, refusal } => {
+                if roles.iter().any(|role| caller.has_role(role)) {
+                    Ok(())
+                } else {
+                    Err(Error::PermissionDenied(refusal.clone()))
+                }
+            }
+            AccessRule::Undeclared => Err(Error::PermissionDenied(
+                "the contract declares no access for this RPC, so nobody may call it".to_owned(),
+            )),
+        }
+    }
+}
+
 // === AuthLayer ===
 
-/// A tower layer that verifies `authorization: Bearer …` and records the outcome for
-/// [`authenticated`] / [`require`]. Requests without a token pass through unmarked: health and
-/// reflection need none, and every RPC that does need one refuses them itself.
+/// A tower layer that verifies `authorization: Bearer …`, records the outcome for
+/// [`authenticated`], and refuses every call its [`AccessTable`] does not admit before the
+/// handler (or even the request body) is reached. Requests to paths outside the table pass
+/// through unchecked: health and reflection need no token.
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     verifier: Option<Arc<TokenVerifier>>,
+    access: Arc<AccessTable>,
 }
 
 #[derive(Clone, Debug)]
 pub struct AuthService<S> {
     inner: S,
     verifier: Option<Arc<TokenVerifier>>,
+    access: Arc<AccessTable>,
 }
 
 impl AuthLayer {
-    pub fn new(verifier: Arc<TokenVerifier>) -> AuthLayer {
+    pub fn new(verifier: Arc<TokenVerifier>, access: AccessTable) -> AuthLayer {
         AuthLayer {
             verifier: Some(verifier),
+            access: Arc::new(access),
         }
     }
 
-    /// Verifies nothing: for services that do not enforce tokens yet. Every [`authenticated`]
-    /// check then answers UNAUTHENTICATED.
-    pub fn disabled() -> AuthLayer {
-        AuthLayer { verifier: None }
+    /// Verifies nothing: for services that do not enforce tokens yet. Every RPC of `access`
+    /// then answers UNAUTHENTICATED.
+    pub fn disabled(access: AccessTable) -> AuthLayer {
+        AuthLayer {
+            verifier: None,
+            access: Arc::new(access),
+        }
     }
 }
 
@@ -670,15 +764,20 @@ impl<S> tower::Layer<S> for AuthLayer {
         AuthService {
             inner,
             verifier: self.verifier.clone(),
+            access: Arc::clone(&self.access),
         }
     }
 }
 
-impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
+impl<S, B, ResponseBody> tower::Service<http::Request<B>> for AuthService<S>
 where
-    S: tower::Service<http::Request<B>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<B>, Response = http::Response<ResponseBody>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
+    ResponseBody: Default,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -693,6 +792,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
+        let access = Arc::clone(&self.access);
         Box::pin(async move {
             let token = bearer_token(request.headers());
             if let (Some(token), Some(verifier)) = (token, verifier) {
@@ -719,7 +819,14 @@ where
                 };
                 request.extensions_mut().insert(authentication);
             }
-            inner.call(request).await
+            let admitted = access.check(
+                request.uri().path(),
+                request.extensions().get::<Authentication>(),
+            );
+            match admitted {
+                Ok(()) => inner.call(request).await,
+                Err(refusal) => Ok(tonic::Status::from(refusal).into_http()),
+            }
         })
     }
 }
@@ -820,10 +927,111 @@ mod tests {
     use base64::Engine as _;
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-    use super::{Caller, Claims, KeySource, SigningKey, TokenError, TokenVerifier, key_set, roles};
+    use super::{
+        AccessTable, Authentication, Caller, Claims, KeySource, SigningKey, TokenError,
+        TokenVerifier, key_set, roles,
+    };
 
     const ISSUER: &str = "http://localhost:8080";
     const AUDIENCE: &str = "emporium";
+    const CATALOG: &str = "emporium.catalog.v1.CatalogService";
+
+    #[test]
+    fn the_access_table_admits_exactly_what_the_contract_declares() {
+        let table =
+            AccessTable::from_descriptor_set(emporium_proto::FILE_DESCRIPTOR_SET, &[CATALOG])
+                .unwrap();
+        let manager = signed_in(&[roles::CATALOG_MANAGER]);
+        let sales = signed_in(&[roles::SALES]);
+        let create = "/emporium.catalog.v1.CatalogService/CreateProduct";
+        let get = "/emporium.catalog.v1.CatalogService/GetProduct";
+
+        assert!(table.check(create, Some(&manager)).is_ok());
+        assert!(matches!(
+            table.check(create, Some(&sales)),
+            Err(crate::Error::PermissionDenied(message))
+                if message == "this needs one of the roles: admin, catalog-manager"
+        ));
+        assert!(table.check(get, Some(&sales)).is_ok());
+        assert!(matches!(
+            table.check(get, None),
+            Err(crate::Error::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            table.check(get, Some(&Authentication::Refused("the token is not valid"))),
+            Err(crate::Error::Unauthenticated(message)) if message == "the token is not valid"
+        ));
+        assert!(
+            table.check("/grpc.health.v1.Health/Check", None).is_ok(),
+            "health is not the contract's business"
+        );
+    }
+
+    #[test]
+    fn an_rpc_whose_contract_declares_no_access_is_refused_to_everyone() {
+        use prost::Message as _;
+        use prost_types::{
+            DescriptorProto, FileDescriptorProto, FileDescriptorSet, MethodDescriptorProto,
+            ServiceDescriptorProto,
+        };
+        let file_descriptor_set = FileDescriptorSet {
+            file: vec![FileDescriptorProto {
+                name: Some("test/v1/test.proto".to_owned()),
+                package: Some("test.v1".to_owned()),
+                syntax: Some("proto3".to_owned()),
+                message_type: vec![DescriptorProto {
+                    name: Some("Nothing".to_owned()),
+                    ..Default::default()
+                }],
+                service: vec![ServiceDescriptorProto {
+                    name: Some("TestService".to_owned()),
+                    method: vec![MethodDescriptorProto {
+                        name: Some("Undeclared".to_owned()),
+                        input_type: Some(".test.v1.Nothing".to_owned()),
+                        output_type: Some(".test.v1.Nothing".to_owned()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let table = AccessTable::from_descriptor_set(
+            &file_descriptor_set.encode_to_vec(),
+            &["test.v1.TestService"],
+        )
+        .unwrap();
+
+        let admin = table.check(
+            "/test.v1.TestService/Undeclared",
+            Some(&signed_in(&[roles::ADMIN])),
+        );
+
+        assert!(
+            matches!(admin, Err(crate::Error::PermissionDenied(_))),
+            "{admin:?}"
+        );
+    }
+
+    #[test]
+    fn a_served_service_the_descriptor_set_lacks_fails_the_start() {
+        let table = AccessTable::from_descriptor_set(
+            emporium_proto::FILE_DESCRIPTOR_SET,
+            &[CATALOG, "emporium.nothing.v1.NothingService"],
+        );
+
+        assert!(table.is_err(), "its calls would go unchecked");
+    }
+
+    fn signed_in(held: &[&str]) -> Authentication {
+        Authentication::Verified(Arc::new(Caller {
+            subject: "account-1".to_owned(),
+            client_id: "test".to_owned(),
+            roles: held.iter().map(|role| (*role).to_owned()).collect(),
+            customer_id: None,
+            token_id: "t".to_owned(),
+        }))
+    }
 
     fn claims(expires_in: i64) -> Claims {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();

@@ -1,6 +1,7 @@
 //! gRPC bootstrap shared by every service: the standard health service (per-service status, NOT
 //! SERVING until the service is ready and again from the moment shutdown begins), server
-//! reflection, request tracing, graceful shutdown, and the one mapping from [`Error`] to a status.
+//! reflection, request tracing, token verification and the contract's access rules (before any
+//! handler runs), graceful shutdown, and the one mapping from [`Error`] to a status.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use tonic::{Code, Status};
 use tonic_health::ServingStatus;
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::auth::AuthLayer;
+use crate::auth::{AccessTable, AuthLayer};
 use crate::bus::Bus;
 use crate::error::Error;
 use crate::storage::{Database, Timestamp};
@@ -39,8 +40,8 @@ pub struct GrpcService {
     pub bus: Bus,
     /// Watched for readiness too: while it does not answer the service reports NOT_SERVING.
     pub database: Database,
-    /// Verifies bearer tokens for [`crate::auth::require`]; `None` while a service does not
-    /// enforce tokens yet.
+    /// Verifies bearer tokens for the access rules the contract declares and for
+    /// [`crate::auth::authenticated`]; `None` while a service does not enforce tokens yet.
     pub verifier: Option<std::sync::Arc<crate::auth::TokenVerifier>>,
 }
 
@@ -126,12 +127,17 @@ impl GrpcListener {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         let stop_accepting = CancellationToken::new();
+        // Who may call each RPC, from the contract's `(emporium.api.v1.access)` options: read
+        // once here, looked up once per call.
+        let access =
+            AccessTable::from_descriptor_set(service.file_descriptor_set, &service.health_names)?;
         let auth = match service.verifier {
-            Some(verifier) => AuthLayer::new(verifier),
-            None => AuthLayer::disabled(),
+            Some(verifier) => AuthLayer::new(verifier, access),
+            None => AuthLayer::disabled(access),
         };
         // Layer order, outermost first: the request span, then the trace context the outbox
-        // copies into events, then token verification (so a refusal is traced), then the routes.
+        // copies into events, then token verification and the contract's access rules (so a
+        // refusal is traced), then the routes.
         let server = tonic::transport::Server::builder()
             .trace_fn(|request| {
                 // `caller` is filled in by the auth layer once the token is verified.

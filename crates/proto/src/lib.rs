@@ -2,9 +2,18 @@
 //! tree: edit the `.proto` files under `proto/` instead.
 #![allow(unreachable_pub, clippy::all, clippy::pedantic)]
 
-/// Encoded `FileDescriptorSet` of every contract (imports included), for server reflection.
+/// Encoded `FileDescriptorSet` of every contract (imports included), with source info (comments)
+/// and custom options (the `google.api` annotations, `emporium.api.v1.access`): for server
+/// reflection, the chassis's access table and the contract lint. Read the options through
+/// `prost_reflect::DescriptorPool`: `prost_types` drops extensions.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/emporium_descriptor.bin"));
+
+pub mod api {
+    pub mod v1 {
+        tonic::include_proto!("emporium.api.v1");
+    }
+}
 
 pub mod audit {
     pub mod v1 {

@@ -3,6 +3,7 @@
 //! on both. The real servers are required for the PostgreSQL + NATS half: a test that cannot
 //! reach them fails with the reason, it is never skipped.
 
+mod contract_access;
 mod postgres_cluster;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use futures::StreamExt;
 use secrecy::SecretString;
 use uuid::Uuid;
 
+pub use contract_access::assert_access_matches_contract;
 pub use postgres_cluster::PostgresCluster;
 
 /// Which storage and bus a test runs on.

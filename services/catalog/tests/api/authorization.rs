@@ -1,19 +1,24 @@
 //! Who may do what: every call needs a valid token from the trusted issuer; reads are open to
 //! any role, changes and the audit history need `admin` or `catalog-manager`. A refused call
-//! changes nothing and records no event.
+//! changes nothing and records no event. The roles come from `catalog.proto`
+//! (`(emporium.api.v1.access)`); the chassis enforces them, and one test calls every RPC of the
+//! contract to prove the two agree.
 
 use chassis::auth::{Claims, roles};
 use emporium_proto::audit::v1 as audit;
 use emporium_proto::catalog::v1 as proto;
 use test_support::{
-    Backend, TestIssuer, backend_independent, both_backends, hs256_token, unsigned_token,
-    with_token,
+    Backend, TestIssuer, assert_access_matches_contract, backend_independent, both_backends,
+    hs256_token, unsigned_token, with_token,
 };
 use tonic::Code;
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_without_relay, valid_product};
 
-both_backends!(catalog_managers_and_admins_may_create_update_and_delete,);
+both_backends!(
+    catalog_managers_and_admins_may_create_update_and_delete,
+    every_rpc_admits_exactly_the_roles_its_contract_declares,
+);
 
 // What these check happens before storage or the bus is reached: once is enough.
 backend_independent!(
@@ -24,6 +29,24 @@ backend_independent!(
     the_role_is_checked_before_the_request_is_read,
     an_id_token_is_no_bearer_token,
 );
+
+async fn every_rpc_admits_exactly_the_roles_its_contract_declares(backend: Backend) {
+    // Arrange
+    let app = spawn_app_without_relay(backend).await;
+    let n_events_before = unpublished_events(&app).await;
+
+    // Act and assert: every RPC of the descriptor set, each kind of caller.
+    let n_rpcs =
+        assert_access_matches_contract(app.addr, &app.issuer, "emporium.catalog.v1.CatalogService")
+            .await;
+
+    assert!(n_rpcs >= 13, "only {n_rpcs} RPCs were checked");
+    assert_eq!(
+        unpublished_events(&app).await,
+        n_events_before,
+        "no call changed anything"
+    );
+}
 
 async fn a_create_without_a_valid_token_or_role_is_refused_and_changes_nothing(backend: Backend) {
     // Arrange

@@ -1,9 +1,13 @@
 //! Every RPC is for admins only: no token, an expired token, a token from another issuer are
 //! UNAUTHENTICATED; a valid token without `admin` is PERMISSION_DENIED; none of them changes
-//! anything.
+//! anything. The roles come from `identity.proto` (`(emporium.api.v1.access)`); the chassis
+//! enforces them, and one test calls every RPC of the contract to prove the two agree.
 
 use emporium_proto::identity::v1 as proto;
-use test_support::{Backend, TestIssuer, backend_independent, with_token};
+use test_support::{
+    Backend, TestIssuer, assert_access_matches_contract, backend_independent, both_backends,
+    with_token,
+};
 use tonic::Code;
 
 use crate::helpers::{spawn_app, valid_account};
@@ -13,6 +17,23 @@ backend_independent!(
     callers_without_a_valid_token_are_unauthenticated_and_change_nothing,
     callers_without_the_admin_role_are_denied_and_change_nothing,
 );
+
+both_backends!(every_rpc_admits_exactly_the_roles_its_contract_declares);
+
+async fn every_rpc_admits_exactly_the_roles_its_contract_declares(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+
+    // Act and assert: every RPC of the descriptor set, each kind of caller.
+    let n_rpcs = assert_access_matches_contract(
+        app.addr,
+        &app.issuer,
+        "emporium.identity.v1.IdentityService",
+    )
+    .await;
+
+    assert!(n_rpcs >= 20, "only {n_rpcs} RPCs were checked");
+}
 
 async fn callers_without_a_valid_token_are_unauthenticated_and_change_nothing(backend: Backend) {
     let app = spawn_app(backend).await;

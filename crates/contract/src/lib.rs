@@ -1,0 +1,18 @@
+//! Emporium's contract conventions, read from a compiled descriptor set (with its custom options
+//! and comments, e.g. `emporium_proto::FILE_DESCRIPTOR_SET`): [`access`] says who may call each
+//! RPC, as its `(emporium.api.v1.access)` option declares, for the chassis to enforce; [`lint`]
+//! checks a contract keeps to the conventions (standard methods and fields, a behaviour on every
+//! field, references to existing resource types, declared access, comments), one rule per check.
+
+pub mod access;
+pub mod lint;
+
+pub use access::{Access, AccessProblem, MethodAccess, method_access};
+pub use lint::{Finding, lint};
+
+/// Decodes an encoded `FileDescriptorSet` into a pool that keeps every custom option.
+pub fn decode_pool(
+    file_descriptor_set: &[u8],
+) -> Result<prost_reflect::DescriptorPool, prost_reflect::DescriptorError> {
+    prost_reflect::DescriptorPool::decode(file_descriptor_set)
+}
