@@ -1,7 +1,8 @@
 //! The one service runtime. A service's `lib.rs` declares its parts ([`Service`]: name, default
 //! port, health names, migrations, seed step, gRPC routes, consumers, HTTP routes, whether the
-//! relay runs); this module runs any of them, alone ([`Application`], `emporium serve`, tests) or
-//! several on one gRPC address ([`ServiceHost`], `emporium up`), always in the same order:
+//! relay runs); this module runs any of them, on a gRPC listener of their own ([`ServiceHost`]
+//! with one service: `emporium serve`; [`Application`]: tests and the benchmark) or several on
+//! one gRPC address ([`ServiceHost`], `emporium up`), always in the same order:
 //!
 //! 1. connect and migrate the database, seed built-in data ([`Service::assemble`]), ensure the
 //!    service's stream on the bus;
@@ -115,14 +116,13 @@ pub struct Built<S> {
     run_relay: bool,
 }
 
-/// One service built and listening on its own port (`emporium serve`, tests, the benchmark);
-/// not yet serving.
+/// One service built and listening on its own port, as the tests and the benchmark run it; not
+/// yet serving. (The `emporium` binary hosts its services on a [`ServiceHost`] directly.)
 #[derive(Debug)]
 pub struct Application<S> {
     built: Built<S>,
     listener: GrpcListener,
     verifier: Arc<TokenVerifier>,
-    http_origin: Option<(TcpListener, HttpOrigin)>,
     /// How long to keep serving after reporting NOT_SERVING at shutdown.
     shutdown_delay: Duration,
     grace: Duration,
@@ -268,7 +268,6 @@ impl<S: Service> Application<S> {
             built,
             listener,
             verifier,
-            http_origin: None,
             shutdown_delay: Duration::ZERO,
             grace,
         })
@@ -284,13 +283,6 @@ impl<S: Service> Application<S> {
     /// load balancer polling health stops routing here before the port closes.
     pub fn with_shutdown_delay(mut self, delay: Duration) -> Application<S> {
         self.shutdown_delay = delay;
-        self
-    }
-
-    /// Also serves the service's HTTP routes, if it has any, on `listener` (the suite's origin,
-    /// described by `origin`), with the same shutdown as gRPC.
-    pub fn with_http_origin(mut self, listener: TcpListener, origin: HttpOrigin) -> Application<S> {
-        self.http_origin = Some((listener, origin));
         self
     }
 
@@ -311,17 +303,14 @@ impl<S: Service> Application<S> {
         self.built.service()
     }
 
-    /// Serves until `shutdown` is cancelled, then drains, stops the consumers and the relay, and
-    /// closes the database.
+    /// Serves gRPC until `shutdown` is cancelled, then drains, stops the consumers and the
+    /// relay, and closes the database. (Its HTTP routes, if any, are not served: tests take them
+    /// from the service's own state, with a clock of their own.)
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let (http_listener, origin) = self.http_origin.unzip();
         let mut host = ServiceHost::new(self.listener, self.verifier)
             .with_shutdown_delay(self.shutdown_delay)
             .with_grace(self.grace);
-        host.add(self.built.into_unit(origin.as_ref()));
-        if let Some(http_listener) = http_listener {
-            host = host.with_http_listener(http_listener);
-        }
+        host.add(self.built.into_unit(None));
         host.run_until_stopped(shutdown).await
     }
 }
