@@ -1,8 +1,10 @@
-//! `emporium`: the one binary. `up` runs every service in one process on embedded defaults,
-//! `serve <service>` runs one service against the database and bus the environment names, and
-//! `migrate` brings databases up to date and exits, and `deadletter` lists, shows and re-drives the
-//! messages consumers gave up on. Where identity runs, the process also serves
-//! the suite's HTTP origin (`EMPORIUM_HTTP_ADDR`): the sign-in pages, token endpoint and JWKS.
+//! `emporium`: the one binary. `up` runs every service in one process on embedded defaults, all
+//! on one gRPC address (`EMPORIUM_GRPC_ADDR`); `serve <service>` runs one service against the
+//! database and bus the environment names, on its own address; `migrate` brings databases up to
+//! date and exits; and `deadletter` lists, shows and re-drives the messages consumers gave up on.
+//! The services come from one table (`services.rs`) and run on the chassis runtime. Where a
+//! service with HTTP routes runs (identity), the process also serves the suite's HTTP origin
+//! (`EMPORIUM_HTTP_ADDR`): the sign-in pages, token endpoint and JWKS.
 
 /// Prints a line for the person at the terminal (the banner, not a log line). A closed stdout
 /// (`emporium up | head`) must not stop the suite, so write errors are ignored.
@@ -14,19 +16,23 @@ macro_rules! say {
 }
 
 mod deadletter;
+mod services;
 mod setup;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use chassis::bus::Bus;
-use chassis::settings::{ServiceSettings, Settings};
-use clap::{Parser, Subcommand, ValueEnum};
+use chassis::grpc::GrpcListener;
+use chassis::runtime::ServiceHost;
+use chassis::settings::Settings;
+use clap::builder::PossibleValuesParser;
+use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use crate::services::{Launch, Mode, SERVICES, ServiceEntry};
 
 /// Emporium: a microservices stack for business applications.
 ///
@@ -41,17 +47,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every service in this process (embedded defaults: data under ./data, nothing to install).
+    /// Run every service in this process on one gRPC address (EMPORIUM_GRPC_ADDR; embedded
+    /// defaults: data under ./data, nothing to install).
     Up,
-    /// Run one service against the database and bus given by the environment.
+    /// Run one service against the database and bus given by the environment, on its own
+    /// address (EMPORIUM_<SERVICE>_GRPC_ADDR).
     Serve {
         /// Which service.
-        service: Service,
+        #[arg(value_parser = PossibleValuesParser::new(services::names()))]
+        service: String,
     },
     /// Run pending database migrations and exit.
     Migrate {
         /// Only this service (default: all).
-        service: Option<Service>,
+        #[arg(value_parser = PossibleValuesParser::new(services::names()))]
+        service: Option<String>,
     },
     /// Inspect and re-drive dead letters: the messages consumers gave up on.
     ///
@@ -66,27 +76,19 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Service {
-    Identity,
-    Catalog,
-}
-
-/// Identity first: the others verify tokens against its keys.
-const ALL_SERVICES: &[Service] = &[Service::Identity, Service::Catalog];
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::from_env()?;
     chassis::telemetry::init(&settings.telemetry)?;
+    let all_services: Vec<&ServiceEntry> = SERVICES.iter().collect();
     let result = match cli.command {
-        Command::Up => run(&settings, ALL_SERVICES, Mode::Up).await,
-        Command::Serve { service } => run(&settings, &[service], Mode::Serve).await,
-        Command::Migrate { service } => {
-            let services = service.map_or(ALL_SERVICES.to_vec(), |service| vec![service]);
-            migrate(&settings, &services).await
-        }
+        Command::Up => run(&settings, &all_services, Mode::Up).await,
+        Command::Serve { service } => run(&settings, &[entry(&service)?], Mode::Serve).await,
+        Command::Migrate { service } => match service {
+            Some(service) => migrate(&settings, &[entry(&service)?]).await,
+            None => migrate(&settings, &all_services).await,
+        },
         Command::Deadletter { command, output } => {
             deadletter::run(&settings, command, output).await
         }
@@ -97,145 +99,124 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-impl Service {
-    fn settings(self, settings: &Settings) -> anyhow::Result<ServiceSettings> {
-        Ok(match self {
-            Service::Identity => settings.service(identity::NAME, identity::DEFAULT_PORT)?,
-            Service::Catalog => settings.service(catalog::NAME, catalog::DEFAULT_PORT)?,
-        })
-    }
+/// The table's row for a name clap already checked.
+fn entry(name: &str) -> anyhow::Result<&'static ServiceEntry> {
+    services::by_name(name).with_context(|| format!("no service is called {name}"))
 }
 
-/// `up` (everything, first-start set-up, a banner) or `serve` (one service, production).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    Up,
-    Serve,
-}
-
-/// Builds the services (migrations run, streams exist, ports bound), reports where they listen,
-/// and serves until Ctrl-C or SIGTERM; then drains them all.
-async fn run(settings: &Settings, services: &[Service], mode: Mode) -> anyhow::Result<()> {
+/// Builds the services (migrations run, built-in data seeded, streams exist), binds one gRPC
+/// address for them all (and the HTTP origin when one of them has HTTP routes), reports where
+/// they listen, and serves until Ctrl-C or SIGTERM; then drains and stops them.
+async fn run(settings: &Settings, entries: &[&ServiceEntry], mode: Mode) -> anyhow::Result<()> {
     let bus = Bus::connect(&settings.bus)
         .await
         .context("Failed to connect to the bus")?;
-    // One verifier for every service in the process: they share the key cache.
-    let verifier = settings.auth.verifier();
-    let shutdown = CancellationToken::new();
-    let mut running = JoinSet::new();
-    let mut listening = Vec::new();
-    let mut http_addr = None;
-    let mut first_start = None;
-    for service in services {
-        let service_settings = service.settings(settings)?;
-        match service {
-            Service::Identity => {
-                let options = setup::identity_options(settings, mode == Mode::Up)?;
-                let application = identity::Application::build(
-                    &service_settings,
-                    bus.clone(),
-                    settings.shutdown_grace,
-                    Arc::clone(&verifier),
-                    options,
-                )
-                .await
-                .context("Failed to start identity")?;
-                match mode {
-                    Mode::Up => {
-                        first_start = Some(setup::first_start(settings, &application).await?);
-                    }
-                    Mode::Serve => setup::first_admin(settings, &application).await?,
-                }
-                let mut oauth = identity::oauth::OAuthSettings::new(
-                    &settings.auth.issuer,
-                    &settings.auth.audience,
-                );
-                oauth.trusted_proxies = settings.trusted_proxies.clone();
-                let http_listener = tokio::net::TcpListener::bind(settings.http_addr)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "Failed to listen on {} (EMPORIUM_HTTP_ADDR)",
-                            settings.http_addr
-                        )
-                    })?;
-                http_addr = Some(http_listener.local_addr()?);
-                listening.push((identity::NAME, application.local_addr()));
-                // The HTTP origin is served by identity's application, so that it keeps serving
-                // through the shutdown delay and drains before identity's pool closes.
-                let application = application
-                    .with_http_origin(http_listener, oauth, identity::oauth::Clock::system())
-                    .with_shutdown_delay(settings.shutdown_delay);
-                running.spawn(application.run_until_stopped(shutdown.clone()));
-            }
-            Service::Catalog => {
-                let application = catalog::Application::build(
-                    &service_settings,
-                    bus.clone(),
-                    settings.shutdown_grace,
-                    Arc::clone(&verifier),
-                )
-                .await
-                .context("Failed to start the catalog")?
-                .with_shutdown_delay(settings.shutdown_delay);
-                listening.push((catalog::NAME, application.local_addr()));
-                running.spawn(application.run_until_stopped(shutdown.clone()));
-            }
+    let launch = Launch {
+        settings,
+        mode,
+        bus: bus.clone(),
+    };
+    let mut units = Vec::with_capacity(entries.len());
+    let mut banner_notes = Vec::new();
+    for entry in entries {
+        let launched = (entry.build)(&launch).await?;
+        units.push(launched.unit);
+        banner_notes.extend(launched.print_banner_note);
+    }
+    let grpc_addr = match (mode, entries) {
+        (Mode::Serve, [entry]) => {
+            settings
+                .service(entry.definition.name, entry.definition.default_port)?
+                .grpc_addr
         }
+        _ => {
+            warn_about_ignored_addresses(settings, entries);
+            settings.grpc_addr
+        }
+    };
+    let listener = GrpcListener::bind(grpc_addr).await?;
+    // One verifier for every service in the process: they share the key cache.
+    let mut host = ServiceHost::new(listener, settings.auth.verifier())
+        .with_shutdown_delay(settings.shutdown_delay)
+        .with_grace(settings.shutdown_grace);
+    if units
+        .iter()
+        .any(chassis::runtime::ServiceUnit::has_http_routes)
+    {
+        let http_listener = tokio::net::TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "Failed to listen on {} (EMPORIUM_HTTP_ADDR)",
+                    settings.http_addr
+                )
+            })?;
+        host = host.with_http_listener(http_listener);
     }
+    let names: Vec<&str> = units
+        .iter()
+        .map(chassis::runtime::ServiceUnit::name)
+        .collect();
+    for unit in units {
+        host.add(unit);
+    }
+    let grpc_addr = host.local_addr();
+    let http_addr = host.http_addr();
     if mode == Mode::Up {
-        print_banner(settings, &bus, &listening, http_addr, first_start.as_ref());
+        print_banner(settings, &bus, grpc_addr, &names, http_addr, banner_notes);
     }
-    for (name, addr) in &listening {
-        tracing::info!(service = name, %addr, "Listening");
-    }
+    tracing::info!(services = ?names, addr = %grpc_addr, "Listening");
     if let Some(addr) = http_addr {
         tracing::info!(%addr, issuer = %settings.auth.issuer, "Serving HTTP");
     }
+    let shutdown = CancellationToken::new();
+    let mut served = tokio::spawn(host.run_until_stopped(shutdown.clone()));
     tokio::select! {
         () = chassis::stop_signal() => tracing::info!("Stop signal received; draining"),
-        Some(finished) = running.join_next() => {
-            // A service stopped by itself: stop the others too.
-            tracing::error!(?finished, "A service stopped unexpectedly; shutting down");
+        finished = &mut served => {
+            // The host stopped by itself (a server failed): nothing is left to drain.
+            tracing::error!("The services stopped without a stop signal");
+            return match finished {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the services stopped without a stop signal")),
+                Ok(Err(error)) => Err(error),
+                Err(join_error) => Err(anyhow::anyhow!(join_error)),
+            };
         }
     }
-    // Each service reports NOT_SERVING, serves on through the shutdown delay, then drains.
+    // Every service reports NOT_SERVING, serves on through the shutdown delay, then drains.
     shutdown.cancel();
     let deadline = settings.shutdown_delay + settings.shutdown_grace + Duration::from_secs(5);
-    let drained = tokio::time::timeout(deadline, async {
-        let mut first_error = None;
-        while let Some(finished) = running.join_next().await {
-            match finished {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    first_error.get_or_insert(error);
-                }
-                Err(join_error) => {
-                    first_error.get_or_insert(anyhow::anyhow!(join_error));
-                }
-            }
-        }
-        first_error
-    })
-    .await;
-    match drained {
-        Ok(None) => Ok(()),
-        Ok(Some(error)) => Err(error),
+    match tokio::time::timeout(deadline, served).await {
+        Ok(finished) => finished.unwrap_or_else(|join_error| Err(anyhow::anyhow!(join_error))),
         Err(_) => anyhow::bail!("services did not stop within {deadline:?}"),
     }
 }
 
-async fn migrate(settings: &Settings, services: &[Service]) -> anyhow::Result<()> {
-    for service in services {
-        let service_settings = service.settings(settings)?;
-        let migrations = match service {
-            Service::Identity => identity::MIGRATIONS,
-            Service::Catalog => catalog::MIGRATIONS,
-        };
+/// `up` serves everything on `EMPORIUM_GRPC_ADDR`: say so when a service's own address is set.
+fn warn_about_ignored_addresses(settings: &Settings, entries: &[&ServiceEntry]) {
+    for entry in entries {
+        let variable = format!(
+            "EMPORIUM_{}_GRPC_ADDR",
+            entry.definition.name.to_uppercase()
+        );
+        if settings.value(&variable).is_some() {
+            tracing::warn!(
+                variable,
+                grpc_addr = %settings.grpc_addr,
+                "Ignored: every service in this process serves on EMPORIUM_GRPC_ADDR"
+            );
+        }
+    }
+}
+
+async fn migrate(settings: &Settings, entries: &[&ServiceEntry]) -> anyhow::Result<()> {
+    for entry in entries {
+        let definition = &entry.definition;
+        let service_settings = settings.service(definition.name, definition.default_port)?;
         let database = chassis::storage::Database::connect_with(
             service_settings.database_url.expose_secret(),
             service_settings.database_max_connections,
-            migrations,
+            definition.migrations,
         )
         .await
         .with_context(|| format!("Failed to migrate {}", service_settings.name))?;
@@ -248,9 +229,10 @@ async fn migrate(settings: &Settings, services: &[Service]) -> anyhow::Result<()
 fn print_banner(
     settings: &Settings,
     bus: &Bus,
-    listening: &[(&str, SocketAddr)],
+    grpc_addr: SocketAddr,
+    names: &[&str],
     http_addr: Option<SocketAddr>,
-    first_start: Option<&setup::FirstStart>,
+    banner_notes: Vec<Box<dyn FnOnce() + Send>>,
 ) {
     say!();
     say!(
@@ -265,19 +247,17 @@ fn print_banner(
             settings.auth.issuer
         );
     }
-    for (name, addr) in listening {
-        say!("  {name:<10} gRPC  http://{addr}");
-    }
-    if let Some(first_start) = first_start {
-        setup::print_first_start(first_start);
+    say!(
+        "  {:<10} gRPC  http://{grpc_addr}  ({})",
+        "services",
+        names.join(", ")
+    );
+    for print_banner_note in banner_notes {
+        print_banner_note();
     }
     say!();
-    let catalog = listening
-        .iter()
-        .find(|(name, _)| *name == catalog::NAME)
-        .map_or_else(String::new, |(_, addr)| addr.to_string());
     say!("Try: emporiumctl login            (opens the sign-in page; sign in as the admin)");
-    say!("     emporiumctl --server http://{catalog} product list");
+    say!("     emporiumctl --server http://{grpc_addr} product list");
     say!("Stop with Ctrl-C.");
     say!();
 }

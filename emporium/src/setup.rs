@@ -1,7 +1,9 @@
-//! What `emporium up` does for a new installation beyond starting the services: a key to encrypt
-//! identity's signing keys (kept in the data directory), and the first admin account and the
-//! suite's own OAuth2 clients. `serve` does none of this: production takes its secrets from the
-//! environment and its accounts from an admin.
+//! Identity's start-up hook (called from its row of the service table, `services.rs`): what
+//! `emporium up` does for a new installation beyond starting the services (a key to encrypt
+//! identity's signing keys, kept in the data directory, and the first admin account and the
+//! suite's own OAuth2 clients), and the little `serve identity` does (the first admin, only from
+//! the environment). Production takes its secrets from the environment and its accounts from an
+//! admin.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -9,6 +11,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use chassis::settings::Settings;
+use chassis::storage::Database;
 use identity::IdentityOptions;
 use identity::bootstrap::Bootstrap;
 use identity::keys::{KEY_ENCRYPTION_KEY_VARIABLE, KeyEncryptionKey, KeyPolicy};
@@ -73,7 +76,7 @@ fn key_file(data_dir: &Path) -> anyhow::Result<KeyEncryptionKey> {
 /// `EMPORIUM_ADMIN_PASSWORD` or generated) and the web app and CLI clients.
 pub(crate) async fn first_start(
     settings: &Settings,
-    application: &identity::Application,
+    database: &Database,
 ) -> anyhow::Result<FirstStart> {
     let admin_email = settings
         .value("EMPORIUM_ADMIN_EMAIL")
@@ -84,7 +87,7 @@ pub(crate) async fn first_start(
         &admin_email,
         settings.secret("EMPORIUM_ADMIN_PASSWORD"),
     );
-    let identity = identity::service::Identity::new(application.database().clone());
+    let identity = identity::service::Identity::new(database.clone());
     let report = bootstrap
         .run(&identity)
         .await
@@ -101,10 +104,7 @@ pub(crate) async fn first_start(
 /// and the `emporiumctl` client (loopback redirects only, so it does not depend on where the
 /// suite is deployed), so the admin can sign in with the CLI. The web apps' clients depend on
 /// their public URLs: an admin registers them.
-pub(crate) async fn first_admin(
-    settings: &Settings,
-    application: &identity::Application,
-) -> anyhow::Result<()> {
+pub(crate) async fn first_admin(settings: &Settings, database: &Database) -> anyhow::Result<()> {
     let Some(password) = settings.secret("EMPORIUM_ADMIN_PASSWORD") else {
         return Ok(());
     };
@@ -115,7 +115,7 @@ pub(crate) async fn first_admin(
     bootstrap
         .clients
         .retain(|client| client.client_id == "emporiumctl");
-    let identity = identity::service::Identity::new(application.database().clone());
+    let identity = identity::service::Identity::new(database.clone());
     let report = bootstrap
         .run(&identity)
         .await
@@ -129,7 +129,7 @@ pub(crate) async fn first_admin(
     Ok(())
 }
 
-/// Printed once for the person who started the suite; never logged.
+/// Printed once for the person who started the suite, under the banner; never logged.
 pub(crate) fn print_first_start(first_start: &FirstStart) {
     match &first_start.admin_created {
         Some(Some(password)) => {

@@ -24,8 +24,9 @@ use crate::credentials::CredentialStore;
 pub use crate::error::CliError;
 use crate::render::Listing;
 
-/// Where the catalog listens in embedded mode (`emporium up`).
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50052";
+/// Where `emporium up` serves every service, the catalog included (`EMPORIUM_GRPC_ADDR`'s
+/// default). A catalog served alone (`emporium serve catalog`) listens on its own address.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50050";
 
 /// How long to wait for the TCP (and HTTP/2) connection to the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,7 +65,8 @@ login failed or expired), 2 usage error, 3 cannot reach the server.";
 #[derive(Debug, Parser)]
 #[command(name = "emporiumctl", version, long_about = LONG_ABOUT)]
 pub struct Cli {
-    /// The catalog's gRPC address (`http://` is assumed when no scheme is given).
+    /// The catalog's gRPC address (`http://` is assumed when no scheme is given): by default
+    /// where `emporium up` serves every service.
     #[arg(long, global = true, value_name = "URL", env = "EMPORIUMCTL_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
 

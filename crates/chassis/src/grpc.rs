@@ -1,7 +1,9 @@
 //! gRPC bootstrap shared by every service: the standard health service (per-service status, NOT
 //! SERVING until the service is ready and again from the moment shutdown begins), server
 //! reflection, request tracing, token verification and the contract's access rules (before any
-//! handler runs), graceful shutdown, and the one mapping from [`Error`] to a status.
+//! handler runs), graceful shutdown, and the one mapping from [`Error`] to a status. One listener
+//! may serve several services (`emporium up`): each reports its own health, and reflection lists
+//! them all.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,23 +28,32 @@ pub struct GrpcListener {
     listener: TcpListener,
 }
 
-/// What a service hands to [`GrpcListener::serve`].
+/// What a process hands to [`GrpcListener::serve`]: the routes of one or more services.
 pub struct GrpcService {
-    /// The service's own routes (its tonic server, plus any extra).
+    /// Every served service's routes (its tonic server, plus any extra).
     pub routes: Routes,
-    /// Fully qualified names of the services in `routes`, e.g.
-    /// `emporium.catalog.v1.CatalogService`: the health service reports them and reflection
-    /// lists them (with health and reflection), and nothing else.
-    pub health_names: Vec<&'static str>,
-    /// The service's encoded descriptor set, for reflection.
+    /// The services behind `routes`, each with its health names and the database its readiness
+    /// depends on. The health service reports each one's names, and reflection lists every name
+    /// (with health and reflection), and nothing else.
+    pub services: Vec<ServedService>,
+    /// The encoded descriptor set, for reflection.
     pub file_descriptor_set: &'static [u8],
-    /// Watched for readiness: while it is disconnected the service reports NOT_SERVING.
+    /// Watched for readiness: while it is disconnected every service reports NOT_SERVING.
     pub bus: Bus,
-    /// Watched for readiness too: while it does not answer the service reports NOT_SERVING.
-    pub database: Database,
     /// Verifies bearer tokens for the access rules the contract declares and for
-    /// [`crate::auth::authenticated`]; `None` while a service does not enforce tokens yet.
+    /// [`crate::auth::authenticated`]; `None` while a service does not enforce tokens yet. Every
+    /// service on one listener shares it.
     pub verifier: Option<std::sync::Arc<crate::auth::TokenVerifier>>,
+}
+
+/// One service behind a [`GrpcService`], as health and reflection see it.
+#[derive(Clone, Debug)]
+pub struct ServedService {
+    /// Fully qualified names of the service's gRPC services, e.g.
+    /// `emporium.catalog.v1.CatalogService`.
+    pub health_names: Vec<&'static str>,
+    /// Watched for readiness: while it does not answer, this service reports NOT_SERVING.
+    pub database: Database,
 }
 
 // === impl GrpcListener ===
@@ -79,9 +90,9 @@ impl GrpcListener {
         // reflection itself. The descriptor set holds every contract (so the types resolve),
         // but advertising all of it would send reflection-driven clients to the wrong port.
         let served_names: Vec<&'static str> = service
-            .health_names
+            .services
             .iter()
-            .copied()
+            .flat_map(|served| served.health_names.iter().copied())
             .chain([
                 service_name_of(&health_service),
                 REFLECTION_V1_NAME,
@@ -108,15 +119,15 @@ impl GrpcListener {
             REFLECTION_V1ALPHA_NAME
         );
 
-        // Readiness: migrations ran before we got here, so the status depends on the bus and the
-        // database answering. Set it before accepting the first call, then keep watching.
-        let ready = is_ready(&service.bus, &service.database).await;
-        set_status(&health_reporter, &service.health_names, ready).await;
+        // Readiness: migrations ran before we got here, so each service's status depends on the
+        // bus and its database answering. Set it before accepting the first call, then keep
+        // watching.
+        let ready = readiness_of(&service.bus, &service.services).await;
+        set_statuses(&health_reporter, &service.services, &ready).await;
         let readiness = tokio::spawn(watch_readiness(
             health_reporter.clone(),
-            service.health_names.clone(),
+            service.services.clone(),
             service.bus.clone(),
-            service.database.clone(),
             shutdown.clone(),
             ready,
         ));
@@ -129,8 +140,12 @@ impl GrpcListener {
         let stop_accepting = CancellationToken::new();
         // Who may call each RPC, from the contract's `(emporium.api.v1.access)` options: read
         // once here, looked up once per call.
-        let access =
-            AccessTable::from_descriptor_set(service.file_descriptor_set, &service.health_names)?;
+        let service_names: Vec<&'static str> = service
+            .services
+            .iter()
+            .flat_map(|served| served.health_names.iter().copied())
+            .collect();
+        let access = AccessTable::from_descriptor_set(service.file_descriptor_set, &service_names)?;
         let auth = match service.verifier {
             Some(verifier) => AuthLayer::new(verifier, access),
             None => AuthLayer::disabled(access),
@@ -164,7 +179,8 @@ impl GrpcListener {
             () = shutdown.cancelled() => {}
         }
         // The readiness watcher has stopped with `shutdown`, so nothing reports SERVING again.
-        set_status(&health_reporter, &service.health_names, false).await;
+        let stopping = vec![false; service.services.len()];
+        set_statuses(&health_reporter, &service.services, &stopping).await;
         if !delay.is_zero() {
             tracing::info!(
                 delay_seconds = delay.as_secs_f64(),
@@ -200,15 +216,14 @@ fn service_name_of<S: tonic::server::NamedService>(_: &S) -> &'static str {
     S::NAME
 }
 
-/// Reports SERVING while the bus is connected and the database answers, NOT_SERVING otherwise;
-/// stops at shutdown.
+/// Reports each service SERVING while the bus is connected and its database answers,
+/// NOT_SERVING otherwise; stops at shutdown.
 async fn watch_readiness(
     reporter: tonic_health::server::HealthReporter,
-    names: Vec<&'static str>,
+    services: Vec<ServedService>,
     bus: Bus,
-    database: Database,
     shutdown: CancellationToken,
-    mut ready: bool,
+    mut ready: Vec<bool>,
 ) {
     loop {
         tokio::select! {
@@ -217,25 +232,38 @@ async fn watch_readiness(
         }
         let now_ready = tokio::select! {
             () = shutdown.cancelled() => return,
-            now_ready = is_ready(&bus, &database) => now_ready,
+            now_ready = readiness_of(&bus, &services) => now_ready,
         };
         if now_ready != ready {
-            if now_ready {
-                tracing::info!(
-                    bus = bus.kind(),
-                    "Bus and database reachable again; reporting SERVING"
-                );
-            } else {
-                tracing::warn!(
-                    bus = bus.kind(),
-                    bus.connected = bus.is_connected(),
-                    "Bus or database unreachable; reporting NOT_SERVING"
-                );
+            for ((served, was_ready), is_ready) in services.iter().zip(&ready).zip(&now_ready) {
+                let service = served.health_names.first().copied().unwrap_or_default();
+                match (*was_ready, *is_ready) {
+                    (false, true) => tracing::info!(
+                        service,
+                        bus = bus.kind(),
+                        "Bus and database reachable again; reporting SERVING"
+                    ),
+                    (true, false) => tracing::warn!(
+                        service,
+                        bus = bus.kind(),
+                        bus.connected = bus.is_connected(),
+                        "Bus or database unreachable; reporting NOT_SERVING"
+                    ),
+                    _ => {}
+                }
             }
-            set_status(&reporter, &names, now_ready).await;
+            set_statuses(&reporter, &services, &now_ready).await;
             ready = now_ready;
         }
     }
+}
+
+/// Whether each service is ready: the bus is connected and its database answers.
+async fn readiness_of(bus: &Bus, services: &[ServedService]) -> Vec<bool> {
+    let checks = services
+        .iter()
+        .map(|served| is_ready(bus, &served.database));
+    futures::future::join_all(checks).await
 }
 
 /// Whether the bus is connected and the database answers a trivial query within a few seconds.
@@ -264,19 +292,31 @@ async fn is_ready(bus: &Bus, database: &Database) -> bool {
     }
 }
 
-/// Sets every named service, and the server as a whole (`""`), to SERVING or NOT_SERVING.
-async fn set_status(
+/// Sets each service's names to SERVING or NOT_SERVING as `ready` says (one flag per service,
+/// in order), and the server as a whole (`""`) to SERVING only while every service is.
+async fn set_statuses(
     reporter: &tonic_health::server::HealthReporter,
-    names: &[&'static str],
-    ready: bool,
+    services: &[ServedService],
+    ready: &[bool],
 ) {
-    let status = if ready {
+    for (served, is_ready) in services.iter().zip(ready) {
+        for name in served.health_names.iter().copied() {
+            reporter
+                .set_service_status(name, serving_status(*is_ready))
+                .await;
+        }
+    }
+    let all_ready = ready.iter().all(|is_ready| *is_ready);
+    reporter
+        .set_service_status("", serving_status(all_ready))
+        .await;
+}
+
+fn serving_status(ready: bool) -> ServingStatus {
+    if ready {
         ServingStatus::Serving
     } else {
         ServingStatus::NotServing
-    };
-    for name in names.iter().copied().chain([""]) {
-        reporter.set_service_status(name, status).await;
     }
 }
 

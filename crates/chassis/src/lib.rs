@@ -1,8 +1,9 @@
 //! The chassis: the runtime every Emporium service shares. Settings, telemetry, the gRPC bootstrap
 //! with health, reflection and graceful shutdown, the error model, storage on SQLite and
 //! PostgreSQL with one text per query, the transactional outbox and its relay, the event bus
-//! (NATS JetStream or embedded), the consumer helper and its dead letters, and the one rule for
-//! free text. It knows nothing of any one service.
+//! (NATS JetStream or embedded), the consumer helper and its dead letters, the one rule for free
+//! text, and the one service runtime that starts, serves and stops any service its parts
+//! declare. It knows nothing of any one service.
 
 pub mod audit;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod net;
 pub mod outbox;
 pub mod pagination;
 pub mod proxies;
+pub mod runtime;
 pub mod settings;
 pub mod storage;
 pub mod telemetry;

@@ -14,6 +14,10 @@ use crate::auth::{CertificateDer, KeySource, TokenVerifier};
 use crate::bus::{BusSettings, NatsStreamSettings, NatsStreamStorage};
 use crate::proxies::TrustedProxies;
 
+/// The port of [`Settings::grpc_addr`]: no service's own default, so `emporium up` and a service
+/// served alone on its default port can run side by side.
+pub const DEFAULT_GRPC_PORT: u16 = 50050;
+
 /// Settings shared by every service in a process. Its Debug output leaves out the raw variables,
 /// which may hold secrets.
 #[derive(Clone)]
@@ -34,6 +38,10 @@ pub struct Settings {
     /// polls health, e.g. Kubernetes, set it above the readiness probe's period).
     pub shutdown_delay: Duration,
     pub auth: AuthSettings,
+    /// `EMPORIUM_GRPC_ADDR`: where a process running every service (`emporium up`) serves them
+    /// all on one gRPC address (default `127.0.0.1:50050`). A process running one service
+    /// (`emporium serve <service>`) listens on the service's own `EMPORIUM_<SERVICE>_GRPC_ADDR`.
+    pub grpc_addr: SocketAddr,
     /// `EMPORIUM_HTTP_ADDR`: where the suite's HTTP origin listens (the identity provider's
     /// sign-in pages, token endpoint and JWKS; default `127.0.0.1:8080`).
     pub http_addr: SocketAddr,
@@ -111,6 +119,7 @@ impl std::fmt::Debug for Settings {
             .field("telemetry", &self.telemetry)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("shutdown_delay", &self.shutdown_delay)
+            .field("grpc_addr", &self.grpc_addr)
             .field("http_addr", &self.http_addr)
             .field("auth", &self.auth)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -208,6 +217,14 @@ impl Settings {
             ),
         };
         let auth = AuthSettings::from_variables(&get)?;
+        let grpc_addr = match get("EMPORIUM_GRPC_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], DEFAULT_GRPC_PORT)),
+            Some(text) => text.parse().map_err(|_| SettingsError {
+                variable: "EMPORIUM_GRPC_ADDR".to_owned(),
+                value: text.clone(),
+                reason: "expected host:port, e.g. 0.0.0.0:50050".to_owned(),
+            })?,
+        };
         let http_addr = match get("EMPORIUM_HTTP_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
             Some(text) => text.parse().map_err(|_| SettingsError {
@@ -232,6 +249,7 @@ impl Settings {
             shutdown_grace,
             shutdown_delay,
             auth,
+            grpc_addr,
             http_addr,
             trusted_proxies,
             database_max_connections,
@@ -250,6 +268,15 @@ impl Settings {
     /// A service-specific secret variable, if set and not empty.
     pub fn secret(&self, name: &str) -> Option<SecretString> {
         self.value(name).map(SecretString::from)
+    }
+
+    /// What the HTTP routes of a service learn about the suite's origin they are served on.
+    pub fn http_origin(&self) -> crate::runtime::HttpOrigin {
+        crate::runtime::HttpOrigin {
+            issuer: self.auth.issuer.clone(),
+            audience: self.auth.audience.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
     }
 
     /// The settings of service `name`, whose gRPC port defaults to `default_port`.
@@ -420,6 +447,7 @@ mod tests {
                 path: "data/bus.db".into()
             }
         );
+        assert_eq!(settings.grpc_addr.to_string(), "127.0.0.1:50050");
         let catalog = settings.service("catalog", 50052).unwrap();
         assert_eq!(catalog.grpc_addr.to_string(), "127.0.0.1:50052");
         assert_eq!(
@@ -433,12 +461,14 @@ mod tests {
         let settings = settings(&[
             ("EMPORIUM_BUS_URL", "nats://127.0.0.1:4222"),
             ("EMPORIUM_CATALOG_GRPC_ADDR", "0.0.0.0:6000"),
+            ("EMPORIUM_GRPC_ADDR", "0.0.0.0:7000"),
             (
                 "EMPORIUM_CATALOG_DATABASE_URL",
                 "postgres://postgres@localhost/catalog",
             ),
         ])
         .unwrap();
+        assert_eq!(settings.grpc_addr.to_string(), "0.0.0.0:7000");
         let catalog = settings.service("catalog", 50052).unwrap();
         assert_eq!(catalog.grpc_addr.to_string(), "0.0.0.0:6000");
         assert_eq!(

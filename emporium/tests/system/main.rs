@@ -3,4 +3,5 @@
 
 mod deadletter;
 mod faults;
+mod one_address;
 mod up;

@@ -1,8 +1,9 @@
 //! `emporium up` the way a new user meets it: the real binary on an empty data directory prints
 //! the admin's generated password once; signing in through the real sign-in page gives the CLI a
 //! token; with it the catalog accepts changes, without it refuses them; a restart keeps the
-//! admin, the clients, the signing key and the login, and creates nothing again. (`up` is the
-//! embedded mode by definition, so this runs on SQLite and the embedded bus only.)
+//! admin, the clients, the signing key and the login, and creates nothing again. Every service
+//! answers on the one gRPC address `up` prints. (`up` is the embedded mode by definition, so this
+//! runs on SQLite and the embedded bus only.)
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -84,6 +85,69 @@ async fn a_new_user_signs_in_with_the_cli_and_changes_the_catalog() {
     );
     second.stop();
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// `up` serves every service on one address: health reports each by name, reflection lists
+/// them all, and the banner names that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_every_service_on_one_address() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let scratch = std::env::temp_dir().join(format!("emporium-up-one-{}", uuid::Uuid::new_v4()));
+    let suite = Suite::new(&scratch);
+    let mut up = suite.start();
+
+    let banner = up.banner();
+    let addr: std::net::SocketAddr = suite.grpc_addr.parse().expect("an address");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a valid endpoint")
+        .connect()
+        .await
+        .expect("up accepts connections on EMPORIUM_GRPC_ADDR");
+    let mut health = HealthClient::new(channel);
+    let mut statuses = Vec::new();
+    for service in [
+        "emporium.identity.v1.IdentityService",
+        "emporium.catalog.v1.CatalogService",
+        "",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .map(|response| response.into_inner().status);
+        statuses.push((service, status.map_err(|status| status.code())));
+    }
+    let names = test_support::reflected_service_names(addr).await;
+    up.stop();
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    assert!(
+        banner
+            .iter()
+            .any(|line| line.contains(&format!("gRPC  http://{addr}"))),
+        "the banner names the one address: {banner:?}"
+    );
+    for (service, status) in statuses {
+        assert_eq!(
+            status,
+            Ok(ServingStatus::Serving as i32),
+            "health of {service:?}"
+        );
+    }
+    assert_eq!(
+        names,
+        [
+            "emporium.catalog.v1.CatalogService",
+            "emporium.identity.v1.IdentityService",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ]
+    );
 }
 
 /// `serve identity` in production: refuses to start without the key encryption key; with it and
@@ -181,8 +245,10 @@ struct Suite {
     data_dir: PathBuf,
     issuer: String,
     http_addr: String,
+    /// Where `serve identity` listens.
     identity_addr: String,
-    catalog_addr: String,
+    /// Where `up` serves every service.
+    grpc_addr: String,
 }
 
 impl Suite {
@@ -193,7 +259,7 @@ impl Suite {
             issuer: format!("http://{http_addr}"),
             http_addr,
             identity_addr: free_addr(),
-            catalog_addr: free_addr(),
+            grpc_addr: free_addr(),
         }
     }
 
@@ -203,8 +269,9 @@ impl Suite {
             .env("EMPORIUM_DATA_DIR", &self.data_dir)
             .env("EMPORIUM_HTTP_ADDR", &self.http_addr)
             .env("EMPORIUM_AUTH_ISSUER", &self.issuer)
-            .env("EMPORIUM_IDENTITY_GRPC_ADDR", &self.identity_addr)
-            .env("EMPORIUM_CATALOG_GRPC_ADDR", &self.catalog_addr)
+            .env("EMPORIUM_GRPC_ADDR", &self.grpc_addr)
+            .env_remove("EMPORIUM_IDENTITY_GRPC_ADDR")
+            .env_remove("EMPORIUM_CATALOG_GRPC_ADDR")
             .env("EMPORIUM_LOG", "info")
             .env_remove("EMPORIUM_ADMIN_PASSWORD")
             .env_remove("EMPORIUM_ADMIN_EMAIL")
@@ -225,7 +292,7 @@ impl Suite {
         let mut argv = vec![
             "emporiumctl".to_owned(),
             "--server".to_owned(),
-            format!("http://{}", self.catalog_addr),
+            format!("http://{}", self.grpc_addr),
             "--config-dir".to_owned(),
             config_dir.display().to_string(),
         ];

@@ -58,7 +58,7 @@ async fn spawn_on(
         namespace: test_bus.namespace.clone(),
         database_max_connections: None,
     };
-    let application = Application::build(
+    let application = Application::build_with(
         &settings,
         bus,
         Duration::from_secs(5),
@@ -268,7 +268,7 @@ pub(crate) async fn spawn_oidc_app_with(
     let mut settings = OAuthSettings::new(&origin, TestIssuer::AUDIENCE);
     configure(&mut settings);
     let app = spawn(backend, |application| {
-        router = Some(application.http_router(settings, clock.clone()));
+        router = Some(application.service().http_router(settings, clock.clone()));
     })
     .await;
     let router = router.expect("the routes were taken");

@@ -35,14 +35,34 @@ async fn the_signing_key_is_created_once_and_kept_across_restarts(backend: Backe
     let options = identity_options();
     let now = OffsetDateTime::now_utc();
     let first_start = build(&test_database, &test_bus, options.clone()).await;
-    let first = first_start.signing_keys().current(now).await.unwrap();
-    let again = first_start.signing_keys().current(now).await.unwrap();
+    let first = first_start
+        .service()
+        .signing_keys()
+        .current(now)
+        .await
+        .unwrap();
+    let again = first_start
+        .service()
+        .signing_keys()
+        .current(now)
+        .await
+        .unwrap();
     first_start.database().close().await;
     drop(first_start);
 
     let restarted = build(&test_database, &test_bus, options).await;
-    let after_restart = restarted.signing_keys().current(now).await.unwrap();
-    let key_set = restarted.signing_keys().key_set(now).await.unwrap();
+    let after_restart = restarted
+        .service()
+        .signing_keys()
+        .current(now)
+        .await
+        .unwrap();
+    let key_set = restarted
+        .service()
+        .signing_keys()
+        .key_set(now)
+        .await
+        .unwrap();
 
     assert_eq!(again.kid(), first.kid());
     assert_eq!(after_restart.kid(), first.kid());
@@ -60,12 +80,13 @@ async fn a_token_signed_with_the_current_key_verifies_against_the_served_jwks(ba
         listener.local_addr().unwrap(),
         identity::http::JWKS_PATH
     );
-    let router = application.http_router(
+    let router = application.service().http_router(
         identity::oauth::OAuthSettings::new(TestIssuer::ISSUER, TestIssuer::AUDIENCE),
         identity::oauth::Clock::system(),
     );
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     let key = application
+        .service()
         .signing_keys()
         .current(OffsetDateTime::now_utc())
         .await
@@ -96,6 +117,7 @@ async fn the_stored_signing_key_is_encrypted(backend: Backend) {
     let application = build(&test_database, &test_bus, identity_options()).await;
 
     let key = application
+        .service()
         .signing_keys()
         .current(OffsetDateTime::now_utc())
         .await
@@ -127,7 +149,12 @@ async fn a_restart_with_another_key_encryption_key_fails_clearly(backend: Backen
     let options = identity_options();
     let first_start = build(&test_database, &test_bus, options.clone()).await;
     let now = OffsetDateTime::now_utc();
-    let key = first_start.signing_keys().current(now).await.unwrap();
+    let key = first_start
+        .service()
+        .signing_keys()
+        .current(now)
+        .await
+        .unwrap();
     first_start.database().close().await;
     drop(first_start);
 
@@ -153,6 +180,7 @@ async fn a_restart_with_another_key_encryption_key_fails_clearly(backend: Backen
         "unclear error: {error}"
     );
     let current = with_the_original_key
+        .service()
         .signing_keys()
         .current(now)
         .await
@@ -164,7 +192,7 @@ async fn an_old_key_is_replaced_and_published_until_its_tokens_have_expired(back
     let test_database = TestDatabase::new(backend, "identity").await;
     let test_bus = TestBus::new(backend).await;
     let application = build(&test_database, &test_bus, identity_options()).await;
-    let keys = application.signing_keys();
+    let keys = application.service().signing_keys();
     let t0 = OffsetDateTime::now_utc();
     let after_31_days = t0 + 31 * DAY;
     // KeyPolicy::default(): tokens live at most an hour; the margin is five minutes.
@@ -213,7 +241,7 @@ async fn rotate_makes_a_new_key_current_at_once(backend: Backend) {
     let test_database = TestDatabase::new(backend, "identity").await;
     let test_bus = TestBus::new(backend).await;
     let application = build(&test_database, &test_bus, identity_options()).await;
-    let keys: &SigningKeys = application.signing_keys();
+    let keys: &SigningKeys = application.service().signing_keys();
     let t0 = OffsetDateTime::now_utc();
 
     let before = keys.current(t0).await.unwrap();
@@ -248,7 +276,7 @@ async fn try_build(
         namespace: test_bus.namespace.clone(),
         database_max_connections: None,
     };
-    Application::build(
+    Application::build_with(
         &settings,
         test_bus.connect().await,
         Duration::from_secs(5),
