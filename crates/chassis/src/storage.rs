@@ -79,9 +79,6 @@ pub struct Database {
     /// Woken when a transaction that wrote outbox events commits, so the relay publishes at once
     /// instead of at its next poll.
     outbox_signal: Arc<Notify>,
-    /// SQLite only: the file's write queue in this process, whose turn every write transaction
-    /// and migration takes (see the module docs).
-    write_queue: Option<WriteQueue>,
     /// How long a write waits for its turn before it fails, like the pool's acquire timeout.
     write_wait: Duration,
 }
@@ -89,7 +86,9 @@ pub struct Database {
 #[derive(Clone, Debug)]
 enum Pool {
     Postgres(PgPool),
-    Sqlite(SqlitePool),
+    /// With the file's write queue in this process, whose turn every write transaction and
+    /// migration takes (see the module docs).
+    Sqlite(SqlitePool, WriteQueue),
 }
 
 /// A database transaction on either backend, or the connection of a [`Database::single_read`].
@@ -215,7 +214,6 @@ impl Database {
         wait: Duration,
         busy_timeout: Duration,
     ) -> anyhow::Result<Database> {
-        let mut write_queue = None;
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).context("Invalid PostgreSQL URL")?;
             let pool = PgPoolOptions::new()
@@ -251,15 +249,13 @@ impl Database {
                 .connect_with(options)
                 .await
                 .context("Failed to open SQLite database")?;
-            write_queue = Some(sqlite_write_queue(&path));
-            Pool::Sqlite(pool)
+            Pool::Sqlite(pool, sqlite_write_queue(&path))
         } else {
             anyhow::bail!("database URL must start with postgres:// or sqlite: (got {url:?})");
         };
         Ok(Database {
             pool,
             outbox_signal: Arc::new(Notify::new()),
-            write_queue,
             write_wait: wait,
         })
     }
@@ -274,13 +270,13 @@ impl Database {
         };
         // Migrations write outside `begin`: they queue for the write turn like any writer, and
         // hold it alone.
-        let _write_turn = match &self.write_queue {
-            Some(write_queue) => Some(
+        let _write_turn = match &self.pool {
+            Pool::Sqlite(_, write_queue) => Some(
                 group_commit::exclusive(write_queue, self.write_wait)
                     .await
                     .context("Failed to run database migrations")?,
             ),
-            None => None,
+            Pool::Postgres(_) => None,
         };
         for migrator in [chassis, service] {
             let mut migrator = Migrator {
@@ -290,7 +286,7 @@ impl Database {
             migrator.set_ignore_missing(true);
             match &self.pool {
                 Pool::Postgres(pool) => migrator.run(pool).await,
-                Pool::Sqlite(pool) => migrator.run(pool).await,
+                Pool::Sqlite(pool, _) => migrator.run(pool).await,
             }
             .context("Failed to run database migrations")?;
         }
@@ -300,7 +296,7 @@ impl Database {
     pub fn backend(&self) -> Backend {
         match self.pool {
             Pool::Postgres(_) => Backend::Postgres,
-            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Sqlite(..) => Backend::Sqlite,
         }
     }
 
@@ -308,7 +304,7 @@ impl Database {
     pub fn max_connections(&self) -> u32 {
         match &self.pool {
             Pool::Postgres(pool) => pool.options().get_max_connections(),
-            Pool::Sqlite(pool) => pool.options().get_max_connections(),
+            Pool::Sqlite(pool, _) => pool.options().get_max_connections(),
         }
     }
 
@@ -322,11 +318,7 @@ impl Database {
             Pool::Postgres(pool) => {
                 Ok(self.transaction(TransactionConnection::Postgres(pool.begin().await?)))
             }
-            Pool::Sqlite(pool) => {
-                let write_queue = self
-                    .write_queue
-                    .as_ref()
-                    .expect("a SQLite database has its write queue");
+            Pool::Sqlite(pool, write_queue) => {
                 let member = Member::join(write_queue, pool, self.write_wait).await?;
                 Ok(self.transaction(TransactionConnection::SqliteWrite(member)))
             }
@@ -341,7 +333,7 @@ impl Database {
                 pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     .await?,
             ),
-            Pool::Sqlite(pool) => TransactionConnection::Sqlite(pool.begin().await?),
+            Pool::Sqlite(pool, _) => TransactionConnection::Sqlite(pool.begin().await?),
         };
         Ok(self.transaction(connection))
     }
@@ -355,7 +347,7 @@ impl Database {
             Pool::Postgres(pool) => {
                 TransactionConnection::PostgresAutocommit(pool.acquire().await?)
             }
-            Pool::Sqlite(pool) => TransactionConnection::SqliteAutocommit(pool.acquire().await?),
+            Pool::Sqlite(pool, _) => TransactionConnection::SqliteAutocommit(pool.acquire().await?),
         };
         Ok(self.transaction(connection))
     }
@@ -389,7 +381,7 @@ impl Database {
                 listener.listen(OUTBOX_CHANNEL).await?;
                 Ok(Some(listener))
             }
-            Pool::Postgres(_) | Pool::Sqlite(_) => Ok(None),
+            Pool::Postgres(_) | Pool::Sqlite(..) => Ok(None),
         }
     }
 
@@ -398,23 +390,24 @@ impl Database {
     pub async fn closed(&self) {
         match &self.pool {
             Pool::Postgres(pool) => pool.close_event().await,
-            Pool::Sqlite(pool) => pool.close_event().await,
+            Pool::Sqlite(pool, _) => pool.close_event().await,
         }
     }
 
     /// SQLite: what the file's write queue in this process has done (group commits, the writes
     /// they made durable) and how many writers wait in it now; `None` on PostgreSQL.
     pub fn write_queue_stats(&self) -> Option<WriteQueueStats> {
-        self.write_queue
-            .as_ref()
-            .map(|write_queue| write_queue.stats())
+        match &self.pool {
+            Pool::Postgres(_) => None,
+            Pool::Sqlite(_, write_queue) => Some(write_queue.stats()),
+        }
     }
 
     /// Whether [`Database::close`] has been called.
     pub fn is_closed(&self) -> bool {
         match &self.pool {
             Pool::Postgres(pool) => pool.is_closed(),
-            Pool::Sqlite(pool) => pool.is_closed(),
+            Pool::Sqlite(pool, _) => pool.is_closed(),
         }
     }
 
@@ -422,7 +415,7 @@ impl Database {
     pub async fn close(&self) {
         match &self.pool {
             Pool::Postgres(pool) => pool.close().await,
-            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Sqlite(pool, _) => pool.close().await,
         }
     }
 
