@@ -13,6 +13,9 @@ const FILES: &[&str] = &[
     "emporium/identity/v1/identity.proto",
 ];
 
+/// The packages whose messages declare events: each gets an `events` module of typed constants.
+const PACKAGES_WITH_EVENTS: &[&str] = &["emporium.catalog.v1", "emporium.identity.v1"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={PROTO_ROOT}");
     let mut compiler = protox::Compiler::new([PROTO_ROOT])?;
@@ -26,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("emporium_descriptor.bin"),
         compiler.encode_file_descriptor_set(),
     )?;
+    write_event_constants(&compiler.encode_file_descriptor_set(), &out_dir)?;
     let file_descriptor_set = compiler.file_descriptor_set();
     tonic_prost_build::configure()
         .build_client(true)
@@ -38,6 +42,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".emporium.identity.v1.CreateClientResponse",
             ".emporium.identity.v1.ResetClientSecretResponse",
         ])
-        .compile_fds(file_descriptor_set)?;
+        // `prost::Name` on every message: events name their data's type (`dataschema`).
+        .compile_fds_with_config(file_descriptor_set, {
+            let mut config = tonic_prost_build::Config::new();
+            config.enable_type_names();
+            config
+        })?;
+    Ok(())
+}
+
+/// Writes `<package>.events.rs` for every package of `PACKAGES_WITH_EVENTS`: one typed constant
+/// per event its messages declare (`(emporium.api.v1.events)`), so that code emits only declared
+/// events, each with its declared message.
+fn write_event_constants(
+    file_descriptor_set: &[u8],
+    out_dir: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let pool = contract::decode_pool(file_descriptor_set)?;
+    let events = contract::events::declared_events(&pool);
+    for package in PACKAGES_WITH_EVENTS {
+        let mut code = String::new();
+        for event in events
+            .iter()
+            .filter(|e| e.message.package_name() == *package)
+        {
+            let parts = contract::events::parse_event_type(&event.event_type)?;
+            let rust_message = event.message.full_name()[package.len() + 1..].replace('.', "::");
+            code.push_str(&format!(
+                "#[doc = {description:?}]\npub const {constant}: crate::EventType<super::{rust_message}> = \
+                 crate::EventType::new({event_type:?});\n",
+                description = event.description,
+                constant = contract::events::constant_name(&parts),
+                event_type = event.event_type,
+            ));
+        }
+        std::fs::write(out_dir.join(format!("{package}.events.rs")), code)?;
+    }
     Ok(())
 }

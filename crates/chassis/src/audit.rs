@@ -36,6 +36,9 @@ pub async fn list_events(
             .into_iter()
             .map(|event| proto::Event {
                 id: event.id.to_string(),
+                data_schema: crate::event_data::schema_of(&event.event_type)
+                    .unwrap_or_default()
+                    .to_owned(),
                 r#type: event.event_type,
                 aggregate_id: event.aggregate_id.to_string(),
                 aggregate_version: event.aggregate_version,

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::event_data::{self, DataError};
+
 /// `Content-Type` of a structured-mode CloudEvent.
 pub const CONTENT_TYPE: &str = "application/cloudevents+json";
 
@@ -23,6 +25,11 @@ pub struct CloudEvent {
     /// RFC 3339 time of the change.
     pub time: String,
     pub datacontenttype: String,
+    /// The type URL of the message whose proto3 JSON mapping `data` is,
+    /// `type.googleapis.com/emporium.catalog.v1.Product` (absent on events recorded before the
+    /// contract declared their data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataschema: Option<String>,
     pub data: serde_json::Value,
     /// Extension: the aggregate's version after the change (1 for a creation).
     pub aggregateversion: i64,
@@ -39,6 +46,23 @@ pub struct CloudEvent {
     pub actorclientid: Option<String>,
 }
 
+impl CloudEvent {
+    /// The event's data as the generated message `M`, checking `dataschema` names `M` (when the
+    /// event has one). Fields `M` does not know are ignored.
+    pub fn decode_data<M: prost::Message + prost::Name + Default>(&self) -> Result<M, DataError> {
+        if let Some(found) = &self.dataschema {
+            let expected = M::type_url();
+            if *found != expected {
+                return Err(DataError::OtherSchema {
+                    expected,
+                    found: found.clone(),
+                });
+            }
+        }
+        event_data::from_json(&self.data)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::CloudEvent;
@@ -53,6 +77,7 @@ mod tests {
             subject: "7d7b1c1e-0000-4000-8000-000000000001".to_owned(),
             time: "2026-11-23T11:34:42.123456Z".to_owned(),
             datacontenttype: "application/json".to_owned(),
+            dataschema: Some("type.googleapis.com/emporium.catalog.v1.Product".to_owned()),
             data: serde_json::json!({"sku": "A-1"}),
             aggregateversion: 1,
             aggregatetype: "product".to_owned(),

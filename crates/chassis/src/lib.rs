@@ -12,6 +12,7 @@ pub mod cloudevents;
 pub mod consumer;
 pub mod deadletter;
 pub mod error;
+pub mod event_data;
 pub mod grpc;
 pub mod net;
 pub mod outbox;

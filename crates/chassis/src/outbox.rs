@@ -21,8 +21,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::bus::{Bus, BusError, OutgoingMessage, StreamSpec};
+use emporium_proto::EventType;
+
 use crate::cloudevents::{self, CloudEvent};
 use crate::error::Error;
+use crate::event_data;
 use crate::on_backend;
 use crate::storage::{
     Backend, ConstraintViolation, Database, Timestamp, Transaction, constraint_violation,
@@ -48,6 +51,36 @@ pub struct NewEvent {
     /// Who made the change. Services set it from the verified [`Caller`](crate::auth::Caller)
     /// of the call; their use cases take an [`Actor`] so that no change can forget it.
     pub actor: Option<Actor>,
+}
+
+impl NewEvent {
+    /// The event `event_type` about the record `aggregate_id` at `aggregate_version`, carrying
+    /// `data` (its proto3 JSON mapping). The type is a constant generated from the contract, so
+    /// only a declared event, with its declared message, can be recorded; whether it is a change
+    /// or an audit record and the aggregate's name come from the type
+    /// (`emporium.<service>[.audit].<aggregate>.<action>`). The actor is set by the caller.
+    pub fn new<M: prost::Message + prost::Name>(
+        event_type: EventType<M>,
+        aggregate_id: Uuid,
+        aggregate_version: i64,
+        data: &M,
+    ) -> NewEvent {
+        let parts = contract::events::parse_event_type(event_type.name())
+            .expect("generated event types are well formed: build.rs parsed them");
+        NewEvent {
+            aggregate_type: parts.aggregate,
+            aggregate_id,
+            aggregate_version,
+            event_type: event_type.name(),
+            kind: if parts.audit {
+                EventKind::Audit
+            } else {
+                EventKind::Change
+            },
+            data: event_data::to_json(data),
+            actor: None,
+        }
+    }
 }
 
 /// Whether an event is a change of its record or only an audit record (e.g. a read).
@@ -303,6 +336,7 @@ impl EventRoute {
             subject: event.aggregate_id.to_string(),
             time: event.occurred_at.to_rfc3339(),
             datacontenttype: "application/json".to_owned(),
+            dataschema: event_data::schema_of(&event.event_type).map(str::to_owned),
             data: serde_json::from_str(&event.data).context("Outbox event data is not JSON")?,
             aggregateversion: event.aggregate_version,
             aggregatetype: event.aggregate_type.clone(),

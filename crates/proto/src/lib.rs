@@ -9,6 +9,45 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/emporium_descriptor.bin"));
 
+/// An event type the contract declares (`(emporium.api.v1.events)`) with the message `M` that is
+/// its `data`. The only way to get one is a constant generated from the contract
+/// (`catalog::v1::events::PRODUCT_CREATED`), so code cannot emit an undeclared event or one with
+/// another message than declared.
+pub struct EventType<M> {
+    name: &'static str,
+    data: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<M> EventType<M> {
+    /// Only generated code calls this, with a declared type.
+    #[doc(hidden)]
+    pub const fn new(name: &'static str) -> EventType<M> {
+        EventType {
+            name,
+            data: std::marker::PhantomData,
+        }
+    }
+
+    /// The CloudEvents `type`, e.g. `emporium.catalog.product.created`.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<M> Clone for EventType<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M> Copy for EventType<M> {}
+
+impl<M> std::fmt::Debug for EventType<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
 pub mod api {
     pub mod v1 {
         tonic::include_proto!("emporium.api.v1");
@@ -24,12 +63,22 @@ pub mod audit {
 pub mod catalog {
     pub mod v1 {
         tonic::include_proto!("emporium.catalog.v1");
+
+        /// The events this package's messages declare, one typed constant each.
+        pub mod events {
+            include!(concat!(env!("OUT_DIR"), "/emporium.catalog.v1.events.rs"));
+        }
     }
 }
 
 pub mod identity {
     pub mod v1 {
         tonic::include_proto!("emporium.identity.v1");
+
+        /// The events this package's messages declare, one typed constant each.
+        pub mod events {
+            include!(concat!(env!("OUT_DIR"), "/emporium.identity.v1.events.rs"));
+        }
 
         // Hand-written so that the password never reaches a log through `{:?}`.
         impl std::fmt::Debug for CreateAccountRequest {

@@ -1,18 +1,14 @@
 //! The catalog's events, written to the outbox with each change. Every event carries the record's
-//! full state after the change (deletions carry the last state), so a replica can apply the
-//! newest version it sees. Schemas: docs/events.md.
+//! full state after the change as the contract's message (deletions carry the last state), so a
+//! replica can apply the newest version it sees. The event types and their messages are declared
+//! in the contract (`emporium_proto::catalog::v1::events`); docs/events.md is generated from it.
 
-use chassis::outbox::{Actor, EventKind, NewEvent};
-use serde_json::json;
+use chassis::outbox::{Actor, NewEvent};
+use emporium_proto::EventType;
+use emporium_proto::catalog::v1::{self as proto, events};
 
 use crate::domain::{Category, Product};
-
-pub const PRODUCT_CREATED: &str = "emporium.catalog.product.created";
-pub const PRODUCT_UPDATED: &str = "emporium.catalog.product.updated";
-pub const PRODUCT_DELETED: &str = "emporium.catalog.product.deleted";
-pub const CATEGORY_CREATED: &str = "emporium.catalog.category.created";
-pub const CATEGORY_UPDATED: &str = "emporium.catalog.category.updated";
-pub const CATEGORY_DELETED: &str = "emporium.catalog.category.deleted";
+use crate::wire::{category_to_proto, product_to_proto};
 
 #[derive(Clone, Copy, Debug)]
 pub enum CatalogEvent<'a> {
@@ -31,23 +27,23 @@ impl CatalogEvent<'_> {
     pub fn into_new_event(self, actor: &Actor) -> NewEvent {
         let mut event = match self {
             CatalogEvent::ProductCreated(product) => {
-                product_event(PRODUCT_CREATED, product, product.version)
+                product_event(events::PRODUCT_CREATED, product, product.version)
             }
             CatalogEvent::ProductUpdated(product) => {
-                product_event(PRODUCT_UPDATED, product, product.version)
+                product_event(events::PRODUCT_UPDATED, product, product.version)
             }
             // A deletion is one more version of the record.
             CatalogEvent::ProductDeleted(product) => {
-                product_event(PRODUCT_DELETED, product, product.version + 1)
+                product_event(events::PRODUCT_DELETED, product, product.version + 1)
             }
             CatalogEvent::CategoryCreated(category) => {
-                category_event(CATEGORY_CREATED, category, category.version)
+                category_event(events::CATEGORY_CREATED, category, category.version)
             }
             CatalogEvent::CategoryUpdated(category) => {
-                category_event(CATEGORY_UPDATED, category, category.version)
+                category_event(events::CATEGORY_UPDATED, category, category.version)
             }
             CatalogEvent::CategoryDeleted(category) => {
-                category_event(CATEGORY_DELETED, category, category.version + 1)
+                category_event(events::CATEGORY_DELETED, category, category.version + 1)
             }
         };
         event.actor = Some(actor.clone());
@@ -55,44 +51,26 @@ impl CatalogEvent<'_> {
     }
 }
 
-fn product_event(event_type: &'static str, product: &Product, version: i64) -> NewEvent {
-    NewEvent {
-        aggregate_type: "product",
-        aggregate_id: product.id,
-        aggregate_version: version,
-        event_type,
-        kind: EventKind::Change,
-        data: json!({
-            "id": product.id,
-            "sku": product.sku,
-            "name": product.name,
-            "description": product.description,
-            "category_id": product.category_id,
-            "price": { "amount_minor": product.price_minor, "currency": product.currency },
-            "stock_on_hand": product.stock_on_hand,
-            "version": version,
-            "created_at": product.created_at.to_rfc3339(),
-            "updated_at": product.updated_at.to_rfc3339(),
-        }),
-        actor: None,
-    }
+fn product_event(
+    event_type: EventType<proto::Product>,
+    product: &Product,
+    version: i64,
+) -> NewEvent {
+    let data = proto::Product {
+        version,
+        ..product_to_proto(product)
+    };
+    NewEvent::new(event_type, product.id, version, &data)
 }
 
-fn category_event(event_type: &'static str, category: &Category, version: i64) -> NewEvent {
-    NewEvent {
-        aggregate_type: "category",
-        aggregate_id: category.id,
-        aggregate_version: version,
-        event_type,
-        kind: EventKind::Change,
-        data: json!({
-            "id": category.id,
-            "name": category.name,
-            "description": category.description,
-            "version": version,
-            "created_at": category.created_at.to_rfc3339(),
-            "updated_at": category.updated_at.to_rfc3339(),
-        }),
-        actor: None,
-    }
+fn category_event(
+    event_type: EventType<proto::Category>,
+    category: &Category,
+    version: i64,
+) -> NewEvent {
+    let data = proto::Category {
+        version,
+        ..category_to_proto(category)
+    };
+    NewEvent::new(event_type, category.id, version, &data)
 }

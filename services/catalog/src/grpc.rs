@@ -10,7 +10,7 @@
 use chassis::Violations;
 use chassis::auth;
 use chassis::error::Error;
-use chassis::grpc::{first_reason, in_request_order, page_size, parse_uuid, timestamp_to_proto};
+use chassis::grpc::{first_reason, in_request_order, page_size, parse_uuid};
 use chassis::outbox::Actor;
 use chassis::pagination::{Continuation, decode_token, encode_token};
 use emporium_proto::audit::v1 as audit;
@@ -20,12 +20,13 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::domain::{
-    Category, CategoryChanges, CategoryListQuery, CategoryName, CategoryOrder, Currency,
-    Description, Direction, Money, NewCategory, NewProduct, Product, ProductChanges,
-    ProductListQuery, ProductName, ProductOrder, SearchText, Sku, StockQuantity,
+    CategoryChanges, CategoryListQuery, CategoryName, CategoryOrder, Currency, Description,
+    Direction, Money, NewCategory, NewProduct, ProductChanges, ProductListQuery, ProductName,
+    ProductOrder, SearchText, Sku, StockQuantity,
 };
 use crate::service::{Catalog, MAX_BATCH_IDS};
 use crate::store::{self, Cursor};
+use crate::wire::{category_to_proto, product_to_proto};
 
 const DEFAULT_PAGE_SIZE: i64 = 50;
 const MAX_PAGE_SIZE: i64 = 500;
@@ -55,7 +56,7 @@ impl CatalogService for CatalogGrpc {
             .catalog
             .create_category(new, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(category_to_proto(category)))
+        Ok(Response::new(category_to_proto(&category)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -65,7 +66,7 @@ impl CatalogService for CatalogGrpc {
     ) -> Result<Response<proto::Category>, Status> {
         let id = parse_uuid("id", &request.get_ref().id)?;
         let category = self.catalog.get_category(id).await?;
-        Ok(Response::new(category_to_proto(category)))
+        Ok(Response::new(category_to_proto(&category)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -77,7 +78,7 @@ impl CatalogService for CatalogGrpc {
         let found = self.catalog.get_categories(&ids).await?;
         let (categories, missing_ids) = in_request_order(&ids, found, |category| category.id);
         Ok(Response::new(proto::BatchGetCategoriesResponse {
-            categories: categories.into_iter().map(category_to_proto).collect(),
+            categories: categories.iter().map(category_to_proto).collect(),
             missing_ids,
         }))
     }
@@ -103,7 +104,7 @@ impl CatalogService for CatalogGrpc {
             _ => String::new(),
         };
         Ok(Response::new(proto::ListCategoriesResponse {
-            categories: page.items.into_iter().map(category_to_proto).collect(),
+            categories: page.items.iter().map(category_to_proto).collect(),
             next_page_token,
             total_size: page.total,
         }))
@@ -120,7 +121,7 @@ impl CatalogService for CatalogGrpc {
             .catalog
             .update_category(id, changes, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(category_to_proto(category)))
+        Ok(Response::new(category_to_proto(&category)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -148,7 +149,7 @@ impl CatalogService for CatalogGrpc {
             .catalog
             .create_product(new, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(product_to_proto(product)))
+        Ok(Response::new(product_to_proto(&product)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -158,7 +159,7 @@ impl CatalogService for CatalogGrpc {
     ) -> Result<Response<proto::Product>, Status> {
         let id = parse_uuid("id", &request.get_ref().id)?;
         let product = self.catalog.get_product(id).await?;
-        Ok(Response::new(product_to_proto(product)))
+        Ok(Response::new(product_to_proto(&product)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -170,7 +171,7 @@ impl CatalogService for CatalogGrpc {
         let found = self.catalog.get_products(&ids).await?;
         let (products, missing_ids) = in_request_order(&ids, found, |product| product.id);
         Ok(Response::new(proto::BatchGetProductsResponse {
-            products: products.into_iter().map(product_to_proto).collect(),
+            products: products.iter().map(product_to_proto).collect(),
             missing_ids,
         }))
     }
@@ -196,7 +197,7 @@ impl CatalogService for CatalogGrpc {
             _ => String::new(),
         };
         Ok(Response::new(proto::ListProductsResponse {
-            products: page.items.into_iter().map(product_to_proto).collect(),
+            products: page.items.iter().map(product_to_proto).collect(),
             next_page_token,
             total_size: page.total,
         }))
@@ -213,7 +214,7 @@ impl CatalogService for CatalogGrpc {
             .catalog
             .update_product(id, changes, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(product_to_proto(product)))
+        Ok(Response::new(product_to_proto(&product)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -549,36 +550,5 @@ fn parse_direction(violations: &mut Violations, direction: i32) -> Option<Direct
             violations.add("direction", "is not a known direction");
             None
         }
-    }
-}
-
-// === conversion to the wire ===
-
-fn category_to_proto(category: Category) -> proto::Category {
-    proto::Category {
-        id: category.id.to_string(),
-        name: category.name,
-        description: category.description,
-        version: category.version,
-        create_time: Some(timestamp_to_proto(category.created_at)),
-        update_time: Some(timestamp_to_proto(category.updated_at)),
-    }
-}
-
-fn product_to_proto(product: Product) -> proto::Product {
-    proto::Product {
-        id: product.id.to_string(),
-        sku: product.sku,
-        name: product.name,
-        description: product.description,
-        category_id: product.category_id.to_string(),
-        price: Some(proto::Money {
-            amount_minor: product.price_minor,
-            currency: product.currency,
-        }),
-        stock_on_hand: product.stock_on_hand,
-        version: product.version,
-        create_time: Some(timestamp_to_proto(product.created_at)),
-        update_time: Some(timestamp_to_proto(product.updated_at)),
     }
 }

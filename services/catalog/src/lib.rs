@@ -7,6 +7,7 @@ pub mod events;
 pub mod grpc;
 pub mod service;
 pub mod store;
+mod wire;
 
 use chassis::runtime::{Service, ServiceContext, ServiceDefinition};
 use chassis::storage::Migrations;

@@ -9,7 +9,7 @@
 use chassis::Violations;
 use chassis::auth;
 use chassis::error::Error;
-use chassis::grpc::{first_reason, in_request_order, page_size, parse_uuid, timestamp_to_proto};
+use chassis::grpc::{first_reason, in_request_order, page_size, parse_uuid};
 use chassis::outbox::Actor;
 use chassis::pagination::{Continuation, decode_token, encode_token};
 use emporium_proto::audit::v1 as audit;
@@ -20,13 +20,14 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::domain::{
-    Account, AccountChanges, AccountListQuery, AccountOrder, Client, ClientChanges, ClientId,
-    ClientKind, ClientName, Country, Direction, Email, MAX_REDIRECT_URIS, NewAccount, NewClient,
-    NewRole, Nickname, Password, PersonName, RedirectUri, Role, RoleChanges, RoleDescription,
-    RoleName, SearchText, sorted_roles,
+    AccountChanges, AccountListQuery, AccountOrder, ClientChanges, ClientId, ClientKind,
+    ClientName, Country, Direction, Email, MAX_REDIRECT_URIS, NewAccount, NewClient, NewRole,
+    Nickname, Password, PersonName, RedirectUri, RoleChanges, RoleDescription, RoleName,
+    SearchText, sorted_roles,
 };
 use crate::service::{Identity, MAX_BATCH_IDS};
 use crate::store::{self, Cursor};
+use crate::wire::{account_to_proto, client_to_proto, role_to_proto};
 
 const DEFAULT_PAGE_SIZE: i64 = 50;
 const MAX_PAGE_SIZE: i64 = 500;
@@ -58,7 +59,7 @@ impl IdentityService for IdentityGrpc {
             .identity
             .create_account(new, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(account_to_proto(account)))
+        Ok(Response::new(account_to_proto(&account)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -69,7 +70,7 @@ impl IdentityService for IdentityGrpc {
         let caller = auth::authenticated(&request)?;
         let id = parse_uuid("id", &request.get_ref().id)?;
         let account = self.identity.get_account(id, &Actor::from(&caller)).await?;
-        Ok(Response::new(account_to_proto(account)))
+        Ok(Response::new(account_to_proto(&account)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -85,7 +86,7 @@ impl IdentityService for IdentityGrpc {
             .await?;
         let (accounts, missing_ids) = in_request_order(&ids, found, |account| account.id);
         Ok(Response::new(proto::BatchGetAccountsResponse {
-            accounts: accounts.into_iter().map(account_to_proto).collect(),
+            accounts: accounts.iter().map(account_to_proto).collect(),
             missing_ids,
         }))
     }
@@ -115,7 +116,7 @@ impl IdentityService for IdentityGrpc {
             _ => String::new(),
         };
         Ok(Response::new(proto::ListAccountsResponse {
-            accounts: page.items.into_iter().map(account_to_proto).collect(),
+            accounts: page.items.iter().map(account_to_proto).collect(),
             next_page_token,
             total_size: page.total,
         }))
@@ -132,7 +133,7 @@ impl IdentityService for IdentityGrpc {
             .identity
             .update_account(id, changes, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(account_to_proto(account)))
+        Ok(Response::new(account_to_proto(&account)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -160,7 +161,7 @@ impl IdentityService for IdentityGrpc {
             .identity
             .set_password(id, expected_version, password, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(account_to_proto(account)))
+        Ok(Response::new(account_to_proto(&account)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -174,7 +175,7 @@ impl IdentityService for IdentityGrpc {
             .identity
             .create_role(new, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(role_to_proto(role)))
+        Ok(Response::new(role_to_proto(&role)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -184,7 +185,7 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::Role>, Status> {
         let name = parse_role_name("name", &request.get_ref().name)?;
         let role = self.identity.get_role(name.as_str()).await?;
-        Ok(Response::new(role_to_proto(role)))
+        Ok(Response::new(role_to_proto(&role)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -194,7 +195,7 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::ListRolesResponse>, Status> {
         let roles = self.identity.list_roles().await?;
         Ok(Response::new(proto::ListRolesResponse {
-            roles: roles.into_iter().map(role_to_proto).collect(),
+            roles: roles.iter().map(role_to_proto).collect(),
         }))
     }
 
@@ -209,7 +210,7 @@ impl IdentityService for IdentityGrpc {
             .identity
             .update_role(name.as_str(), changes, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(role_to_proto(role)))
+        Ok(Response::new(role_to_proto(&role)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -257,7 +258,7 @@ impl IdentityService for IdentityGrpc {
                 &Actor::from(&caller),
             )
             .await?;
-        Ok(Response::new(account_to_proto(account)))
+        Ok(Response::new(account_to_proto(&account)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -278,7 +279,7 @@ impl IdentityService for IdentityGrpc {
                 &Actor::from(&caller),
             )
             .await?;
-        Ok(Response::new(account_to_proto(account)))
+        Ok(Response::new(account_to_proto(&account)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -293,7 +294,7 @@ impl IdentityService for IdentityGrpc {
             .create_client(new, &Actor::from(&caller))
             .await?;
         Ok(Response::new(proto::CreateClientResponse {
-            client: Some(client_to_proto(client)),
+            client: Some(client_to_proto(&client)),
             client_secret: secret.as_ref().map(expose_once).unwrap_or_default(),
         }))
     }
@@ -305,7 +306,7 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::Client>, Status> {
         let client_id = parse_client_id(&request.get_ref().client_id)?;
         let client = self.identity.get_client(client_id.as_str()).await?;
-        Ok(Response::new(client_to_proto(client)))
+        Ok(Response::new(client_to_proto(&client)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -337,7 +338,7 @@ impl IdentityService for IdentityGrpc {
             _ => String::new(),
         };
         Ok(Response::new(proto::ListClientsResponse {
-            clients: page.items.into_iter().map(client_to_proto).collect(),
+            clients: page.items.iter().map(client_to_proto).collect(),
             next_page_token,
             total_size: page.total,
         }))
@@ -354,7 +355,7 @@ impl IdentityService for IdentityGrpc {
             .identity
             .update_client(client_id.as_str(), changes, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(client_to_proto(client)))
+        Ok(Response::new(client_to_proto(&client)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -407,7 +408,7 @@ impl IdentityService for IdentityGrpc {
             )
             .await?;
         Ok(Response::new(proto::ResetClientSecretResponse {
-            client: Some(client_to_proto(client)),
+            client: Some(client_to_proto(&client)),
             client_secret: expose_once(&secret),
         }))
     }
@@ -853,69 +854,6 @@ fn parse_roles_in(
 /// missing is a bug here, not the caller's fault.
 fn validated_field_missing(field: &str) -> Error {
     Error::Unexpected(anyhow::anyhow!("validated field {field} missing"))
-}
-
-// === conversion to the wire ===
-
-fn account_to_proto(account: Account) -> proto::Account {
-    proto::Account {
-        id: account.id.to_string(),
-        email: account.email,
-        first_name: account.first_name,
-        last_name: account.last_name,
-        nickname: account.nickname,
-        country: account.country,
-        disabled: account.disabled,
-        roles: account.roles,
-        version: account.version,
-        create_time: Some(timestamp_to_proto(account.created_at)),
-        update_time: Some(timestamp_to_proto(account.updated_at)),
-        customer_id: account
-            .customer_id
-            .map(|customer_id| customer_id.to_string())
-            .unwrap_or_default(),
-    }
-}
-
-fn role_to_proto(role: Role) -> proto::Role {
-    proto::Role {
-        id: role.id.to_string(),
-        name: role.name,
-        description: role.description,
-        builtin: role.builtin,
-        version: role.version,
-        create_time: Some(timestamp_to_proto(role.created_at)),
-        update_time: Some(timestamp_to_proto(role.updated_at)),
-    }
-}
-
-fn client_to_proto(client: Client) -> proto::Client {
-    let strings = |uris: Vec<RedirectUri>| {
-        uris.iter()
-            .map(|uri| uri.as_str().to_owned())
-            .collect::<Vec<_>>()
-    };
-    let client_type = match client.kind {
-        ClientKind::Public => proto::ClientType::Public,
-        ClientKind::Confidential => proto::ClientType::Confidential,
-    };
-    proto::Client {
-        id: client.id.to_string(),
-        client_id: client.client_id.as_str().to_owned(),
-        name: client.name,
-        r#type: client_type.into(),
-        redirect_uris: strings(client.redirect_uris),
-        post_logout_redirect_uris: strings(client.post_logout_redirect_uris),
-        roles: client
-            .roles
-            .iter()
-            .map(|role| role.as_str().to_owned())
-            .collect(),
-        disabled: client.disabled,
-        version: client.version,
-        create_time: Some(timestamp_to_proto(client.created_at)),
-        update_time: Some(timestamp_to_proto(client.updated_at)),
-    }
 }
 
 /// The plaintext of a freshly minted secret, for the one response that carries it. The response

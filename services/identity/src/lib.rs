@@ -16,6 +16,7 @@ pub mod keys;
 pub mod oauth;
 pub mod service;
 pub mod store;
+mod wire;
 
 use anyhow::Context as _;
 use chassis::runtime::{HttpOrigin, Service, ServiceContext, ServiceDefinition};

@@ -20,7 +20,9 @@ use crate::domain::{
     ClientKind, ClientSecret, Email, NewAccount, NewClient, NewRole, Page, Password, Role,
     RoleChanges,
 };
-use crate::events::{self, IdentityEvent};
+use emporium_proto::identity::v1::events;
+
+use crate::events::IdentityEvent;
 use crate::store::{self, Cursor};
 
 /// Who the service acts as in the events it records on its own (seeding built-in data): both
@@ -328,7 +330,7 @@ impl Identity {
                 tracing::info!(role = builtin.name, "Created a built-in role");
             } else if store::lock_role(&mut tx, builtin.name).await?
                 && let Some(role) = store::get_role(&mut tx, builtin.name).await?
-                && !store::has_event(&mut tx, role.id, events::ROLE_CREATED).await?
+                && !store::has_event(&mut tx, role.id, events::ROLE_CREATED.name()).await?
             {
                 let first = Role {
                     description: builtin.description.to_owned(),

@@ -15,8 +15,11 @@ use chassis::consumer::{
     prune_inbox,
 };
 use chassis::deadletter::{self, DeadLetter, DeadLetterFilter};
+use chassis::event_data;
 use chassis::on_backend;
 use chassis::storage::{Database, Timestamp, Transaction};
+use emporium_proto::catalog::v1::Product;
+use prost::Name;
 use test_support::{Backend, PostgresCluster, TestDatabase, both_backends, eventually};
 use tokio_util::sync::CancellationToken;
 
@@ -532,7 +535,8 @@ impl EventHandler for NameProjection {
             !self.refusing.load(Ordering::SeqCst),
             "the projection refused on purpose"
         );
-        let name = event.data["name"].as_str().unwrap_or_default().to_owned();
+        // Decoded with the generated type the event's `dataschema` names.
+        let name = event.decode_data::<Product>()?.name;
         // The table names are fixed by the tests.
         let statement = format!(
             "INSERT INTO {} (product_id, name) VALUES ($1, $2) \
@@ -855,7 +859,13 @@ fn envelope(aggregate_id: uuid::Uuid, version: i64, name: &str) -> CloudEvent {
         subject: aggregate_id.to_string(),
         time: "2026-11-23T12:00:00.000000Z".to_owned(),
         datacontenttype: "application/json".to_owned(),
-        data: serde_json::json!({ "name": name }),
+        dataschema: Some(Product::type_url()),
+        data: event_data::to_json(&Product {
+            id: aggregate_id.to_string(),
+            name: name.to_owned(),
+            version,
+            ..Product::default()
+        }),
         aggregateversion: version,
         aggregatetype: "product".to_owned(),
         traceparent: None,

@@ -9,7 +9,7 @@ use chassis::on_backend;
 use chassis::outbox::{self, EventKind, EventRoute, NewEvent, Relay};
 use chassis::storage::Database;
 use cloudevents::AttributesReader;
-use emporium_proto::catalog::v1 as proto;
+use emporium_proto::catalog::v1::{self as proto, events};
 use test_support::{Backend, both_backends, eventually};
 use tokio_util::sync::CancellationToken;
 
@@ -378,13 +378,11 @@ async fn unpublished(database: &Database, limit: i64) -> Vec<outbox::EventRecord
 }
 
 fn test_event(aggregate_id: uuid::Uuid, version: i64, name: &str) -> NewEvent {
-    NewEvent {
-        aggregate_type: "product",
-        aggregate_id,
-        aggregate_version: version,
-        event_type: "emporium.catalog.product.updated",
-        kind: EventKind::Change,
-        data: serde_json::json!({ "name": name }),
-        actor: None,
-    }
+    let product = proto::Product {
+        id: aggregate_id.to_string(),
+        name: name.to_owned(),
+        version,
+        ..proto::Product::default()
+    };
+    NewEvent::new(events::PRODUCT_UPDATED, aggregate_id, version, &product)
 }
