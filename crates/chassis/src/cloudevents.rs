@@ -25,8 +25,8 @@ pub struct CloudEvent {
     /// RFC 3339 time of the change.
     pub time: String,
     pub datacontenttype: String,
-    /// The type URL of the message whose proto3 JSON mapping `data` is,
-    /// `type.googleapis.com/emporium.catalog.v1.Product` (absent on events recorded before the
+    /// The message whose proto3 JSON mapping `data` is, as a URN:
+    /// `urn:emporium:proto:emporium.catalog.v1.Product` (absent on events recorded before the
     /// contract declared their data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataschema: Option<String>,
@@ -51,7 +51,7 @@ impl CloudEvent {
     /// event has one). Fields `M` does not know are ignored.
     pub fn decode_data<M: prost::Message + prost::Name + Default>(&self) -> Result<M, DataError> {
         if let Some(found) = &self.dataschema {
-            let expected = M::type_url();
+            let expected = event_data::schema_for::<M>();
             if *found != expected {
                 return Err(DataError::OtherSchema {
                     expected,
@@ -77,7 +77,7 @@ mod tests {
             subject: "7d7b1c1e-0000-4000-8000-000000000001".to_owned(),
             time: "2026-11-23T11:34:42.123456Z".to_owned(),
             datacontenttype: "application/json".to_owned(),
-            dataschema: Some("type.googleapis.com/emporium.catalog.v1.Product".to_owned()),
+            dataschema: Some("urn:emporium:proto:emporium.catalog.v1.Product".to_owned()),
             data: serde_json::json!({"sku": "A-1"}),
             aggregateversion: 1,
             aggregatetype: "product".to_owned(),

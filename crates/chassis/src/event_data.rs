@@ -27,7 +27,7 @@ static SCHEMAS: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
     contract::events::declared_events(&POOL)
         .into_iter()
         .map(|event| {
-            let schema = contract::events::data_schema(&event.message);
+            let schema = contract::events::data_schema(event.message.full_name());
             (event.event_type, schema)
         })
         .collect()
@@ -47,6 +47,11 @@ pub enum DataError {
 /// The `dataschema` of events of type `event_type`, when the contract declares it.
 pub fn schema_of(event_type: &str) -> Option<&'static str> {
     SCHEMAS.get(event_type).map(String::as_str)
+}
+
+/// The `dataschema` of events whose data is an `M`.
+pub fn schema_for<M: prost::Name>() -> String {
+    contract::events::data_schema(&M::full_name())
 }
 
 /// The proto3 JSON mapping of `message`.
@@ -142,11 +147,11 @@ mod tests {
     fn every_declared_event_has_a_schema_naming_its_message() {
         assert_eq!(
             schema_of("emporium.catalog.product.created"),
-            Some("type.googleapis.com/emporium.catalog.v1.Product")
+            Some("urn:emporium:proto:emporium.catalog.v1.Product")
         );
         assert_eq!(
             schema_of("emporium.identity.audit.account.accessed"),
-            Some("type.googleapis.com/emporium.identity.v1.AccountAccessed")
+            Some("urn:emporium:proto:emporium.identity.v1.AccountAccessed")
         );
         assert_eq!(schema_of("emporium.catalog.product.exploded"), None);
     }

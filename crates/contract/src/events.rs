@@ -122,12 +122,16 @@ pub fn constant_name(parts: &EventTypeParts<'_>) -> String {
     name.to_ascii_uppercase()
 }
 
-/// The `dataschema` of an event whose data is `message`: its type URL,
-/// `type.googleapis.com/emporium.catalog.v1.Product` (what `prost::Name::type_url` gives and
-/// `google.protobuf.Any` uses).
-pub fn data_schema(message: &MessageDescriptor) -> String {
-    format!("type.googleapis.com/{}", message.full_name())
+/// The `dataschema` of an event whose data is the message `full_name`:
+/// `urn:emporium:proto:emporium.catalog.v1.Product`. CloudEvents wants an absolute URI there,
+/// which the bare type URL of `google.protobuf.Any` (`type.googleapis.com/…`) is not; the URN
+/// names the message and claims no web address.
+pub fn data_schema(full_name: &str) -> String {
+    format!("{DATA_SCHEMA_PREFIX}{full_name}")
 }
+
+/// What every `dataschema` starts with, before the message's full name.
+pub const DATA_SCHEMA_PREFIX: &str = "urn:emporium:proto:";
 
 impl fmt::Display for MalformedEventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -5,6 +5,7 @@
 //! field, references to existing resource types, declared access, comments), one rule per check.
 
 pub mod access;
+pub mod docs;
 pub mod events;
 pub mod lint;
 

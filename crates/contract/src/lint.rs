@@ -17,6 +17,11 @@
 //! - `resource-reference`: every `(google.api.resource_reference)` names a resource type defined in
 //!   the pool (on a message, or with a file's `resource_definition`), or `*`.
 //! - `method-access`: every RPC declares who may call it with `(emporium.api.v1.access)`.
+//! - `resource-events`: a resource declares its `created`, `updated` and `deleted` events with
+//!   `(emporium.api.v1.events)` on its message (`emporium.<service>.<singular>.<action>`).
+//! - `event-type`: every declared event's type is `emporium.<service>[.audit].<aggregate>.<action>`
+//!   with the service of the message's package and the singular of one of its resources, is
+//!   declared once, and has a description.
 //! - `message-comment`, `field-comment`, `method-comment`: every message, field and RPC has a
 //!   comment.
 //!
@@ -31,6 +36,7 @@ use prost_reflect::{
 };
 
 use crate::access::access_of;
+use crate::events::{DeclaredEvent, declared_events, parse_event_type};
 
 /// One way a contract drifts from the conventions.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -173,6 +179,7 @@ fn lint_all(pool: &DescriptorPool) -> Vec<Finding> {
         .filter_map(|message| linter.resource_of(message))
         .collect();
 
+    linter.check_events(&messages, &resources);
     for resource in &resources {
         linter.check_resource_annotation(resource);
         linter.check_resource_standard_fields(resource);
@@ -241,6 +248,99 @@ fn lint_all(pool: &DescriptorPool) -> Vec<Finding> {
 }
 
 impl Linter<'_> {
+    /// `resource-events` and `event-type`.
+    fn check_events(&mut self, messages: &[MessageDescriptor], resources: &[Resource]) {
+        let declared: Vec<DeclaredEvent> = declared_events(self.pool)
+            .into_iter()
+            .filter(|event| messages.contains(&event.message))
+            .collect();
+        let mut seen = BTreeSet::new();
+        for event in &declared {
+            let location = event.event_type.clone();
+            if !seen.insert(event.event_type.as_str()) {
+                self.report(
+                    "event-type",
+                    location.clone(),
+                    format!(
+                        "event `{}` is declared more than once (again on {}): declare each type \
+                         once",
+                        event.event_type,
+                        event.message.name()
+                    ),
+                );
+            }
+            if event.description.trim().is_empty() {
+                self.report(
+                    "event-type",
+                    location.clone(),
+                    format!(
+                        "event `{}` has no description: add `description: \"…\"` saying what \
+                         happened",
+                        event.event_type
+                    ),
+                );
+            }
+            let service = package_service(&event.message);
+            let singulars: Vec<&str> = resources
+                .iter()
+                .filter(|resource| resource.message.package_name() == event.message.package_name())
+                .map(|resource| resource.singular.as_str())
+                .filter(|singular| !singular.is_empty())
+                .collect();
+            match parse_event_type(&event.event_type) {
+                Err(malformed) => self.report("event-type", location, malformed.to_string()),
+                Ok(parts) if parts.service != service => self.report(
+                    "event-type",
+                    location,
+                    format!(
+                        "event `{}` names the service `{}`, but {} is in the `{service}` \
+                         service's package: start its type with `emporium.{service}.`",
+                        event.event_type,
+                        parts.service,
+                        event.message.name()
+                    ),
+                ),
+                Ok(parts) if !singulars.contains(&parts.aggregate) => self.report(
+                    "event-type",
+                    location,
+                    format!(
+                        "event `{}` is about `{}`, which is no resource of the {service} service \
+                         (its resources: {}): name the aggregate by a resource's singular",
+                        event.event_type,
+                        parts.aggregate,
+                        singulars.join(", ")
+                    ),
+                ),
+                Ok(_) => {}
+            }
+        }
+        // A resource without a singular is reported by `resource-annotation`.
+        for resource in resources
+            .iter()
+            .filter(|resource| !resource.singular.is_empty())
+        {
+            let service = package_service(&resource.message);
+            for action in ["created", "updated", "deleted"] {
+                let event_type = format!("emporium.{service}.{}.{action}", resource.singular);
+                let declared_here = declared.iter().any(|event| {
+                    event.event_type == event_type && event.message == resource.message
+                });
+                if !declared_here {
+                    self.report(
+                        "resource-events",
+                        event_type.clone(),
+                        format!(
+                            "resource {} declares no `{event_type}` event: add `option \
+                             (emporium.api.v1.events) = {{type: \"{event_type}\" description: \
+                             \"…\"}};` to the message, its data being the record after the change",
+                            resource.message.name()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
     fn report(&mut self, rule: &'static str, location: impl Into<String>, message: String) {
         self.findings.push(Finding {
             rule,
@@ -742,6 +842,11 @@ fn has_field(
 
 /// Emporium's own files: everything but the `google.*` packages (the well-known types and the
 /// vendored annotations).
+/// `catalog` for a message of `emporium.catalog.v1`.
+fn package_service(message: &MessageDescriptor) -> &str {
+    message.package_name().split('.').nth(1).unwrap_or_default()
+}
+
 fn is_linted(file: &FileDescriptor) -> bool {
     !file.package_name().starts_with("google.") && file.package_name() != "google"
 }
@@ -762,7 +867,7 @@ fn string_field(message: &DynamicMessage, name: &str) -> String {
 }
 
 /// Leading and trailing comments of `file`, by source path.
-fn comments_by_path(file: &FileDescriptor) -> HashMap<Vec<i32>, String> {
+pub(crate) fn comments_by_path(file: &FileDescriptor) -> HashMap<Vec<i32>, String> {
     let Some(info) = &file.file_descriptor_proto().source_code_info else {
         return HashMap::new();
     };

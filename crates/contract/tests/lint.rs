@@ -104,6 +104,11 @@ fn a_contract_that_forgets_the_conventions_gets_a_finding_for_each_saying_what_t
     assert_eq!(
         found,
         vec![
+            ("event-type", "emporium.broken.Widget"),
+            ("event-type", "emporium.broken.audit.gadget.read"),
+            ("event-type", "emporium.broken.widget.created"),
+            ("event-type", "emporium.broken.widget.updated"),
+            ("event-type", "emporium.catalog.audit.widget.read"),
             ("field-behavior", "emporium.broken.v1.Widget.label"),
             ("field-comment", "emporium.broken.v1.Widget.label"),
             ("message-comment", "emporium.broken.v1.ListWidgetsRequest"),
@@ -123,6 +128,7 @@ fn a_contract_that_forgets_the_conventions_gets_a_finding_for_each_saying_what_t
             ("resource-annotation", "emporium.broken.v1.Gizmo"),
             ("resource-annotation", "emporium.broken.v1.Gizmo"),
             ("resource-annotation", "emporium.broken.v1.Gizmo"),
+            ("resource-events", "emporium.broken.widget.deleted"),
             ("resource-reference", "emporium.broken.v1.Widget.gadget_id"),
             (
                 "resource-standard-fields",
@@ -155,6 +161,18 @@ fn a_contract_that_forgets_the_conventions_gets_a_finding_for_each_saying_what_t
         ],
         "\n{}",
         report(&findings)
+    );
+    assert_eq!(
+        message_of(
+            &findings,
+            "resource-events",
+            "emporium.broken.widget.deleted"
+        ),
+        vec![
+            "resource Widget declares no `emporium.broken.widget.deleted` event: add `option \
+             (emporium.api.v1.events) = {type: \"emporium.broken.widget.deleted\" description: \
+             \"…\"};` to the message, its data being the record after the change"
+        ]
     );
     assert_eq!(
         message_of(

@@ -343,6 +343,24 @@ pub fn assert_history_starts_at_creation(
     assert_eq!(versions, expected, "{record}");
 }
 
+/// A recorded event's data decoded as the generated message `M`, as a consumer would: the
+/// event's `data_schema` must name `M`, and `data_json` must be its proto3 JSON mapping.
+pub fn event_data<M: prost::Message + prost::Name + Default>(
+    event: &emporium_proto::audit::v1::Event,
+) -> M {
+    assert_eq!(
+        event.data_schema,
+        chassis::event_data::schema_for::<M>(),
+        "the schema of {} {}",
+        event.r#type,
+        event.id
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&event.data_json).expect("event data is JSON");
+    chassis::event_data::from_json(&json)
+        .unwrap_or_else(|error| panic!("{} {}: {error}", event.r#type, event.id))
+}
+
 /// Polls `condition` until it returns `Some`, failing the test after `timeout`. The way tests
 /// wait for asynchronous outcomes: never a bare sleep.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut condition: F) -> T

@@ -191,7 +191,7 @@ fn envelope(product_id: uuid::Uuid) -> CloudEvent {
         subject: product_id.to_string(),
         time: "2026-11-23T12:00:00.000000Z".to_owned(),
         datacontenttype: "application/json".to_owned(),
-        dataschema: Some("type.googleapis.com/emporium.catalog.v1.Product".to_owned()),
+        dataschema: Some("urn:emporium:proto:emporium.catalog.v1.Product".to_owned()),
         data: serde_json::json!({ "name": "Sencha" }),
         aggregateversion: 1,
         aggregatetype: "product".to_owned(),

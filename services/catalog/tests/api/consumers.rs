@@ -19,7 +19,6 @@ use chassis::event_data;
 use chassis::on_backend;
 use chassis::storage::{Database, Timestamp, Transaction};
 use emporium_proto::catalog::v1::Product;
-use prost::Name;
 use test_support::{Backend, PostgresCluster, TestDatabase, both_backends, eventually};
 use tokio_util::sync::CancellationToken;
 
@@ -859,7 +858,7 @@ fn envelope(aggregate_id: uuid::Uuid, version: i64, name: &str) -> CloudEvent {
         subject: aggregate_id.to_string(),
         time: "2026-11-23T12:00:00.000000Z".to_owned(),
         datacontenttype: "application/json".to_owned(),
-        dataschema: Some(Product::type_url()),
+        dataschema: Some(event_data::schema_for::<Product>()),
         data: event_data::to_json(&Product {
             id: aggregate_id.to_string(),
             name: name.to_owned(),

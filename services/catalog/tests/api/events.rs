@@ -10,7 +10,7 @@ use chassis::outbox::{self, EventKind, EventRoute, NewEvent, Relay};
 use chassis::storage::Database;
 use cloudevents::AttributesReader;
 use emporium_proto::catalog::v1::{self as proto, events};
-use test_support::{Backend, both_backends, eventually};
+use test_support::{Backend, both_backends, event_data, eventually};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{spawn_app, spawn_app_without_relay};
@@ -63,9 +63,10 @@ async fn every_change_records_one_event_in_version_order(backend: Backend) {
             ("emporium.catalog.product.deleted", 3),
         ]
     );
-    let updated: serde_json::Value = serde_json::from_str(&events[1].data_json).unwrap();
-    assert_eq!(updated["stock_on_hand"], 3);
-    assert_eq!(updated["sku"], "TEA-1");
+    let updated: proto::Product = event_data(&events[1]);
+    assert_eq!((updated.sku.as_str(), updated.stock_on_hand), ("TEA-1", 3));
+    let deleted: proto::Product = event_data(&events[2]);
+    assert_eq!(deleted.version, 3, "a deletion is one more version");
     assert!(
         events
             .iter()
@@ -212,7 +213,14 @@ async fn events_reach_the_bus_as_cloudevents(backend: Backend) {
             Some("test".to_owned())
         );
     }
-    assert_eq!(events[2].data["name"], "Sencha Superior");
+    assert_eq!(
+        events[2].decode_data::<proto::Product>().unwrap().name,
+        "Sencha Superior"
+    );
+    assert_eq!(
+        events[2].dataschema.as_deref(),
+        Some("urn:emporium:proto:emporium.catalog.v1.Product")
+    );
 }
 
 async fn a_relay_crash_mid_stream_loses_and_duplicates_nothing(backend: Backend) {

@@ -185,7 +185,10 @@ async fn published_names(consumer: &mut Consumer, expected: usize) -> Vec<String
         {
             let event: chassis::cloudevents::CloudEvent =
                 serde_json::from_slice(&delivery.payload).expect("a CloudEvent");
-            names.push(event.data["name"].as_str().unwrap_or_default().to_owned());
+            let category = event
+                .decode_data::<emporium_proto::catalog::v1::Category>()
+                .expect("a category's data");
+            names.push(category.name);
             delivery.ack().await.expect("ack works");
         }
     }

@@ -6,7 +6,7 @@ use emporium_proto::identity::v1 as proto;
 use identity::bootstrap::Bootstrap;
 use identity::service::Identity;
 use secrecy::SecretString;
-use test_support::{Backend, both_backends};
+use test_support::{Backend, both_backends, event_data};
 
 use crate::helpers::{PASSWORD, TestApp, spawn_app};
 
@@ -63,8 +63,8 @@ async fn two_replicas_bootstrapping_at_once_make_one_admin_and_one_of_each_clien
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes[0].r#type, "emporium.identity.account.created");
     assert_eq!(changes[0].aggregate_version, 1);
-    let created: serde_json::Value = serde_json::from_str(&changes[0].data_json).unwrap();
-    assert_eq!(created["roles"], serde_json::json!(["admin"]));
+    let created: proto::Account = event_data(&changes[0]);
+    assert_eq!(created.roles, ["admin"]);
     let clients = app
         .client()
         .list_clients(app.admin(proto::ListClientsRequest::default()))

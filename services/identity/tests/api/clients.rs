@@ -6,7 +6,7 @@ use chassis::storage::Database;
 use emporium_proto::identity::v1 as proto;
 use identity::domain::verify_client_secret;
 use identity::store;
-use test_support::{Backend, backend_independent, both_backends, with_token};
+use test_support::{Backend, backend_independent, both_backends, event_data, with_token};
 use tonic::Code;
 
 use crate::helpers::{TestApp, confidential_client, public_client, spawn_app, violated_fields};
@@ -696,10 +696,10 @@ async fn every_change_records_one_event_without_the_secret(backend: Backend) {
             ("emporium.identity.client.deleted", 4, "admin-1"),
         ]
     );
-    let first: serde_json::Value = serde_json::from_str(&events[0].data_json).unwrap();
-    assert_eq!(first["client_id"], "invoicing");
-    assert_eq!(first["type"], "confidential");
-    assert_eq!(first["roles"], serde_json::json!(["sales"]));
+    let first: proto::Client = event_data(&events[0]);
+    assert_eq!(first.client_id, "invoicing");
+    assert_eq!(first.r#type(), proto::ClientType::Confidential);
+    assert_eq!(first.roles, ["sales"]);
     for event in &events {
         for secret in [
             created.client_secret.as_str(),

@@ -2,7 +2,7 @@
 //! `accessed` audit event naming the caller.
 
 use emporium_proto::identity::v1 as proto;
-use test_support::{Backend, both_backends};
+use test_support::{Backend, both_backends, event_data};
 
 use crate::helpers::{PASSWORD, spawn_app};
 
@@ -59,13 +59,15 @@ async fn every_change_records_one_event_in_version_order(backend: Backend) {
         [
             ("emporium.identity.account.created", 1, "admin-1"),
             ("emporium.identity.account.updated", 2, "admin-1"),
-            ("emporium.identity.account.updated", 3, "admin-1"),
+            ("emporium.identity.account.password_changed", 3, "admin-1"),
             ("emporium.identity.account.deleted", 4, "admin-1"),
         ]
     );
-    let password_change: serde_json::Value = serde_json::from_str(&events[2].data_json).unwrap();
-    assert_eq!(password_change["password_changed"], true);
-    assert_eq!(password_change["disabled"], true);
+    let password_change: proto::Account = event_data(&events[2]);
+    assert_eq!(password_change.version, 3);
+    assert!(password_change.disabled);
+    let deleted: proto::Account = event_data(&events[3]);
+    assert_eq!((deleted.id, deleted.version), (account.id.clone(), 4));
 }
 
 async fn a_change_event_names_the_caller_and_its_client(backend: Backend) {
@@ -130,7 +132,7 @@ async fn reading_an_account_records_who_accessed_it(backend: Backend) {
         .await
         .unwrap();
 
-    let accesses: Vec<(i64, serde_json::Value)> = app
+    let accesses: Vec<(i64, proto::AccountAccessed)> = app
         .events_of(&account.id)
         .await
         .into_iter()
@@ -138,21 +140,15 @@ async fn reading_an_account_records_who_accessed_it(backend: Backend) {
         .map(|event| {
             (
                 event.aggregate_version,
-                serde_json::from_str(&event.data_json).unwrap(),
+                event_data::<proto::AccountAccessed>(&event),
             )
         })
         .collect();
     assert_eq!(
         accesses,
         [
-            (
-                1,
-                serde_json::json!({ "account_id": account.id, "accessed_by": "auditor-7" })
-            ),
-            (
-                1,
-                serde_json::json!({ "account_id": account.id, "accessed_by": "admin-1" })
-            ),
+            (1, accessed(&account.id, "auditor-7")),
+            (1, accessed(&account.id, "admin-1")),
         ]
     );
 }
@@ -184,20 +180,20 @@ async fn listing_accounts_records_who_accessed_each_account_returned(backend: Ba
         .collect();
     assert_eq!(listed, [ada.id.as_str(), grace.id.as_str()]);
     for account in [&ada, &grace, &linus] {
-        let accesses: Vec<serde_json::Value> = app
+        let accesses: Vec<proto::AccountAccessed> = app
             .events_of(&account.id)
             .await
             .into_iter()
             .filter(|event| event.r#type == "emporium.identity.audit.account.accessed")
             .map(|event| {
                 assert_eq!(event.actor, "auditor-7");
-                serde_json::from_str(&event.data_json).unwrap()
+                event_data(&event)
             })
             .collect();
         let expected = if account.id == linus.id {
             Vec::new()
         } else {
-            vec![serde_json::json!({ "account_id": account.id, "accessed_by": "auditor-7" })]
+            vec![accessed(&account.id, "auditor-7")]
         };
         assert_eq!(accesses, expected, "accesses of {}", account.email);
     }
@@ -262,4 +258,11 @@ async fn no_password_ever_appears_in_events_or_errors(backend: Backend) {
         }
     );
     assert!(!debug.contains(new_password), "{debug}");
+}
+
+fn accessed(account_id: &str, accessed_by: &str) -> proto::AccountAccessed {
+    proto::AccountAccessed {
+        account_id: account_id.to_owned(),
+        accessed_by: accessed_by.to_owned(),
+    }
 }

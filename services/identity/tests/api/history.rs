@@ -10,7 +10,9 @@ use emporium_proto::audit::v1::Event;
 use emporium_proto::identity::v1 as proto;
 use identity::domain::{RoleChanges, RoleDescription};
 use identity::service::Identity;
-use test_support::{Backend, TestDatabase, assert_history_starts_at_creation, both_backends};
+use test_support::{
+    Backend, TestDatabase, assert_history_starts_at_creation, both_backends, event_data,
+};
 
 use crate::helpers::{TestApp, public_client, spawn_app, spawn_app_on};
 
@@ -230,11 +232,11 @@ async fn an_old_database_gets_the_missing_creation_events_of_its_built_in_roles(
             ("emporium.identity.role.updated", 2, "admin-1"),
         ]
     );
-    let created: serde_json::Value = serde_json::from_str(&history[0].data_json).unwrap();
-    assert_eq!(created["description"], "Handles customers and orders");
-    assert_eq!(created["version"], 1);
-    assert_eq!(created["builtin"], true);
-    assert_eq!(created["created_at"], created["updated_at"]);
+    let created: proto::Role = event_data(&history[0]);
+    assert_eq!(created.description, "Handles customers and orders");
+    assert_eq!(created.version, 1);
+    assert!(created.builtin);
+    assert_eq!(created.create_time, created.update_time);
 }
 
 /// The record's change events, oldest first (audit events left out).

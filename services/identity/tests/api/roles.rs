@@ -2,7 +2,7 @@
 //! keep a role from being deleted.
 
 use emporium_proto::identity::v1 as proto;
-use test_support::{Backend, both_backends};
+use test_support::{Backend, both_backends, event_data};
 use tonic::Code;
 
 use crate::helpers::{spawn_app, violated_fields};
@@ -196,19 +196,19 @@ async fn grants_and_revokes_show_in_the_account_and_bump_its_version(backend: Ba
     assert_eq!(revoked.roles, ["sales"]);
     assert_eq!(revoked.version, 4);
     assert_eq!(app.get_account(&account.id).await.unwrap(), revoked);
-    let updates: Vec<(String, i64, serde_json::Value)> = app
+    let updates: Vec<(String, i64, Vec<String>)> = app
         .events_of(&account.id)
         .await
         .into_iter()
         .filter(|event| event.r#type == "emporium.identity.account.updated")
         .map(|event| {
-            let data: serde_json::Value = serde_json::from_str(&event.data_json).unwrap();
-            (event.r#type, event.aggregate_version, data["roles"].clone())
+            let roles = event_data::<proto::Account>(&event).roles;
+            (event.r#type, event.aggregate_version, roles)
         })
         .collect();
     assert_eq!(updates.len(), 3);
     assert_eq!(updates[2].1, 4);
-    assert_eq!(updates[2].2, serde_json::json!(["sales"]));
+    assert_eq!(updates[2].2, ["sales"]);
 }
 
 async fn a_role_still_granted_cannot_be_deleted(backend: Backend) {
