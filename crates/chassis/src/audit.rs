@@ -5,10 +5,11 @@ use uuid::Uuid;
 use emporium_proto::audit::v1 as proto;
 
 use crate::error::Error;
-use crate::grpc::{page_size, parse_uuid, timestamp_to_proto};
+use crate::grpc::timestamp_to_proto;
 use crate::outbox;
 use crate::pagination::{decode_token, encode_token};
 use crate::storage::Database;
+use crate::validation::Violations;
 
 /// Answers `ListEvents` for the service owning `database`.
 #[tracing::instrument(skip_all, fields(aggregate_id = %request.aggregate_id))]
@@ -16,8 +17,11 @@ pub async fn list_events(
     database: &Database,
     request: proto::ListEventsRequest,
 ) -> Result<proto::ListEventsResponse, Error> {
-    let aggregate_id: Uuid = parse_uuid("aggregate_id", &request.aggregate_id)?;
-    let limit = page_size("page_size", request.page_size, 50, 500)?;
+    let mut violations = Violations::new();
+    let aggregate_id = violations.id("aggregate_id", &request.aggregate_id);
+    let limit = violations.page_size("page_size", request.page_size, 50, 500);
+    let valid = violations.finish()?;
+    let (aggregate_id, limit): (Uuid, i64) = (valid.take(aggregate_id), valid.take(limit));
     let fingerprint = aggregate_id.to_string();
     let after: i64 = decode_token("page_token", &fingerprint, &request.page_token)?.unwrap_or(0);
     // One more than asked tells whether another page exists.

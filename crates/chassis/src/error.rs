@@ -74,47 +74,6 @@ impl From<sqlx::Error> for Error {
     }
 }
 
-/// Collects violations across fields so a caller learns every problem at once.
-#[derive(Debug, Default)]
-pub struct Violations(Vec<FieldViolation>);
-
-impl Violations {
-    pub fn new() -> Violations {
-        Violations::default()
-    }
-
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation {
-            field: field.into(),
-            description: description.into(),
-        });
-    }
-
-    /// Keeps the value or records the error under `field`.
-    pub fn check<T, E: std::fmt::Display>(
-        &mut self,
-        field: &str,
-        result: Result<T, E>,
-    ) -> Option<T> {
-        match result {
-            Ok(value) => Some(value),
-            Err(error) => {
-                self.add(field, error.to_string());
-                None
-            }
-        }
-    }
-
-    /// `Ok(())` when nothing was recorded.
-    pub fn finish(self) -> Result<(), Error> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Validation(self.0))
-        }
-    }
-}
-
 fn describe(violations: &[FieldViolation]) -> String {
     violations
         .iter()

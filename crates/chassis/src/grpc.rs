@@ -360,14 +360,6 @@ impl From<Error> for Status {
 
 // === conversions every service needs ===
 
-/// Parses a UUID request field, naming the field when it is not one.
-pub fn parse_uuid(field: &str, text: &str) -> Result<uuid::Uuid, Error> {
-    if text.is_empty() {
-        return Err(Error::invalid(field, "is required"));
-    }
-    uuid::Uuid::parse_str(text).map_err(|_| Error::invalid(field, "must be a UUID"))
-}
-
 pub fn timestamp_to_proto(timestamp: Timestamp) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: timestamp.unix_timestamp(),
@@ -376,38 +368,17 @@ pub fn timestamp_to_proto(timestamp: Timestamp) -> prost_types::Timestamp {
     }
 }
 
-/// The `page_size` rule of every list: 0 means `default`, above `max` or negative is invalid.
-pub fn page_size(field: &str, requested: i32, default: i64, max: i64) -> Result<i64, Error> {
-    match i64::from(requested) {
-        0 => Ok(default),
-        size if (1..=max).contains(&size) => Ok(size),
-        _ => Err(Error::invalid(
-            field,
-            format!("must be between 0 and {max}"),
-        )),
-    }
-}
-
-/// The reason of a single-field validation error, for folding into a [`crate::Violations`] list.
-pub fn first_reason(error: Error) -> String {
-    match error {
-        Error::Validation(violations) => violations
-            .into_iter()
-            .next()
-            .map(|violation| violation.description)
-            .unwrap_or_default(),
-        other => other.to_string(),
-    }
-}
-
 /// For batch gets: orders `found` as `ids` asks (duplicates answered once) and lists the ids
 /// nothing matched.
-pub fn in_request_order<T>(
-    ids: &[uuid::Uuid],
+pub fn in_request_order<K, T>(
+    ids: &[K],
     found: Vec<T>,
-    id_of: impl Fn(&T) -> uuid::Uuid,
-) -> (Vec<T>, Vec<String>) {
-    let mut by_id: std::collections::HashMap<uuid::Uuid, T> =
+    id_of: impl Fn(&T) -> K,
+) -> (Vec<T>, Vec<String>)
+where
+    K: Eq + std::hash::Hash + std::fmt::Display,
+{
+    let mut by_id: std::collections::HashMap<K, T> =
         found.into_iter().map(|item| (id_of(&item), item)).collect();
     let mut ordered = Vec::with_capacity(by_id.len());
     let mut missing = Vec::new();

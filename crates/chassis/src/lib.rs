@@ -23,8 +23,10 @@ pub mod settings;
 pub mod storage;
 pub mod telemetry;
 pub mod text;
+pub mod validation;
 
-pub use error::{Error, FieldViolation, Violations};
+pub use error::{Error, FieldViolation};
+pub use validation::{Checked, Valid, Violations};
 
 /// Waits for Ctrl-C or SIGTERM.
 pub async fn stop_signal() {

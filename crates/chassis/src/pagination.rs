@@ -3,10 +3,127 @@
 //! with a different filter is refused instead of silently skipping rows. A list's token also
 //! carries the count its first page took ([`Continuation`]), so later pages do not count again.
 
+use std::fmt::Debug;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::error::Error;
+use crate::storage::Timestamp;
+
+/// Sort direction of a list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direction {
+    Ascending,
+    Descending,
+}
+
+/// A page of a list: the items, whether more follow, and how many match in all.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_more: bool,
+    pub total: i64,
+}
+
+impl<T> Page<T> {
+    /// The page from `rows` fetched with one row more than `page_size` (whether that extra row
+    /// came says whether more follow; it is not served).
+    pub fn from_rows(mut rows: Vec<T>, page_size: i64, total: i64) -> Page<T> {
+        let page_size = usize::try_from(page_size).unwrap_or(0);
+        let has_more = rows.len() > page_size;
+        rows.truncate(page_size);
+        Page {
+            items: rows,
+            has_more,
+            total,
+        }
+    }
+}
+
+/// Where a keyset page starts: the sort key and id of the last row served.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub key: SortKey,
+    pub id: Uuid,
+}
+
+/// The value of the column a list is sorted by.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SortKey {
+    Text(String),
+    Integer(i64),
+    /// RFC 3339, microseconds.
+    Time(String),
+}
+
+impl SortKey {
+    /// A time sort key (RFC 3339, microseconds).
+    pub fn time(timestamp: Timestamp) -> SortKey {
+        SortKey::Time(timestamp.to_rfc3339())
+    }
+
+    /// The time of a [`SortKey::Time`] read back from a token; a token whose time does not parse
+    /// was not made by the list.
+    pub fn parse_time(text: &str) -> Result<Timestamp, Error> {
+        Timestamp::parse_rfc3339(text)
+            .map_err(|_| Error::invalid("page_token", "is not a token returned by this list"))
+    }
+}
+
+/// A list request's page: its size, where it starts (from `page_token`), and the query's
+/// fingerprint, so that the next page's token is refused with other filters or ordering.
+#[derive(Clone, Debug)]
+pub struct PageRequest {
+    pub size: i64,
+    pub after: Option<Continuation<Cursor>>,
+    fingerprint: String,
+}
+
+impl PageRequest {
+    /// The page `page_token` (field `page_token`) continues, for the list of `resource` filtered
+    /// and ordered by `query` (its `Debug` form is the fingerprint: the page size may change
+    /// between pages, nothing else may).
+    pub fn parse(
+        resource: &str,
+        query: &impl Debug,
+        size: i64,
+        page_token: &str,
+    ) -> Result<PageRequest, Error> {
+        let fingerprint = format!("{resource}|{query:?}");
+        let after = decode_token("page_token", &fingerprint, page_token)?;
+        Ok(PageRequest {
+            size,
+            after,
+            fingerprint,
+        })
+    }
+
+    /// Whether this is a list's first page (which counts the matches).
+    pub fn is_first(&self) -> bool {
+        self.after.is_none()
+    }
+
+    /// The `next_page_token` after `page`: empty when no more follow, else where the next page
+    /// starts (`cursor_of` its last item), carrying the total counted on the first page.
+    pub fn next_page_token<T>(
+        &self,
+        page: &Page<T>,
+        cursor_of: impl FnOnce(&T) -> Cursor,
+    ) -> String {
+        match page.items.last() {
+            Some(last) if page.has_more => encode_token(
+                &self.fingerprint,
+                &Continuation {
+                    cursor: cursor_of(last),
+                    total_size: page.total,
+                },
+            ),
+            _ => String::new(),
+        }
+    }
+}
 
 /// What a list's page token carries besides the query's fingerprint: where the next page starts,
 /// and the `total_size` the list reports on every page after the first.

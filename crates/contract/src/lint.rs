@@ -60,33 +60,7 @@ pub struct Exemption {
 /// Gaps in the existing contracts, accepted until the resource grows the method or field. Every
 /// entry must still match a finding ([`unused_exemptions`] is empty, a test checks it), so one
 /// that is fixed goes from here.
-pub const EXEMPTIONS: &[Exemption] = &[
-    Exemption {
-        rule: "standard-methods",
-        location: "emporium.identity.v1.IdentityService.BatchGetRoles",
-        why: "a handful of roles exist and ListRoles returns them all in one call",
-    },
-    Exemption {
-        rule: "standard-method-fields",
-        location: "emporium.identity.v1.ListRolesRequest.page_size",
-        why: "ListRoles returns every role at once (there are few): no pages yet",
-    },
-    Exemption {
-        rule: "standard-method-fields",
-        location: "emporium.identity.v1.ListRolesRequest.page_token",
-        why: "ListRoles returns every role at once (there are few): no pages yet",
-    },
-    Exemption {
-        rule: "standard-method-fields",
-        location: "emporium.identity.v1.ListRolesResponse.next_page_token",
-        why: "ListRoles returns every role at once (there are few): no pages yet",
-    },
-    Exemption {
-        rule: "standard-methods",
-        location: "emporium.identity.v1.IdentityService.BatchGetClients",
-        why: "clients are few and read one at a time by administrators; no caller needs a batch",
-    },
-];
+pub const EXEMPTIONS: &[Exemption] = &[];
 
 /// Every finding in the Emporium files of `pool` but the [`EXEMPTIONS`], sorted by rule and
 /// location.

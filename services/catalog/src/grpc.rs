@@ -7,12 +7,12 @@
 //! learns nothing about its input and changes nothing. Handlers only take the caller, to record
 //! who made a change.
 
-use chassis::Violations;
 use chassis::auth;
 use chassis::error::Error;
-use chassis::grpc::{first_reason, in_request_order, page_size, parse_uuid};
+use chassis::grpc::in_request_order;
 use chassis::outbox::Actor;
-use chassis::pagination::{Continuation, decode_token, encode_token};
+use chassis::pagination::PageRequest;
+use chassis::{Checked, Violations};
 use emporium_proto::audit::v1 as audit;
 use emporium_proto::catalog::v1 as proto;
 use proto::catalog_service_server::CatalogService;
@@ -20,12 +20,12 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::domain::{
-    CategoryChanges, CategoryListQuery, CategoryName, CategoryOrder, Currency, Description,
-    Direction, Money, NewCategory, NewProduct, ProductChanges, ProductListQuery, ProductName,
-    ProductOrder, SearchText, Sku, StockQuantity,
+    CategoryChanges, CategoryListQuery, CategoryName, CategoryOrder, Currency, Description, Money,
+    NewCategory, NewProduct, ProductChanges, ProductListQuery, ProductName, ProductOrder,
+    SearchText, Sku, StockQuantity,
 };
 use crate::service::{Catalog, MAX_BATCH_IDS};
-use crate::store::{self, Cursor};
+use crate::store;
 use crate::wire::{category_to_proto, product_to_proto};
 
 const DEFAULT_PAGE_SIZE: i64 = 50;
@@ -64,7 +64,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::GetCategoryRequest>,
     ) -> Result<Response<proto::Category>, Status> {
-        let id = parse_uuid("id", &request.get_ref().id)?;
+        let id = parse_id(&request.get_ref().id)?;
         let category = self.catalog.get_category(id).await?;
         Ok(Response::new(category_to_proto(&category)))
     }
@@ -89,24 +89,13 @@ impl CatalogService for CatalogGrpc {
         request: Request<proto::ListCategoriesRequest>,
     ) -> Result<Response<proto::ListCategoriesResponse>, Status> {
         let request = request.into_inner();
-        let (query, fingerprint) = parse_category_list(&request)?;
-        let after: Option<Continuation<Cursor>> =
-            decode_token("page_token", &fingerprint, &request.page_token)?;
-        let page = self.catalog.list_categories(&query, after.as_ref()).await?;
-        let next_page_token = match page.items.last() {
-            Some(last) if page.has_more => encode_token(
-                &fingerprint,
-                &Continuation {
-                    cursor: store::category_cursor(last, query.order),
-                    total_size: page.total,
-                },
-            ),
-            _ => String::new(),
-        };
+        let (query, page) = parse_category_list(&request)?;
+        let found = self.catalog.list_categories(&query, &page).await?;
         Ok(Response::new(proto::ListCategoriesResponse {
-            categories: page.items.iter().map(category_to_proto).collect(),
-            next_page_token,
-            total_size: page.total,
+            next_page_token: page
+                .next_page_token(&found, |last| store::category_cursor(last, query.order)),
+            total_size: found.total,
+            categories: found.items.iter().map(category_to_proto).collect(),
         }))
     }
 
@@ -157,7 +146,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::GetProductRequest>,
     ) -> Result<Response<proto::Product>, Status> {
-        let id = parse_uuid("id", &request.get_ref().id)?;
+        let id = parse_id(&request.get_ref().id)?;
         let product = self.catalog.get_product(id).await?;
         Ok(Response::new(product_to_proto(&product)))
     }
@@ -182,24 +171,13 @@ impl CatalogService for CatalogGrpc {
         request: Request<proto::ListProductsRequest>,
     ) -> Result<Response<proto::ListProductsResponse>, Status> {
         let request = request.into_inner();
-        let (query, fingerprint) = parse_product_list(&request)?;
-        let after: Option<Continuation<Cursor>> =
-            decode_token("page_token", &fingerprint, &request.page_token)?;
-        let page = self.catalog.list_products(&query, after.as_ref()).await?;
-        let next_page_token = match page.items.last() {
-            Some(last) if page.has_more => encode_token(
-                &fingerprint,
-                &Continuation {
-                    cursor: store::product_cursor(last, query.order),
-                    total_size: page.total,
-                },
-            ),
-            _ => String::new(),
-        };
+        let (query, page) = parse_product_list(&request)?;
+        let found = self.catalog.list_products(&query, &page).await?;
         Ok(Response::new(proto::ListProductsResponse {
-            products: page.items.iter().map(product_to_proto).collect(),
-            next_page_token,
-            total_size: page.total,
+            next_page_token: page
+                .next_page_token(&found, |last| store::product_cursor(last, query.order)),
+            total_size: found.total,
+            products: found.items.iter().map(product_to_proto).collect(),
         }))
     }
 
@@ -248,89 +226,66 @@ fn parse_new_category(request: proto::CreateCategoryRequest) -> Result<NewCatego
     let mut violations = Violations::new();
     let name = violations.check("name", CategoryName::parse(&request.name));
     let description = violations.check("description", Description::parse(&request.description));
-    violations.finish()?;
-    match (name, description) {
-        (Some(name), Some(description)) => Ok(NewCategory { name, description }),
-        _ => Err(Error::Unexpected(anyhow::anyhow!(
-            "validated fields missing"
-        ))),
-    }
+    let valid = violations.finish()?;
+    Ok(NewCategory {
+        name: valid.take(name),
+        description: valid.take(description),
+    })
 }
 
 fn parse_category_changes(
     request: proto::UpdateCategoryRequest,
 ) -> Result<(Uuid, CategoryChanges), Error> {
     let mut violations = Violations::new();
-    let id = violations.check("id", parse_uuid("id", &request.id).map_err(first_reason));
-    if request.expected_version < 1 {
-        violations.add("expected_version", "is required: the version you last read");
-    }
-    let name = request
-        .name
-        .as_deref()
-        .and_then(|name| violations.check("name", CategoryName::parse(name)));
-    let description = request
-        .description
-        .as_deref()
-        .and_then(|description| violations.check("description", Description::parse(description)));
-    violations.finish()?;
-    let id = id.ok_or_else(|| Error::Unexpected(anyhow::anyhow!("validated id missing")))?;
+    let id = violations.id("id", &request.id);
+    let expected_version =
+        violations.expected_version("expected_version", request.expected_version);
+    let name = violations.check_optional("name", request.name.as_deref().map(CategoryName::parse));
+    let description = violations.check_optional(
+        "description",
+        request.description.as_deref().map(Description::parse),
+    );
+    let valid = violations.finish()?;
     Ok((
-        id,
+        valid.take(id),
         CategoryChanges {
-            expected_version: request.expected_version,
-            name,
-            description,
+            expected_version: valid.take(expected_version),
+            name: valid.take(name),
+            description: valid.take(description),
         },
     ))
 }
 
 fn parse_category_list(
     request: &proto::ListCategoriesRequest,
-) -> Result<(CategoryListQuery, String), Error> {
+) -> Result<(CategoryListQuery, PageRequest), Error> {
     let mut violations = Violations::new();
-    let page_size = violations.check(
+    let page_size = violations.page_size(
         "page_size",
-        page_size(
-            "page_size",
-            request.page_size,
-            DEFAULT_PAGE_SIZE,
-            MAX_PAGE_SIZE,
-        )
-        .map_err(first_reason),
+        request.page_size,
+        DEFAULT_PAGE_SIZE,
+        MAX_PAGE_SIZE,
     );
     let text = parse_search(&mut violations, "query", &request.query);
-    let order = match proto::CategoryOrderBy::try_from(request.order_by) {
-        Ok(proto::CategoryOrderBy::Unspecified | proto::CategoryOrderBy::Name) => {
-            Some(CategoryOrder::Name)
-        }
-        Ok(proto::CategoryOrderBy::CreateTime) => Some(CategoryOrder::CreatedAt),
-        Ok(proto::CategoryOrderBy::UpdateTime) => Some(CategoryOrder::UpdatedAt),
-        Err(_) => {
-            violations.add("order_by", "is not a known ordering");
-            None
-        }
+    let order = violations.order_by("order_by", request.order_by, |order| match order {
+        proto::CategoryOrderBy::Unspecified | proto::CategoryOrderBy::Name => CategoryOrder::Name,
+        proto::CategoryOrderBy::CreateTime => CategoryOrder::CreatedAt,
+        proto::CategoryOrderBy::UpdateTime => CategoryOrder::UpdatedAt,
+    });
+    let direction = violations.direction("direction", request.direction);
+    let valid = violations.finish()?;
+    let query = CategoryListQuery {
+        text: valid.take(text),
+        order: valid.take(order),
+        direction: valid.take(direction),
     };
-    let direction = parse_direction(&mut violations, request.direction);
-    violations.finish()?;
-    let (Some(page_size), Some(order), Some(direction)) = (page_size, order, direction) else {
-        return Err(Error::Unexpected(anyhow::anyhow!(
-            "validated fields missing"
-        )));
-    };
-    let fingerprint = format!(
-        "categories|{order:?}|{direction:?}|{}",
-        request.query.trim()
-    );
-    Ok((
-        CategoryListQuery {
-            text,
-            order,
-            direction,
-            page_size,
-        },
-        fingerprint,
-    ))
+    let page = PageRequest::parse(
+        "categories",
+        &query,
+        valid.take(page_size),
+        &request.page_token,
+    )?;
+    Ok((query, page))
 }
 
 fn parse_new_product(request: proto::CreateProductRequest) -> Result<NewProduct, Error> {
@@ -338,217 +293,147 @@ fn parse_new_product(request: proto::CreateProductRequest) -> Result<NewProduct,
     let sku = violations.check("sku", Sku::parse(&request.sku));
     let name = violations.check("name", ProductName::parse(&request.name));
     let description = violations.check("description", Description::parse(&request.description));
-    let category_id = violations.check(
-        "category_id",
-        parse_uuid("category_id", &request.category_id).map_err(first_reason),
-    );
-    let price = match &request.price {
-        Some(price) => parse_money(&mut violations, price),
-        None => {
-            violations.add("price", "is required");
-            None
-        }
-    };
+    let category_id = violations.id("category_id", &request.category_id);
+    let price = violations
+        .require("price", request.price.as_ref())
+        .and_then(|price| parse_money(&mut violations, price));
     let stock_on_hand =
         violations.check("stock_on_hand", StockQuantity::parse(request.stock_on_hand));
-    violations.finish()?;
-    match (sku, name, description, category_id, price, stock_on_hand) {
-        (
-            Some(sku),
-            Some(name),
-            Some(description),
-            Some(category_id),
-            Some(price),
-            Some(stock_on_hand),
-        ) => Ok(NewProduct {
-            sku,
-            name,
-            description,
-            category_id,
-            price,
-            stock_on_hand,
-        }),
-        _ => Err(Error::Unexpected(anyhow::anyhow!(
-            "validated fields missing"
-        ))),
-    }
+    let valid = violations.finish()?;
+    Ok(NewProduct {
+        sku: valid.take(sku),
+        name: valid.take(name),
+        description: valid.take(description),
+        category_id: valid.take(category_id),
+        price: valid.take(price),
+        stock_on_hand: valid.take(stock_on_hand),
+    })
 }
 
 fn parse_product_changes(
     request: proto::UpdateProductRequest,
 ) -> Result<(Uuid, ProductChanges), Error> {
     let mut violations = Violations::new();
-    let id = violations.check("id", parse_uuid("id", &request.id).map_err(first_reason));
-    if request.expected_version < 1 {
-        violations.add("expected_version", "is required: the version you last read");
-    }
-    let sku = request
-        .sku
-        .as_deref()
-        .and_then(|sku| violations.check("sku", Sku::parse(sku)));
-    let name = request
-        .name
-        .as_deref()
-        .and_then(|name| violations.check("name", ProductName::parse(name)));
-    let description = request
-        .description
-        .as_deref()
-        .and_then(|description| violations.check("description", Description::parse(description)));
-    let category_id = request.category_id.as_deref().and_then(|category_id| {
-        violations.check(
-            "category_id",
-            parse_uuid("category_id", category_id).map_err(first_reason),
-        )
-    });
-    let price = request
-        .price
-        .as_ref()
-        .and_then(|price| parse_money(&mut violations, price));
-    let stock_on_hand = request
-        .stock_on_hand
-        .and_then(|stock| violations.check("stock_on_hand", StockQuantity::parse(stock)));
-    violations.finish()?;
-    let id = id.ok_or_else(|| Error::Unexpected(anyhow::anyhow!("validated id missing")))?;
+    let id = violations.id("id", &request.id);
+    let expected_version =
+        violations.expected_version("expected_version", request.expected_version);
+    let sku = violations.check_optional("sku", request.sku.as_deref().map(Sku::parse));
+    let name = violations.check_optional("name", request.name.as_deref().map(ProductName::parse));
+    let description = violations.check_optional(
+        "description",
+        request.description.as_deref().map(Description::parse),
+    );
+    let category_id = match request.category_id.as_deref() {
+        Some(category_id) => violations.id("category_id", category_id).map(Some),
+        None => Checked::absent(),
+    };
+    let price = match request.price.as_ref() {
+        Some(price) => parse_money(&mut violations, price).map(Some),
+        None => Checked::absent(),
+    };
+    let stock_on_hand = violations.check_optional(
+        "stock_on_hand",
+        request.stock_on_hand.map(StockQuantity::parse),
+    );
+    let valid = violations.finish()?;
     Ok((
-        id,
+        valid.take(id),
         ProductChanges {
-            expected_version: request.expected_version,
-            sku,
-            name,
-            description,
-            category_id,
-            price,
-            stock_on_hand,
+            expected_version: valid.take(expected_version),
+            sku: valid.take(sku),
+            name: valid.take(name),
+            description: valid.take(description),
+            category_id: valid.take(category_id),
+            price: valid.take(price),
+            stock_on_hand: valid.take(stock_on_hand),
         },
     ))
 }
 
 fn parse_product_list(
     request: &proto::ListProductsRequest,
-) -> Result<(ProductListQuery, String), Error> {
+) -> Result<(ProductListQuery, PageRequest), Error> {
     let mut violations = Violations::new();
-    let page_size = violations.check(
+    let page_size = violations.page_size(
         "page_size",
-        page_size(
-            "page_size",
-            request.page_size,
-            DEFAULT_PAGE_SIZE,
-            MAX_PAGE_SIZE,
-        )
-        .map_err(first_reason),
+        request.page_size,
+        DEFAULT_PAGE_SIZE,
+        MAX_PAGE_SIZE,
     );
-    let category_id = if request.category_id.is_empty() {
-        None
-    } else {
-        violations.check(
-            "category_id",
-            parse_uuid("category_id", &request.category_id).map_err(first_reason),
-        )
-    };
+    let category_id = violations.optional_id("category_id", &request.category_id);
     let text = parse_search(&mut violations, "query", &request.query);
-    let sku = if request.sku.is_empty() {
-        None
-    } else {
-        violations.check("sku", Sku::parse(&request.sku))
-    };
-    let order = match proto::ProductOrderBy::try_from(request.order_by) {
-        Ok(proto::ProductOrderBy::Unspecified | proto::ProductOrderBy::Name) => {
-            Some(ProductOrder::Name)
-        }
-        Ok(proto::ProductOrderBy::Sku) => Some(ProductOrder::Sku),
-        Ok(proto::ProductOrderBy::Price) => Some(ProductOrder::Price),
-        Ok(proto::ProductOrderBy::CreateTime) => Some(ProductOrder::CreatedAt),
-        Ok(proto::ProductOrderBy::UpdateTime) => Some(ProductOrder::UpdatedAt),
-        Err(_) => {
-            violations.add("order_by", "is not a known ordering");
-            None
-        }
-    };
-    let direction = parse_direction(&mut violations, request.direction);
-    violations.finish()?;
-    let (Some(page_size), Some(order), Some(direction)) = (page_size, order, direction) else {
-        return Err(Error::Unexpected(anyhow::anyhow!(
-            "validated fields missing"
-        )));
-    };
-    let fingerprint = format!(
-        "products|{order:?}|{direction:?}|{}|{}|{}",
-        request.category_id,
-        request.query.trim(),
-        request.sku
+    let sku = violations.check_optional(
+        "sku",
+        (!request.sku.is_empty()).then(|| Sku::parse(&request.sku)),
     );
-    Ok((
-        ProductListQuery {
-            category_id,
-            text,
-            sku,
-            order,
-            direction,
-            page_size,
-        },
-        fingerprint,
-    ))
+    let order = violations.order_by("order_by", request.order_by, |order| match order {
+        proto::ProductOrderBy::Unspecified | proto::ProductOrderBy::Name => ProductOrder::Name,
+        proto::ProductOrderBy::Sku => ProductOrder::Sku,
+        proto::ProductOrderBy::Price => ProductOrder::Price,
+        proto::ProductOrderBy::CreateTime => ProductOrder::CreatedAt,
+        proto::ProductOrderBy::UpdateTime => ProductOrder::UpdatedAt,
+    });
+    let direction = violations.direction("direction", request.direction);
+    let valid = violations.finish()?;
+    let query = ProductListQuery {
+        category_id: valid.take(category_id),
+        text: valid.take(text),
+        sku: valid.take(sku),
+        order: valid.take(order),
+        direction: valid.take(direction),
+    };
+    let page = PageRequest::parse(
+        "products",
+        &query,
+        valid.take(page_size),
+        &request.page_token,
+    )?;
+    Ok((query, page))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, Error> {
+    let mut violations = Violations::new();
+    let id = violations.id("id", id);
+    let valid = violations.finish()?;
+    Ok(valid.take(id))
 }
 
 fn parse_delete(id: &str, expected_version: i64) -> Result<(Uuid, i64), Error> {
     let mut violations = Violations::new();
-    let id = violations.check("id", parse_uuid("id", id).map_err(first_reason));
-    if expected_version < 0 {
-        violations.add(
-            "expected_version",
-            "must not be negative (0 deletes whatever the version)",
-        );
-    }
-    violations.finish()?;
-    let id = id.ok_or_else(|| Error::Unexpected(anyhow::anyhow!("validated id missing")))?;
-    Ok((id, expected_version))
+    let id = violations.id("id", id);
+    let expected_version = violations.delete_version("expected_version", expected_version);
+    let valid = violations.finish()?;
+    Ok((valid.take(id), valid.take(expected_version)))
 }
 
 fn parse_ids(ids: &[String]) -> Result<Vec<Uuid>, Error> {
     let mut violations = Violations::new();
-    if ids.len() > MAX_BATCH_IDS {
-        violations.add("ids", format!("must hold at most {MAX_BATCH_IDS} ids"));
-    }
-    let mut parsed = Vec::with_capacity(ids.len());
-    for (index, id) in ids.iter().enumerate() {
-        let field = format!("ids[{index}]");
-        if let Some(id) = violations.check(&field, parse_uuid(&field, id).map_err(first_reason)) {
-            parsed.push(id);
-        }
-    }
-    violations.finish()?;
-    Ok(parsed)
+    let ids = violations.ids("ids", ids, MAX_BATCH_IDS);
+    let valid = violations.finish()?;
+    Ok(valid.take(ids))
 }
 
-fn parse_money(violations: &mut Violations, price: &proto::Money) -> Option<Money> {
+fn parse_money(violations: &mut Violations, price: &proto::Money) -> Checked<Money> {
     let amount_minor = violations.check(
         "price.amount_minor",
         Money::parse_amount(price.amount_minor),
     );
     let currency = violations.check("price.currency", Currency::parse(&price.currency));
-    Some(Money {
-        amount_minor: amount_minor?,
-        currency: currency?,
-    })
+    amount_minor
+        .zip(currency)
+        .map(|(amount_minor, currency)| Money {
+            amount_minor,
+            currency,
+        })
 }
 
-fn parse_search(violations: &mut Violations, field: &str, text: &str) -> Option<SearchText> {
-    if text.trim().is_empty() {
-        None
-    } else {
-        violations.check(field, SearchText::parse(text))
-    }
-}
-
-fn parse_direction(violations: &mut Violations, direction: i32) -> Option<Direction> {
-    match proto::SortDirection::try_from(direction) {
-        Ok(proto::SortDirection::Unspecified | proto::SortDirection::Asc) => {
-            Some(Direction::Ascending)
-        }
-        Ok(proto::SortDirection::Desc) => Some(Direction::Descending),
-        Err(_) => {
-            violations.add("direction", "is not a known direction");
-            None
-        }
-    }
+fn parse_search(
+    violations: &mut Violations,
+    field: &str,
+    text: &str,
+) -> Checked<Option<SearchText>> {
+    violations.check_optional(
+        field,
+        (!text.trim().is_empty()).then(|| SearchText::parse(text)),
+    )
 }

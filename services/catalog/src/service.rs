@@ -4,7 +4,7 @@
 
 use chassis::error::Error;
 use chassis::outbox::{self, Actor};
-use chassis::pagination::Continuation;
+use chassis::pagination::PageRequest;
 use chassis::storage::Database;
 use uuid::Uuid;
 
@@ -13,7 +13,7 @@ use crate::domain::{
     ProductChanges, ProductListQuery,
 };
 use crate::events::CatalogEvent;
-use crate::store::{self, Cursor};
+use crate::store;
 
 /// Ids in one batch get at most.
 pub const MAX_BATCH_IDS: usize = 500;
@@ -68,10 +68,10 @@ impl Catalog {
     pub async fn list_categories(
         &self,
         query: &CategoryListQuery,
-        after: Option<&Continuation<Cursor>>,
+        page: &PageRequest,
     ) -> Result<Page<Category>, Error> {
-        let mut tx = self.database.begin_page_read(after.is_none()).await?;
-        let page = store::list_categories(&mut tx, query, after).await?;
+        let mut tx = self.database.begin_page_read(page.is_first()).await?;
+        let page = store::list_categories(&mut tx, query, page).await?;
         tx.commit().await?;
         Ok(page)
     }
@@ -142,10 +142,10 @@ impl Catalog {
     pub async fn list_products(
         &self,
         query: &ProductListQuery,
-        after: Option<&Continuation<Cursor>>,
+        page: &PageRequest,
     ) -> Result<Page<Product>, Error> {
-        let mut tx = self.database.begin_page_read(after.is_none()).await?;
-        let page = store::list_products(&mut tx, query, after).await?;
+        let mut tx = self.database.begin_page_read(page.is_first()).await?;
+        let page = store::list_products(&mut tx, query, page).await?;
         tx.commit().await?;
         Ok(page)
     }

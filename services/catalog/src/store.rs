@@ -3,11 +3,10 @@
 
 use chassis::error::Error;
 use chassis::on_backend;
-use chassis::pagination::{Continuation, total_size};
+use chassis::pagination::{Continuation, Cursor, PageRequest, SortKey, total_size};
 use chassis::storage::{
     ConstraintViolation, Timestamp, Transaction, constraint_violation, invalid_field,
 };
-use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
@@ -15,21 +14,6 @@ use crate::domain::{
     Category, CategoryChanges, CategoryListQuery, CategoryOrder, Direction, NewCategory,
     NewProduct, Page, Product, ProductChanges, ProductListQuery, ProductOrder,
 };
-
-/// Where a keyset page starts: the sort key and id of the last row of the previous page.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Cursor {
-    pub key: SortKey,
-    pub id: Uuid,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum SortKey {
-    Text(String),
-    Integer(i64),
-    /// RFC 3339, microseconds.
-    Time(String),
-}
 
 const CATEGORY_COLUMNS: &str = "id, name, description, version, created_at, updated_at";
 /// The columns a caller's value reaches, and the request field each comes from: a CHECK or NOT
@@ -131,7 +115,7 @@ pub async fn get_categories(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Ca
 pub async fn list_categories(
     tx: &mut Transaction,
     query: &CategoryListQuery,
-    after: Option<&Continuation<Cursor>>,
+    page: &PageRequest,
 ) -> Result<Page<Category>, Error> {
     let column = match query.order {
         CategoryOrder::Name => "name",
@@ -147,19 +131,19 @@ pub async fn list_categories(
         1,
         column,
         query.direction == Direction::Descending,
-        after.is_some(),
+        !page.is_first(),
     );
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
-    let limit = query.page_size + 1;
+    let limit = page.size + 1;
     let (rows, total) = on_backend!(tx, conn => {
         let mut select = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql))
             .bind(pattern.as_deref())
             .bind(limit);
-        if let Some(Continuation { cursor, .. }) = after {
+        if let Some(Continuation { cursor, .. }) = &page.after {
             select = match &cursor.key {
                 SortKey::Text(text) => select.bind(text.as_str()),
                 SortKey::Integer(value) => select.bind(*value),
-                SortKey::Time(text) => select.bind(parse_time(text)?),
+                SortKey::Time(text) => select.bind(SortKey::parse_time(text)?),
             }
             .bind(cursor.id);
         }
@@ -167,12 +151,12 @@ pub async fn list_categories(
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql))
             .bind(pattern.as_deref())
             .fetch_one(&mut *conn);
-        let total = total_size(after, rows.len(), query.page_size, count).await?;
+        let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
         Ok::<_, Error>((rows, total))
     })?;
-    Ok(page(
+    Ok(Page::from_rows(
         rows.into_iter().map(Category::from).collect(),
-        query.page_size,
+        page.size,
         total,
     ))
 }
@@ -318,7 +302,7 @@ pub async fn get_products(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Prod
 pub async fn list_products(
     tx: &mut Transaction,
     query: &ProductListQuery,
-    after: Option<&Continuation<Cursor>>,
+    page: &PageRequest,
 ) -> Result<Page<Product>, Error> {
     let column = match query.order {
         ProductOrder::Name => "name",
@@ -337,22 +321,22 @@ pub async fn list_products(
         3,
         column,
         query.direction == Direction::Descending,
-        after.is_some(),
+        !page.is_first(),
     );
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
     let sku = query.sku.as_ref().map(|sku| sku.as_str());
-    let limit = query.page_size + 1;
+    let limit = page.size + 1;
     let (rows, total) = on_backend!(tx, conn => {
         let mut select = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql))
             .bind(query.category_id)
             .bind(pattern.as_deref())
             .bind(sku)
             .bind(limit);
-        if let Some(Continuation { cursor, .. }) = after {
+        if let Some(Continuation { cursor, .. }) = &page.after {
             select = match &cursor.key {
                 SortKey::Text(text) => select.bind(text.as_str()),
                 SortKey::Integer(value) => select.bind(*value),
-                SortKey::Time(text) => select.bind(parse_time(text)?),
+                SortKey::Time(text) => select.bind(SortKey::parse_time(text)?),
             }
             .bind(cursor.id);
         }
@@ -362,12 +346,12 @@ pub async fn list_products(
             .bind(pattern.as_deref())
             .bind(sku)
             .fetch_one(&mut *conn);
-        let total = total_size(after, rows.len(), query.page_size, count).await?;
+        let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
         Ok::<_, Error>((rows, total))
     })?;
-    Ok(page(
+    Ok(Page::from_rows(
         rows.into_iter().map(Product::from).collect(),
-        query.page_size,
+        page.size,
         total,
     ))
 }
@@ -448,8 +432,8 @@ pub fn product_cursor(product: &Product, order: ProductOrder) -> Cursor {
         ProductOrder::Name => SortKey::Text(product.name.clone()),
         ProductOrder::Sku => SortKey::Text(product.sku.clone()),
         ProductOrder::Price => SortKey::Integer(product.price_minor),
-        ProductOrder::CreatedAt => SortKey::Time(product.created_at.to_rfc3339()),
-        ProductOrder::UpdatedAt => SortKey::Time(product.updated_at.to_rfc3339()),
+        ProductOrder::CreatedAt => SortKey::time(product.created_at),
+        ProductOrder::UpdatedAt => SortKey::time(product.updated_at),
     };
     Cursor {
         key,
@@ -461,8 +445,8 @@ pub fn product_cursor(product: &Product, order: ProductOrder) -> Cursor {
 pub fn category_cursor(category: &Category, order: CategoryOrder) -> Cursor {
     let key = match order {
         CategoryOrder::Name => SortKey::Text(category.name.clone()),
-        CategoryOrder::CreatedAt => SortKey::Time(category.created_at.to_rfc3339()),
-        CategoryOrder::UpdatedAt => SortKey::Time(category.updated_at.to_rfc3339()),
+        CategoryOrder::CreatedAt => SortKey::time(category.created_at),
+        CategoryOrder::UpdatedAt => SortKey::time(category.updated_at),
     };
     Cursor {
         key,
@@ -471,21 +455,6 @@ pub fn category_cursor(category: &Category, order: CategoryOrder) -> Cursor {
 }
 
 // === helpers ===
-
-fn page<T>(mut items: Vec<T>, page_size: i64, total: i64) -> Page<T> {
-    let has_more = items.len() as i64 > page_size;
-    items.truncate(page_size as usize);
-    Page {
-        items,
-        has_more,
-        total,
-    }
-}
-
-fn parse_time(text: &str) -> Result<Timestamp, Error> {
-    Timestamp::parse_rfc3339(text)
-        .map_err(|_| Error::invalid("page_token", "is not a token returned by this list"))
-}
 
 fn category_in_use(n_products: i64) -> Error {
     Error::FailedPrecondition(format!(

@@ -6,12 +6,12 @@
 //! enforced by the chassis before a handler here runs; handlers only take the caller, to record
 //! who did what.
 
-use chassis::Violations;
 use chassis::auth;
 use chassis::error::Error;
-use chassis::grpc::{first_reason, in_request_order, page_size, parse_uuid};
+use chassis::grpc::in_request_order;
 use chassis::outbox::Actor;
-use chassis::pagination::{Continuation, decode_token, encode_token};
+use chassis::pagination::PageRequest;
+use chassis::{Checked, Violations};
 use emporium_proto::audit::v1 as audit;
 use emporium_proto::identity::v1 as proto;
 use proto::identity_service_server::IdentityService;
@@ -21,18 +21,16 @@ use uuid::Uuid;
 
 use crate::domain::{
     AccountChanges, AccountListQuery, AccountOrder, ClientChanges, ClientId, ClientKind,
-    ClientName, Country, Direction, Email, MAX_REDIRECT_URIS, NewAccount, NewClient, NewRole,
-    Nickname, Password, PersonName, RedirectUri, RoleChanges, RoleDescription, RoleName,
-    SearchText, sorted_roles,
+    ClientName, Country, Email, MAX_REDIRECT_URIS, NewAccount, NewClient, NewRole, Nickname,
+    Password, PersonName, RedirectUri, RoleChanges, RoleDescription, RoleName, SearchText,
+    sorted_roles,
 };
 use crate::service::{Identity, MAX_BATCH_IDS};
-use crate::store::{self, Cursor};
+use crate::store;
 use crate::wire::{account_to_proto, client_to_proto, role_to_proto};
 
 const DEFAULT_PAGE_SIZE: i64 = 50;
 const MAX_PAGE_SIZE: i64 = 500;
-/// The client list has no filters or orderings, so every page token belongs to the same query.
-const CLIENT_LIST_FINGERPRINT: &str = "clients";
 
 /// The tonic service over [`Identity`].
 #[derive(Clone, Debug)]
@@ -68,7 +66,7 @@ impl IdentityService for IdentityGrpc {
         request: Request<proto::GetAccountRequest>,
     ) -> Result<Response<proto::Account>, Status> {
         let caller = auth::authenticated(&request)?;
-        let id = parse_uuid("id", &request.get_ref().id)?;
+        let id = parse_id(&request.get_ref().id)?;
         let account = self.identity.get_account(id, &Actor::from(&caller)).await?;
         Ok(Response::new(account_to_proto(&account)))
     }
@@ -98,27 +96,16 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::ListAccountsResponse>, Status> {
         let caller = auth::authenticated(&request)?;
         let request = request.into_inner();
-        let (query, fingerprint) = parse_account_list(&request)?;
-        let after: Option<Continuation<Cursor>> =
-            decode_token("page_token", &fingerprint, &request.page_token)?;
-        let page = self
+        let (query, page) = parse_account_list(&request)?;
+        let found = self
             .identity
-            .list_accounts(&query, after.as_ref(), &Actor::from(&caller))
+            .list_accounts(&query, &page, &Actor::from(&caller))
             .await?;
-        let next_page_token = match page.items.last() {
-            Some(last) if page.has_more => encode_token(
-                &fingerprint,
-                &Continuation {
-                    cursor: store::account_cursor(last, query.order),
-                    total_size: page.total,
-                },
-            ),
-            _ => String::new(),
-        };
         Ok(Response::new(proto::ListAccountsResponse {
-            accounts: page.items.iter().map(account_to_proto).collect(),
-            next_page_token,
-            total_size: page.total,
+            next_page_token: page
+                .next_page_token(&found, |last| store::account_cursor(last, query.order)),
+            total_size: found.total,
+            accounts: found.items.iter().map(account_to_proto).collect(),
         }))
     }
 
@@ -189,13 +176,35 @@ impl IdentityService for IdentityGrpc {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn batch_get_roles(
+        &self,
+        request: Request<proto::BatchGetRolesRequest>,
+    ) -> Result<Response<proto::BatchGetRolesResponse>, Status> {
+        let names = parse_keys("names", &request.get_ref().names, |name| {
+            RoleName::parse(name)
+        })?;
+        let found = self.identity.get_roles(&names).await?;
+        let names: Vec<&str> = names.iter().map(RoleName::as_str).collect();
+        let (roles, missing_names) =
+            in_request_order(&names, found.iter().collect(), |role| role.name.as_str());
+        Ok(Response::new(proto::BatchGetRolesResponse {
+            roles: roles.into_iter().map(role_to_proto).collect(),
+            missing_names,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn list_roles(
         &self,
-        _request: Request<proto::ListRolesRequest>,
+        request: Request<proto::ListRolesRequest>,
     ) -> Result<Response<proto::ListRolesResponse>, Status> {
-        let roles = self.identity.list_roles().await?;
+        let request = request.into_inner();
+        let page = parse_page("roles", request.page_size, &request.page_token)?;
+        let found = self.identity.list_roles(&page).await?;
         Ok(Response::new(proto::ListRolesResponse {
-            roles: roles.iter().map(role_to_proto).collect(),
+            next_page_token: page.next_page_token(&found, store::role_cursor),
+            total_size: found.total,
+            roles: found.items.iter().map(role_to_proto).collect(),
         }))
     }
 
@@ -220,22 +229,14 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::DeleteRoleResponse>, Status> {
         let caller = auth::authenticated(&request)?;
         let request = request.into_inner();
-        let mut violations = Violations::new();
-        let name = violations.check("name", RoleName::parse(&request.name));
-        if request.expected_version < 0 {
-            violations.add(
-                "expected_version",
-                "must not be negative (0 deletes whatever the version)",
-            );
-        }
-        violations.finish()?;
-        let name = name.ok_or_else(|| validated_field_missing("name"))?;
+        let (name, expected_version) = parse_keyed_change(
+            "name",
+            RoleName::parse(&request.name),
+            request.expected_version,
+            true,
+        )?;
         self.identity
-            .delete_role(
-                name.as_str(),
-                request.expected_version,
-                &Actor::from(&caller),
-            )
+            .delete_role(name.as_str(), expected_version, &Actor::from(&caller))
             .await?;
         Ok(Response::new(proto::DeleteRoleResponse {}))
     }
@@ -247,14 +248,14 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::Account>, Status> {
         let caller = auth::authenticated(&request)?;
         let request = request.into_inner();
-        let (account_id, role) =
+        let (account_id, role, expected_version) =
             parse_grant(&request.account_id, &request.role, request.expected_version)?;
         let account = self
             .identity
             .grant_role(
                 account_id,
                 role.as_str(),
-                request.expected_version,
+                expected_version,
                 &Actor::from(&caller),
             )
             .await?;
@@ -268,14 +269,14 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::Account>, Status> {
         let caller = auth::authenticated(&request)?;
         let request = request.into_inner();
-        let (account_id, role) =
+        let (account_id, role, expected_version) =
             parse_grant(&request.account_id, &request.role, request.expected_version)?;
         let account = self
             .identity
             .revoke_role(
                 account_id,
                 role.as_str(),
-                request.expected_version,
+                expected_version,
                 &Actor::from(&caller),
             )
             .await?;
@@ -310,37 +311,37 @@ impl IdentityService for IdentityGrpc {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn batch_get_clients(
+        &self,
+        request: Request<proto::BatchGetClientsRequest>,
+    ) -> Result<Response<proto::BatchGetClientsResponse>, Status> {
+        let client_ids = parse_keys("client_ids", &request.get_ref().client_ids, |client_id| {
+            ClientId::parse(client_id)
+        })?;
+        let found = self.identity.get_clients(&client_ids).await?;
+        let client_ids: Vec<&str> = client_ids.iter().map(ClientId::as_str).collect();
+        let (clients, missing_client_ids) =
+            in_request_order(&client_ids, found.iter().collect(), |client| {
+                client.client_id.as_str()
+            });
+        Ok(Response::new(proto::BatchGetClientsResponse {
+            clients: clients.into_iter().map(client_to_proto).collect(),
+            missing_client_ids,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn list_clients(
         &self,
         request: Request<proto::ListClientsRequest>,
     ) -> Result<Response<proto::ListClientsResponse>, Status> {
         let request = request.into_inner();
-        let page_size = page_size(
-            "page_size",
-            request.page_size,
-            DEFAULT_PAGE_SIZE,
-            MAX_PAGE_SIZE,
-        )?;
-        let after: Option<Continuation<Cursor>> =
-            decode_token("page_token", CLIENT_LIST_FINGERPRINT, &request.page_token)?;
-        let page = self
-            .identity
-            .list_clients(page_size, after.as_ref())
-            .await?;
-        let next_page_token = match page.items.last() {
-            Some(last) if page.has_more => encode_token(
-                CLIENT_LIST_FINGERPRINT,
-                &Continuation {
-                    cursor: store::client_cursor(last),
-                    total_size: page.total,
-                },
-            ),
-            _ => String::new(),
-        };
+        let page = parse_page("clients", request.page_size, &request.page_token)?;
+        let found = self.identity.list_clients(&page).await?;
         Ok(Response::new(proto::ListClientsResponse {
-            clients: page.items.iter().map(client_to_proto).collect(),
-            next_page_token,
-            total_size: page.total,
+            next_page_token: page.next_page_token(&found, store::client_cursor),
+            total_size: found.total,
+            clients: found.items.iter().map(client_to_proto).collect(),
         }))
     }
 
@@ -365,22 +366,14 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::DeleteClientResponse>, Status> {
         let caller = auth::authenticated(&request)?;
         let request = request.into_inner();
-        let mut violations = Violations::new();
-        let client_id = violations.check("client_id", ClientId::parse(&request.client_id));
-        if request.expected_version < 0 {
-            violations.add(
-                "expected_version",
-                "must not be negative (0 deletes whatever the version)",
-            );
-        }
-        violations.finish()?;
-        let client_id = client_id.ok_or_else(|| validated_field_missing("client_id"))?;
+        let (client_id, expected_version) = parse_keyed_change(
+            "client_id",
+            ClientId::parse(&request.client_id),
+            request.expected_version,
+            true,
+        )?;
         self.identity
-            .delete_client(
-                client_id.as_str(),
-                request.expected_version,
-                &Actor::from(&caller),
-            )
+            .delete_client(client_id.as_str(), expected_version, &Actor::from(&caller))
             .await?;
         Ok(Response::new(proto::DeleteClientResponse {}))
     }
@@ -392,20 +385,15 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::ResetClientSecretResponse>, Status> {
         let caller = auth::authenticated(&request)?;
         let request = request.into_inner();
-        let mut violations = Violations::new();
-        let client_id = violations.check("client_id", ClientId::parse(&request.client_id));
-        if request.expected_version < 1 {
-            violations.add("expected_version", "is required: the version you last read");
-        }
-        violations.finish()?;
-        let client_id = client_id.ok_or_else(|| validated_field_missing("client_id"))?;
+        let (client_id, expected_version) = parse_keyed_change(
+            "client_id",
+            ClientId::parse(&request.client_id),
+            request.expected_version,
+            false,
+        )?;
         let (client, secret) = self
             .identity
-            .reset_client_secret(
-                client_id.as_str(),
-                request.expected_version,
-                &Actor::from(&caller),
-            )
+            .reset_client_secret(client_id.as_str(), expected_version, &Actor::from(&caller))
             .await?;
         Ok(Response::new(proto::ResetClientSecretResponse {
             client: Some(client_to_proto(&client)),
@@ -434,90 +422,59 @@ fn parse_new_account(request: proto::CreateAccountRequest) -> Result<NewAccount,
     let nickname = violations.check("nickname", Nickname::parse(&request.nickname));
     let country = violations.check("country", Country::parse(&request.country));
     // The password becomes a secret before anything else looks at it.
-    let password = if request.password.is_empty() {
-        Some(None)
-    } else {
-        violations
-            .check("password", Password::parse(request.password))
-            .map(Some)
-    };
+    let password = violations.check_optional(
+        "password",
+        (!request.password.is_empty()).then(|| Password::parse(request.password)),
+    );
     let customer_id = violations.check("customer_id", parse_customer_id(&request.customer_id));
-    violations.finish()?;
-    match (
-        email,
-        first_name,
-        last_name,
-        nickname,
-        country,
-        password,
-        customer_id,
-    ) {
-        (
-            Some(email),
-            Some(first_name),
-            Some(last_name),
-            Some(nickname),
-            Some(country),
-            Some(password),
-            Some(customer_id),
-        ) => Ok(NewAccount {
-            email,
-            first_name,
-            last_name,
-            nickname,
-            country,
-            password,
-            customer_id,
-        }),
-        _ => Err(validated_field_missing("account")),
-    }
+    let valid = violations.finish()?;
+    Ok(NewAccount {
+        email: valid.take(email),
+        first_name: valid.take(first_name),
+        last_name: valid.take(last_name),
+        nickname: valid.take(nickname),
+        country: valid.take(country),
+        password: valid.take(password),
+        customer_id: valid.take(customer_id),
+    })
 }
 
 fn parse_account_changes(
     request: proto::UpdateAccountRequest,
 ) -> Result<(Uuid, AccountChanges), Error> {
     let mut violations = Violations::new();
-    let id = violations.check("id", parse_uuid("id", &request.id).map_err(first_reason));
-    if request.expected_version < 1 {
-        violations.add("expected_version", "is required: the version you last read");
-    }
-    let email = request
-        .email
-        .as_deref()
-        .and_then(|email| violations.check("email", Email::parse(email)));
-    let first_name = request
-        .first_name
-        .as_deref()
-        .and_then(|name| violations.check("first_name", PersonName::parse(name)));
-    let last_name = request
-        .last_name
-        .as_deref()
-        .and_then(|name| violations.check("last_name", PersonName::parse(name)));
-    let nickname = request
-        .nickname
-        .as_deref()
-        .and_then(|nickname| violations.check("nickname", Nickname::parse(nickname)));
-    let country = request
-        .country
-        .as_deref()
-        .and_then(|country| violations.check("country", Country::parse(country)));
-    let customer_id = request
-        .customer_id
-        .as_deref()
-        .and_then(|customer_id| violations.check("customer_id", parse_customer_id(customer_id)));
-    violations.finish()?;
-    let id = id.ok_or_else(|| validated_field_missing("id"))?;
+    let id = violations.id("id", &request.id);
+    let expected_version =
+        violations.expected_version("expected_version", request.expected_version);
+    let email = violations.check_optional("email", request.email.as_deref().map(Email::parse));
+    let first_name = violations.check_optional(
+        "first_name",
+        request.first_name.as_deref().map(PersonName::parse),
+    );
+    let last_name = violations.check_optional(
+        "last_name",
+        request.last_name.as_deref().map(PersonName::parse),
+    );
+    let nickname =
+        violations.check_optional("nickname", request.nickname.as_deref().map(Nickname::parse));
+    let country =
+        violations.check_optional("country", request.country.as_deref().map(Country::parse));
+    let customer_id = violations.check_optional(
+        "customer_id",
+        request.customer_id.as_deref().map(parse_customer_id),
+    );
+    let valid = violations.finish()?;
     Ok((
-        id,
+        valid.take(id),
         AccountChanges {
-            expected_version: request.expected_version,
-            email,
-            first_name,
-            last_name,
-            nickname,
-            country,
+            expected_version: valid.take(expected_version),
+            email: valid.take(email),
+            first_name: valid.take(first_name),
+            last_name: valid.take(last_name),
+            nickname: valid.take(nickname),
+            country: valid.take(country),
             disabled: request.disabled,
-            customer_id,
+            customer_id: valid.take(customer_id),
         },
     ))
 }
@@ -534,112 +491,111 @@ fn parse_customer_id(text: &str) -> Result<Option<Uuid>, String> {
 
 fn parse_set_password(request: proto::SetPasswordRequest) -> Result<(Uuid, i64, Password), Error> {
     let mut violations = Violations::new();
-    let id = violations.check("id", parse_uuid("id", &request.id).map_err(first_reason));
-    if request.expected_version < 1 {
-        violations.add("expected_version", "is required: the version you last read");
-    }
+    let id = violations.id("id", &request.id);
+    let expected_version =
+        violations.expected_version("expected_version", request.expected_version);
     let password = violations.check("password", Password::parse(request.password));
-    violations.finish()?;
-    match (id, password) {
-        (Some(id), Some(password)) => Ok((id, request.expected_version, password)),
-        _ => Err(validated_field_missing("password")),
-    }
+    let valid = violations.finish()?;
+    Ok((
+        valid.take(id),
+        valid.take(expected_version),
+        valid.take(password),
+    ))
 }
 
 fn parse_account_list(
     request: &proto::ListAccountsRequest,
-) -> Result<(AccountListQuery, String), Error> {
+) -> Result<(AccountListQuery, PageRequest), Error> {
     let mut violations = Violations::new();
-    let page_size = violations.check(
+    let page_size = violations.page_size(
         "page_size",
-        page_size(
-            "page_size",
-            request.page_size,
-            DEFAULT_PAGE_SIZE,
-            MAX_PAGE_SIZE,
-        )
-        .map_err(first_reason),
+        request.page_size,
+        DEFAULT_PAGE_SIZE,
+        MAX_PAGE_SIZE,
     );
-    let country = if request.country.is_empty() {
-        None
-    } else {
-        violations.check("country", Country::parse(&request.country))
-    };
-    let text = if request.query.trim().is_empty() {
-        None
-    } else {
-        violations.check("query", SearchText::parse(&request.query))
-    };
-    let order = match proto::AccountOrderBy::try_from(request.order_by) {
-        Ok(proto::AccountOrderBy::Unspecified | proto::AccountOrderBy::Email) => {
-            Some(AccountOrder::Email)
-        }
-        Ok(proto::AccountOrderBy::CreateTime) => Some(AccountOrder::CreatedAt),
-        Err(_) => {
-            violations.add("order_by", "is not a known ordering");
-            None
-        }
-    };
-    let direction = match proto::SortDirection::try_from(request.direction) {
-        Ok(proto::SortDirection::Unspecified | proto::SortDirection::Asc) => {
-            Some(Direction::Ascending)
-        }
-        Ok(proto::SortDirection::Desc) => Some(Direction::Descending),
-        Err(_) => {
-            violations.add("direction", "is not a known direction");
-            None
-        }
-    };
-    violations.finish()?;
-    let (Some(page_size), Some(order), Some(direction)) = (page_size, order, direction) else {
-        return Err(validated_field_missing("page_size"));
-    };
-    let fingerprint = format!(
-        "accounts|{order:?}|{direction:?}|{}|{}",
-        request.country,
-        request.query.trim()
+    let country = violations.check_optional(
+        "country",
+        (!request.country.is_empty()).then(|| Country::parse(&request.country)),
     );
-    Ok((
-        AccountListQuery {
-            country,
-            text,
-            order,
-            direction,
-            page_size,
-        },
-        fingerprint,
-    ))
+    let text = violations.check_optional(
+        "query",
+        (!request.query.trim().is_empty()).then(|| SearchText::parse(&request.query)),
+    );
+    let order = violations.order_by("order_by", request.order_by, |order| match order {
+        proto::AccountOrderBy::Unspecified | proto::AccountOrderBy::Email => AccountOrder::Email,
+        proto::AccountOrderBy::CreateTime => AccountOrder::CreatedAt,
+    });
+    let direction = violations.direction("direction", request.direction);
+    let valid = violations.finish()?;
+    let query = AccountListQuery {
+        country: valid.take(country),
+        text: valid.take(text),
+        order: valid.take(order),
+        direction: valid.take(direction),
+    };
+    let page = PageRequest::parse(
+        "accounts",
+        &query,
+        valid.take(page_size),
+        &request.page_token,
+    )?;
+    Ok((query, page))
+}
+
+/// A list with no filters or orderings: only its page.
+fn parse_page(resource: &str, page_size: i32, page_token: &str) -> Result<PageRequest, Error> {
+    let mut violations = Violations::new();
+    let size = violations.page_size("page_size", page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
+    let valid = violations.finish()?;
+    PageRequest::parse(resource, &(), valid.take(size), page_token)
 }
 
 fn parse_new_role(request: proto::CreateRoleRequest) -> Result<NewRole, Error> {
     let mut violations = Violations::new();
     let name = violations.check("name", RoleName::parse(&request.name));
     let description = violations.check("description", RoleDescription::parse(&request.description));
-    violations.finish()?;
-    match (name, description) {
-        (Some(name), Some(description)) => Ok(NewRole { name, description }),
-        _ => Err(validated_field_missing("name")),
-    }
+    let valid = violations.finish()?;
+    Ok(NewRole {
+        name: valid.take(name),
+        description: valid.take(description),
+    })
 }
 
 fn parse_role_changes(request: proto::UpdateRoleRequest) -> Result<(RoleName, RoleChanges), Error> {
     let mut violations = Violations::new();
     let name = violations.check("name", RoleName::parse(&request.name));
-    if request.expected_version < 1 {
-        violations.add("expected_version", "is required: the version you last read");
-    }
-    let description = request.description.as_deref().and_then(|description| {
-        violations.check("description", RoleDescription::parse(description))
-    });
-    violations.finish()?;
-    let name = name.ok_or_else(|| validated_field_missing("name"))?;
+    let expected_version =
+        violations.expected_version("expected_version", request.expected_version);
+    let description = violations.check_optional(
+        "description",
+        request.description.as_deref().map(RoleDescription::parse),
+    );
+    let valid = violations.finish()?;
     Ok((
-        name,
+        valid.take(name),
         RoleChanges {
-            expected_version: request.expected_version,
-            description,
+            expected_version: valid.take(expected_version),
+            description: valid.take(description),
         },
     ))
+}
+
+/// A record named by `key` (a role's name, a client's id) and the version a change expects.
+fn parse_keyed_change<K, E: std::fmt::Display>(
+    field: &str,
+    key: Result<K, E>,
+    expected_version: i64,
+    delete: bool,
+) -> Result<(K, i64), Error> {
+    let mut violations = Violations::new();
+    let key = violations.check(field, key);
+    let expected_version = if delete {
+        violations.delete_version("expected_version", expected_version)
+    } else {
+        violations.expected_version("expected_version", expected_version)
+    };
+    let valid = violations.finish()?;
+    Ok((valid.take(key), valid.take(expected_version)))
 }
 
 fn parse_role_name(field: &str, name: &str) -> Result<RoleName, Error> {
@@ -650,68 +606,71 @@ fn parse_grant(
     account_id: &str,
     role: &str,
     expected_version: i64,
-) -> Result<(Uuid, RoleName), Error> {
+) -> Result<(Uuid, RoleName, i64), Error> {
     let mut violations = Violations::new();
-    let account_id = violations.check(
-        "account_id",
-        parse_uuid("account_id", account_id).map_err(first_reason),
-    );
+    let account_id = violations.id("account_id", account_id);
     let role = violations.check("role", RoleName::parse(role));
-    if expected_version < 1 {
-        violations.add("expected_version", "is required: the version you last read");
-    }
-    violations.finish()?;
-    match (account_id, role) {
-        (Some(account_id), Some(role)) => Ok((account_id, role)),
-        _ => Err(validated_field_missing("account_id")),
-    }
+    let expected_version = violations.expected_version("expected_version", expected_version);
+    let valid = violations.finish()?;
+    Ok((
+        valid.take(account_id),
+        valid.take(role),
+        valid.take(expected_version),
+    ))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, Error> {
+    let mut violations = Violations::new();
+    let id = violations.id("id", id);
+    let valid = violations.finish()?;
+    Ok(valid.take(id))
 }
 
 fn parse_delete(id: &str, expected_version: i64) -> Result<(Uuid, i64), Error> {
     let mut violations = Violations::new();
-    let id = violations.check("id", parse_uuid("id", id).map_err(first_reason));
-    if expected_version < 0 {
-        violations.add(
-            "expected_version",
-            "must not be negative (0 deletes whatever the version)",
-        );
-    }
-    violations.finish()?;
-    let id = id.ok_or_else(|| validated_field_missing("id"))?;
-    Ok((id, expected_version))
+    let id = violations.id("id", id);
+    let expected_version = violations.delete_version("expected_version", expected_version);
+    let valid = violations.finish()?;
+    Ok((valid.take(id), valid.take(expected_version)))
 }
 
 fn parse_ids(ids: &[String]) -> Result<Vec<Uuid>, Error> {
     let mut violations = Violations::new();
-    if ids.len() > MAX_BATCH_IDS {
-        violations.add("ids", format!("must hold at most {MAX_BATCH_IDS} ids"));
+    let ids = violations.ids("ids", ids, MAX_BATCH_IDS);
+    let valid = violations.finish()?;
+    Ok(valid.take(ids))
+}
+
+/// A batch of records named by `field` (`names`, `client_ids`): at most [`MAX_BATCH_IDS`],
+/// each parsed by `parse`.
+fn parse_keys<K, E: std::fmt::Display>(
+    field: &str,
+    keys: &[String],
+    parse: impl FnMut(&String) -> Result<K, E>,
+) -> Result<Vec<K>, Error> {
+    let mut violations = Violations::new();
+    if keys.len() > MAX_BATCH_IDS {
+        violations.add(field, format!("must hold at most {MAX_BATCH_IDS} values"));
     }
-    let mut parsed = Vec::with_capacity(ids.len());
-    for (index, id) in ids.iter().enumerate() {
-        let field = format!("ids[{index}]");
-        if let Some(id) = violations.check(&field, parse_uuid(&field, id).map_err(first_reason)) {
-            parsed.push(id);
-        }
-    }
-    violations.finish()?;
-    Ok(parsed)
+    let keys = violations.each(field, keys, parse);
+    let valid = violations.finish()?;
+    Ok(valid.take(keys))
 }
 
 fn parse_new_client(request: proto::CreateClientRequest) -> Result<NewClient, Error> {
     let mut violations = Violations::new();
     let client_id = violations.check("client_id", ClientId::parse(&request.client_id));
     let name = violations.check("name", ClientName::parse(&request.name));
-    let kind = match proto::ClientType::try_from(request.r#type) {
-        Ok(proto::ClientType::Public) => Some(ClientKind::Public),
-        Ok(proto::ClientType::Confidential) => Some(ClientKind::Confidential),
-        Ok(proto::ClientType::Unspecified) | Err(_) => {
-            violations.add(
-                "type",
-                "is required: CLIENT_TYPE_PUBLIC or CLIENT_TYPE_CONFIDENTIAL",
-            );
-            None
-        }
-    };
+    let kind = violations.check(
+        "type",
+        match proto::ClientType::try_from(request.r#type) {
+            Ok(proto::ClientType::Public) => Ok(ClientKind::Public),
+            Ok(proto::ClientType::Confidential) => Ok(ClientKind::Confidential),
+            Ok(proto::ClientType::Unspecified) | Err(_) => {
+                Err("is required: CLIENT_TYPE_PUBLIC or CLIENT_TYPE_CONFIDENTIAL")
+            }
+        },
+    );
     let redirect_uris =
         parse_redirect_uris(&mut violations, "redirect_uris", &request.redirect_uris);
     let post_logout_redirect_uris = parse_redirect_uris(
@@ -719,40 +678,25 @@ fn parse_new_client(request: proto::CreateClientRequest) -> Result<NewClient, Er
         "post_logout_redirect_uris",
         &request.post_logout_redirect_uris,
     );
-    let roles = parse_roles(&mut violations, &request.roles);
+    let roles = parse_roles(&mut violations, "roles", &request.roles);
     // The kind's rules, checked here too so that they are reported with every other problem.
-    if let (Some(kind), Some(redirect_uris), Some(roles)) = (kind, &redirect_uris, &roles) {
+    if let (Some(kind), Some(redirect_uris), Some(roles)) =
+        (kind.peek(), redirect_uris.peek(), roles.peek())
+    {
         for violation in kind.violations(redirect_uris, roles) {
             violations.add(violation.field, violation.description);
         }
     }
-    violations.finish()?;
-    match (
-        client_id,
-        name,
-        kind,
-        redirect_uris,
-        post_logout_redirect_uris,
-        roles,
-    ) {
-        (
-            Some(client_id),
-            Some(name),
-            Some(kind),
-            Some(redirect_uris),
-            Some(post_logout_redirect_uris),
-            Some(roles),
-        ) => NewClient::new(
-            client_id,
-            name,
-            kind,
-            redirect_uris,
-            post_logout_redirect_uris,
-            roles,
-        )
-        .map_err(Error::Validation),
-        _ => Err(validated_field_missing("client")),
-    }
+    let valid = violations.finish()?;
+    NewClient::new(
+        valid.take(client_id),
+        valid.take(name),
+        valid.take(kind),
+        valid.take(redirect_uris),
+        valid.take(post_logout_redirect_uris),
+        valid.take(roles),
+    )
+    .map_err(Error::Validation)
 }
 
 fn parse_client_changes(
@@ -760,45 +704,33 @@ fn parse_client_changes(
 ) -> Result<(ClientId, ClientChanges), Error> {
     let mut violations = Violations::new();
     let client_id = violations.check("client_id", ClientId::parse(&request.client_id));
-    if request.expected_version < 1 {
-        violations.add("expected_version", "is required: the version you last read");
-    }
-    let name = request
-        .name
-        .as_deref()
-        .and_then(|name| violations.check("name", ClientName::parse(name)));
-    let redirect_uris = request
-        .redirect_uris
-        .as_ref()
-        .map(|list| parse_redirect_uris(&mut violations, "redirect_uris", &list.values));
-    let post_logout_redirect_uris = request.post_logout_redirect_uris.as_ref().map(|list| {
-        parse_redirect_uris(&mut violations, "post_logout_redirect_uris", &list.values)
-    });
-    let roles = request
-        .roles
-        .as_ref()
-        .map(|list| parse_roles_in(&mut violations, "roles", &list.values));
-    violations.finish()?;
-    let client_id = client_id.ok_or_else(|| validated_field_missing("client_id"))?;
-    // After `finish`, a list that was given parsed: `Some(None)` cannot happen.
-    let given = |list: Option<Option<Vec<_>>>, field| match list {
-        Some(None) => Err(validated_field_missing(field)),
-        Some(Some(values)) => Ok(Some(values)),
-        None => Ok(None),
+    let expected_version =
+        violations.expected_version("expected_version", request.expected_version);
+    let name = violations.check_optional("name", request.name.as_deref().map(ClientName::parse));
+    let redirect_uris = match &request.redirect_uris {
+        Some(list) => parse_redirect_uris(&mut violations, "redirect_uris", &list.values).map(Some),
+        None => Checked::absent(),
     };
+    let post_logout_redirect_uris = match &request.post_logout_redirect_uris {
+        Some(list) => {
+            parse_redirect_uris(&mut violations, "post_logout_redirect_uris", &list.values)
+                .map(Some)
+        }
+        None => Checked::absent(),
+    };
+    let roles = match &request.roles {
+        Some(list) => parse_roles(&mut violations, "roles", &list.values).map(Some),
+        None => Checked::absent(),
+    };
+    let valid = violations.finish()?;
     Ok((
-        client_id,
+        valid.take(client_id),
         ClientChanges {
-            expected_version: request.expected_version,
-            name,
-            redirect_uris: given(redirect_uris, "redirect_uris")?,
-            post_logout_redirect_uris: given(
-                post_logout_redirect_uris,
-                "post_logout_redirect_uris",
-            )?,
-            roles: roles
-                .map(|roles| roles.ok_or_else(|| validated_field_missing("roles")))
-                .transpose()?,
+            expected_version: valid.take(expected_version),
+            name: valid.take(name),
+            redirect_uris: valid.take(redirect_uris),
+            post_logout_redirect_uris: valid.take(post_logout_redirect_uris),
+            roles: valid.take(roles),
             disabled: request.disabled,
         },
     ))
@@ -808,52 +740,27 @@ fn parse_client_id(client_id: &str) -> Result<ClientId, Error> {
     ClientId::parse(client_id).map_err(|reason| Error::invalid("client_id", reason))
 }
 
-/// Each URI under `field[index]`; `None` when any is invalid or there are too many.
+/// At most [`MAX_REDIRECT_URIS`] URIs, each under `field[index]`.
 fn parse_redirect_uris(
     violations: &mut Violations,
     field: &str,
     texts: &[String],
-) -> Option<Vec<RedirectUri>> {
-    let mut valid = true;
+) -> Checked<Vec<RedirectUri>> {
     if texts.len() > MAX_REDIRECT_URIS {
         violations.add(field, format!("must hold at most {MAX_REDIRECT_URIS} URIs"));
-        valid = false;
     }
-    let mut uris = Vec::with_capacity(texts.len());
-    for (index, text) in texts.iter().enumerate() {
-        match violations.check(&format!("{field}[{index}]"), RedirectUri::parse(text)) {
-            Some(uri) => uris.push(uri),
-            None => valid = false,
-        }
-    }
-    valid.then_some(uris)
+    violations.each(field, texts, |text| RedirectUri::parse(text))
 }
 
-fn parse_roles(violations: &mut Violations, texts: &[String]) -> Option<Vec<RoleName>> {
-    parse_roles_in(violations, "roles", texts)
-}
-
-/// Each role name under `field[index]`, sorted, duplicates dropped; `None` when any is invalid.
-fn parse_roles_in(
+/// Each role name under `field[index]`, sorted, duplicates dropped.
+fn parse_roles(
     violations: &mut Violations,
     field: &str,
     texts: &[String],
-) -> Option<Vec<RoleName>> {
-    let mut valid = true;
-    let mut roles = Vec::with_capacity(texts.len());
-    for (index, text) in texts.iter().enumerate() {
-        match violations.check(&format!("{field}[{index}]"), RoleName::parse(text)) {
-            Some(role) => roles.push(role),
-            None => valid = false,
-        }
-    }
-    valid.then(|| sorted_roles(roles))
-}
-
-/// For the `let … else` after [`Violations::finish`]: a field that passed validation but is
-/// missing is a bug here, not the caller's fault.
-fn validated_field_missing(field: &str) -> Error {
-    Error::Unexpected(anyhow::anyhow!("validated field {field} missing"))
+) -> Checked<Vec<RoleName>> {
+    violations
+        .each(field, texts, |text| RoleName::parse(text))
+        .map(sorted_roles)
 }
 
 /// The plaintext of a freshly minted secret, for the one response that carries it. The response

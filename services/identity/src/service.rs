@@ -10,20 +10,20 @@ use std::sync::OnceLock;
 use anyhow::Context;
 use chassis::error::Error;
 use chassis::outbox::{self, Actor};
-use chassis::pagination::Continuation;
+use chassis::pagination::PageRequest;
 use chassis::storage::Database;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::domain::{
     self, Account, AccountChanges, AccountListQuery, BUILTIN_ROLES, Client, ClientChanges,
-    ClientKind, ClientSecret, Email, NewAccount, NewClient, NewRole, Page, Password, Role,
-    RoleChanges,
+    ClientId, ClientKind, ClientSecret, Email, NewAccount, NewClient, NewRole, Page, Password,
+    Role, RoleChanges, RoleName,
 };
 use emporium_proto::identity::v1::events;
 
 use crate::events::IdentityEvent;
-use crate::store::{self, Cursor};
+use crate::store;
 
 /// Who the service acts as in the events it records on its own (seeding built-in data): both
 /// the subject and the client id.
@@ -156,11 +156,11 @@ impl Identity {
     pub async fn list_accounts(
         &self,
         query: &AccountListQuery,
-        after: Option<&Continuation<Cursor>>,
+        page: &PageRequest,
         accessed_by: &Actor,
     ) -> Result<Page<Account>, Error> {
         let mut tx = self.database.begin_read().await?;
-        let page = store::list_accounts(&mut tx, query, after).await?;
+        let page = store::list_accounts(&mut tx, query, page).await?;
         tx.commit().await?;
         if !page.items.is_empty() {
             let mut tx = self.database.begin().await?;
@@ -378,10 +378,19 @@ impl Identity {
         })
     }
 
+    /// The roles among `names`, in no particular order.
     #[tracing::instrument(skip_all)]
-    pub async fn list_roles(&self) -> Result<Vec<Role>, Error> {
+    pub async fn get_roles(&self, names: &[RoleName]) -> Result<Vec<Role>, Error> {
         let mut tx = self.database.begin_read().await?;
-        let roles = store::list_roles(&mut tx).await?;
+        let roles = store::get_roles(&mut tx, names).await?;
+        tx.commit().await?;
+        Ok(roles)
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn list_roles(&self, page: &PageRequest) -> Result<Page<Role>, Error> {
+        let mut tx = self.database.begin_page_read(page.is_first()).await?;
+        let roles = store::list_roles(&mut tx, page).await?;
         tx.commit().await?;
         Ok(roles)
     }
@@ -461,14 +470,19 @@ impl Identity {
         })
     }
 
+    /// The clients among `client_ids`, in no particular order.
     #[tracing::instrument(skip_all)]
-    pub async fn list_clients(
-        &self,
-        page_size: i64,
-        after: Option<&Continuation<Cursor>>,
-    ) -> Result<Page<Client>, Error> {
+    pub async fn get_clients(&self, client_ids: &[ClientId]) -> Result<Vec<Client>, Error> {
         let mut tx = self.database.begin_read().await?;
-        let page = store::list_clients(&mut tx, page_size, after).await?;
+        let clients = store::get_clients(&mut tx, client_ids).await?;
+        tx.commit().await?;
+        Ok(clients)
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn list_clients(&self, page: &PageRequest) -> Result<Page<Client>, Error> {
+        let mut tx = self.database.begin_read().await?;
+        let page = store::list_clients(&mut tx, page).await?;
         tx.commit().await?;
         Ok(page)
     }

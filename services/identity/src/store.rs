@@ -9,12 +9,11 @@ use std::collections::HashMap;
 use anyhow::Context;
 use chassis::error::Error;
 use chassis::on_backend;
-use chassis::pagination::{Continuation, total_size};
+use chassis::pagination::{Continuation, Cursor, PageRequest, SortKey, total_size};
 use chassis::storage::{
     ConstraintViolation, Timestamp, Transaction, constraint_violation, invalid_field,
 };
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
@@ -23,20 +22,6 @@ use crate::domain::{
     ClientId, ClientKind, Direction, Email, NewAccount, NewClient, NewRole, Page, RedirectUri,
     Role, RoleChanges, RoleName,
 };
-
-/// Where a keyset page starts: the sort key and id of the last row of the previous page.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Cursor {
-    pub key: SortKey,
-    pub id: Uuid,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum SortKey {
-    Text(String),
-    /// RFC 3339, microseconds.
-    Time(String),
-}
 
 /// An account with what a login needs to check; the hash stays secret.
 #[derive(Debug)]
@@ -197,7 +182,7 @@ pub async fn find_credentials(
 pub async fn list_accounts(
     tx: &mut Transaction,
     query: &AccountListQuery,
-    after: Option<&Continuation<Cursor>>,
+    page: &PageRequest,
 ) -> Result<Page<Account>, Error> {
     let column = match query.order {
         AccountOrder::Email => "email",
@@ -215,20 +200,26 @@ pub async fn list_accounts(
         2,
         column,
         query.direction == Direction::Descending,
-        after.is_some(),
+        !page.is_first(),
     );
     let country = query.country.as_ref().map(|country| country.as_str());
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
-    let limit = query.page_size + 1;
+    let limit = page.size + 1;
     let (rows, total) = on_backend!(tx, conn => {
         let mut select = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql))
             .bind(country)
             .bind(pattern.as_deref())
             .bind(limit);
-        if let Some(Continuation { cursor, .. }) = after {
+        if let Some(Continuation { cursor, .. }) = &page.after {
             select = match &cursor.key {
                 SortKey::Text(text) => select.bind(text.as_str()),
-                SortKey::Time(text) => select.bind(parse_time(text)?),
+                SortKey::Time(text) => select.bind(SortKey::parse_time(text)?),
+                SortKey::Integer(_) => {
+                    return Err(Error::invalid(
+                        "page_token",
+                        "is not a token returned by this list",
+                    ));
+                }
             }
             .bind(cursor.id);
         }
@@ -237,11 +228,11 @@ pub async fn list_accounts(
             .bind(country)
             .bind(pattern.as_deref())
             .fetch_one(&mut *conn);
-        let total = total_size(after, rows.len(), query.page_size, count).await?;
+        let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
         Ok::<_, Error>((rows, total))
     })?;
     let accounts = with_roles(tx, rows).await?;
-    Ok(page(accounts, query.page_size, total))
+    Ok(Page::from_rows(accounts, page.size, total))
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %id))]
@@ -458,14 +449,68 @@ pub async fn get_role(tx: &mut Transaction, name: &str) -> Result<Option<Role>, 
     Ok(row.map(Role::from))
 }
 
-/// Every role, by name (there are few).
+/// The roles among `names` (in no particular order).
 #[tracing::instrument(skip_all)]
-pub async fn list_roles(tx: &mut Transaction) -> Result<Vec<Role>, Error> {
-    let sql = format!("SELECT {ROLE_COLUMNS} FROM roles ORDER BY name");
+pub async fn get_roles(tx: &mut Transaction, names: &[RoleName]) -> Result<Vec<Role>, Error> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {ROLE_COLUMNS} FROM roles WHERE name IN ({})",
+        chassis::storage::placeholders(1, names.len())
+    );
     let rows = on_backend!(tx, conn => {
-        sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql)).fetch_all(conn).await
+        let mut query = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql));
+        for name in names {
+            query = query.bind(name.as_str());
+        }
+        query.fetch_all(conn).await
     })?;
     Ok(rows.into_iter().map(Role::from).collect())
+}
+
+/// A page of roles by name.
+#[tracing::instrument(skip_all)]
+pub async fn list_roles(tx: &mut Transaction, page: &PageRequest) -> Result<Page<Role>, Error> {
+    let (sql, count_sql) = chassis::storage::keyset_sql(
+        "roles",
+        ROLE_COLUMNS,
+        "1 = 1",
+        0,
+        "name",
+        false,
+        !page.is_first(),
+    );
+    let limit = page.size + 1;
+    let (rows, total) = on_backend!(tx, conn => {
+        let mut select = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql)).bind(limit);
+        if let Some(Continuation { cursor, .. }) = &page.after {
+            select = match &cursor.key {
+                SortKey::Text(text) => select.bind(text.as_str()),
+                SortKey::Integer(_) | SortKey::Time(_) => {
+                    return Err(Error::invalid(
+                        "page_token",
+                        "is not a token returned by this list",
+                    ));
+                }
+            }
+            .bind(cursor.id);
+        }
+        let rows = select.fetch_all(&mut *conn).await?;
+        let count = sqlx::query_scalar(AssertSqlSafe(count_sql)).fetch_one(&mut *conn);
+        let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
+        Ok::<_, Error>((rows, total))
+    })?;
+    let roles = rows.into_iter().map(Role::from).collect();
+    Ok(Page::from_rows(roles, page.size, total))
+}
+
+/// The cursor that continues a list of roles after `role`.
+pub fn role_cursor(role: &Role) -> Cursor {
+    Cursor {
+        key: SortKey::Text(role.name.clone()),
+        id: role.id,
+    }
 }
 
 #[tracing::instrument(skip_all, fields(role = name))]
@@ -620,7 +665,7 @@ pub async fn delete_role(
 pub fn account_cursor(account: &Account, order: AccountOrder) -> Cursor {
     let key = match order {
         AccountOrder::Email => SortKey::Text(account.email.clone()),
-        AccountOrder::CreatedAt => SortKey::Time(account.created_at.to_rfc3339()),
+        AccountOrder::CreatedAt => SortKey::time(account.created_at),
     };
     Cursor {
         key,
@@ -680,6 +725,29 @@ pub async fn get_client(tx: &mut Transaction, client_id: &str) -> Result<Option<
     }
 }
 
+/// The clients among `client_ids` (in no particular order).
+#[tracing::instrument(skip_all)]
+pub async fn get_clients(
+    tx: &mut Transaction,
+    client_ids: &[ClientId],
+) -> Result<Vec<Client>, Error> {
+    if client_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id IN ({})",
+        chassis::storage::placeholders(1, client_ids.len())
+    );
+    let rows = on_backend!(tx, conn => {
+        let mut query = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql));
+        for client_id in client_ids {
+            query = query.bind(client_id.as_str());
+        }
+        query.fetch_all(conn).await
+    })?;
+    with_client_roles(tx, rows).await
+}
+
 /// The client with `client_id` and its secret hash, for authenticating it at the token endpoint.
 #[tracing::instrument(skip_all, fields(client_id = client_id))]
 pub async fn find_client_credentials(
@@ -715,11 +783,7 @@ pub async fn find_client_credentials(
 
 /// A page of clients by `client_id`.
 #[tracing::instrument(skip_all)]
-pub async fn list_clients(
-    tx: &mut Transaction,
-    page_size: i64,
-    after: Option<&Continuation<Cursor>>,
-) -> Result<Page<Client>, Error> {
+pub async fn list_clients(tx: &mut Transaction, page: &PageRequest) -> Result<Page<Client>, Error> {
     let (sql, count_sql) = chassis::storage::keyset_sql(
         "oauth_clients",
         CLIENT_COLUMNS,
@@ -727,15 +791,15 @@ pub async fn list_clients(
         0,
         "client_id",
         false,
-        after.is_some(),
+        !page.is_first(),
     );
-    let limit = page_size + 1;
+    let limit = page.size + 1;
     let (rows, total) = on_backend!(tx, conn => {
         let mut select = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql)).bind(limit);
-        if let Some(Continuation { cursor, .. }) = after {
+        if let Some(Continuation { cursor, .. }) = &page.after {
             select = match &cursor.key {
                 SortKey::Text(text) => select.bind(text.as_str()),
-                SortKey::Time(_) => {
+                SortKey::Integer(_) | SortKey::Time(_) => {
                     return Err(Error::invalid(
                         "page_token",
                         "is not a token returned by this list",
@@ -746,11 +810,11 @@ pub async fn list_clients(
         }
         let rows = select.fetch_all(&mut *conn).await?;
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql)).fetch_one(&mut *conn);
-        let total = total_size(after, rows.len(), page_size, count).await?;
+        let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
         Ok::<_, Error>((rows, total))
     })?;
     let clients = with_client_roles(tx, rows).await?;
-    Ok(page(clients, page_size, total))
+    Ok(Page::from_rows(clients, page.size, total))
 }
 
 /// Applies `changes` (roles replaced when given) and bumps the version. The caller has checked
@@ -934,21 +998,6 @@ async fn account_after_write(
             expected_version,
         )),
     }
-}
-
-fn page<T>(mut items: Vec<T>, page_size: i64, total: i64) -> Page<T> {
-    let has_more = items.len() as i64 > page_size;
-    items.truncate(page_size as usize);
-    Page {
-        items,
-        has_more,
-        total,
-    }
-}
-
-fn parse_time(text: &str) -> Result<Timestamp, Error> {
-    Timestamp::parse_rfc3339(text)
-        .map_err(|_| Error::invalid("page_token", "is not a token returned by this list"))
 }
 
 fn role_in_use(name: &str, holders: &str) -> Error {

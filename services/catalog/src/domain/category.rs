@@ -49,7 +49,6 @@ pub struct CategoryListQuery {
     pub text: Option<SearchText>,
     pub order: CategoryOrder,
     pub direction: Direction,
-    pub page_size: i64,
 }
 
 impl CategoryName {

@@ -14,17 +14,4 @@ pub use product::{
 };
 pub use text::{Description, SearchText};
 
-/// Sort direction of a list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    Ascending,
-    Descending,
-}
-
-/// A page of a list: the items, whether more follow, and how many match in all.
-#[derive(Clone, Debug)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub has_more: bool,
-    pub total: i64,
-}
+pub use chassis::pagination::{Direction, Page};

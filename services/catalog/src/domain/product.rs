@@ -86,7 +86,6 @@ pub struct ProductListQuery {
     pub sku: Option<Sku>,
     pub order: ProductOrder,
     pub direction: Direction,
-    pub page_size: i64,
 }
 
 // === impl Sku ===

@@ -86,7 +86,6 @@ pub struct AccountListQuery {
     pub text: Option<SearchText>,
     pub order: AccountOrder,
     pub direction: Direction,
-    pub page_size: i64,
 }
 
 // === impl Email ===

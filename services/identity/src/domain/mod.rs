@@ -19,17 +19,4 @@ pub use password::{Password, hash_password, verify_password};
 pub use role::{BUILTIN_ROLES, BuiltinRole, NewRole, Role, RoleChanges, RoleDescription, RoleName};
 pub use text::SearchText;
 
-/// Sort direction of a list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    Ascending,
-    Descending,
-}
-
-/// A page of a list: the items, whether more follow, and how many match in all.
-#[derive(Clone, Debug)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub has_more: bool,
-    pub total: i64,
-}
+pub use chassis::pagination::{Direction, Page};

@@ -109,7 +109,7 @@ async fn callers_without_the_admin_role_are_denied_and_change_nothing(backend: B
         .unwrap_err();
     let list_roles = app
         .client()
-        .list_roles(with_token(proto::ListRolesRequest {}, &manager))
+        .list_roles(with_token(proto::ListRolesRequest::default(), &manager))
         .await
         .unwrap_err();
 

@@ -565,7 +565,7 @@ impl Snapshot {
             .accounts;
         let roles = app
             .client()
-            .list_roles(app.admin(proto::ListRolesRequest {}))
+            .list_roles(app.admin(proto::ListRolesRequest::default()))
             .await
             .unwrap()
             .into_inner()

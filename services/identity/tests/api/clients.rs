@@ -23,6 +23,7 @@ both_backends!(
     an_update_with_a_stale_version_is_aborted_and_changes_nothing,
     a_deleted_client_is_gone,
     lists_are_ordered_by_client_id_and_paged,
+    a_batch_of_clients_comes_in_request_order_with_the_missing_ids,
     callers_without_a_token_are_unauthenticated_and_non_admins_denied,
     every_change_records_one_event_without_the_secret,
     a_role_held_by_a_client_cannot_be_deleted,
@@ -775,4 +776,37 @@ async fn stored_secret_hash(app: &TestApp, client_id: &str) -> Option<String> {
         assert!(!debug.contains(secret_hash.as_str()), "{debug}");
     }
     credentials.secret_hash
+}
+
+async fn a_batch_of_clients_comes_in_request_order_with_the_missing_ids(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for client_id in ["web", "android"] {
+        app.create_client(public_client(client_id)).await;
+    }
+    let batch = |client_ids: &[&str]| proto::BatchGetClientsRequest {
+        client_ids: client_ids.iter().map(|id| (*id).to_owned()).collect(),
+    };
+
+    let found = app
+        .client()
+        .batch_get_clients(app.admin(batch(&["web", "ios", "android"])))
+        .await
+        .unwrap()
+        .into_inner();
+    let invalid = app
+        .client()
+        .batch_get_clients(app.admin(batch(&["", "web"])))
+        .await
+        .unwrap_err();
+
+    let client_ids: Vec<&str> = found
+        .clients
+        .iter()
+        .map(|client| client.client_id.as_str())
+        .collect();
+    assert_eq!(client_ids, ["web", "android"]);
+    assert_eq!(found.missing_client_ids, ["ios"]);
+    assert!(found.clients.iter().all(|client| client.version == 1));
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&invalid), ["client_ids[0]"]);
 }

@@ -106,7 +106,7 @@ async fn every_record_history_starts_with_its_creation_and_has_no_gap(backend: B
     let mut living: Vec<(String, i64)> = Vec::new();
     let roles = app
         .client()
-        .list_roles(app.admin(proto::ListRolesRequest {}))
+        .list_roles(app.admin(proto::ListRolesRequest::default()))
         .await
         .unwrap()
         .into_inner()
@@ -198,7 +198,7 @@ async fn an_old_database_gets_the_missing_creation_events_of_its_built_in_roles(
 
     let roles = app
         .client()
-        .list_roles(app.admin(proto::ListRolesRequest {}))
+        .list_roles(app.admin(proto::ListRolesRequest::default()))
         .await
         .unwrap()
         .into_inner()

@@ -14,6 +14,8 @@ both_backends!(
     grants_and_revokes_show_in_the_account_and_bump_its_version,
     a_role_still_granted_cannot_be_deleted,
     a_grant_with_a_stale_version_is_aborted_and_changes_nothing,
+    roles_are_listed_by_name_in_pages,
+    a_batch_of_roles_comes_in_request_order_with_the_missing_names,
 );
 
 async fn the_built_in_roles_exist_and_cannot_be_deleted(backend: Backend) {
@@ -21,7 +23,7 @@ async fn the_built_in_roles_exist_and_cannot_be_deleted(backend: Backend) {
 
     let roles = app
         .client()
-        .list_roles(app.admin(proto::ListRolesRequest {}))
+        .list_roles(app.admin(proto::ListRolesRequest::default()))
         .await
         .unwrap()
         .into_inner()
@@ -136,7 +138,7 @@ async fn an_invalid_role_name_is_refused_and_nothing_changes(backend: Backend) {
     }
     let roles = app
         .client()
-        .list_roles(app.admin(proto::ListRolesRequest {}))
+        .list_roles(app.admin(proto::ListRolesRequest::default()))
         .await
         .unwrap()
         .into_inner()
@@ -263,4 +265,72 @@ async fn a_grant_with_a_stale_version_is_aborted_and_changes_nothing(backend: Ba
     let read = app.get_account(&account.id).await.unwrap();
     assert!(read.roles.is_empty());
     assert_eq!(read.version, 1);
+}
+
+async fn roles_are_listed_by_name_in_pages(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_role("warehouse").await;
+
+    let mut names = Vec::new();
+    let mut page_token = String::new();
+    let mut n_pages = 0;
+    loop {
+        let page = app
+            .client()
+            .list_roles(app.admin(proto::ListRolesRequest {
+                page_size: 2,
+                page_token: page_token.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        n_pages += 1;
+        assert_eq!(page.total_size, 5);
+        names.extend(page.roles.into_iter().map(|role| role.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let too_large = app
+        .client()
+        .list_roles(app.admin(proto::ListRolesRequest {
+            page_size: 501,
+            page_token: String::new(),
+        }))
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        names,
+        ["admin", "catalog-manager", "customer", "sales", "warehouse"]
+    );
+    assert_eq!(n_pages, 3);
+    assert_eq!(too_large.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&too_large), ["page_size"]);
+}
+
+async fn a_batch_of_roles_comes_in_request_order_with_the_missing_names(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let batch = |names: &[&str]| proto::BatchGetRolesRequest {
+        names: names.iter().map(|name| (*name).to_owned()).collect(),
+    };
+
+    let found = app
+        .client()
+        .batch_get_roles(app.admin(batch(&["sales", "nobody", "admin", "sales"])))
+        .await
+        .unwrap()
+        .into_inner();
+    let invalid = app
+        .client()
+        .batch_get_roles(app.admin(batch(&["sales", "Not A Role"])))
+        .await
+        .unwrap_err();
+
+    let names: Vec<&str> = found.roles.iter().map(|role| role.name.as_str()).collect();
+    assert_eq!(names, ["sales", "admin"]);
+    assert_eq!(found.missing_names, ["nobody"]);
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&invalid), ["names[1]"]);
 }
