@@ -645,6 +645,32 @@ pub fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// Binds a keyset page's start (the cursor's sort key, then its id) after a [`keyset_sql`] page
+/// query's other parameters; nothing on a first page. A time key that does not parse was not
+/// made by the list: INVALID_ARGUMENT on `page_token`.
+pub fn bind_cursor<'q, DB, O>(
+    query: sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments>,
+    page: &'q crate::pagination::PageRequest,
+) -> Result<sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments>, crate::error::Error>
+where
+    DB: sqlx::Database,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    uuid::Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    use crate::pagination::{Continuation, SortKey};
+    let Some(Continuation { cursor, .. }) = &page.after else {
+        return Ok(query);
+    };
+    let query = match &cursor.key {
+        SortKey::Text(text) => query.bind(text.as_str()),
+        SortKey::Integer(value) => query.bind(*value),
+        SortKey::Time(text) => query.bind(SortKey::parse_time(text)?),
+    };
+    Ok(query.bind(cursor.id))
+}
+
 /// The keyset page query and its count query over `table`. `filter` uses
 /// `$1..=$n_filter_params`; the limit is the next parameter and the cursor's key and id follow.
 /// `column` must come from a fixed list, never from the caller.

@@ -3,7 +3,7 @@
 
 use chassis::error::Error;
 use chassis::on_backend;
-use chassis::pagination::{Continuation, Cursor, PageRequest, SortKey, total_size};
+use chassis::pagination::{Cursor, PageRequest, SortKey, total_size};
 use chassis::storage::{
     ConstraintViolation, Timestamp, Transaction, constraint_violation, invalid_field,
 };
@@ -136,17 +136,10 @@ pub async fn list_categories(
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
     let limit = page.size + 1;
     let (rows, total) = on_backend!(tx, conn => {
-        let mut select = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql))
+        let select = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql))
             .bind(pattern.as_deref())
             .bind(limit);
-        if let Some(Continuation { cursor, .. }) = &page.after {
-            select = match &cursor.key {
-                SortKey::Text(text) => select.bind(text.as_str()),
-                SortKey::Integer(value) => select.bind(*value),
-                SortKey::Time(text) => select.bind(SortKey::parse_time(text)?),
-            }
-            .bind(cursor.id);
-        }
+        let select = chassis::storage::bind_cursor(select, page)?;
         let rows = select.fetch_all(&mut *conn).await?;
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql))
             .bind(pattern.as_deref())
@@ -327,19 +320,12 @@ pub async fn list_products(
     let sku = query.sku.as_ref().map(|sku| sku.as_str());
     let limit = page.size + 1;
     let (rows, total) = on_backend!(tx, conn => {
-        let mut select = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql))
+        let select = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql))
             .bind(query.category_id)
             .bind(pattern.as_deref())
             .bind(sku)
             .bind(limit);
-        if let Some(Continuation { cursor, .. }) = &page.after {
-            select = match &cursor.key {
-                SortKey::Text(text) => select.bind(text.as_str()),
-                SortKey::Integer(value) => select.bind(*value),
-                SortKey::Time(text) => select.bind(SortKey::parse_time(text)?),
-            }
-            .bind(cursor.id);
-        }
+        let select = chassis::storage::bind_cursor(select, page)?;
         let rows = select.fetch_all(&mut *conn).await?;
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql))
             .bind(query.category_id)

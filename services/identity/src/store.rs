@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use chassis::error::Error;
 use chassis::on_backend;
-use chassis::pagination::{Continuation, Cursor, PageRequest, SortKey, total_size};
+use chassis::pagination::{Cursor, PageRequest, SortKey, total_size};
 use chassis::storage::{
     ConstraintViolation, Timestamp, Transaction, constraint_violation, invalid_field,
 };
@@ -206,23 +206,11 @@ pub async fn list_accounts(
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
     let limit = page.size + 1;
     let (rows, total) = on_backend!(tx, conn => {
-        let mut select = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql))
+        let select = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql))
             .bind(country)
             .bind(pattern.as_deref())
             .bind(limit);
-        if let Some(Continuation { cursor, .. }) = &page.after {
-            select = match &cursor.key {
-                SortKey::Text(text) => select.bind(text.as_str()),
-                SortKey::Time(text) => select.bind(SortKey::parse_time(text)?),
-                SortKey::Integer(_) => {
-                    return Err(Error::invalid(
-                        "page_token",
-                        "is not a token returned by this list",
-                    ));
-                }
-            }
-            .bind(cursor.id);
-        }
+        let select = chassis::storage::bind_cursor(select, page)?;
         let rows = select.fetch_all(&mut *conn).await?;
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql))
             .bind(country)
@@ -483,19 +471,8 @@ pub async fn list_roles(tx: &mut Transaction, page: &PageRequest) -> Result<Page
     );
     let limit = page.size + 1;
     let (rows, total) = on_backend!(tx, conn => {
-        let mut select = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql)).bind(limit);
-        if let Some(Continuation { cursor, .. }) = &page.after {
-            select = match &cursor.key {
-                SortKey::Text(text) => select.bind(text.as_str()),
-                SortKey::Integer(_) | SortKey::Time(_) => {
-                    return Err(Error::invalid(
-                        "page_token",
-                        "is not a token returned by this list",
-                    ));
-                }
-            }
-            .bind(cursor.id);
-        }
+        let select = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql)).bind(limit);
+        let select = chassis::storage::bind_cursor(select, page)?;
         let rows = select.fetch_all(&mut *conn).await?;
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql)).fetch_one(&mut *conn);
         let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
@@ -795,19 +772,8 @@ pub async fn list_clients(tx: &mut Transaction, page: &PageRequest) -> Result<Pa
     );
     let limit = page.size + 1;
     let (rows, total) = on_backend!(tx, conn => {
-        let mut select = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql)).bind(limit);
-        if let Some(Continuation { cursor, .. }) = &page.after {
-            select = match &cursor.key {
-                SortKey::Text(text) => select.bind(text.as_str()),
-                SortKey::Integer(_) | SortKey::Time(_) => {
-                    return Err(Error::invalid(
-                        "page_token",
-                        "is not a token returned by this list",
-                    ));
-                }
-            }
-            .bind(cursor.id);
-        }
+        let select = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql)).bind(limit);
+        let select = chassis::storage::bind_cursor(select, page)?;
         let rows = select.fetch_all(&mut *conn).await?;
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql)).fetch_one(&mut *conn);
         let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
