@@ -148,7 +148,7 @@ async fn call(channel: &tonic::transport::Channel, path: &str, token: Option<&st
 /// Sends and receives messages as the raw bytes they are on the wire, so any RPC can be called
 /// without its generated types.
 #[derive(Clone, Copy, Debug, Default)]
-struct RawCodec;
+pub(crate) struct RawCodec;
 
 impl Codec for RawCodec {
     type Encode = Vec<u8>;

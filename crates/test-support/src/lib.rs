@@ -3,6 +3,7 @@
 //! on both. The real servers are required for the PostgreSQL + NATS half: a test that cannot
 //! reach them fails with the reason, it is never skipped.
 
+mod app;
 mod contract_access;
 mod postgres_cluster;
 
@@ -15,6 +16,7 @@ use futures::StreamExt;
 use secrecy::SecretString;
 use uuid::Uuid;
 
+pub use app::{Spawn, TestApp, service_settings, spawn_service};
 pub use contract_access::assert_access_matches_contract;
 pub use postgres_cluster::PostgresCluster;
 

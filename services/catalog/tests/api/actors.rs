@@ -5,12 +5,12 @@ use chassis::auth::roles;
 use emporium_proto::catalog::v1 as proto;
 use test_support::{Backend, both_backends, with_token};
 
-use crate::helpers::spawn_app_without_relay;
+use crate::helpers::{CatalogApp as _, spawn_app};
 
 both_backends!(every_change_event_names_the_caller_who_made_it);
 
 async fn every_change_event_names_the_caller_who_made_it(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let admin_token = app.issuer.token_with(&chassis::auth::Claims {
         client_id: "backoffice".to_owned(),
         ..app.issuer.claims("admin-7", &[roles::ADMIN])

@@ -13,7 +13,7 @@ use test_support::{
 };
 use tonic::Code;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_without_relay, valid_product};
+use crate::helpers::{CatalogApp as _, TestApp, spawn_app, valid_product};
 
 both_backends!(
     catalog_managers_and_admins_may_create_update_and_delete,
@@ -32,7 +32,7 @@ backend_independent!(
 
 async fn every_rpc_admits_exactly_the_roles_its_contract_declares(backend: Backend) {
     // Arrange
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let n_events_before = unpublished_events(&app).await;
 
     // Act and assert: every RPC of the descriptor set, each kind of caller.
@@ -50,7 +50,7 @@ async fn every_rpc_admits_exactly_the_roles_its_contract_declares(backend: Backe
 
 async fn a_create_without_a_valid_token_or_role_is_refused_and_changes_nothing(backend: Backend) {
     // Arrange
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let category = app.create_category("Tea").await;
     let n_events_before = unpublished_events(&app).await;
 
@@ -76,7 +76,7 @@ async fn an_update_or_delete_without_a_valid_token_or_role_is_refused_and_change
     backend: Backend,
 ) {
     // Arrange
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let category = app.create_category("Tea").await;
     let product = app
         .create_product(&category.id, "TEA-1", "Sencha", 1299)
@@ -337,7 +337,7 @@ async fn the_role_is_checked_before_the_request_is_read(backend: Backend) {
 
 async fn an_id_token_is_no_bearer_token(backend: Backend) {
     // Arrange
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let category = app.create_category("Tea").await;
     let n_events_before = unpublished_events(&app).await;
     let claims = app.issuer.claims("manager-1", &[roles::CATALOG_MANAGER]);

@@ -9,7 +9,7 @@ use emporium_proto::catalog::v1 as proto;
 use test_support::{Backend, backend_independent, both_backends};
 use tonic::Code;
 
-use crate::helpers::{TestApp, field_violations, spawn_app_without_relay, valid_product};
+use crate::helpers::{CatalogApp as _, TestApp, field_violations, spawn_app, valid_product};
 
 both_backends!(
     nul_in_any_text_field_of_a_create_is_refused_and_nothing_changes,
@@ -32,7 +32,7 @@ const NUL: &str = "Tea\0; DROP";
 const TERMINAL_ESCAPE: &str = "Tea\x07\x1b[31m";
 
 async fn nul_in_any_text_field_of_a_create_is_refused_and_nothing_changes(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let category = app.create_category("Tea").await;
     let before = Snapshot::take(&app).await;
     let product = || valid_product(&category.id, "TEA-1", "Sencha", 1299);
@@ -106,7 +106,7 @@ async fn nul_in_any_text_field_of_a_create_is_refused_and_nothing_changes(backen
 }
 
 async fn nul_in_any_text_field_of_an_update_is_refused_and_nothing_changes(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let category = app.create_category("Tea").await;
     let product = app
         .create_product(&category.id, "TEA-1", "Sencha", 1299)
@@ -193,7 +193,7 @@ async fn nul_in_any_text_field_of_an_update_is_refused_and_nothing_changes(backe
 }
 
 async fn control_characters_in_names_are_refused(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let category = app.create_category("Tea").await;
     let product = app
         .create_product(&category.id, "TEA-1", "Sencha", 1299)
@@ -261,7 +261,7 @@ async fn control_characters_in_names_are_refused(backend: Backend) {
 }
 
 async fn currencies_outside_iso_4217_are_refused(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let category = app.create_category("Tea").await;
     let product = app
         .create_product(&category.id, "TEA-1", "Sencha", 1299)
@@ -301,7 +301,7 @@ async fn currencies_outside_iso_4217_are_refused(backend: Backend) {
 }
 
 async fn amounts_and_stock_above_their_bounds_are_refused(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let category = app.create_category("Tea").await;
     let product = app
         .create_product(&category.id, "TEA-1", "Sencha", 1299)
@@ -361,7 +361,7 @@ async fn amounts_and_stock_above_their_bounds_are_refused(backend: Backend) {
 }
 
 async fn the_bounds_themselves_are_accepted(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let category = app.create_category("Tea").await;
 
     let created = app
@@ -390,7 +390,7 @@ async fn the_bounds_themselves_are_accepted(backend: Backend) {
 }
 
 async fn nul_in_a_search_is_refused(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
 
     let products = app
         .client()
@@ -414,7 +414,7 @@ async fn nul_in_a_search_is_refused(backend: Backend) {
 }
 
 async fn non_ascii_text_is_stored_as_given(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let category = app
         .client()
         .create_category(proto::CreateCategoryRequest {
@@ -468,7 +468,7 @@ async fn non_ascii_text_is_stored_as_given(backend: Backend) {
 async fn every_check_of_the_schema_names_its_column(backend: Backend) {
     use chassis::storage::{ConstraintViolation, constraint_concerns, constraint_violation};
 
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let category = app.create_category("Tea").await;
     let product = app
         .create_product(&category.id, "TEA-1", "Sencha", 1299)

@@ -4,7 +4,7 @@ use emporium_proto::catalog::v1 as proto;
 use test_support::{Backend, backend_independent, both_backends};
 use tonic::Code;
 
-use crate::helpers::{spawn_app, violated_fields};
+use crate::helpers::{CatalogApp as _, spawn_app, violated_fields};
 
 both_backends!(
     a_created_category_can_be_read_back,

@@ -22,7 +22,7 @@ use emporium_proto::catalog::v1::Product;
 use test_support::{Backend, PostgresCluster, TestDatabase, both_backends, eventually};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_without_relay};
+use crate::helpers::{CatalogApp as _, TestApp, spawn_app};
 
 both_backends!(
     a_consumer_given_duplicates_and_disorder_ends_in_the_right_state,
@@ -39,7 +39,7 @@ both_backends!(
 const PATIENCE: Duration = Duration::from_secs(30);
 
 async fn a_consumer_given_duplicates_and_disorder_ends_in_the_right_state(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let database = app.database().await;
     create_projection_table(&database, "product_names").await;
     let namespace = app.test_bus.namespace.clone();
@@ -176,7 +176,7 @@ async fn a_database_outage_longer_than_every_retry_dead_letters_nothing(backend:
 async fn a_message_that_is_no_cloudevent_is_dead_lettered_at_once_and_later_events_flow(
     backend: Backend,
 ) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let database = app.database().await;
     create_projection_table(&database, "product_names").await;
     let projection = NameProjection::new("product_names");
@@ -243,7 +243,7 @@ async fn a_message_that_is_no_cloudevent_is_dead_lettered_at_once_and_later_even
 
 async fn a_refused_event_is_dead_lettered_and_a_redrive_applies_it_exactly_once(backend: Backend) {
     // Arrange: two consumers of the same events; one refuses them for now.
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let database = app.database().await;
     create_projection_table(&database, "refused_names").await;
     create_projection_table(&database, "healthy_names").await;
@@ -344,7 +344,7 @@ async fn a_refused_event_is_dead_lettered_and_a_redrive_applies_it_exactly_once(
 
 async fn latest_version_wins_applies_the_first_version_seen_and_skips_older_ones(backend: Backend) {
     // Arrange: history the consumer never saw before version 3 (it started late).
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let database = app.database().await;
     create_projection_table(&database, "product_names").await;
     let product_id = uuid::Uuid::new_v4();
@@ -387,7 +387,7 @@ async fn latest_version_wins_applies_the_first_version_seen_and_skips_older_ones
 
 async fn strict_sequence_dead_letters_a_gap_after_its_timeout(backend: Backend) {
     // Arrange: version 2 never comes.
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let database = app.database().await;
     create_projection_table(&database, "product_names").await;
     let product_id = uuid::Uuid::new_v4();
@@ -444,7 +444,7 @@ async fn one_failing_delivery_does_not_hold_up_the_rest_of_its_batch(backend: Ba
     // Arrange: a message first in the batch that the consumer cannot settle: it is no
     // CloudEvent, and its dead letter (the payload plus the reason headers) is more than the bus
     // takes. Behind it, three good events. The ack wait is far longer than the test waits.
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let database = app.database().await;
     create_projection_table(&database, "product_names").await;
     let namespace = &app.test_bus.namespace;
@@ -603,7 +603,7 @@ async fn the_inbox_is_pruned_past_the_duplicate_window_and_keeps_recent_event_id
     backend: Backend,
 ) {
     // Arrange: two events handled; one of them, by its inbox row, a day and an hour ago.
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let database = app.database().await;
     create_projection_table(&database, "product_names").await;
     let old = envelope(uuid::Uuid::new_v4(), 1, "old");

@@ -13,7 +13,7 @@ use emporium_proto::catalog::v1::{self as proto, events};
 use test_support::{Backend, both_backends, event_data, eventually};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{spawn_app, spawn_app_without_relay};
+use crate::helpers::{CatalogApp as _, spawn_app};
 
 both_backends!(
     every_change_records_one_event_in_version_order,
@@ -76,7 +76,7 @@ async fn every_change_records_one_event_in_version_order(backend: Backend) {
 }
 
 async fn a_rolled_back_transaction_records_nothing(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let database = app.database().await;
     let aggregate_id = uuid::Uuid::new_v4();
     let mut tx = database.begin().await.unwrap();
@@ -91,7 +91,7 @@ async fn a_rolled_back_transaction_records_nothing(backend: Backend) {
 }
 
 async fn a_second_change_event_at_one_version_is_refused(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let database = app.database().await;
     let aggregate_id = uuid::Uuid::new_v4();
     let mut first_writer = database.begin().await.unwrap();
@@ -129,7 +129,7 @@ async fn a_second_change_event_at_one_version_is_refused(backend: Backend) {
 }
 
 async fn audit_events_may_share_a_version(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let database = app.database().await;
     let aggregate_id = uuid::Uuid::new_v4();
     let mut tx = database.begin().await.unwrap();
@@ -224,7 +224,7 @@ async fn events_reach_the_bus_as_cloudevents(backend: Backend) {
 }
 
 async fn a_relay_crash_mid_stream_loses_and_duplicates_nothing(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let category = app.create_category("Tea").await;
     let n_products = 150;
     for index in 0..n_products {
@@ -280,7 +280,7 @@ async fn a_relay_crash_mid_stream_loses_and_duplicates_nothing(backend: Backend)
 }
 
 async fn an_event_the_bus_refuses_is_parked_and_later_events_flow(backend: Backend) {
-    let app = spawn_app_without_relay(backend).await;
+    let app = spawn_app(backend).without_relay().await;
     let database = app.database().await;
     let aggregate_id = uuid::Uuid::new_v4();
     // Version 1 is larger than either bus takes (both refuse more than 1 MiB); version 2 is not.

@@ -5,7 +5,7 @@
 use emporium_proto::catalog::v1 as proto;
 use test_support::{Backend, assert_history_starts_at_creation, both_backends};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{CatalogApp as _, spawn_app};
 
 both_backends!(every_record_history_starts_with_its_creation_and_has_no_gap,);
 

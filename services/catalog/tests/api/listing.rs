@@ -6,7 +6,7 @@ use emporium_proto::catalog::v1 as proto;
 use test_support::{Backend, both_backends};
 use tonic::Code;
 
-use crate::helpers::{spawn_app, valid_product, violated_fields};
+use crate::helpers::{CatalogApp as _, spawn_app, valid_product, violated_fields};
 
 both_backends!(
     lists_filter_by_category_text_and_sku,

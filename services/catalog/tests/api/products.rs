@@ -4,7 +4,9 @@ use emporium_proto::catalog::v1 as proto;
 use test_support::{Backend, backend_independent, both_backends};
 use tonic::Code;
 
-use crate::helpers::{field_violations, spawn_app, valid_product, violated_fields};
+use crate::helpers::{
+    CatalogApp as _, field_violations, spawn_app, valid_product, violated_fields,
+};
 
 both_backends!(
     a_created_product_can_be_read_back,

@@ -10,7 +10,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{spawn_app, spawn_app_with_shutdown_delay, valid_product};
+use crate::helpers::{CatalogApp as _, spawn_app, valid_product};
 
 both_backends!(
     health_reports_the_catalog_serving,
@@ -27,7 +27,7 @@ backend_independent!(
 
 async fn health_reports_the_catalog_serving(backend: Backend) {
     let app = spawn_app(backend).await;
-    let mut health = HealthClient::new(channel(&app).await);
+    let mut health = HealthClient::new(app.new_channel().await);
 
     let status = health
         .check(HealthCheckRequest {
@@ -125,21 +125,25 @@ async fn during_the_shutdown_delay_health_is_not_serving_and_new_calls_still_suc
     backend: Backend,
 ) {
     // Arrange: a delay far longer than the test, so the port is open throughout.
-    let app = spawn_app_with_shutdown_delay(backend, Duration::from_secs(600)).await;
+    let app = spawn_app(backend)
+        .with_shutdown_delay(Duration::from_secs(600))
+        .await;
     let category = app.create_category("Tea").await;
 
     // Act
     app.begin_stop();
 
     // Assert: health says NOT_SERVING at once, yet a new connection's call still succeeds.
-    let health = HealthClient::new(channel(&app).await);
+    let health = HealthClient::new(app.new_channel().await);
     eventually(Duration::from_secs(10), "health to report NOT_SERVING", || {
         let mut health = health.clone();
         async move { (catalog_status(&mut health).await == ServingStatus::NotServing).then_some(()) }
     })
     .await;
-    let mut client =
-        CatalogServiceClient::with_interceptor(channel(&app).await, BearerToken::new(&app.token));
+    let mut client = CatalogServiceClient::with_interceptor(
+        app.new_channel().await,
+        BearerToken::new(&app.token),
+    );
     client
         .create_product(valid_product(&category.id, "TEA-1", "Sencha", 1299))
         .await
@@ -149,7 +153,7 @@ async fn during_the_shutdown_delay_health_is_not_serving_and_new_calls_still_suc
 async fn health_reports_not_serving_while_the_database_does_not_answer(backend: Backend) {
     // Arrange
     let app = spawn_app(backend).await;
-    let mut health = HealthClient::new(channel(&app).await);
+    let mut health = HealthClient::new(app.new_channel().await);
     assert_eq!(catalog_status(&mut health).await, ServingStatus::Serving);
 
     // Act: the service's pool can no longer reach its database.
@@ -255,12 +259,4 @@ async fn catalog_status(health: &mut HealthClient<tonic::transport::Channel>) ->
         .into_inner()
         .status;
     ServingStatus::try_from(status).expect("a known status")
-}
-
-async fn channel(app: &crate::helpers::TestApp) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr))
-        .expect("a valid endpoint")
-        .connect()
-        .await
-        .expect("the service accepts connections")
 }
