@@ -1,7 +1,8 @@
 //! Test helpers shared by every service's integration tests: each test gets its own throwaway
 //! database and bus namespace, on either backend pair, so test bodies are written once and run
 //! on both. The real servers are required for the PostgreSQL + NATS half: a test that cannot
-//! reach them fails with the reason, it is never skipped.
+//! reach them fails with the reason, it is never skipped. [`spawn_service`] starts any service
+//! for a test on them: the one harness the services' API tests share.
 
 mod app;
 mod contract_access;

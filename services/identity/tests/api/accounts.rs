@@ -4,7 +4,7 @@ use emporium_proto::identity::v1 as proto;
 use test_support::{Backend, backend_independent, both_backends};
 use tonic::Code;
 
-use crate::helpers::{spawn_app, valid_account, violated_fields};
+use crate::helpers::{IdentityApp as _, spawn_app, valid_account, violated_fields};
 
 both_backends!(
     a_created_account_can_be_read_back_without_any_password,

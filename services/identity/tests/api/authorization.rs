@@ -10,7 +10,7 @@ use test_support::{
 };
 use tonic::Code;
 
-use crate::helpers::{spawn_app, valid_account};
+use crate::helpers::{IdentityApp as _, spawn_app, valid_account};
 
 // What these check happens before storage or the bus is reached: once is enough.
 backend_independent!(

@@ -8,7 +8,7 @@ use identity::service::Identity;
 use secrecy::SecretString;
 use test_support::{Backend, both_backends, event_data};
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app};
+use crate::helpers::{IdentityApp as _, PASSWORD, TestApp, spawn_app};
 
 both_backends!(two_replicas_bootstrapping_at_once_make_one_admin_and_one_of_each_client,);
 

@@ -9,7 +9,9 @@ use identity::store;
 use test_support::{Backend, backend_independent, both_backends, event_data, with_token};
 use tonic::Code;
 
-use crate::helpers::{TestApp, confidential_client, public_client, spawn_app, violated_fields};
+use crate::helpers::{
+    IdentityApp as _, TestApp, confidential_client, public_client, spawn_app, violated_fields,
+};
 
 both_backends!(
     a_public_client_is_created_without_a_secret,

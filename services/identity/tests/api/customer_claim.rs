@@ -9,7 +9,7 @@ use sha2::Digest as _;
 use test_support::{Backend, TestIssuer, both_backends};
 
 use crate::browser::Browser;
-use crate::helpers::{OidcApp, PASSWORD, spawn_oidc_app, valid_account};
+use crate::helpers::{IdentityApp as _, OidcApp, PASSWORD, spawn_oidc_app, valid_account};
 
 both_backends!(
     a_customer_access_token_carries_the_customer_id,

@@ -5,7 +5,7 @@ use emporium_proto::identity::v1 as proto;
 use test_support::{Backend, both_backends, event_data};
 use tonic::Code;
 
-use crate::helpers::{spawn_app, valid_account, violated_fields};
+use crate::helpers::{IdentityApp as _, spawn_app, valid_account, violated_fields};
 
 both_backends!(
     an_account_created_with_a_customer_id_reads_it_back,

@@ -4,7 +4,7 @@
 use emporium_proto::identity::v1 as proto;
 use test_support::{Backend, both_backends, event_data};
 
-use crate::helpers::{PASSWORD, spawn_app};
+use crate::helpers::{IdentityApp as _, PASSWORD, spawn_app};
 
 both_backends!(
     every_change_records_one_event_in_version_order,

@@ -1,102 +1,59 @@
-//! `spawn_app` and the `TestApp` every test drives.
+//! The identity service's side of the test harness: `spawn_app` (the generic
+//! `test_support::spawn_service` with fresh key options and an admin as the caller), what tests
+//! call on the running service ([`IdentityApp`]: its client and a few domain steps), and the
+//! service with its OAuth2/OIDC provider served over HTTP ([`spawn_oidc_app`]).
 
-use std::time::Duration;
-
-use chassis::settings::ServiceSettings;
 use emporium_proto::identity::v1 as proto;
+use identity::IdentityOptions;
+use identity::IdentityParts;
 use identity::keys::{KeyEncryptionKey, KeyPolicy};
-use identity::{Application, IdentityOptions};
 use proto::identity_service_client::IdentityServiceClient;
-use test_support::{Backend, TestBus, TestDatabase, TestIssuer, with_token};
+use test_support::{Backend, Spawn, TestIssuer};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 /// A password that satisfies the policy.
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
-pub(crate) struct TestApp {
-    pub(crate) client: IdentityServiceClient<Channel>,
-    /// Where the gRPC API listens.
-    pub(crate) addr: std::net::SocketAddr,
-    /// Signs the tokens the service trusts.
-    pub(crate) issuer: TestIssuer,
-    /// A valid token for `admin-1` holding `admin`.
-    pub(crate) admin_token: String,
-    pub(crate) test_database: TestDatabase,
-    _test_bus: TestBus,
-    /// Cancels the service when the test ends, however it ends.
-    _stop_on_drop: tokio_util::sync::DropGuard,
+/// The running identity service a test drives.
+pub(crate) type TestApp = test_support::TestApp<IdentityParts>;
+
+/// The identity service with a fresh key encryption key, its default token (`app.token`) for
+/// `admin-1` holding `admin`: `.await` it, or change it first (`.on_database(..)`).
+pub(crate) fn spawn_app(backend: Backend) -> Spawn<IdentityParts> {
+    test_support::spawn_service(backend, identity_options()).with_caller("admin-1", &["admin"])
 }
 
-pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
-    spawn(backend, |_| {}).await
-}
-
-/// The service on a database that already exists (e.g. one an older version left).
-pub(crate) async fn spawn_app_on(backend: Backend, test_database: TestDatabase) -> TestApp {
-    spawn_on(backend, test_database, |_| {}).await
-}
-
-/// Builds the service, lets `before_serving` use it (e.g. take its HTTP routes), serves it.
-async fn spawn(backend: Backend, before_serving: impl FnOnce(&Application)) -> TestApp {
-    let test_database = TestDatabase::new(backend, "identity").await;
-    spawn_on(backend, test_database, before_serving).await
-}
-
-async fn spawn_on(
-    backend: Backend,
-    test_database: TestDatabase,
-    before_serving: impl FnOnce(&Application),
-) -> TestApp {
-    let test_bus = TestBus::new(backend).await;
-    let bus = test_bus.connect().await;
-    let issuer = TestIssuer::new();
-    let settings = ServiceSettings {
-        name: identity::NAME,
-        grpc_addr: "127.0.0.1:0".parse().expect("a valid address"),
-        database_url: test_database.secret_url(),
-        namespace: test_bus.namespace.clone(),
-        database_max_connections: None,
-    };
-    let application = Application::build_with(
-        &settings,
-        bus,
-        Duration::from_secs(5),
-        issuer.verifier(),
-        identity_options(),
-    )
-    .await
-    .expect("the identity service starts");
-    before_serving(&application);
-    let addr = application.local_addr();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(application.run_until_stopped(shutdown.clone()));
-    let client = IdentityServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("the identity service accepts connections");
-    let admin_token = issuer.token("admin-1", &["admin"]);
-    TestApp {
-        client,
-        addr,
-        issuer,
-        admin_token,
-        test_database,
-        _test_bus: test_bus,
-        _stop_on_drop: shutdown.drop_guard(),
-    }
-}
-
-impl TestApp {
-    pub(crate) fn client(&self) -> IdentityServiceClient<Channel> {
-        self.client.clone()
-    }
-
+/// What tests call on a running identity service.
+pub(crate) trait IdentityApp {
+    /// A client sending no token of its own: requests carry one ([`IdentityApp::admin`]).
+    fn client(&self) -> IdentityServiceClient<Channel>;
     /// `message` as a request carrying the admin token.
-    pub(crate) fn admin<T>(&self, message: T) -> tonic::Request<T> {
-        with_token(message, &self.admin_token)
+    fn admin<T>(&self, message: T) -> tonic::Request<T>;
+    async fn create_account(&self, email: &str) -> proto::Account;
+    async fn get_account(&self, id: &str) -> Result<proto::Account, tonic::Status>;
+    /// How many accounts the service lists.
+    async fn account_total(&self) -> i64;
+    async fn create_role(&self, name: &str) -> proto::Role;
+    async fn create_client(
+        &self,
+        request: proto::CreateClientRequest,
+    ) -> proto::CreateClientResponse;
+    async fn get_client(&self, client_id: &str) -> Result<proto::Client, tonic::Status>;
+    /// How many OAuth2 clients the service lists.
+    async fn client_total(&self) -> i64;
+}
+
+impl IdentityApp for TestApp {
+    fn client(&self) -> IdentityServiceClient<Channel> {
+        IdentityServiceClient::new(self.channel())
     }
 
-    pub(crate) async fn create_account(&self, email: &str) -> proto::Account {
+    fn admin<T>(&self, message: T) -> tonic::Request<T> {
+        self.authorized(message)
+    }
+
+    async fn create_account(&self, email: &str) -> proto::Account {
         self.client()
             .create_account(self.admin(valid_account(email)))
             .await
@@ -104,14 +61,14 @@ impl TestApp {
             .into_inner()
     }
 
-    pub(crate) async fn get_account(&self, id: &str) -> Result<proto::Account, tonic::Status> {
+    async fn get_account(&self, id: &str) -> Result<proto::Account, tonic::Status> {
         self.client()
             .get_account(self.admin(proto::GetAccountRequest { id: id.to_owned() }))
             .await
             .map(tonic::Response::into_inner)
     }
 
-    pub(crate) async fn account_total(&self) -> i64 {
+    async fn account_total(&self) -> i64 {
         self.client()
             .list_accounts(self.admin(proto::ListAccountsRequest::default()))
             .await
@@ -120,7 +77,7 @@ impl TestApp {
             .total_size
     }
 
-    pub(crate) async fn create_role(&self, name: &str) -> proto::Role {
+    async fn create_role(&self, name: &str) -> proto::Role {
         self.client()
             .create_role(self.admin(proto::CreateRoleRequest {
                 name: name.to_owned(),
@@ -131,7 +88,7 @@ impl TestApp {
             .into_inner()
     }
 
-    pub(crate) async fn create_client(
+    async fn create_client(
         &self,
         request: proto::CreateClientRequest,
     ) -> proto::CreateClientResponse {
@@ -142,7 +99,7 @@ impl TestApp {
             .into_inner()
     }
 
-    pub(crate) async fn get_client(&self, client_id: &str) -> Result<proto::Client, tonic::Status> {
+    async fn get_client(&self, client_id: &str) -> Result<proto::Client, tonic::Status> {
         self.client()
             .get_client(self.admin(proto::GetClientRequest {
                 client_id: client_id.to_owned(),
@@ -151,29 +108,13 @@ impl TestApp {
             .map(tonic::Response::into_inner)
     }
 
-    pub(crate) async fn client_total(&self) -> i64 {
+    async fn client_total(&self) -> i64 {
         self.client()
             .list_clients(self.admin(proto::ListClientsRequest::default()))
             .await
             .expect("clients are listed")
             .into_inner()
             .total_size
-    }
-
-    pub(crate) async fn events_of(
-        &self,
-        aggregate_id: &str,
-    ) -> Vec<emporium_proto::audit::v1::Event> {
-        self.client()
-            .list_events(self.admin(emporium_proto::audit::v1::ListEventsRequest {
-                aggregate_id: aggregate_id.to_owned(),
-                page_size: 500,
-                page_token: String::new(),
-            }))
-            .await
-            .expect("events are listed")
-            .into_inner()
-            .events
     }
 }
 
@@ -264,14 +205,11 @@ pub(crate) async fn spawn_oidc_app_with(
     let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
     let origin = format!("http://{}", listener.local_addr().expect("a bound address"));
     let clock = Clock::manual(time::OffsetDateTime::now_utc());
-    let mut router = None;
     let mut settings = OAuthSettings::new(&origin, TestIssuer::AUDIENCE);
     configure(&mut settings);
-    let app = spawn(backend, |application| {
-        router = Some(application.service().http_router(settings, clock.clone()));
-    })
-    .await;
-    let router = router.expect("the routes were taken");
+    let (app, router) = spawn_app(backend)
+        .start_with(|application| application.service().http_router(settings, clock.clone()))
+        .await;
     let server_stop = CancellationToken::new();
     let stopped = server_stop.clone();
     tokio::spawn(async move {

@@ -14,7 +14,7 @@ use test_support::{
     Backend, TestDatabase, assert_history_starts_at_creation, both_backends, event_data,
 };
 
-use crate::helpers::{TestApp, public_client, spawn_app, spawn_app_on};
+use crate::helpers::{IdentityApp as _, TestApp, public_client, spawn_app};
 
 both_backends!(
     every_record_history_starts_with_its_creation_and_has_no_gap,
@@ -194,7 +194,7 @@ async fn an_old_database_gets_the_missing_creation_events_of_its_built_in_roles(
         identity.database().close().await;
     }
 
-    let app = spawn_app_on(backend, test_database).await;
+    let app = spawn_app(backend).on_database(test_database).await;
 
     let roles = app
         .client()

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use chassis::auth::{Claims, KeySource, SigningKey, TokenVerifier, roles};
 use chassis::on_backend;
-use chassis::settings::ServiceSettings;
 use identity::keys::{KeyEncryptionKey, SigningKeys};
-use identity::{Application, IdentityOptions};
+use identity::{Application, IdentityOptions, IdentityParts};
 use jsonwebtoken::jwk::JwkSet;
 use test_support::{Backend, TestBus, TestDatabase, TestIssuer, both_backends};
 use time::OffsetDateTime;
@@ -269,15 +268,8 @@ async fn try_build(
     test_bus: &TestBus,
     options: IdentityOptions,
 ) -> anyhow::Result<Application> {
-    let settings = ServiceSettings {
-        name: identity::NAME,
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: test_database.secret_url(),
-        namespace: test_bus.namespace.clone(),
-        database_max_connections: None,
-    };
     Application::build_with(
-        &settings,
+        &test_support::service_settings::<IdentityParts>(test_database, test_bus),
         test_bus.connect().await,
         Duration::from_secs(5),
         TestIssuer::new().verifier(),

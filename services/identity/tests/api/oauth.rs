@@ -14,7 +14,7 @@ use sha2::Digest as _;
 use test_support::{Backend, TestIssuer, backend_independent, both_backends};
 
 use crate::browser::{Browser, Page};
-use crate::helpers::{OidcApp, PASSWORD, spawn_oidc_app_with};
+use crate::helpers::{IdentityApp as _, OidcApp, PASSWORD, spawn_oidc_app_with};
 
 both_backends!(
     an_unmodified_oidc_client_completes_the_code_flow_with_pkce,

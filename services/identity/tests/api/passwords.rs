@@ -7,7 +7,7 @@ use identity::service::Identity;
 use secrecy::SecretString;
 use test_support::{Backend, both_backends};
 
-use crate::helpers::{PASSWORD, spawn_app};
+use crate::helpers::{IdentityApp as _, PASSWORD, spawn_app};
 
 both_backends!(
     the_right_password_finds_the_account,

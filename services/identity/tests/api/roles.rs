@@ -5,7 +5,7 @@ use emporium_proto::identity::v1 as proto;
 use test_support::{Backend, both_backends, event_data};
 use tonic::Code;
 
-use crate::helpers::{spawn_app, violated_fields};
+use crate::helpers::{IdentityApp as _, spawn_app, violated_fields};
 
 both_backends!(
     the_built_in_roles_exist_and_cannot_be_deleted,
