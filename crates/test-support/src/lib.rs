@@ -563,6 +563,32 @@ pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     request
 }
 
+/// The field violations of an INVALID_ARGUMENT (or ALREADY_EXISTS) status, as `(field, reason)`
+/// (none when the status carries no `google.rpc.BadRequest`).
+pub fn field_violations(status: &tonic::Status) -> Vec<(String, String)> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_bad_request()
+        .map(|bad_request| {
+            bad_request
+                .field_violations
+                .into_iter()
+                .map(|violation| (violation.field, violation.description))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The fields an INVALID_ARGUMENT (or ALREADY_EXISTS) status names, sorted.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    let mut fields: Vec<String> = field_violations(status)
+        .into_iter()
+        .map(|(field, _)| field)
+        .collect();
+    fields.sort();
+    fields
+}
+
 /// The services a gRPC server's reflection lists (`grpc.reflection.v1` `ListServices`), sorted:
 /// what a reflection-driven client (grpcurl, a generic console) believes the port serves.
 pub async fn reflected_service_names(addr: std::net::SocketAddr) -> Vec<String> {

@@ -330,7 +330,7 @@ async fn the_role_is_checked_before_the_request_is_read(backend: Backend) {
         Code::PermissionDenied,
         "{as_customer:?}"
     );
-    assert!(crate::helpers::field_violations(&as_customer).is_empty());
+    assert!(test_support::field_violations(&as_customer).is_empty());
     assert_eq!(anonymous.unwrap_err().code(), Code::Unauthenticated);
     assert_eq!(anonymous_get.unwrap_err().code(), Code::Unauthenticated);
 }

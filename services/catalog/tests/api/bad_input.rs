@@ -6,10 +6,10 @@
 //! Valid non-ASCII text still goes through.
 
 use emporium_proto::catalog::v1 as proto;
-use test_support::{Backend, backend_independent, both_backends};
+use test_support::{Backend, backend_independent, both_backends, field_violations};
 use tonic::Code;
 
-use crate::helpers::{CatalogApp as _, TestApp, field_violations, spawn_app, valid_product};
+use crate::helpers::{CatalogApp as _, TestApp, spawn_app, valid_product};
 
 both_backends!(
     nul_in_any_text_field_of_a_create_is_refused_and_nothing_changes,

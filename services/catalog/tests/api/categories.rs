@@ -1,10 +1,10 @@
 //! Category CRUD, validation and the delete-with-products rule.
 
 use emporium_proto::catalog::v1 as proto;
-use test_support::{Backend, backend_independent, both_backends};
+use test_support::{Backend, backend_independent, both_backends, violated_fields};
 use tonic::Code;
 
-use crate::helpers::{CatalogApp as _, spawn_app, violated_fields};
+use crate::helpers::{CatalogApp as _, spawn_app};
 
 both_backends!(
     a_created_category_can_be_read_back,

@@ -104,27 +104,3 @@ pub(crate) fn valid_product(
         stock_on_hand: 10,
     }
 }
-
-/// The field violations of an INVALID_ARGUMENT (or ALREADY_EXISTS) status, as `(field, reason)`.
-pub(crate) fn field_violations(status: &tonic::Status) -> Vec<(String, String)> {
-    use tonic_types::StatusExt;
-    status
-        .get_details_bad_request()
-        .map(|bad_request| {
-            bad_request
-                .field_violations
-                .into_iter()
-                .map(|violation| (violation.field, violation.description))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub(crate) fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    let mut fields: Vec<String> = field_violations(status)
-        .into_iter()
-        .map(|(field, _)| field)
-        .collect();
-    fields.sort();
-    fields
-}

@@ -3,10 +3,10 @@
 use std::collections::HashSet;
 
 use emporium_proto::catalog::v1 as proto;
-use test_support::{Backend, both_backends};
+use test_support::{Backend, both_backends, violated_fields};
 use tonic::Code;
 
-use crate::helpers::{CatalogApp as _, spawn_app, valid_product, violated_fields};
+use crate::helpers::{CatalogApp as _, spawn_app, valid_product};
 
 both_backends!(
     lists_filter_by_category_text_and_sku,

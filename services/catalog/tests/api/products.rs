@@ -1,12 +1,12 @@
 //! Product CRUD, validation, uniqueness, optimistic concurrency and batch reads.
 
 use emporium_proto::catalog::v1 as proto;
-use test_support::{Backend, backend_independent, both_backends};
+use test_support::{
+    Backend, backend_independent, both_backends, field_violations, violated_fields,
+};
 use tonic::Code;
 
-use crate::helpers::{
-    CatalogApp as _, field_violations, spawn_app, valid_product, violated_fields,
-};
+use crate::helpers::{CatalogApp as _, spawn_app, valid_product};
 
 both_backends!(
     a_created_product_can_be_read_back,

@@ -1,10 +1,10 @@
 //! Account CRUD, validation, email uniqueness, optimistic concurrency, listing and batch reads.
 
 use emporium_proto::identity::v1 as proto;
-use test_support::{Backend, backend_independent, both_backends};
+use test_support::{Backend, backend_independent, both_backends, violated_fields};
 use tonic::Code;
 
-use crate::helpers::{IdentityApp as _, spawn_app, valid_account, violated_fields};
+use crate::helpers::{IdentityApp as _, spawn_app, valid_account};
 
 both_backends!(
     a_created_account_can_be_read_back_without_any_password,

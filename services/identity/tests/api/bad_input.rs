@@ -6,12 +6,10 @@
 //! still go through.
 
 use emporium_proto::identity::v1 as proto;
-use test_support::{Backend, backend_independent, both_backends};
+use test_support::{Backend, backend_independent, both_backends, violated_fields};
 use tonic::Code;
 
-use crate::helpers::{
-    IdentityApp as _, TestApp, public_client, spawn_app, valid_account, violated_fields,
-};
+use crate::helpers::{IdentityApp as _, TestApp, public_client, spawn_app, valid_account};
 
 both_backends!(
     nul_in_any_text_field_of_an_account_is_refused_and_nothing_changes,

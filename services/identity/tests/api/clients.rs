@@ -6,12 +6,12 @@ use chassis::storage::Database;
 use emporium_proto::identity::v1 as proto;
 use identity::domain::verify_client_secret;
 use identity::store;
-use test_support::{Backend, backend_independent, both_backends, event_data, with_token};
+use test_support::{
+    Backend, backend_independent, both_backends, event_data, violated_fields, with_token,
+};
 use tonic::Code;
 
-use crate::helpers::{
-    IdentityApp as _, TestApp, confidential_client, public_client, spawn_app, violated_fields,
-};
+use crate::helpers::{IdentityApp as _, TestApp, confidential_client, public_client, spawn_app};
 
 both_backends!(
     a_public_client_is_created_without_a_secret,

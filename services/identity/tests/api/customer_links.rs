@@ -2,10 +2,10 @@
 //! update, a UUID, never shared by two accounts, and in the account's events.
 
 use emporium_proto::identity::v1 as proto;
-use test_support::{Backend, both_backends, event_data};
+use test_support::{Backend, both_backends, event_data, violated_fields};
 use tonic::Code;
 
-use crate::helpers::{IdentityApp as _, spawn_app, valid_account, violated_fields};
+use crate::helpers::{IdentityApp as _, spawn_app, valid_account};
 
 both_backends!(
     an_account_created_with_a_customer_id_reads_it_back,

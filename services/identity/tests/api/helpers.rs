@@ -138,23 +138,6 @@ pub(crate) fn valid_account(email: &str) -> proto::CreateAccountRequest {
     }
 }
 
-/// The fields named by an INVALID_ARGUMENT (or ALREADY_EXISTS) status, sorted.
-pub(crate) fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    let mut fields: Vec<String> = status
-        .get_details_bad_request()
-        .map(|bad_request| {
-            bad_request
-                .field_violations
-                .into_iter()
-                .map(|violation| violation.field)
-                .collect()
-        })
-        .unwrap_or_default();
-    fields.sort();
-    fields
-}
-
 /// A public client with one redirect URI.
 pub(crate) fn public_client(client_id: &str) -> proto::CreateClientRequest {
     proto::CreateClientRequest {

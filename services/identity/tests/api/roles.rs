@@ -2,10 +2,10 @@
 //! keep a role from being deleted.
 
 use emporium_proto::identity::v1 as proto;
-use test_support::{Backend, both_backends, event_data};
+use test_support::{Backend, both_backends, event_data, violated_fields};
 use tonic::Code;
 
-use crate::helpers::{IdentityApp as _, spawn_app, violated_fields};
+use crate::helpers::{IdentityApp as _, spawn_app};
 
 both_backends!(
     the_built_in_roles_exist_and_cannot_be_deleted,
