@@ -4,9 +4,8 @@
 //! service with its OAuth2/OIDC provider served over HTTP ([`spawn_oidc_app`]).
 
 use emporium_proto::identity::v1 as proto;
-use identity::IdentityOptions;
-use identity::IdentityParts;
 use identity::keys::{KeyEncryptionKey, KeyPolicy};
+use identity::{IdentityOptions, IdentityParts};
 use proto::identity_service_client::IdentityServiceClient;
 use test_support::{Backend, Spawn, TestIssuer};
 use tokio_util::sync::CancellationToken;
