@@ -4,6 +4,7 @@
 //! reach them fails with the reason, it is never skipped.
 
 mod contract_access;
+mod host;
 mod postgres_cluster;
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 pub use contract_access::assert_access_matches_contract;
+pub use host::{HostedServices, host_on_one_port};
 pub use postgres_cluster::PostgresCluster;
 
 /// Which storage and bus a test runs on.
