@@ -936,3 +936,81 @@ impl tonic::service::Interceptor for BearerInterceptor {
         Ok(request)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fixture contract `tests/fixtures/emporium/gadgets/v1/gadgets.proto`, compiled with
+    /// protox as `crates/proto` compiles the real one: comments and options kept.
+    fn gadget_model() -> Vec<Resource> {
+        let manifest_dir = env!("CARGO_MANIFEST_DIR");
+        let mut compiler = protox::Compiler::new([
+            format!("{manifest_dir}/tests/fixtures"),
+            format!("{manifest_dir}/../proto"),
+        ])
+        .expect("the include paths exist");
+        compiler
+            .include_source_info(true)
+            .include_imports(true)
+            .open_files(["emporium/gadgets/v1/gadgets.proto"])
+            .expect("the fixture compiles");
+        let pool = contract::decode_pool(compiler.encode_file_descriptor_set().as_slice())
+            .expect("the fixture decodes");
+        resources::resources(&pool)
+    }
+
+    #[test]
+    fn a_service_added_to_the_contract_gets_its_commands_with_no_cli_code() {
+        let model = gadget_model();
+        let mut tree = command_tree(&model);
+
+        let matches = tree
+            .try_get_matches_from_mut([
+                "emporiumctl",
+                "widget",
+                "polish",
+                "w-1",
+                "--shine",
+                "high",
+                "--not-before",
+                "2025-01-31T09:30:00Z",
+            ])
+            .expect("the generated command parses");
+        let cli = Cli::from_matches(&model, &matches).expect("the matches are read");
+        let help = tree
+            .find_subcommand_mut("widget")
+            .and_then(|widget| widget.find_subcommand_mut("polish"))
+            .expect("PolishWidget is a verb of widgets")
+            .render_long_help()
+            .to_string();
+
+        let Action::Resource(call) = cli.action else {
+            panic!("a resource command");
+        };
+        let request = build_request(
+            &call,
+            &mut Console {
+                stdin: &mut std::io::empty(),
+                stderr: &mut std::io::sink(),
+                env: &|_| None,
+            },
+        )
+        .expect("the request is built");
+        assert_eq!(
+            call.verb.method.full_name(),
+            "emporium.gadgets.v1.GadgetService.PolishWidget"
+        );
+        assert_eq!(
+            render::compact_json(&request),
+            r#"{"notBefore":"2025-01-31T09:30:00Z","shine":"SHINE_HIGH","widgetId":"w-1"}"#
+        );
+        assert!(help.contains("Makes a widget shine."), "{help}");
+        assert!(help.contains("[possible values: low, high]"), "{help}");
+        assert!(
+            tree.find_subcommand("widget")
+                .is_some_and(|widget| widget.find_subcommand("get").is_some()),
+            "GetWidget is `widget get`"
+        );
+    }
+}
