@@ -469,16 +469,13 @@ impl Session {
                 call.verb.method.name()
             ))
         })?;
+        let mut records = Vec::new();
         for key in &call.keys {
             let mut single = request.clone();
             single.set_field(key_field, Value::String(key.clone()));
-            let response = self.call(&call.verb.method, single, None).await?;
-            render::record(self.output, resource, &response, out)?;
-            if self.output == OutputFormat::Table {
-                writeln!(out)?;
-            }
+            records.push(self.call(&call.verb.method, single, None).await?);
         }
-        Ok(())
+        render::records(self.output, resource, &records, out)
     }
 
     /// The record's whole history: event histories are short, so every page is read. A record

@@ -129,6 +129,32 @@ pub(crate) fn listing(
     Ok(())
 }
 
+/// Records read one by one (several keys of a resource without BatchGet): a table like a
+/// list's, or one document `{"<plural>": [...]}`.
+pub(crate) fn records(
+    output: OutputFormat,
+    resource: &Resource,
+    records: &[DynamicMessage],
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    if output != OutputFormat::Table {
+        let mut document = serde_json::Map::new();
+        document.insert(
+            resource.plural.clone(),
+            serde_json::Value::Array(records.iter().map(message_json).collect()),
+        );
+        return write_document(output, &serde_json::Value::Object(document), out);
+    }
+    write_table(out, &resource_columns(resource), records)?;
+    let noun = if records.len() == 1 {
+        &resource.singular
+    } else {
+        &resource.plural
+    };
+    writeln!(out, "{} {noun}", records.len())?;
+    Ok(())
+}
+
 /// An event history (a merged `ListEvents` response), oldest first.
 pub(crate) fn events(
     output: OutputFormat,

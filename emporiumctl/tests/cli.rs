@@ -608,6 +608,9 @@ async fn roles_are_named_by_their_name_in_every_verb(backend: Backend) {
     let listed = suite.ctl(&["role", "list"]).await;
     let history = suite.ctl(&["role", "events", "auditor"]).await;
     let builtin = suite.ctl_error(&["role", "delete", roles::ADMIN]).await;
+    let two = suite
+        .ctl(&["-o", "json", "role", "get", "auditor", roles::ADMIN])
+        .await;
     let deleted = suite
         .ctl(&["role", "delete", "auditor", "--expected-version", "2"])
         .await;
@@ -633,6 +636,12 @@ async fn roles_are_named_by_their_name_in_every_verb(backend: Backend) {
         "{history}"
     );
     assert_eq!(builtin.code(), Some(Code::FailedPrecondition), "{builtin}");
+    let two: Value = serde_json::from_str(&two).expect("one JSON document");
+    assert_eq!(
+        two["roles"][0]["name"], "auditor",
+        "no BatchGetRoles: one Get each"
+    );
+    assert_eq!(two["roles"][1]["name"], roles::ADMIN);
     assert_eq!(deleted, "deleted role auditor\n");
 }
 
