@@ -7,6 +7,11 @@
 //! `account grant-role`, `client reset-secret`). The positional argument is the field that
 //! names the record in the request (`id`, a role's `name`, GrantRole's `account_id`); the flags
 //! come from the request's fields ([`crate::flags`]); the help text from the `.proto` comments.
+//!
+//! A method is a verb of the resource it returns (else the one its response holds, else the one
+//! a required request field names), so GrantRole and RevokeRole are `account grant-role <ID>
+//! --role NAME --expected-version N`, not `role grant`: they take the account's id and the
+//! account's version, and return the account, whose `roles` they change.
 
 use clap::{Arg, ArgAction, ArgGroup, ArgMatches};
 use contract::resources::{self, Resource};

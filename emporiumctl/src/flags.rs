@@ -4,7 +4,8 @@
 //! - `--kebab-case` of the field name; a nested message's fields are flattened with the field's
 //!   name in front (`--price-amount-minor`), except shapes with a human form (timestamps, money,
 //!   see [`crate::values`]) and one-field wrappers, which take the wrapper field's own name
-//!   (`--redirect-uris` for a `StringList`, plus `--clear-redirect-uris` to set it empty).
+//!   (`--redirect-uris` for a `StringList`, plus `--clear-redirect-uris` to set it empty); a
+//!   resource a request holds whole (AIP-133's `Product product`) gives its fields unprefixed.
 //! - `OUTPUT_ONLY` fields are never flags; `REQUIRED` ones are required (unless `-f` gives a
 //!   file), when every message on the way is required too.
 //! - Repeated fields are repeated flags; repeated messages and maps only come from `-f`.
@@ -76,14 +77,14 @@ pub(crate) struct SecretInput {
     pub(crate) required: bool,
 }
 
-/// The flags of `request`, leaving out `skip` (the positional key) and any field whose name is
-/// in `handled` (set by the command itself).
+/// The flags of `request`, in field order, leaving out `skip` (the field the positional key
+/// sets).
 pub(crate) fn request_flags(
     request: &MessageDescriptor,
     skip: Option<&FieldDescriptor>,
 ) -> Vec<Flag> {
     let mut flags = Vec::new();
-    collect(request, &[], true, skip, &mut flags);
+    collect(request, &[], &[], true, skip, &mut flags);
     flags
 }
 
@@ -204,9 +205,12 @@ pub(crate) fn kebab(name: &str) -> String {
 
 // === helpers ===
 
+/// Adds the flags of `message`'s fields, reached from the request through `prefix`; `named`
+/// are the fields of `prefix` that name the flags (all but a resource a request holds whole).
 fn collect(
     message: &MessageDescriptor,
     prefix: &[FieldDescriptor],
+    named: &[FieldDescriptor],
     required_so_far: bool,
     skip: Option<&FieldDescriptor>,
     flags: &mut Vec<Flag>,
@@ -222,7 +226,9 @@ fn collect(
         let required = required_so_far && behaviors.contains(&FieldBehavior::Required);
         let mut path = prefix.to_vec();
         path.push(field.clone());
-        let long = long_name(&path);
+        let mut named_path = named.to_vec();
+        named_path.push(field.clone());
+        let long = long_name(&named_path);
         let help = resources::field_comment(&field).map(|comment| prose(&comment));
         if resources::is_sensitive(&field) {
             flags.push(Flag {
@@ -292,7 +298,13 @@ fn collect(
             });
             continue;
         }
-        collect(&held, &path, required, None, flags);
+        if prefix.is_empty() && resources::is_resource(&held) {
+            // AIP-133/134 requests hold the resource whole (`Product product`): its fields are
+            // the flags, unprefixed, as in requests that list them (`--sku`, not `--product-sku`).
+            collect(&held, &path, &[], required, None, flags);
+        } else {
+            collect(&held, &path, &named_path, required, None, flags);
+        }
     }
 }
 

@@ -1009,5 +1009,27 @@ mod tests {
                 .is_some_and(|widget| widget.find_subcommand("get").is_some()),
             "GetWidget is `widget get`"
         );
+        let create = tree
+            .try_get_matches_from_mut(["emporiumctl", "widget", "create", "--shine", "low"])
+            .expect("the resource's own fields are the create flags, unprefixed");
+        let Action::Resource(create) = Cli::from_matches(&model, &create)
+            .expect("the matches are read")
+            .action
+        else {
+            panic!("a resource command");
+        };
+        let request = build_request(
+            &create,
+            &mut Console {
+                stdin: &mut std::io::empty(),
+                stderr: &mut std::io::sink(),
+                env: &|_| None,
+            },
+        )
+        .expect("the request is built");
+        assert_eq!(
+            render::compact_json(&request),
+            r#"{"widget":{"id":"","shine":"SHINE_LOW"},"widgetId":""}"#
+        );
     }
 }

@@ -126,6 +126,14 @@ pub fn find_by_type<'a>(resources: &'a [Resource], type_name: &str) -> Option<&'
         .find(|resource| resource.type_name == type_name)
 }
 
+/// Whether `message` is a resource (has `(google.api.resource)`).
+pub fn is_resource(message: &MessageDescriptor) -> bool {
+    message
+        .parent_pool()
+        .get_extension_by_name(RESOURCE_EXTENSION)
+        .is_some_and(|extension| message.options().has_extension(&extension))
+}
+
 /// The behaviours `field` declares, in declaration order; empty when it declares none.
 pub fn field_behaviors(field: &FieldDescriptor) -> Vec<FieldBehavior> {
     let pool = field.parent_pool();
