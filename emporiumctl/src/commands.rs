@@ -367,7 +367,7 @@ mod tests {
     }
 
     #[test]
-    fn the_roles_list_has_no_pages_and_its_records_are_named_by_name() {
+    fn roles_are_named_by_name_and_their_list_has_pages() {
         let model = model();
         let role = model
             .iter()
@@ -380,9 +380,16 @@ mod tests {
                 .find(|verb| verb.name == name)
                 .expect("the verb exists")
         };
+        let flag_names = |name: &str| -> Vec<String> {
+            verb(name)
+                .flags
+                .iter()
+                .map(|flag| flag.long.clone())
+                .collect()
+        };
 
-        assert!(!verb("list").paged);
-        assert!(verb("list").flags.is_empty());
+        assert!(verb("list").paged);
+        assert_eq!(flag_names("list"), ["page-size", "page-token"]);
         assert_eq!(
             verb("get").key.as_ref().map(FieldDescriptor::name),
             Some("name")
@@ -391,6 +398,19 @@ mod tests {
             verb("events").key.as_ref().map(FieldDescriptor::name),
             Some("name"),
             "events take the role's name too, and look its history id up"
+        );
+        assert_eq!(
+            role.batch_key_field(
+                &role
+                    .standard
+                    .batch_get
+                    .as_ref()
+                    .expect("BatchGetRoles")
+                    .input()
+            )
+            .as_ref()
+            .map(FieldDescriptor::name),
+            Some("names")
         );
     }
 }

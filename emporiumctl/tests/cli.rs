@@ -637,10 +637,7 @@ async fn roles_are_named_by_their_name_in_every_verb(backend: Backend) {
     );
     assert_eq!(builtin.code(), Some(Code::FailedPrecondition), "{builtin}");
     let two: Value = serde_json::from_str(&two).expect("one JSON document");
-    assert_eq!(
-        two["roles"][0]["name"], "auditor",
-        "no BatchGetRoles: one Get each"
-    );
+    assert_eq!(two["roles"][0]["name"], "auditor", "{two}");
     assert_eq!(two["roles"][1]["name"], roles::ADMIN);
     assert_eq!(deleted, "deleted role auditor\n");
 }
@@ -938,8 +935,8 @@ fn usage_errors_are_caught_before_any_call_and_exit_with_2() {
             "--password",
             "hunter2hunter2",
         ],
-        // Roles have no pages.
-        vec!["role", "list", "--all"],
+        // Get takes keys, not flags.
+        vec!["role", "get", "admin", "--all"],
         vec!["completion", "tcsh"],
     ];
     for arguments in invalid {

@@ -491,7 +491,10 @@ mod tests {
             Some("DeleteProduct")
         );
         assert_eq!(name(product.events.as_ref()), Some("ListEvents"));
-        assert_eq!(name(role.standard.batch_get.as_ref()), None);
+        assert_eq!(
+            name(role.standard.batch_get.as_ref()),
+            Some("BatchGetRoles")
+        );
         assert_eq!(name(role.standard.update.as_ref()), Some("UpdateRole"));
     }
 
