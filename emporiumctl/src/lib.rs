@@ -1,31 +1,41 @@
-//! `emporiumctl`: the command-line client of Emporium's catalog. The clap types here are the
-//! whole command tree (their doc comments are the help text); [`run`] executes one parsed command
-//! against the catalog's gRPC API and writes the result to the writer it is given, so tests
-//! capture exactly what a user would see. The CLI never touches a database.
+//! `emporiumctl`: the command-line client of every Emporium service. Its resource commands are
+//! not written here: [`commands`] generates them at run time from the compiled-in contract
+//! (`emporium_proto::FILE_DESCRIPTOR_SET`) through the resource model of [`contract::resources`],
+//! so a resource or service added to the contract gets its commands with no CLI code. [`run`]
+//! executes one parsed command through one dynamic gRPC client ([`codec`]) and writes the
+//! result to the writer it is given, so tests capture exactly what a user would see. The CLI
+//! never touches a database.
 
+mod codec;
+mod commands;
 pub mod credentials;
 mod error;
+mod flags;
 pub mod oauth;
 mod render;
 mod table;
+mod values;
+mod yaml;
 
-use std::io::Write;
+use std::ffi::OsString;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
-use emporium_proto::audit::v1 as audit;
-use emporium_proto::catalog::v1 as proto;
-use proto::catalog_service_client::CatalogServiceClient;
+use clap::{ArgMatches, Args, FromArgMatches, ValueEnum};
+use contract::resources::{self, Resource};
+use prost_reflect::{DynamicMessage, FieldDescriptor, MethodDescriptor, ReflectMessage, Value};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+pub use crate::commands::Call;
+use crate::commands::VerbKind;
 use crate::credentials::CredentialStore;
 pub use crate::error::CliError;
-use crate::render::Listing;
+use crate::flags::Assignment;
 
-/// Where `emporium up` serves every service, the catalog included (`EMPORIUM_GRPC_ADDR`'s
-/// default). A catalog served alone (`emporium serve catalog`) listens on its own address.
+/// Where `emporium up` serves every service (`EMPORIUM_GRPC_ADDR`'s default). A service served
+/// alone (`emporium serve catalog`) listens on its own address.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50050";
 
 /// How long to wait for the TCP (and HTTP/2) connection to the server.
@@ -33,24 +43,31 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one RPC may take before the CLI gives up on it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-const LONG_ABOUT: &str = "\
-Manage Emporium's catalog from the command line: categories, the products sold in them, and the \
-event history of each, over the catalog's gRPC API.
+const ABOUT: &str = "Command-line client for Emporium: every resource of every service.";
 
-Every change that can race with someone else (update, delete) takes the version you last read \
-(--expected-version); when the record changed in the meantime the server refuses with a conflict \
-and nothing changes: read it again and retry.
+const LONG_ABOUT_TAIL: &str = "\
+Every command is generated from the services' contract: `emporiumctl <resource> --help` lists \
+its verbs and `emporiumctl <resource> <verb> --help` its flags, with the contract's own \
+comments. Every change that can race with someone else (update, delete) takes the version you \
+last read (--expected-version); when the record changed in the meantime the server refuses with \
+a conflict and nothing changes: read it again and retry. Secrets (passwords) are never taken \
+from the command line: --<field>-stdin reads them from stdin, or EMPORIUMCTL_<FIELD> from the \
+environment.
 
 Examples:
   emporiumctl category create --name Shoes --description 'Things for feet'
-  emporiumctl category list --query shoe --order-by create-time --desc
+  emporiumctl category list --query shoe --order-by create-time --direction desc
   emporiumctl product create --sku SHOE-42 --name 'Trail runner' --category-id <CATEGORY_ID> \\
-      --price-minor 1299 --currency EUR --stock 10
+      --price 12.99EUR --stock-on-hand 10
   emporiumctl product list --category-id <CATEGORY_ID> --all --output json
-  emporiumctl product update <ID> --expected-version 1 --price-minor 1499 --currency EUR
+  emporiumctl product update <ID> --expected-version 1 --price 14.99EUR
   emporiumctl product delete <ID> --expected-version 2
   emporiumctl product events <ID>
-  EMPORIUMCTL_SERVER=http://catalog.internal:50052 emporiumctl category get <ID>
+  EMPORIUMCTL_PASSWORD=… emporiumctl account create --email ada@example.com --first-name Ada \\
+      --last-name Lovelace --country GB
+  emporiumctl account grant-role <ACCOUNT_ID> --role catalog-manager --expected-version 1
+  emporiumctl client create --client-id billing --name Billing --type confidential -o yaml
+  emporiumctl role create -f role.json
 
 Signing in: every call carries an access token. `emporiumctl login` signs in through your browser \
 (or `--client-credentials` for a service account) and stores the token in \
@@ -61,14 +78,27 @@ EMPORIUMCTL_TOKEN) uses a token you already have instead. `emporiumctl logout` f
 Exit status: 0 success, 1 the server refused the request (also: not signed in, permission denied, \
 login failed or expired), 2 usage error, 3 cannot reach the server.";
 
-/// Command-line client for Emporium's catalog.
-#[derive(Debug, Parser)]
-#[command(name = "emporiumctl", version, long_about = LONG_ABOUT)]
+/// A parsed command line.
+#[derive(Debug)]
 pub struct Cli {
-    /// The catalog's gRPC address (`http://` is assumed when no scheme is given): by default
-    /// where `emporium up` serves every service.
-    #[arg(long, global = true, value_name = "URL", env = "EMPORIUMCTL_SERVER", default_value = DEFAULT_SERVER)]
+    /// The server's gRPC address (`http://` is assumed when no scheme is given).
     pub server: String,
+    /// An access token to send instead of the stored login (never printed).
+    pub token: Option<AccessToken>,
+    /// Where the login is stored.
+    pub config_dir: Option<PathBuf>,
+    pub output: OutputFormat,
+    pub action: Action,
+}
+
+// The flags every command takes (a plain comment: a doc comment would become the tree's about).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+struct GlobalArgs {
+    /// The gRPC address of the services (`http://` is assumed when no scheme is given): by
+    /// default where `emporium up` serves every service.
+    #[arg(long, global = true, value_name = "URL", env = "EMPORIUMCTL_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
 
     /// An access token to send instead of the stored login (never printed).
     #[arg(
@@ -78,7 +108,7 @@ pub struct Cli {
         env = "EMPORIUMCTL_TOKEN",
         hide_env_values = true
     )]
-    pub token: Option<AccessToken>,
+    token: Option<AccessToken>,
 
     /// Where the login is stored (default $XDG_CONFIG_HOME/emporiumctl or
     /// ~/.config/emporiumctl).
@@ -88,42 +118,38 @@ pub struct Cli {
         value_name = "DIR",
         env = "EMPORIUMCTL_CONFIG_DIR"
     )]
-    pub config_dir: Option<PathBuf>,
+    config_dir: Option<PathBuf>,
 
-    /// How to print results: aligned columns for people, or JSON for scripts.
+    /// How to print results: aligned columns for people, or the response's proto3 JSON mapping
+    /// (or the same data as YAML) for scripts.
     #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
-
-    #[command(subcommand)]
-    pub command: Command,
+    output: OutputFormat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// Aligned columns; lists end with a count and the token of the next page.
     Table,
-    /// One pretty-printed JSON document; money in minor units, times in RFC 3339.
+    /// The response as pretty-printed proto3 JSON (lowerCamelCase names, 64-bit integers as
+    /// strings, times in RFC 3339, every field present).
     Json,
+    /// The same data as the JSON, as YAML.
+    Yaml,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Create, read, list, change and delete categories.
-    #[command(subcommand)]
-    Category(CategoryCommand),
-    /// Create, read, list, change and delete products.
-    #[command(subcommand)]
-    Product(ProductCommand),
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Action {
+    /// A generated resource command: call one RPC (or several, for `--all` and `events`).
+    Resource(Box<Call>),
     /// Sign in at the identity provider and store the tokens.
-    #[command(
-        after_help = "Examples:\n  emporiumctl login\n  EMPORIUMCTL_CLIENT_SECRET=… emporiumctl login --client-credentials --client-id billing-job"
-    )]
     Login(LoginArgs),
     /// Revoke the stored refresh token and forget the login.
     Logout,
-    /// Print who the stored (or --token) access token speaks for: subject, roles, expiry. Read
-    /// from the token itself without verifying it; the server is the one that verifies.
+    /// Print who the access token speaks for.
     Whoami,
+    /// Print a shell completion script.
+    Completion(clap_complete::Shell),
 }
 
 #[derive(Debug, Args)]
@@ -148,233 +174,64 @@ pub struct LoginArgs {
 #[derive(Clone)]
 pub struct AccessToken(String);
 
-#[derive(Debug, Subcommand)]
-pub enum CategoryCommand {
-    /// Create a category and print it (its version starts at 1).
-    #[command(
-        after_help = "Example: emporiumctl category create --name Shoes --description 'Things for feet'"
-    )]
-    Create {
-        /// Unique name, 1 to 200 characters.
-        #[arg(long)]
-        name: String,
-        /// Free text shown with the category (default empty).
-        #[arg(long)]
-        description: Option<String>,
-    },
-    /// Print one category.
-    Get {
-        /// The category's id (a UUID).
-        id: String,
-    },
-    /// List categories, a page at a time (or all of them with --all).
-    #[command(
-        after_help = "Example: emporiumctl category list --query shoe --order-by create-time --desc --all"
-    )]
-    List(CategoryListArgs),
-    /// Change a category's name and/or description.
-    #[command(
-        group(ArgGroup::new("changes").required(true).multiple(true).args(["name", "description"])),
-        after_help = "Example: emporiumctl category update <ID> --expected-version 1 --name 'Running shoes'"
-    )]
-    Update {
-        /// The category's id (a UUID).
-        id: String,
-        /// The version you last read; the update is refused if the category changed since.
-        #[arg(long, value_name = "VERSION")]
-        expected_version: i64,
-        /// New unique name, 1 to 200 characters.
-        #[arg(long)]
-        name: Option<String>,
-        /// New description (an empty string clears it).
-        #[arg(long)]
-        description: Option<String>,
-    },
-    /// Delete a category; refused while it still has products.
-    Delete {
-        /// The category's id (a UUID).
-        id: String,
-        /// The version you last read; without it the category is deleted whatever its version.
-        #[arg(long, value_name = "VERSION")]
-        expected_version: Option<i64>,
-    },
-    /// Print a category's event history, oldest first (use --output json for the payloads).
-    Events {
-        /// The category's id (a UUID).
-        id: String,
-    },
+/// Where a command reads secrets and `-f -` from, and writes notes to: the process's stdin,
+/// stderr and environment in [`run`], the test's own in [`run_with`].
+pub struct Console<'a> {
+    pub stdin: &'a mut (dyn BufRead + Send),
+    pub stderr: &'a mut (dyn Write + Send),
+    pub env: &'a (dyn Fn(&str) -> Option<String> + Sync),
 }
 
-#[derive(Debug, Args)]
-pub struct CategoryListArgs {
-    /// Only categories whose name or description contains this text (case-insensitive).
-    #[arg(long)]
-    pub query: Option<String>,
-    /// Sort key.
-    #[arg(long, value_enum, default_value_t = CategoryOrderBy::Name)]
-    pub order_by: CategoryOrderBy,
-    /// Sort in descending order instead of ascending.
-    #[arg(long)]
-    pub desc: bool,
-    #[command(flatten)]
-    pub page: PageArgs,
+/// Sends `authorization: Bearer <token>` with every call, when there is a token.
+#[derive(Clone)]
+pub struct BearerInterceptor {
+    authorization: Option<tonic::metadata::AsciiMetadataValue>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum CategoryOrderBy {
-    Name,
-    CreateTime,
-    UpdateTime,
+/// One gRPC client for every service, sending the caller's token.
+type Client = tonic::client::Grpc<InterceptedService<Channel, BearerInterceptor>>;
+
+/// A connected client and what every command needs to report its outcome.
+struct Session {
+    client: Client,
+    /// The server as the user named it (scheme added), for error messages.
+    server: String,
+    output: OutputFormat,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum ProductCommand {
-    /// Create a product and print it (its version starts at 1).
-    #[command(
-        after_help = "Example: emporiumctl product create --sku SHOE-42 --name 'Trail runner' \
-                            --category-id <CATEGORY_ID> --price-minor 1299 --currency EUR --stock 10"
-    )]
-    Create {
-        /// Stock keeping unit: unique, 1 to 64 of A-Z a-z 0-9 - _ . /
-        #[arg(long)]
-        sku: String,
-        /// Display name.
-        #[arg(long)]
-        name: String,
-        /// Free text shown with the product (default empty).
-        #[arg(long)]
-        description: Option<String>,
-        /// Id of the category the product is sold in.
-        #[arg(long, value_name = "ID")]
-        category_id: String,
-        /// Price in the currency's minor units: 1299 is 12.99 EUR.
-        #[arg(long, value_name = "AMOUNT", allow_negative_numbers = true)]
-        price_minor: i64,
-        /// ISO 4217 code of the price, e.g. EUR.
-        #[arg(long)]
-        currency: String,
-        /// Units in the warehouse (default 0).
-        #[arg(long, value_name = "N", allow_negative_numbers = true)]
-        stock: Option<i64>,
-    },
-    /// Print one product.
-    Get {
-        /// The product's id (a UUID).
-        id: String,
-    },
-    /// List products, a page at a time (or all of them with --all).
-    #[command(
-        after_help = "Example: emporiumctl product list --category-id <CATEGORY_ID> --order-by price --desc"
-    )]
-    List(ProductListArgs),
-    /// Change some of a product's fields; the others stay as they are.
-    #[command(
-        group(ArgGroup::new("changes").required(true).multiple(true)
-            .args(["sku", "name", "description", "category_id", "price_minor", "stock"])),
-        after_help = "Example: emporiumctl product update <ID> --expected-version 3 --price-minor 1499 --currency EUR"
-    )]
-    Update {
-        /// The product's id (a UUID).
-        id: String,
-        /// The version you last read; the update is refused if the product changed since.
-        #[arg(long, value_name = "VERSION")]
-        expected_version: i64,
-        /// New unique stock keeping unit.
-        #[arg(long)]
-        sku: Option<String>,
-        /// New display name.
-        #[arg(long)]
-        name: Option<String>,
-        /// New description (an empty string clears it).
-        #[arg(long)]
-        description: Option<String>,
-        /// Move the product to this category.
-        #[arg(long, value_name = "ID")]
-        category_id: Option<String>,
-        /// New price in minor units; requires --currency.
-        #[arg(
-            long,
-            value_name = "AMOUNT",
-            requires = "currency",
-            allow_negative_numbers = true
-        )]
-        price_minor: Option<i64>,
-        /// Currency of the new price; requires --price-minor.
-        #[arg(long, requires = "price_minor")]
-        currency: Option<String>,
-        /// New number of units in the warehouse.
-        #[arg(long, value_name = "N", allow_negative_numbers = true)]
-        stock: Option<i64>,
-    },
-    /// Delete a product.
-    Delete {
-        /// The product's id (a UUID).
-        id: String,
-        /// The version you last read; without it the product is deleted whatever its version.
-        #[arg(long, value_name = "VERSION")]
-        expected_version: Option<i64>,
-    },
-    /// Print a product's event history, oldest first (use --output json for the payloads).
-    Events {
-        /// The product's id (a UUID).
-        id: String,
-    },
-}
-
-#[derive(Debug, Args)]
-pub struct ProductListArgs {
-    /// Only products of this category.
-    #[arg(long, value_name = "ID")]
-    pub category_id: Option<String>,
-    /// Only products whose name or description contains this text (case-insensitive).
-    #[arg(long)]
-    pub query: Option<String>,
-    /// Only the product with exactly this sku.
-    #[arg(long)]
-    pub sku: Option<String>,
-    /// Sort key.
-    #[arg(long, value_enum, default_value_t = ProductOrderBy::Name)]
-    pub order_by: ProductOrderBy,
-    /// Sort in descending order instead of ascending.
-    #[arg(long)]
-    pub desc: bool,
-    #[command(flatten)]
-    pub page: PageArgs,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ProductOrderBy {
-    Name,
-    Sku,
-    Price,
-    CreateTime,
-    UpdateTime,
-}
-
-/// Paging flags shared by every list.
-#[derive(Debug, Args)]
-pub struct PageArgs {
-    /// Items per page, 1 to 500 (default: the server's, 50).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
-    pub page_size: Option<i32>,
-    /// Continue a listing: the token printed after the previous page. The other list flags must
-    /// be the same as for that page.
-    #[arg(long, value_name = "TOKEN")]
-    pub page_token: Option<String>,
-    /// Follow the pages to the end and print everything.
-    #[arg(long)]
-    pub all: bool,
-}
-
-/// Executes `cli` against the server it names, writing the result to `out`.
+/// Executes `cli` against the server it names, writing the result to `out`; secrets and `-f -`
+/// come from the process's stdin and environment.
 pub async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
-    let store = credential_store(cli.config_dir.as_deref());
-    let command = match cli.command {
-        Command::Login(arguments) => return login(arguments, &store?, out).await,
-        Command::Logout => return logout(&store?, out).await,
-        Command::Whoami => return whoami(cli.token.as_ref(), &store?, out),
-        command => command,
+    let mut stdin = std::io::BufReader::new(std::io::stdin());
+    let mut stderr = std::io::stderr();
+    let env = |name: &str| std::env::var(name).ok();
+    let console = Console {
+        stdin: &mut stdin,
+        stderr: &mut stderr,
+        env: &env,
     };
+    run_with(cli, console, out).await
+}
+
+/// Executes `cli` with `console` as its stdin, stderr and environment.
+pub async fn run_with(
+    cli: Cli,
+    mut console: Console<'_>,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let store = credential_store(cli.config_dir.as_deref());
+    let call = match cli.action {
+        Action::Login(arguments) => return login(arguments, &store?, out).await,
+        Action::Logout => return logout(&store?, out).await,
+        Action::Whoami => return whoami(cli.token.as_ref(), &store?, out),
+        Action::Completion(shell) => {
+            clap_complete::generate(shell, &mut Cli::command(), "emporiumctl", out);
+            return Ok(());
+        }
+        Action::Resource(call) => call,
+    };
+    // Secrets and files are read before connecting: a usage error costs no round trip.
+    let request = build_request(&call, &mut console)?;
     let token = match cli.token {
         Some(AccessToken(token)) => Some(token),
         None => stored_access_token(store.ok().as_ref()).await?,
@@ -386,349 +243,437 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
         server,
         output: cli.output,
     };
-    match command {
-        Command::Category(command) => session.category(command, out).await,
-        Command::Product(command) => session.product(command, out).await,
-        Command::Login(_) | Command::Logout | Command::Whoami => Ok(()),
+    session.execute(*call, request, &mut console, out).await
+}
+
+// === impl Cli ===
+
+impl Cli {
+    /// The whole command tree, resource commands included (for help and completion).
+    pub fn command() -> clap::Command {
+        command_tree(&model())
     }
-}
 
-/// Sends `authorization: Bearer <token>` with every call, when there is a token.
-#[derive(Clone)]
-pub struct BearerInterceptor {
-    authorization: Option<tonic::metadata::AsciiMetadataValue>,
-}
+    /// Parses a command line; the error is clap's (usage, exit code 2; or help and version).
+    pub fn try_parse_from<I, T>(arguments: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let model = model();
+        let mut command = command_tree(&model);
+        let matches = command.try_get_matches_from_mut(arguments)?;
+        Cli::from_matches(&model, &matches).map_err(|error| error.with_cmd(&command))
+    }
 
-/// A catalog client that sends the caller's token.
-type Client = CatalogServiceClient<InterceptedService<Channel, BearerInterceptor>>;
+    /// Parses the process's command line, printing clap's message and exiting on an error.
+    pub fn parse() -> Cli {
+        Cli::try_parse_from(std::env::args_os()).unwrap_or_else(|error| error.exit())
+    }
 
-/// A connected client and what every command needs to report its outcome.
-struct Session {
-    client: Client,
-    /// The server as the user named it (scheme added), for error messages.
-    server: String,
-    output: OutputFormat,
+    fn from_matches(model: &[Resource], matches: &ArgMatches) -> Result<Cli, clap::Error> {
+        let global = GlobalArgs::from_arg_matches(matches)?;
+        let action = match matches.subcommand() {
+            Some(("login", login)) => Action::Login(LoginArgs::from_arg_matches(login)?),
+            Some(("logout", _)) => Action::Logout,
+            Some(("whoami", _)) => Action::Whoami,
+            Some(("completion", completion)) => Action::Completion(
+                completion
+                    .get_one::<clap_complete::Shell>("shell")
+                    .copied()
+                    .ok_or_else(|| {
+                        clap::Error::new(clap::error::ErrorKind::MissingRequiredArgument)
+                    })?,
+            ),
+            Some((name, resource_matches)) => {
+                let resource = model
+                    .iter()
+                    .find(|resource| resource.singular == name)
+                    .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidSubcommand))?;
+                let (verb, verb_matches) = resource_matches
+                    .subcommand()
+                    .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::MissingSubcommand))?;
+                let call = commands::read_call(resource, verb, verb_matches)
+                    .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidSubcommand))?;
+                Action::Resource(Box::new(call))
+            }
+            None => return Err(clap::Error::new(clap::error::ErrorKind::MissingSubcommand)),
+        };
+        Ok(Cli {
+            server: global.server,
+            token: global.token,
+            config_dir: global.config_dir,
+            output: global.output,
+            action,
+        })
+    }
 }
 
 // === impl Session ===
 
 impl Session {
-    async fn category(
+    async fn execute(
         &mut self,
-        command: CategoryCommand,
+        call: Call,
+        request: DynamicMessage,
+        console: &mut Console<'_>,
         out: &mut impl Write,
     ) -> Result<(), CliError> {
-        match command {
-            CategoryCommand::Create { name, description } => {
-                let request = proto::CreateCategoryRequest {
-                    name,
-                    description: description.unwrap_or_default(),
-                };
-                let category = self
-                    .client
-                    .create_category(request)
-                    .await
-                    .map_err(|status| self.refused(status))?;
-                render::category(self.output, &category.into_inner(), out)
+        let resource = &call.resource;
+        let verb = &call.verb;
+        let key = call.keys.first().cloned().unwrap_or_default();
+        let hint = (!key.is_empty()).then(|| reread_hint(&resource.singular, &key));
+        match verb.kind {
+            VerbKind::List => {
+                let response = self.list(&verb.method, request, call.all).await?;
+                render::listing(self.output, resource, &response, out)
             }
-            CategoryCommand::Get { id } => {
-                let request = proto::GetCategoryRequest { id };
-                let category = self
-                    .client
-                    .get_category(request)
-                    .await
-                    .map_err(|status| self.refused(status))?;
-                render::category(self.output, &category.into_inner(), out)
+            VerbKind::Get => self.get(&call, request, out).await,
+            VerbKind::Events => self.events(&call, &key, out).await,
+            VerbKind::Delete => {
+                self.call(&verb.method, request, hint).await?;
+                let key_field = verb.key.as_ref().ok_or_else(|| {
+                    CliError::Other(anyhow::anyhow!("{} names no record", verb.method.name()))
+                })?;
+                render::deleted(self.output, &resource.singular, key_field, &key, out)
             }
-            CategoryCommand::List(arguments) => self.list_categories(arguments, out).await,
-            CategoryCommand::Update {
-                id,
-                expected_version,
-                name,
-                description,
-            } => {
-                let hint = reread_hint("category", &id);
-                let request = proto::UpdateCategoryRequest {
-                    id,
-                    expected_version,
-                    name,
-                    description,
-                };
-                let category = self
-                    .client
-                    .update_category(request)
-                    .await
-                    .map_err(|status| self.refused_with_hint(status, hint))?;
-                render::category(self.output, &category.into_inner(), out)
+            VerbKind::Create | VerbKind::Update | VerbKind::Other => {
+                let response = self.call(&verb.method, request, hint).await?;
+                render::record(self.output, resource, &response, out)?;
+                let secrets = render::secrets_shown(&response);
+                if !secrets.is_empty() {
+                    // A note for the person: stdout stays the response alone, for scripts.
+                    let _ = writeln!(
+                        console.stderr,
+                        "note: {} is shown only this once and cannot be read again: store it now.",
+                        secrets.join(", ")
+                    );
+                }
+                Ok(())
             }
-            CategoryCommand::Delete {
-                id,
-                expected_version,
-            } => {
-                let hint = reread_hint("category", &id);
-                let request = proto::DeleteCategoryRequest {
-                    id: id.clone(),
-                    expected_version: expected_version.unwrap_or(0),
-                };
-                self.client
-                    .delete_category(request)
-                    .await
-                    .map_err(|status| self.refused_with_hint(status, hint))?;
-                render::deleted(self.output, "category", &id, out)
-            }
-            CategoryCommand::Events { id } => self.events(id, out).await,
         }
     }
 
-    async fn product(
+    /// One call of `method`.
+    async fn call(
         &mut self,
-        command: ProductCommand,
-        out: &mut impl Write,
-    ) -> Result<(), CliError> {
-        match command {
-            ProductCommand::Create {
-                sku,
-                name,
-                description,
-                category_id,
-                price_minor,
-                currency,
-                stock,
-            } => {
-                let request = proto::CreateProductRequest {
-                    sku,
-                    name,
-                    description: description.unwrap_or_default(),
-                    category_id,
-                    price: Some(proto::Money {
-                        amount_minor: price_minor,
-                        currency,
-                    }),
-                    stock_on_hand: stock.unwrap_or(0),
-                };
-                let product = self
-                    .client
-                    .create_product(request)
-                    .await
-                    .map_err(|status| self.refused(status))?;
-                render::product(self.output, &product.into_inner(), out)
+        method: &MethodDescriptor,
+        request: DynamicMessage,
+        hint: Option<String>,
+    ) -> Result<DynamicMessage, CliError> {
+        self.client.ready().await.map_err(|error| {
+            let error: Box<dyn std::error::Error + Send + Sync> = error.into();
+            CliError::Unreachable {
+                server: self.server.clone(),
+                reason: error::chain(error.as_ref()),
             }
-            ProductCommand::Get { id } => {
-                let request = proto::GetProductRequest { id };
-                let product = self
-                    .client
-                    .get_product(request)
-                    .await
-                    .map_err(|status| self.refused(status))?;
-                render::product(self.output, &product.into_inner(), out)
-            }
-            ProductCommand::List(arguments) => self.list_products(arguments, out).await,
-            ProductCommand::Update {
-                id,
-                expected_version,
-                sku,
-                name,
-                description,
-                category_id,
-                price_minor,
-                currency,
-                stock,
-            } => {
-                let hint = reread_hint("product", &id);
-                // clap makes --price-minor and --currency require each other.
-                let price = match (price_minor, currency) {
-                    (Some(amount_minor), Some(currency)) => Some(proto::Money {
-                        amount_minor,
-                        currency,
-                    }),
-                    _ => None,
-                };
-                let request = proto::UpdateProductRequest {
-                    id,
-                    expected_version,
-                    sku,
-                    name,
-                    description,
-                    category_id,
-                    price,
-                    stock_on_hand: stock,
-                };
-                let product = self
-                    .client
-                    .update_product(request)
-                    .await
-                    .map_err(|status| self.refused_with_hint(status, hint))?;
-                render::product(self.output, &product.into_inner(), out)
-            }
-            ProductCommand::Delete {
-                id,
-                expected_version,
-            } => {
-                let hint = reread_hint("product", &id);
-                let request = proto::DeleteProductRequest {
-                    id: id.clone(),
-                    expected_version: expected_version.unwrap_or(0),
-                };
-                self.client
-                    .delete_product(request)
-                    .await
-                    .map_err(|status| self.refused_with_hint(status, hint))?;
-                render::deleted(self.output, "product", &id, out)
-            }
-            ProductCommand::Events { id } => self.events(id, out).await,
-        }
+        })?;
+        let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
+        let path = http::uri::PathAndQuery::try_from(path).map_err(|error| {
+            CliError::Other(anyhow::anyhow!(
+                "the method's path is not a URI path: {error}"
+            ))
+        })?;
+        let response = self
+            .client
+            .unary(
+                tonic::Request::new(request),
+                path,
+                codec::DynamicCodec::new(method.output()),
+            )
+            .await
+            .map_err(|status| CliError::from_status(status, &self.server, hint))?;
+        Ok(response.into_inner())
     }
 
-    async fn list_categories(
+    /// The list's first page, or with `all` every page, as one response: the items of every
+    /// page in its list field, the token of the first page not read in `next_page_token`.
+    async fn list(
         &mut self,
-        arguments: CategoryListArgs,
-        out: &mut impl Write,
-    ) -> Result<(), CliError> {
-        let order_by = match arguments.order_by {
-            CategoryOrderBy::Name => proto::CategoryOrderBy::Name,
-            CategoryOrderBy::CreateTime => proto::CategoryOrderBy::CreateTime,
-            CategoryOrderBy::UpdateTime => proto::CategoryOrderBy::UpdateTime,
-        };
-        let mut request = proto::ListCategoriesRequest {
-            page_size: arguments.page.page_size.unwrap_or(0),
-            page_token: arguments.page.page_token.unwrap_or_default(),
-            query: arguments.query.unwrap_or_default(),
-            order_by: order_by.into(),
-            direction: direction(arguments.desc).into(),
-        };
-        let mut listing = Listing::default();
+        method: &MethodDescriptor,
+        mut request: DynamicMessage,
+        all: bool,
+    ) -> Result<DynamicMessage, CliError> {
+        let page_token = method.input().get_field_by_name("page_token");
+        let next_page_token = method.output().get_field_by_name("next_page_token");
+        let mut items: Vec<(FieldDescriptor, Vec<Value>)> = Vec::new();
         loop {
-            let response = self
-                .client
-                .list_categories(request.clone())
-                .await
-                .map_err(|status| self.refused(status))?
-                .into_inner();
-            listing.items.extend(response.categories);
-            listing.total_size = response.total_size;
-            if !continue_listing(
-                arguments.page.all,
-                &mut request.page_token,
-                response.next_page_token,
-            )? {
-                break;
+            let response = self.call(method, request.clone(), None).await?;
+            for field in response.descriptor().fields() {
+                if !field.is_list() || field.is_map() {
+                    continue;
+                }
+                let page_items = response
+                    .get_field(&field)
+                    .as_list()
+                    .unwrap_or_default()
+                    .to_vec();
+                match items.iter_mut().find(|(known, _)| *known == field) {
+                    Some((_, known)) => known.extend(page_items),
+                    None => items.push((field, page_items)),
+                }
             }
+            let (Some(page_token), Some(next_page_token)) = (&page_token, &next_page_token) else {
+                return Ok(response);
+            };
+            let next = response
+                .get_field(next_page_token)
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let current = request
+                .get_field(page_token)
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if !all || next.is_empty() {
+                let mut merged = response;
+                for (field, values) in items {
+                    merged.set_field(&field, Value::List(values));
+                }
+                return Ok(merged);
+            }
+            if next == current {
+                return Err(CliError::Other(anyhow::anyhow!(
+                    "the server returned the same page token twice; stopping to avoid an endless listing"
+                )));
+            }
+            request.set_field(page_token, Value::String(next));
         }
-        // After the loop the token is that of the first page not read: empty when complete.
-        listing.next_page_token = request.page_token;
-        render::categories(self.output, &listing, out)
     }
 
-    async fn list_products(
+    /// One record, or several: through BatchGet where the service has it, else one Get each.
+    async fn get(
         &mut self,
-        arguments: ProductListArgs,
+        call: &Call,
+        request: DynamicMessage,
         out: &mut impl Write,
     ) -> Result<(), CliError> {
-        let order_by = match arguments.order_by {
-            ProductOrderBy::Name => proto::ProductOrderBy::Name,
-            ProductOrderBy::Sku => proto::ProductOrderBy::Sku,
-            ProductOrderBy::Price => proto::ProductOrderBy::Price,
-            ProductOrderBy::CreateTime => proto::ProductOrderBy::CreateTime,
-            ProductOrderBy::UpdateTime => proto::ProductOrderBy::UpdateTime,
-        };
-        let mut request = proto::ListProductsRequest {
-            page_size: arguments.page.page_size.unwrap_or(0),
-            page_token: arguments.page.page_token.unwrap_or_default(),
-            category_id: arguments.category_id.unwrap_or_default(),
-            query: arguments.query.unwrap_or_default(),
-            sku: arguments.sku.unwrap_or_default(),
-            order_by: order_by.into(),
-            direction: direction(arguments.desc).into(),
-        };
-        let mut listing = Listing::default();
-        loop {
-            let response = self
-                .client
-                .list_products(request.clone())
-                .await
-                .map_err(|status| self.refused(status))?
-                .into_inner();
-            listing.items.extend(response.products);
-            listing.total_size = response.total_size;
-            if !continue_listing(
-                arguments.page.all,
-                &mut request.page_token,
-                response.next_page_token,
-            )? {
-                break;
-            }
+        let resource = &call.resource;
+        if call.keys.len() <= 1 {
+            let response = self.call(&call.verb.method, request, None).await?;
+            return render::record(self.output, resource, &response, out);
         }
-        // After the loop the token is that of the first page not read: empty when complete.
-        listing.next_page_token = request.page_token;
-        render::products(self.output, &listing, out)
-    }
-
-    /// Prints the whole history of one record: event histories are short, so every page is read.
-    async fn events(&mut self, aggregate_id: String, out: &mut impl Write) -> Result<(), CliError> {
-        let mut request = audit::ListEventsRequest {
-            aggregate_id,
-            page_size: 500,
-            page_token: String::new(),
-        };
-        let mut events = Vec::new();
-        loop {
-            let response = self
-                .client
-                .list_events(request.clone())
-                .await
-                .map_err(|status| self.refused(status))?
-                .into_inner();
-            events.extend(response.events);
-            if !continue_listing(true, &mut request.page_token, response.next_page_token)? {
-                break;
-            }
+        if let Some(batch_get) = &resource.standard.batch_get
+            && let Some(ids) = resource.batch_key_field(&batch_get.input())
+        {
+            let mut batch = DynamicMessage::new(batch_get.input());
+            let keys = call.keys.iter().cloned().map(Value::String).collect();
+            batch.set_field(&ids, Value::List(keys));
+            let response = self.call(batch_get, batch, None).await?;
+            return render::listing(self.output, resource, &response, out);
         }
-        render::events(self.output, &events, out)
+        let key_field = call.verb.key.as_ref().ok_or_else(|| {
+            CliError::Other(anyhow::anyhow!(
+                "{} names no record",
+                call.verb.method.name()
+            ))
+        })?;
+        let mut records = Vec::new();
+        for key in &call.keys {
+            let mut single = request.clone();
+            single.set_field(key_field, Value::String(key.clone()));
+            records.push(self.call(&call.verb.method, single, None).await?);
+        }
+        render::records(self.output, resource, &records, out)
     }
 
-    fn refused(&self, status: tonic::Status) -> CliError {
-        CliError::from_status(status, &self.server, None)
-    }
-
-    fn refused_with_hint(&self, status: tonic::Status, hint: String) -> CliError {
-        CliError::from_status(status, &self.server, Some(hint))
+    /// The record's whole history: event histories are short, so every page is read. A record
+    /// named by something else than its `id` (a role by its name) is read first for its id.
+    async fn events(
+        &mut self,
+        call: &Call,
+        key: &str,
+        out: &mut impl Write,
+    ) -> Result<(), CliError> {
+        let resource = &call.resource;
+        let method = &call.verb.method;
+        let named_by_id = call
+            .verb
+            .key
+            .as_ref()
+            .is_none_or(|field| field.name() == "id");
+        let aggregate_id = match (&resource.standard.get, &call.verb.key) {
+            (Some(get), Some(key_field)) if !named_by_id => {
+                let mut request = DynamicMessage::new(get.input());
+                request.set_field(key_field, Value::String(key.to_owned()));
+                let record = self.call(get, request, None).await?;
+                record
+                    .get_field_by_name("id")
+                    .and_then(|id| id.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| key.to_owned())
+            }
+            _ => key.to_owned(),
+        };
+        let input = method.input();
+        let mut request = DynamicMessage::new(input.clone());
+        let aggregate_field = resource.key_field(&input).ok_or_else(|| {
+            CliError::Other(anyhow::anyhow!("{} names no record", method.full_name()))
+        })?;
+        request.set_field(&aggregate_field, Value::String(aggregate_id));
+        let response = self.list(method, request, true).await?;
+        render::events(self.output, &response, out)
     }
 }
 
 // === helpers ===
 
-/// Stores `next_page_token` in `page_token` and says whether to fetch another page. Fails on a
-/// server that hands back the token it was given, which would otherwise loop forever.
-fn continue_listing(
-    all: bool,
-    page_token: &mut String,
-    next_page_token: String,
-) -> Result<bool, CliError> {
-    if all && !next_page_token.is_empty() && next_page_token == *page_token {
-        return Err(CliError::Other(anyhow::anyhow!(
-            "the server returned the same page token twice; stopping to avoid an endless listing"
-        )));
-    }
-    let more = !next_page_token.is_empty();
-    *page_token = next_page_token;
-    Ok(all && more)
+/// The model the commands are generated from: the compiled-in contract's resources.
+fn model() -> Vec<Resource> {
+    // emporium-proto's build script wrote this descriptor set from the contract; it decodes
+    // unless the build itself is broken.
+    let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
+        .expect("the compiled-in descriptor set decodes");
+    resources::resources(&pool)
 }
 
-fn direction(descending: bool) -> proto::SortDirection {
-    if descending {
-        proto::SortDirection::Desc
+fn command_tree(model: &[Resource]) -> clap::Command {
+    let mut long_about = format!("{ABOUT}\n\nResources (alias: the plural):\n");
+    for resource in model {
+        let comment = resources::message_comment(&resource.message).unwrap_or_default();
+        long_about.push_str(&format!(
+            "  {:<10} {}\n",
+            resource.singular,
+            flags::first_sentence(&comment)
+        ));
+    }
+    long_about.push('\n');
+    long_about.push_str(LONG_ABOUT_TAIL);
+    let mut command = GlobalArgs::augment_args(clap::Command::new("emporiumctl"))
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(ABOUT)
+        .long_about(long_about)
+        .subcommand_required(true)
+        .arg_required_else_help(true);
+    for resource in model {
+        command = command.subcommand(commands::resource_command(resource));
+    }
+    command
+        .subcommand(
+            LoginArgs::augment_args(clap::Command::new("login"))
+                .about("Sign in at the identity provider and store the tokens")
+                .after_help(
+                    "Examples:\n  emporiumctl login\n  EMPORIUMCTL_CLIENT_SECRET=… emporiumctl login --client-credentials --client-id billing-job",
+                ),
+        )
+        .subcommand(
+            clap::Command::new("logout")
+                .about("Revoke the stored refresh token and forget the login"),
+        )
+        .subcommand(clap::Command::new("whoami").about(
+            "Print who the stored (or --token) access token speaks for: subject, roles, expiry. \
+             Read from the token itself without verifying it; the server is the one that verifies.",
+        ))
+        .subcommand(
+            clap::Command::new("completion")
+                .about("Print a completion script for a shell, e.g. `source <(emporiumctl completion bash)`")
+                .arg(
+                    clap::Arg::new("shell")
+                        .required(true)
+                        .value_parser(clap::value_parser!(clap_complete::Shell)),
+                ),
+        )
+}
+
+/// The request `call` sends: the `-f` file's message (if any), then the flags over it, the
+/// positional key, and the secrets from stdin or the environment.
+fn build_request(call: &Call, console: &mut Console<'_>) -> Result<DynamicMessage, CliError> {
+    let input = call.verb.method.input();
+    let mut request = match &call.file {
+        Some(path) => read_request_file(&input, path, console)?,
+        None => DynamicMessage::new(input.clone()),
+    };
+    let mut assignments = call.assignments.clone();
+    if let (Some(key_field), [key]) = (&call.verb.key, call.keys.as_slice()) {
+        assignments.push(Assignment {
+            path: vec![key_field.clone()],
+            value: Value::String(key.clone()),
+        });
+    }
+    for secret in &call.secrets {
+        let text = if secret.from_stdin {
+            if call.file.as_deref() == Some("-") {
+                return Err(CliError::Usage(format!(
+                    "stdin cannot give both the file (-f -) and {}: set {} instead",
+                    secret.stdin_flag, secret.env
+                )));
+            }
+            Some(read_secret_line(console, &secret.stdin_flag)?)
+        } else {
+            (console.env)(&secret.env).filter(|value| !value.is_empty())
+        };
+        let Some(text) = text else {
+            let given_by_file = secret
+                .path
+                .first()
+                .is_some_and(|field| request.has_field(field));
+            if secret.required && !given_by_file {
+                return Err(CliError::Usage(format!(
+                    "this needs a secret: pass {} and write it to stdin, or set {}",
+                    secret.stdin_flag, secret.env
+                )));
+            }
+            continue;
+        };
+        assignments.push(Assignment {
+            path: secret.path.clone(),
+            value: Value::String(text),
+        });
+    }
+    for assignment in &assignments {
+        flags::apply(&mut request, assignment).map_err(CliError::Usage)?;
+    }
+    Ok(request)
+}
+
+fn read_request_file(
+    input: &prost_reflect::MessageDescriptor,
+    path: &str,
+    console: &mut Console<'_>,
+) -> Result<DynamicMessage, CliError> {
+    let text = if path == "-" {
+        let mut text = String::new();
+        console.stdin.read_to_string(&mut text).map_err(|error| {
+            CliError::Usage(format!("cannot read the request from stdin: {error}"))
+        })?;
+        text
     } else {
-        proto::SortDirection::Asc
-    }
+        std::fs::read_to_string(path)
+            .map_err(|error| CliError::Usage(format!("cannot read {path}: {error}")))?
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(&text);
+    let request = DynamicMessage::deserialize(input.clone(), &mut deserializer)
+        .and_then(|request| deserializer.end().map(|()| request))
+        .map_err(|error| {
+            CliError::Usage(format!(
+                "{path} is not a {} in proto3 JSON form: {error}",
+                input.name()
+            ))
+        })?;
+    Ok(request)
 }
 
-fn reread_hint(resource: &str, id: &str) -> String {
+/// The first line of stdin, for a `--<field>-stdin` secret.
+fn read_secret_line(console: &mut Console<'_>, flag: &str) -> Result<String, CliError> {
+    let mut line = String::new();
+    console
+        .stdin
+        .read_line(&mut line)
+        .map_err(|error| CliError::Usage(format!("{flag}: cannot read stdin: {error}")))?;
+    let secret = line.trim_end_matches(['\r', '\n']).to_owned();
+    if secret.is_empty() {
+        return Err(CliError::Usage(format!("{flag}: stdin held no secret")));
+    }
+    Ok(secret)
+}
+
+fn reread_hint(singular: &str, key: &str) -> String {
     format!(
-        "read it again with `emporiumctl {resource} get {id}` and retry with its current version"
+        "read it again with `emporiumctl {singular} get {key}` and retry with its current version"
     )
 }
 
-/// `127.0.0.1:50052` means `http://127.0.0.1:50052`: the catalog speaks plaintext HTTP/2 unless
+/// `127.0.0.1:50050` means `http://127.0.0.1:50050`: the services speak plaintext HTTP/2 unless
 /// told otherwise.
 fn with_scheme(server: &str) -> String {
     if server.contains("://") {
@@ -755,10 +700,10 @@ async fn connect(server: &str, token: Option<&str>) -> Result<Client, CliError> 
             server: server.to_owned(),
             reason: error::chain(&error),
         })?;
-    Ok(CatalogServiceClient::with_interceptor(
+    Ok(tonic::client::Grpc::new(InterceptedService::new(
         channel,
         BearerInterceptor::new(token)?,
-    ))
+    )))
 }
 
 // === signing in ===
@@ -986,5 +931,105 @@ impl tonic::service::Interceptor for BearerInterceptor {
                 .insert("authorization", authorization.clone());
         }
         Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fixture contract `tests/fixtures/emporium/gadgets/v1/gadgets.proto`, compiled with
+    /// protox as `crates/proto` compiles the real one: comments and options kept.
+    fn gadget_model() -> Vec<Resource> {
+        let manifest_dir = env!("CARGO_MANIFEST_DIR");
+        let mut compiler = protox::Compiler::new([
+            format!("{manifest_dir}/tests/fixtures"),
+            format!("{manifest_dir}/../proto"),
+        ])
+        .expect("the include paths exist");
+        compiler
+            .include_source_info(true)
+            .include_imports(true)
+            .open_files(["emporium/gadgets/v1/gadgets.proto"])
+            .expect("the fixture compiles");
+        let pool = contract::decode_pool(compiler.encode_file_descriptor_set().as_slice())
+            .expect("the fixture decodes");
+        resources::resources(&pool)
+    }
+
+    #[test]
+    fn a_service_added_to_the_contract_gets_its_commands_with_no_cli_code() {
+        let model = gadget_model();
+        let mut tree = command_tree(&model);
+
+        let matches = tree
+            .try_get_matches_from_mut([
+                "emporiumctl",
+                "widget",
+                "polish",
+                "w-1",
+                "--shine",
+                "high",
+                "--not-before",
+                "2025-01-31T09:30:00Z",
+            ])
+            .expect("the generated command parses");
+        let cli = Cli::from_matches(&model, &matches).expect("the matches are read");
+        let help = tree
+            .find_subcommand_mut("widget")
+            .and_then(|widget| widget.find_subcommand_mut("polish"))
+            .expect("PolishWidget is a verb of widgets")
+            .render_long_help()
+            .to_string();
+
+        let Action::Resource(call) = cli.action else {
+            panic!("a resource command");
+        };
+        let request = build_request(
+            &call,
+            &mut Console {
+                stdin: &mut std::io::empty(),
+                stderr: &mut std::io::sink(),
+                env: &|_| None,
+            },
+        )
+        .expect("the request is built");
+        assert_eq!(
+            call.verb.method.full_name(),
+            "emporium.gadgets.v1.GadgetService.PolishWidget"
+        );
+        assert_eq!(
+            render::compact_json(&request),
+            r#"{"notBefore":"2025-01-31T09:30:00Z","shine":"SHINE_HIGH","widgetId":"w-1"}"#
+        );
+        assert!(help.contains("Makes a widget shine."), "{help}");
+        assert!(help.contains("[possible values: low, high]"), "{help}");
+        assert!(
+            tree.find_subcommand("widget")
+                .is_some_and(|widget| widget.find_subcommand("get").is_some()),
+            "GetWidget is `widget get`"
+        );
+        let create = tree
+            .try_get_matches_from_mut(["emporiumctl", "widget", "create", "--shine", "low"])
+            .expect("the resource's own fields are the create flags, unprefixed");
+        let Action::Resource(create) = Cli::from_matches(&model, &create)
+            .expect("the matches are read")
+            .action
+        else {
+            panic!("a resource command");
+        };
+        let request = build_request(
+            &create,
+            &mut Console {
+                stdin: &mut std::io::empty(),
+                stderr: &mut std::io::sink(),
+                env: &|_| None,
+            },
+        )
+        .expect("the request is built");
+        assert_eq!(
+            render::compact_json(&request),
+            r#"{"widget":{"id":"","shine":"SHINE_LOW"},"widgetId":""}"#
+        );
     }
 }

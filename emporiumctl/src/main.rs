@@ -1,10 +1,10 @@
 //! The `emporiumctl` binary: parses the command line, runs it, reports any error on stderr and
-//! exits with its code (0 ok, 1 refused by the server, 2 usage, 3 cannot connect).
+//! exits with its code (0 ok, 1 refused by the server, 2 usage, 3 cannot connect). The command
+//! tree is generated from the contract when the process starts.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
 use emporiumctl::{Cli, CliError, run};
 
 #[tokio::main(flavor = "current_thread")]

@@ -1,371 +1,296 @@
-//! How results look: aligned tables for people, JSON documents for scripts. JSON values are
-//! built by hand from the generated types (which do not derive `Serialize`) so the field names
-//! are chosen here, once. Money is formatted with integer arithmetic only.
+//! How results look, for any resource: aligned tables for people; for scripts the response's
+//! proto3 JSON mapping (as the events' `data` is written: lowerCamelCase names, 64-bit integers
+//! as strings, every field present), or the same data as YAML.
+//!
+//! Columns of a resource list, chosen from the contract: the resource's key field, then its
+//! REQUIRED single-valued fields that fit a cell (scalars, enums, money; no lists, no nested
+//! messages, and no free text since descriptions are OPTIONAL), then `version` and
+//! `update_time`. A single record shows every field, one per line.
 
 use std::io::Write;
 
-use emporium_proto::audit::v1 as audit;
-use emporium_proto::catalog::v1 as proto;
-use serde_json::{Value, json};
+use contract::resources::{self, FieldBehavior, Resource};
+use prost_reflect::{
+    DynamicMessage, FieldDescriptor, Kind, ReflectMessage, SerializeOptions, Value,
+};
 
 use crate::OutputFormat;
 use crate::error::CliError;
 use crate::table::{Align, Fields, Table};
+use crate::values::{self, ValueKind};
 
-/// One or more pages of a list, as the user asked for them.
-#[derive(Debug)]
-pub(crate) struct Listing<T> {
-    pub(crate) items: Vec<T>,
-    /// Items matching the filter across all pages.
-    pub(crate) total_size: i64,
-    /// Token of the first page not fetched; empty when the listing is complete.
-    pub(crate) next_page_token: String,
+/// The columns of an event history (`emporium.audit.v1.Event`), where the message has them.
+const EVENT_COLUMNS: &[&str] = &["aggregate_version", "time", "type", "publish_time", "actor"];
+
+/// `message` as proto3 JSON.
+pub(crate) fn message_json(message: &DynamicMessage) -> serde_json::Value {
+    let options = SerializeOptions::new().skip_default_fields(false);
+    message
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .unwrap_or_else(|error| serde_json::Value::String(format!("unprintable message: {error}")))
 }
 
-impl<T> Default for Listing<T> {
-    fn default() -> Listing<T> {
-        Listing {
-            items: Vec::new(),
-            total_size: 0,
-            next_page_token: String::new(),
-        }
-    }
+/// `message` as proto3 JSON on one line.
+pub(crate) fn compact_json(message: &DynamicMessage) -> String {
+    message_json(message).to_string()
 }
 
-pub(crate) fn category(
+/// Writes `value` as pretty JSON or YAML.
+pub(crate) fn write_document(
     output: OutputFormat,
-    category: &proto::Category,
+    value: &serde_json::Value,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     match output {
-        OutputFormat::Json => write_json(out, &category_json(category)),
-        OutputFormat::Table => {
-            let mut fields = Fields::default();
-            fields.push("id", category.id.as_str());
-            fields.push("name", category.name.as_str());
-            fields.push("description", category.description.as_str());
-            fields.push("version", category.version.to_string());
-            fields.push("created", timestamp_text(category.create_time.as_ref()));
-            fields.push("updated", timestamp_text(category.update_time.as_ref()));
-            Ok(fields.write(out)?)
+        OutputFormat::Yaml => out.write_all(crate::yaml::to_yaml(value).as_bytes())?,
+        OutputFormat::Json | OutputFormat::Table => {
+            serde_json::to_writer_pretty(&mut *out, value)
+                .map_err(|error| CliError::Output(error.into()))?;
+            writeln!(out)?;
         }
     }
+    Ok(())
 }
 
-pub(crate) fn product(
+/// A response holding one record: the resource itself, or a message with the resource in one
+/// field and more beside it (a created client and its secret), shown as one set of lines.
+pub(crate) fn record(
     output: OutputFormat,
-    product: &proto::Product,
+    resource: &Resource,
+    response: &DynamicMessage,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    match output {
-        OutputFormat::Json => write_json(out, &product_json(product)),
-        OutputFormat::Table => {
-            let mut fields = Fields::default();
-            fields.push("id", product.id.as_str());
-            fields.push("sku", product.sku.as_str());
-            fields.push("name", product.name.as_str());
-            fields.push("description", product.description.as_str());
-            fields.push("category", product.category_id.as_str());
-            fields.push("price", money_text(product.price.as_ref()));
-            fields.push("stock", product.stock_on_hand.to_string());
-            fields.push("version", product.version.to_string());
-            fields.push("created", timestamp_text(product.create_time.as_ref()));
-            fields.push("updated", timestamp_text(product.update_time.as_ref()));
-            Ok(fields.write(out)?)
-        }
+    if output != OutputFormat::Table {
+        return write_document(output, &message_json(response), out);
     }
-}
-
-pub(crate) fn categories(
-    output: OutputFormat,
-    listing: &Listing<proto::Category>,
-    out: &mut impl Write,
-) -> Result<(), CliError> {
-    match output {
-        OutputFormat::Json => write_json(
-            out,
-            &json!({
-                "categories": listing.items.iter().map(category_json).collect::<Vec<_>>(),
-                "total_size": listing.total_size,
-                "next_page_token": listing.next_page_token,
-            }),
-        ),
-        OutputFormat::Table => {
-            let mut table = Table::new(&[
-                ("ID", Align::Left),
-                ("NAME", Align::Left),
-                ("VERSION", Align::Right),
-                ("UPDATED", Align::Left),
-            ]);
-            for category in &listing.items {
-                table.push(vec![
-                    category.id.clone(),
-                    category.name.clone(),
-                    category.version.to_string(),
-                    timestamp_text(category.update_time.as_ref()),
-                ]);
+    let mut fields = Fields::default();
+    let held = resource.field_holding(&response.descriptor());
+    for field in response.descriptor().fields() {
+        match (&held, response.get_field(&field).as_ref()) {
+            (Some(held), Value::Message(record)) if *held == field => {
+                for inner in record.descriptor().fields() {
+                    fields.push(inner.name(), cell(record, &inner));
+                }
             }
-            write_listing(out, &table, listing, ("category", "categories"))
+            _ => fields.push(field.name(), cell(response, &field)),
         }
     }
+    Ok(fields.write(out)?)
 }
 
-pub(crate) fn products(
+/// A list of resources: the (merged) List or BatchGet response. The table ends with the count,
+/// the total when the response has one, and how to fetch the next page.
+pub(crate) fn listing(
     output: OutputFormat,
-    listing: &Listing<proto::Product>,
+    resource: &Resource,
+    response: &DynamicMessage,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    match output {
-        OutputFormat::Json => write_json(
-            out,
-            &json!({
-                "products": listing.items.iter().map(product_json).collect::<Vec<_>>(),
-                "total_size": listing.total_size,
-                "next_page_token": listing.next_page_token,
-            }),
-        ),
-        OutputFormat::Table => {
-            let mut table = Table::new(&[
-                ("ID", Align::Left),
-                ("SKU", Align::Left),
-                ("NAME", Align::Left),
-                ("PRICE", Align::Right),
-                ("STOCK", Align::Right),
-                ("VERSION", Align::Right),
-            ]);
-            for product in &listing.items {
-                table.push(vec![
-                    product.id.clone(),
-                    product.sku.clone(),
-                    product.name.clone(),
-                    money_text(product.price.as_ref()),
-                    product.stock_on_hand.to_string(),
-                    product.version.to_string(),
-                ]);
-            }
-            write_listing(out, &table, listing, ("product", "products"))
+    if output != OutputFormat::Table {
+        return write_document(output, &message_json(response), out);
+    }
+    let descriptor = response.descriptor();
+    let list_field = resource.list_field(&descriptor);
+    let items: Vec<DynamicMessage> = list_field
+        .as_ref()
+        .map(|field| messages_of(response, field))
+        .unwrap_or_default();
+    let columns = resource_columns(resource);
+    write_table(out, &columns, &items)?;
+    let n_items = items.len();
+    let total = descriptor
+        .get_field_by_name("total_size")
+        .and_then(|field| response.get_field(&field).as_i64());
+    let noun = |count: i64| {
+        if count == 1 {
+            resource.singular.as_str()
+        } else {
+            resource.plural.as_str()
+        }
+    };
+    match total {
+        Some(total) => writeln!(out, "{n_items} of {total} {}", noun(total))?,
+        None => writeln!(out, "{n_items} {}", noun(n_items as i64))?,
+    }
+    for field in descriptor.fields() {
+        if Some(&field) == list_field.as_ref() || field.name() == "total_size" {
+            continue;
+        }
+        let text = cell(response, &field);
+        if text.is_empty() || text == "-" {
+            continue;
+        }
+        if field.name() == "next_page_token" {
+            writeln!(out, "next page: --page-token {text}")?;
+        } else {
+            writeln!(out, "{}: {text}", field.name())?;
         }
     }
+    Ok(())
 }
 
+/// Records read one by one (several keys of a resource without BatchGet): a table like a
+/// list's, or one document `{"<plural>": [...]}`.
+pub(crate) fn records(
+    output: OutputFormat,
+    resource: &Resource,
+    records: &[DynamicMessage],
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    if output != OutputFormat::Table {
+        let mut document = serde_json::Map::new();
+        document.insert(
+            resource.plural.clone(),
+            serde_json::Value::Array(records.iter().map(message_json).collect()),
+        );
+        return write_document(output, &serde_json::Value::Object(document), out);
+    }
+    write_table(out, &resource_columns(resource), records)?;
+    let noun = if records.len() == 1 {
+        &resource.singular
+    } else {
+        &resource.plural
+    };
+    writeln!(out, "{} {noun}", records.len())?;
+    Ok(())
+}
+
+/// An event history (a merged `ListEvents` response), oldest first.
 pub(crate) fn events(
     output: OutputFormat,
-    events: &[audit::Event],
+    response: &DynamicMessage,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    if output != OutputFormat::Table {
+        return write_document(output, &message_json(response), out);
+    }
+    let list_field = response
+        .descriptor()
+        .fields()
+        .find(|field| field.is_list() && matches!(field.kind(), Kind::Message(_)));
+    let items: Vec<DynamicMessage> = list_field
+        .as_ref()
+        .map(|field| messages_of(response, field))
+        .unwrap_or_default();
+    let columns: Vec<FieldDescriptor> = list_field
+        .and_then(|field| match field.kind() {
+            Kind::Message(event) => Some(
+                EVENT_COLUMNS
+                    .iter()
+                    .filter_map(|name| event.get_field_by_name(name))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default();
+    write_table(out, &columns, &items)?;
+    let noun = if items.len() == 1 { "event" } else { "events" };
+    writeln!(out, "{} {noun}", items.len())?;
+    Ok(())
+}
+
+/// What a delete prints: the response is empty, so the record deleted is named.
+pub(crate) fn deleted(
+    output: OutputFormat,
+    singular: &str,
+    key_field: &FieldDescriptor,
+    key: &str,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     match output {
-        OutputFormat::Json => write_json(
-            out,
-            &json!({ "events": events.iter().map(event_json).collect::<Vec<_>>() }),
-        ),
-        OutputFormat::Table => {
-            let mut table = Table::new(&[
-                ("VERSION", Align::Right),
-                ("TIME", Align::Left),
-                ("TYPE", Align::Left),
-                ("PUBLISHED", Align::Left),
-                ("ACTOR", Align::Left),
-            ]);
-            for event in events {
-                table.push(vec![
-                    event.aggregate_version.to_string(),
-                    timestamp_text(event.time.as_ref()),
-                    event.r#type.clone(),
-                    event
-                        .publish_time
-                        .as_ref()
-                        .map_or_else(|| "pending".to_owned(), |time| timestamp_text(Some(time))),
-                    event.actor.clone(),
-                ]);
-            }
-            if !table.is_empty() {
-                table.write(out)?;
-            }
-            let noun = if events.len() == 1 { "event" } else { "events" };
-            writeln!(out, "{} {noun}", events.len())?;
-            Ok(())
+        OutputFormat::Table => Ok(writeln!(out, "deleted {singular} {key}")?),
+        _ => {
+            let mut value = serde_json::Map::new();
+            value.insert(
+                key_field.json_name().to_owned(),
+                serde_json::Value::String(key.to_owned()),
+            );
+            value.insert("deleted".to_owned(), serde_json::Value::Bool(true));
+            write_document(output, &serde_json::Value::Object(value), out)
         }
     }
 }
 
-pub(crate) fn deleted(
-    output: OutputFormat,
-    resource: &str,
-    id: &str,
-    out: &mut impl Write,
-) -> Result<(), CliError> {
-    match output {
-        OutputFormat::Json => write_json(out, &json!({ "id": id, "deleted": true })),
-        OutputFormat::Table => Ok(writeln!(out, "deleted {resource} {id}")?),
-    }
+/// The non-empty secrets of a response (`(emporium.api.v1.sensitive)` fields), by name.
+pub(crate) fn secrets_shown(response: &DynamicMessage) -> Vec<String> {
+    response
+        .descriptor()
+        .fields()
+        .filter(resources::is_sensitive)
+        .filter(|field| !cell(response, field).is_empty())
+        .map(|field| field.name().to_owned())
+        .collect()
 }
 
-/// `12.99 EUR`: the amount in major units, with as many decimals as the currency has.
-pub(crate) fn money_text(money: Option<&proto::Money>) -> String {
-    let Some(money) = money else {
-        return "-".to_owned();
-    };
-    let sign = if money.amount_minor < 0 { "-" } else { "" };
-    let amount = money.amount_minor.unsigned_abs();
-    let decimals = minor_unit_digits(&money.currency);
-    if decimals == 0 {
-        return format!("{sign}{amount} {}", money.currency);
+/// The table columns of `resource`'s lists, by the rule in this file's opening comment.
+pub(crate) fn resource_columns(resource: &Resource) -> Vec<FieldDescriptor> {
+    let message = &resource.message;
+    let mut columns: Vec<FieldDescriptor> = Vec::new();
+    if let Some(key) = message.get_field_by_name(&resource.name_field) {
+        columns.push(key);
     }
-    let per_major = 10_u64.pow(decimals);
-    let width = decimals as usize;
-    format!(
-        "{sign}{}.{:0width$} {}",
-        amount / per_major,
-        amount % per_major,
-        money.currency
-    )
+    for field in message.fields() {
+        let fits_a_cell = !field.is_list()
+            && ValueKind::of_field(&field)
+                .is_some_and(|kind| !matches!(kind, ValueKind::Timestamp(_)));
+        if fits_a_cell
+            && resources::has_behavior(&field, FieldBehavior::Required)
+            && !columns.contains(&field)
+        {
+            columns.push(field);
+        }
+    }
+    for name in ["version", "update_time"] {
+        if let Some(field) = message.get_field_by_name(name)
+            && !columns.contains(&field)
+        {
+            columns.push(field);
+        }
+    }
+    columns
 }
 
 // === helpers ===
 
-fn write_listing<T>(
+fn write_table(
     out: &mut impl Write,
-    table: &Table,
-    listing: &Listing<T>,
-    (singular, plural): (&str, &str),
+    columns: &[FieldDescriptor],
+    items: &[DynamicMessage],
 ) -> Result<(), CliError> {
-    if !table.is_empty() {
-        table.write(out)?;
+    if items.is_empty() {
+        return Ok(());
     }
-    let noun = if listing.total_size == 1 {
-        singular
-    } else {
-        plural
-    };
-    writeln!(
-        out,
-        "{} of {} {noun}",
-        listing.items.len(),
-        listing.total_size
-    )?;
-    if !listing.next_page_token.is_empty() {
-        writeln!(out, "next page: --page-token {}", listing.next_page_token)?;
+    let headers: Vec<(String, Align)> = columns
+        .iter()
+        .map(|field| {
+            let numeric = !field.is_list()
+                && ValueKind::of_field(field).is_some_and(|kind| kind.is_numeric());
+            let align = if numeric { Align::Right } else { Align::Left };
+            (field.name().to_uppercase(), align)
+        })
+        .collect();
+    let mut table = Table::new(&headers);
+    for item in items {
+        table.push(columns.iter().map(|field| cell(item, field)).collect());
     }
-    Ok(())
+    Ok(table.write(out)?)
 }
 
-fn write_json(out: &mut impl Write, value: &Value) -> Result<(), CliError> {
-    serde_json::to_writer_pretty(&mut *out, value)
-        .map_err(|error| CliError::Output(error.into()))?;
-    writeln!(out)?;
-    Ok(())
+fn messages_of(message: &DynamicMessage, field: &FieldDescriptor) -> Vec<DynamicMessage> {
+    message
+        .get_field(field)
+        .as_list()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|item| item.as_message().cloned())
+        .collect()
 }
 
-fn category_json(category: &proto::Category) -> Value {
-    json!({
-        "id": category.id,
-        "name": category.name,
-        "description": category.description,
-        "version": category.version,
-        "create_time": timestamp_json(category.create_time.as_ref()),
-        "update_time": timestamp_json(category.update_time.as_ref()),
-    })
-}
-
-fn product_json(product: &proto::Product) -> Value {
-    json!({
-        "id": product.id,
-        "sku": product.sku,
-        "name": product.name,
-        "description": product.description,
-        "category_id": product.category_id,
-        "price": product.price.as_ref().map(|price| json!({
-            "amount_minor": price.amount_minor,
-            "currency": price.currency,
-        })),
-        "stock_on_hand": product.stock_on_hand,
-        "version": product.version,
-        "create_time": timestamp_json(product.create_time.as_ref()),
-        "update_time": timestamp_json(product.update_time.as_ref()),
-    })
-}
-
-fn event_json(event: &audit::Event) -> Value {
-    // The payload is JSON text: embed it as JSON, or as the text when it is not valid JSON.
-    let data = serde_json::from_str::<Value>(&event.data_json)
-        .unwrap_or_else(|_| Value::String(event.data_json.clone()));
-    json!({
-        "id": event.id,
-        "type": event.r#type,
-        "aggregate_id": event.aggregate_id,
-        "aggregate_version": event.aggregate_version,
-        "time": timestamp_json(event.time.as_ref()),
-        "publish_time": timestamp_json(event.publish_time.as_ref()),
-        "actor": event.actor,
-        "traceparent": event.traceparent,
-        "data": data,
-    })
-}
-
-/// RFC 3339 with the server's full precision, or `null`.
-fn timestamp_json(timestamp: Option<&prost_types::Timestamp>) -> Value {
-    timestamp.map_or(Value::Null, |timestamp| {
-        Value::String(timestamp.to_string())
-    })
-}
-
-/// RFC 3339 to the second (`2025-01-31T09:30:00Z`), or `-`: tables have no room for nanoseconds.
-fn timestamp_text(timestamp: Option<&prost_types::Timestamp>) -> String {
-    match timestamp {
-        Some(timestamp) => prost_types::Timestamp {
-            seconds: timestamp.seconds,
-            nanos: 0,
-        }
-        .to_string(),
-        None => "-".to_owned(),
+/// A field's value for a table: `-` for a message or optional field that is not set.
+fn cell(message: &DynamicMessage, field: &FieldDescriptor) -> String {
+    let unset_with_presence = field.supports_presence() && !message.has_field(field);
+    if unset_with_presence {
+        return "-".to_owned();
     }
-}
-
-/// ISO 4217 minor-unit digits from the `iso_currency` list; 2 for a code it does not know or one
-/// without minor units (`XAU`), so the table still shows something sensible.
-fn minor_unit_digits(currency: &str) -> u32 {
-    iso_currency::Currency::from_code(currency)
-        .and_then(iso_currency::Currency::exponent)
-        .map_or(2, u32::from)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn money(amount_minor: i64, currency: &str) -> proto::Money {
-        proto::Money {
-            amount_minor,
-            currency: currency.to_owned(),
-        }
-    }
-
-    #[test]
-    fn money_is_shown_in_major_units_with_the_currency_s_decimals() {
-        assert_eq!(money_text(Some(&money(1299, "EUR"))), "12.99 EUR");
-        assert_eq!(money_text(Some(&money(5, "EUR"))), "0.05 EUR");
-        assert_eq!(money_text(Some(&money(-150, "USD"))), "-1.50 USD");
-        assert_eq!(money_text(Some(&money(1299, "JPY"))), "1299 JPY");
-        assert_eq!(money_text(Some(&money(1299, "KWD"))), "1.299 KWD");
-        assert_eq!(money_text(Some(&money(12345, "CLF"))), "1.2345 CLF");
-        assert_eq!(money_text(Some(&money(1299, "QQQ"))), "12.99 QQQ");
-        assert_eq!(
-            money_text(Some(&money(i64::MIN, "EUR"))),
-            "-92233720368547758.08 EUR"
-        );
-        assert_eq!(money_text(None), "-");
-    }
-
-    #[test]
-    fn table_timestamps_are_rfc_3339_to_the_second() {
-        let timestamp = prost_types::Timestamp {
-            seconds: 1_738_315_800,
-            nanos: 123_456_789,
-        };
-        assert_eq!(timestamp_text(Some(&timestamp)), "2025-01-31T09:30:00Z");
-        assert_eq!(
-            timestamp_json(Some(&timestamp)),
-            json!("2025-01-31T09:30:00.123456789Z")
-        );
-    }
+    values::display(field, &message.get_field(field))
 }

@@ -11,7 +11,7 @@ pub(crate) enum Align {
 
 #[derive(Debug)]
 pub(crate) struct Table {
-    headers: Vec<&'static str>,
+    headers: Vec<String>,
     alignments: Vec<Align>,
     /// Invariant: every row has one cell per header.
     rows: Vec<Vec<String>>,
@@ -20,7 +20,7 @@ pub(crate) struct Table {
 /// Two columns, no header: `key  value` lines for a single record.
 #[derive(Debug, Default)]
 pub(crate) struct Fields {
-    fields: Vec<(&'static str, String)>,
+    fields: Vec<(String, String)>,
 }
 
 const SEPARATOR: &str = "  ";
@@ -29,9 +29,9 @@ const SEPARATOR: &str = "  ";
 
 impl Table {
     /// A table with these `(header, alignment)` columns.
-    pub(crate) fn new(columns: &[(&'static str, Align)]) -> Table {
+    pub(crate) fn new(columns: &[(String, Align)]) -> Table {
         Table {
-            headers: columns.iter().map(|(header, _)| *header).collect(),
+            headers: columns.iter().map(|(header, _)| header.clone()).collect(),
             alignments: columns.iter().map(|(_, align)| *align).collect(),
             rows: Vec::new(),
         }
@@ -44,23 +44,15 @@ impl Table {
         self.rows.push(cells);
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     pub(crate) fn write(&self, out: &mut impl Write) -> io::Result<()> {
-        let headers: Vec<String> = self
-            .headers
-            .iter()
-            .map(|header| (*header).to_owned())
-            .collect();
+        let headers = &self.headers;
         let mut widths: Vec<usize> = headers.iter().map(|header| width(header)).collect();
         for row in &self.rows {
             for (column, cell) in row.iter().enumerate() {
                 widths[column] = widths[column].max(width(cell));
             }
         }
-        write_row(out, &headers, &widths, &self.alignments)?;
+        write_row(out, headers, &widths, &self.alignments)?;
         for row in &self.rows {
             write_row(out, row, &widths, &self.alignments)?;
         }
@@ -71,8 +63,9 @@ impl Table {
 // === impl Fields ===
 
 impl Fields {
-    pub(crate) fn push(&mut self, key: &'static str, value: impl Into<String>) {
-        self.fields.push((key, single_line(&value.into())));
+    pub(crate) fn push(&mut self, key: &str, value: impl Into<String>) {
+        self.fields
+            .push((key.to_owned(), single_line(&value.into())));
     }
 
     pub(crate) fn write(&self, out: &mut impl Write) -> io::Result<()> {
@@ -118,7 +111,7 @@ fn write_row(
     writeln!(out, "{}", line.trim_end())
 }
 
-/// Display width, counted in characters: close enough for the names and ids the catalog holds.
+/// Display width, counted in characters: close enough for the names and ids the services hold.
 fn width(text: &str) -> usize {
     text.chars().count()
 }
@@ -137,9 +130,9 @@ mod tests {
     #[test]
     fn columns_are_padded_to_the_widest_cell_and_numbers_align_right() {
         let mut table = Table::new(&[
-            ("NAME", Align::Left),
-            ("PRICE", Align::Right),
-            ("NOTE", Align::Left),
+            ("NAME".to_owned(), Align::Left),
+            ("PRICE".to_owned(), Align::Right),
+            ("NOTE".to_owned(), Align::Left),
         ]);
         table.push(vec![
             "Trail runner".into(),

@@ -1,45 +1,55 @@
-//! End-to-end tests of `emporiumctl`: a real catalog runs in-process on a random port, on both
-//! backends, and each test drives the CLI through `run` exactly as a user would, reading what it
-//! prints or the error it reports.
+//! End-to-end tests of `emporiumctl`: identity and the catalog run in-process on one random
+//! port (as `emporium up` serves them), on both backends, and each test drives the CLI through
+//! `run_with` exactly as a user would, reading what it prints (and notes on stderr) or the error
+//! it reports. The resource commands are generated from the contract, so these tests reach every
+//! resource of both services through the same code.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::time::Duration;
 
-use catalog::Application;
+use catalog::CatalogParts;
 use chassis::auth::roles;
+use chassis::runtime::Built;
 use chassis::settings::ServiceSettings;
-use clap::Parser;
 use emporiumctl::credentials::{CredentialStore, Credentials};
 use emporiumctl::oauth::{basic_authorization, pkce_challenge};
-use emporiumctl::{Cli, CliError, run};
+use emporiumctl::{Action, Cli, CliError, Console, run_with};
+use identity::keys::{KeyEncryptionKey, KeyPolicy};
+use identity::{IdentityOptions, IdentityParts};
 use serde_json::Value;
-use test_support::{Backend, TestBus, TestDatabase, TestIssuer, both_backends};
+use test_support::{
+    Backend, HostedServices, TestBus, TestDatabase, TestIssuer, both_backends, host_on_one_port,
+};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 both_backends!(
     creating_a_category_and_a_product_prints_them,
-    lists_print_columns_a_count_and_json,
+    lists_print_columns_a_count_json_and_yaml,
     list_all_follows_every_page_and_a_token_continues_a_listing,
+    get_with_several_ids_reads_them_in_one_batch,
     an_update_with_the_current_version_succeeds_and_a_stale_one_is_a_conflict,
     an_invalid_currency_is_reported_by_field,
     a_duplicate_sku_names_the_field,
     a_category_with_products_cannot_be_deleted,
     a_deleted_product_is_not_found,
     events_show_the_history_of_a_product,
+    accounts_are_created_with_a_password_from_stdin_changed_granted_roles_and_deleted,
+    roles_are_named_by_their_name_in_every_verb,
+    a_confidential_client_s_secret_is_printed_once_with_a_note,
+    a_request_file_gives_the_fields_and_flags_override_them,
     the_token_is_sent_with_every_call_and_required,
     a_stored_login_is_used_when_no_token_is_given,
 );
 
-// === tests ===
+// === tests: the catalog ===
 
 async fn creating_a_category_and_a_product_prints_them(backend: Backend) {
     // Arrange
-    let app = spawn_catalog(backend).await;
+    let suite = spawn_suite(backend).await;
 
     // Act
-    let category = app
+    let category = suite
         .ctl(&[
             "category",
             "create",
@@ -50,7 +60,7 @@ async fn creating_a_category_and_a_product_prints_them(backend: Backend) {
         ])
         .await;
     let category_id = field_of(&category, "id");
-    let product = app
+    let product = suite
         .ctl(&[
             "product",
             "create",
@@ -60,59 +70,68 @@ async fn creating_a_category_and_a_product_prints_them(backend: Backend) {
             "Trail runner",
             "--category-id",
             &category_id,
-            "--price-minor",
-            "1299",
-            "--currency",
-            "EUR",
-            "--stock",
+            "--price",
+            "12.99EUR",
+            "--stock-on-hand",
             "7",
         ])
         .await;
 
     // Assert
-    assert!(category.contains("name         Shoes\n"), "{category}");
-    assert!(category.contains("version      1\n"), "{category}");
-    assert!(product.contains("price        12.99 EUR\n"), "{product}");
-    assert!(product.contains("stock        7\n"), "{product}");
-    assert!(
-        product.contains(&format!("category     {category_id}\n")),
-        "{product}"
-    );
-    let created = field_of(&product, "created");
+    assert_eq!(field_of(&category, "name"), "Shoes", "{category}");
+    assert_eq!(field_of(&category, "version"), "1", "{category}");
+    assert_eq!(field_of(&product, "price"), "12.99 EUR", "{product}");
+    assert_eq!(field_of(&product, "stock_on_hand"), "7", "{product}");
+    assert_eq!(field_of(&product, "category_id"), category_id, "{product}");
+    let created = field_of(&product, "create_time");
     assert!(
         created.ends_with('Z') && created.contains('T'),
         "an RFC 3339 time: {created}"
     );
 }
 
-async fn lists_print_columns_a_count_and_json(backend: Backend) {
+async fn lists_print_columns_a_count_json_and_yaml(backend: Backend) {
     // Arrange
-    let app = spawn_catalog(backend).await;
-    let category_id = app.create_category("Shoes").await;
-    app.create_product(&category_id, "SHOE-1", "Boot", 4500)
+    let suite = spawn_suite(backend).await;
+    let category_id = suite.create_category("Shoes").await;
+    suite
+        .create_product(&category_id, "SHOE-1", "Boot", "45.00EUR")
         .await;
-    app.create_product(&category_id, "SHOE-2", "Sandal", 999)
+    suite
+        .create_product(&category_id, "SHOE-2", "Sandal", "9.99EUR")
         .await;
 
     // Act
-    let table = app.ctl(&["product", "list", "--order-by", "price"]).await;
-    let json = app
+    let table = suite.ctl(&["product", "list", "--order-by", "price"]).await;
+    let json = suite
         .ctl(&[
             "--output",
             "json",
-            "product",
+            "products",
             "list",
             "--category-id",
             &category_id,
         ])
         .await;
+    let yaml = suite
+        .ctl(&["-o", "yaml", "product", "list", "--order-by", "sku"])
+        .await;
 
     // Assert
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 4, "{table}");
-    assert!(
-        lines[0].starts_with("ID ") && lines[0].ends_with("VERSION"),
-        "{table}"
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        [
+            "ID",
+            "SKU",
+            "NAME",
+            "CATEGORY_ID",
+            "PRICE",
+            "VERSION",
+            "UPDATE_TIME"
+        ],
+        "the key, the required fields, the version and the update time"
     );
     assert!(
         lines[1].contains("SHOE-2") && lines[1].contains(" 9.99 EUR"),
@@ -127,40 +146,53 @@ async fn lists_print_columns_a_count_and_json(backend: Backend) {
     assert_eq!(lines[3], "2 of 2 products");
 
     let listing: Value = serde_json::from_str(&json).expect("the output is JSON");
-    assert_eq!(listing["total_size"], 2);
-    assert_eq!(listing["next_page_token"], "");
+    assert_eq!(listing["totalSize"], "2", "proto3 JSON: int64 as a string");
+    assert_eq!(listing["nextPageToken"], "");
     assert_eq!(listing["products"][0]["sku"], "SHOE-1");
-    assert_eq!(listing["products"][0]["price"]["amount_minor"], 4500);
+    assert_eq!(listing["products"][0]["price"]["amountMinor"], "4500");
     assert_eq!(listing["products"][0]["price"]["currency"], "EUR");
-    assert_eq!(listing["products"][0]["category_id"], category_id.as_str());
+    assert_eq!(listing["products"][0]["categoryId"], category_id.as_str());
+
+    assert!(yaml.contains("\nproducts:\n  - categoryId: "), "{yaml}");
+    assert!(yaml.contains("    sku: SHOE-1\n"), "{yaml}");
+    assert!(yaml.contains("      amountMinor: \"999\"\n"), "{yaml}");
+    assert!(yaml.ends_with("totalSize: \"2\"\n"), "{yaml}");
 }
 
 async fn list_all_follows_every_page_and_a_token_continues_a_listing(backend: Backend) {
     // Arrange
-    let app = spawn_catalog(backend).await;
+    let suite = spawn_suite(backend).await;
     for name in ["Alpha", "Beta", "Gamma"] {
-        app.create_category(name).await;
+        suite.create_category(name).await;
     }
 
     // Act
-    let everything = app
+    let everything = suite
         .ctl(&["category", "list", "--page-size", "1", "--all"])
         .await;
-    let first_page = app
-        .ctl(&["category", "list", "--page-size", "2", "--desc"])
+    let first_page = suite
+        .ctl(&[
+            "category",
+            "list",
+            "--page-size",
+            "2",
+            "--direction",
+            "desc",
+        ])
         .await;
     let token = first_page
         .lines()
         .find_map(|line| line.strip_prefix("next page: --page-token "))
         .expect("a first page of two out of three tells how to continue")
         .to_owned();
-    let second_page = app
+    let second_page = suite
         .ctl(&[
             "category",
             "list",
             "--page-size",
             "2",
-            "--desc",
+            "--direction",
+            "desc",
             "--page-token",
             &token,
         ])
@@ -189,45 +221,66 @@ async fn list_all_follows_every_page_and_a_token_continues_a_listing(backend: Ba
     assert_eq!(names(&second_page)[..1], ["Alpha"], "{second_page}");
 }
 
+async fn get_with_several_ids_reads_them_in_one_batch(backend: Backend) {
+    // Arrange
+    let suite = spawn_suite(backend).await;
+    let tea = suite.create_category("Tea").await;
+    let coffee = suite.create_category("Coffee").await;
+    let missing = "00000000-0000-4000-8000-000000000000";
+
+    // Act
+    let table = suite
+        .ctl(&["category", "get", &tea, &coffee, missing])
+        .await;
+
+    // Assert
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[1].starts_with(&tea) && lines[1].contains("Tea"),
+        "{table}"
+    );
+    assert!(lines[2].starts_with(&coffee), "{table}");
+    assert_eq!(lines[3], "2 categories", "{table}");
+    assert_eq!(lines[4], format!("missing_ids: {missing}"), "{table}");
+}
+
 async fn an_update_with_the_current_version_succeeds_and_a_stale_one_is_a_conflict(
     backend: Backend,
 ) {
     // Arrange
-    let app = spawn_catalog(backend).await;
-    let category_id = app.create_category("Shoes").await;
-    let product_id = app
-        .create_product(&category_id, "SHOE-1", "Boot", 4500)
+    let suite = spawn_suite(backend).await;
+    let category_id = suite.create_category("Shoes").await;
+    let product_id = suite
+        .create_product(&category_id, "SHOE-1", "Boot", "45.00EUR")
         .await;
 
     // Act
-    let updated = app
+    let updated = suite
         .ctl(&[
             "product",
             "update",
             &product_id,
             "--expected-version",
             "1",
-            "--price-minor",
-            "4999",
-            "--currency",
-            "EUR",
+            "--price",
+            "49.99EUR",
         ])
         .await;
-    let stale = app
+    let stale = suite
         .ctl_error(&[
             "product",
             "update",
             &product_id,
             "--expected-version",
             "1",
-            "--stock",
+            "--stock-on-hand",
             "3",
         ])
         .await;
 
     // Assert
-    assert!(updated.contains("price        49.99 EUR\n"), "{updated}");
-    assert!(updated.contains("version      2\n"), "{updated}");
+    assert_eq!(field_of(&updated, "price"), "49.99 EUR", "{updated}");
+    assert_eq!(field_of(&updated, "version"), "2", "{updated}");
     assert_eq!(stale.code(), Some(Code::Aborted));
     assert_eq!(stale.exit_code(), 1);
     let message = stale.to_string();
@@ -240,17 +293,17 @@ async fn an_update_with_the_current_version_succeeds_and_a_stale_one_is_a_confli
         message.contains(&format!("emporiumctl product get {product_id}")),
         "hints how to re-read: {message}"
     );
-    let unchanged = app.ctl(&["product", "get", &product_id]).await;
-    assert!(unchanged.contains("stock        0\n"), "{unchanged}");
+    let unchanged = suite.ctl(&["product", "get", &product_id]).await;
+    assert_eq!(field_of(&unchanged, "stock_on_hand"), "0", "{unchanged}");
 }
 
 async fn an_invalid_currency_is_reported_by_field(backend: Backend) {
     // Arrange
-    let app = spawn_catalog(backend).await;
-    let category_id = app.create_category("Shoes").await;
+    let suite = spawn_suite(backend).await;
+    let category_id = suite.create_category("Shoes").await;
 
     // Act
-    let error = app
+    let error = suite
         .ctl_error(&[
             "product",
             "create",
@@ -260,10 +313,8 @@ async fn an_invalid_currency_is_reported_by_field(backend: Backend) {
             "Boot",
             "--category-id",
             &category_id,
-            "--price-minor",
-            "1299",
-            "--currency",
-            "euro",
+            "--price",
+            "12.99euro",
         ])
         .await;
 
@@ -280,13 +331,14 @@ async fn an_invalid_currency_is_reported_by_field(backend: Backend) {
 
 async fn a_duplicate_sku_names_the_field(backend: Backend) {
     // Arrange
-    let app = spawn_catalog(backend).await;
-    let category_id = app.create_category("Shoes").await;
-    app.create_product(&category_id, "SHOE-1", "Boot", 4500)
+    let suite = spawn_suite(backend).await;
+    let category_id = suite.create_category("Shoes").await;
+    suite
+        .create_product(&category_id, "SHOE-1", "Boot", "45.00EUR")
         .await;
 
     // Act
-    let error = app
+    let error = suite
         .ctl_error(&[
             "product",
             "create",
@@ -296,10 +348,8 @@ async fn a_duplicate_sku_names_the_field(backend: Backend) {
             "Other boot",
             "--category-id",
             &category_id,
-            "--price-minor",
-            "100",
-            "--currency",
-            "EUR",
+            "--price",
+            "1EUR",
         ])
         .await;
 
@@ -314,13 +364,14 @@ async fn a_duplicate_sku_names_the_field(backend: Backend) {
 
 async fn a_category_with_products_cannot_be_deleted(backend: Backend) {
     // Arrange
-    let app = spawn_catalog(backend).await;
-    let category_id = app.create_category("Shoes").await;
-    app.create_product(&category_id, "SHOE-1", "Boot", 4500)
+    let suite = spawn_suite(backend).await;
+    let category_id = suite.create_category("Shoes").await;
+    suite
+        .create_product(&category_id, "SHOE-1", "Boot", "45.00EUR")
         .await;
 
     // Act
-    let error = app.ctl_error(&["category", "delete", &category_id]).await;
+    let error = suite.ctl_error(&["category", "delete", &category_id]).await;
 
     // Assert
     assert_eq!(error.code(), Some(Code::FailedPrecondition));
@@ -329,17 +380,17 @@ async fn a_category_with_products_cannot_be_deleted(backend: Backend) {
 
 async fn a_deleted_product_is_not_found(backend: Backend) {
     // Arrange
-    let app = spawn_catalog(backend).await;
-    let category_id = app.create_category("Shoes").await;
-    let product_id = app
-        .create_product(&category_id, "SHOE-1", "Boot", 4500)
+    let suite = spawn_suite(backend).await;
+    let category_id = suite.create_category("Shoes").await;
+    let product_id = suite
+        .create_product(&category_id, "SHOE-1", "Boot", "45.00EUR")
         .await;
 
     // Act
-    let deleted = app
+    let deleted = suite
         .ctl(&["product", "delete", &product_id, "--expected-version", "1"])
         .await;
-    let error = app.ctl_error(&["product", "get", &product_id]).await;
+    let error = suite.ctl_error(&["product", "get", &product_id]).await;
 
     // Assert
     assert_eq!(deleted, format!("deleted product {product_id}\n"));
@@ -350,136 +401,390 @@ async fn a_deleted_product_is_not_found(backend: Backend) {
 
 async fn events_show_the_history_of_a_product(backend: Backend) {
     // Arrange
-    let app = spawn_catalog(backend).await;
-    let category_id = app.create_category("Shoes").await;
-    let product_id = app
-        .create_product(&category_id, "SHOE-1", "Boot", 4500)
+    let suite = spawn_suite(backend).await;
+    let category_id = suite.create_category("Shoes").await;
+    let product_id = suite
+        .create_product(&category_id, "SHOE-1", "Boot", "45.00EUR")
         .await;
-    app.ctl(&[
-        "product",
-        "update",
-        &product_id,
-        "--expected-version",
-        "1",
-        "--name",
-        "Tall boot",
-    ])
-    .await;
+    suite
+        .ctl(&[
+            "product",
+            "update",
+            &product_id,
+            "--expected-version",
+            "1",
+            "--name",
+            "Tall boot",
+        ])
+        .await;
 
     // Act
-    let table = app.ctl(&["product", "events", &product_id]).await;
-    let json = app
+    let table = suite.ctl(&["product", "events", &product_id]).await;
+    let json = suite
         .ctl(&["--output", "json", "product", "events", &product_id])
         .await;
 
     // Assert
+    assert!(table.starts_with("AGGREGATE_VERSION  TIME"), "{table}");
     assert!(table.ends_with("\n2 events\n"), "{table}");
     let history: Value = serde_json::from_str(&json).expect("the output is JSON");
     let events = history["events"].as_array().expect("a list of events");
     assert_eq!(events.len(), 2, "{json}");
-    assert_eq!(events[0]["aggregate_version"], 1);
-    assert_eq!(events[1]["aggregate_version"], 2);
-    assert!(
-        events[1]["type"]
+    assert_eq!(events[0]["aggregateVersion"], "1");
+    assert_eq!(events[1]["aggregateVersion"], "2");
+    assert_eq!(events[1]["type"], "emporium.catalog.product.updated");
+    let data: Value = serde_json::from_str(
+        events[1]["dataJson"]
             .as_str()
-            .is_some_and(|kind| kind.contains("product")),
-        "{json}"
-    );
-    assert!(
-        events[1]["data"].is_object(),
-        "the payload is embedded as JSON: {json}"
-    );
+            .expect("the payload is JSON text"),
+    )
+    .expect("the payload is JSON");
+    assert_eq!(data["name"], "Tall boot", "{json}");
 }
 
-#[tokio::test]
-async fn an_unreachable_server_exits_with_3_and_no_debug_output() {
-    // Arrange: a port that was free a moment ago, so nothing listens on it.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let addr = listener.local_addr().expect("a bound address");
-    drop(listener);
+// === tests: identity ===
+
+async fn accounts_are_created_with_a_password_from_stdin_changed_granted_roles_and_deleted(
+    backend: Backend,
+) {
+    // Arrange
+    let suite = spawn_suite(backend).await;
 
     // Act
-    let error = ctl_at(addr, "unused", &["category", "list"])
+    let created = suite
+        .ctl_with_console(
+            &[
+                "account",
+                "create",
+                "--email",
+                "Ada@Example.com",
+                "--first-name",
+                "Ada",
+                "--last-name",
+                "Lovelace",
+                "--country",
+                "GB",
+                "--password-stdin",
+            ],
+            "correct horse battery staple\n",
+            &[],
+        )
         .await
-        .expect_err("nothing listens there");
+        .0
+        .expect("the account is created");
+    let account_id = field_of(&created, "id");
+    let renamed = suite
+        .ctl(&[
+            "account",
+            "update",
+            &account_id,
+            "--expected-version",
+            "1",
+            "--nickname",
+            "Countess",
+            "--disabled",
+        ])
+        .await;
+    let with_password = suite
+        .ctl_with_console(
+            &[
+                "account",
+                "set-password",
+                &account_id,
+                "--expected-version",
+                "2",
+                "--password-stdin",
+            ],
+            "",
+            &[("EMPORIUMCTL_PASSWORD", "unused: --password-stdin wins")],
+        )
+        .await
+        .0;
+    let password_from_env = suite
+        .ctl_with_console(
+            &[
+                "account",
+                "set-password",
+                &account_id,
+                "--expected-version",
+                "2",
+            ],
+            "",
+            &[("EMPORIUMCTL_PASSWORD", "another long passphrase")],
+        )
+        .await
+        .0
+        .expect("the password is set from the environment");
+    let granted = suite
+        .ctl(&[
+            "account",
+            "grant-role",
+            &account_id,
+            "--role",
+            roles::CATALOG_MANAGER,
+            "--expected-version",
+            "3",
+        ])
+        .await;
+    let listed = suite.ctl(&["accounts", "list", "--query", "ada"]).await;
+    let revoked = suite
+        .ctl(&[
+            "account",
+            "revoke-role",
+            &account_id,
+            "--role",
+            roles::CATALOG_MANAGER,
+            "--expected-version",
+            "4",
+        ])
+        .await;
+    let deleted = suite.ctl(&["account", "delete", &account_id]).await;
+    let gone = suite.ctl_error(&["account", "get", &account_id]).await;
 
     // Assert
-    assert_eq!(error.exit_code(), 3);
-    let message = error.to_string();
+    assert_eq!(field_of(&created, "email"), "ada@example.com", "{created}");
     assert!(
-        message.starts_with(&format!("cannot reach http://{addr}: is emporium running?")),
-        "{message}"
+        !created.contains("correct horse"),
+        "no password is ever printed: {created}"
     );
-    assert!(!message.contains('{'), "no debug structs: {message}");
+    assert_eq!(field_of(&renamed, "nickname"), "Countess", "{renamed}");
+    assert_eq!(field_of(&renamed, "disabled"), "true", "{renamed}");
+    let empty_stdin = with_password.expect_err("stdin held no password");
+    assert_eq!(empty_stdin.exit_code(), 2, "{empty_stdin}");
+    assert_eq!(field_of(&password_from_env, "version"), "3");
+    assert_eq!(
+        field_of(&granted, "roles"),
+        roles::CATALOG_MANAGER,
+        "{granted}"
+    );
+    assert_eq!(field_of(&granted, "version"), "4", "{granted}");
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        [
+            "ID",
+            "EMAIL",
+            "FIRST_NAME",
+            "LAST_NAME",
+            "COUNTRY",
+            "VERSION",
+            "UPDATE_TIME"
+        ],
+        "{listed}"
+    );
+    assert!(lines[1].starts_with(&account_id), "{listed}");
+    assert_eq!(lines[2], "1 of 1 account", "{listed}");
+    assert_eq!(field_of(&revoked, "roles"), "", "{revoked}");
+    assert_eq!(deleted, format!("deleted account {account_id}\n"));
+    assert_eq!(gone.code(), Some(Code::NotFound));
 }
 
-#[test]
-fn usage_errors_are_caught_before_any_call_and_exit_with_2() {
-    let invalid = [
-        vec![
-            "emporiumctl",
-            "product",
-            "update",
-            "some-id",
-            "--expected-version",
-            "1",
-        ],
-        vec![
-            "emporiumctl",
-            "product",
-            "update",
-            "some-id",
-            "--expected-version",
-            "1",
-            "--price-minor",
-            "5",
-        ],
-        vec![
-            "emporiumctl",
-            "category",
-            "update",
-            "some-id",
+async fn roles_are_named_by_their_name_in_every_verb(backend: Backend) {
+    // Arrange
+    let suite = spawn_suite(backend).await;
+
+    // Act
+    let created = suite
+        .ctl(&[
+            "role",
+            "create",
             "--name",
-            "x",
-        ],
-        vec!["emporiumctl", "category", "list", "--order-by", "price"],
-        vec!["emporiumctl", "--output", "yaml", "category", "list"],
-    ];
-    for arguments in invalid {
-        let error = Cli::try_parse_from(&arguments).expect_err("the arguments are invalid");
-        assert_eq!(error.exit_code(), 2, "{arguments:?}");
-    }
+            "auditor",
+            "--description",
+            "Reads the audit trail",
+        ])
+        .await;
+    let updated = suite
+        .ctl(&[
+            "role",
+            "update",
+            "auditor",
+            "--expected-version",
+            "1",
+            "--description",
+            "Reads everything",
+        ])
+        .await;
+    let listed = suite.ctl(&["role", "list"]).await;
+    let history = suite.ctl(&["role", "events", "auditor"]).await;
+    let builtin = suite.ctl_error(&["role", "delete", roles::ADMIN]).await;
+    let two = suite
+        .ctl(&["-o", "json", "role", "get", "auditor", roles::ADMIN])
+        .await;
+    let deleted = suite
+        .ctl(&["role", "delete", "auditor", "--expected-version", "2"])
+        .await;
+
+    // Assert
+    assert_eq!(field_of(&created, "name"), "auditor", "{created}");
+    assert_eq!(
+        field_of(&updated, "description"),
+        "Reads everything",
+        "{updated}"
+    );
+    assert!(
+        listed.starts_with("NAME ") && listed.contains("\nauditor "),
+        "{listed}"
+    );
+    assert!(
+        listed.ends_with(" roles\n"),
+        "a list without pages: {listed}"
+    );
+    assert!(history.ends_with("\n2 events\n"), "{history}");
+    assert!(
+        history.contains("emporium.identity.role.updated"),
+        "{history}"
+    );
+    assert_eq!(builtin.code(), Some(Code::FailedPrecondition), "{builtin}");
+    let two: Value = serde_json::from_str(&two).expect("one JSON document");
+    assert_eq!(two["roles"][0]["name"], "auditor", "{two}");
+    assert_eq!(two["roles"][1]["name"], roles::ADMIN);
+    assert_eq!(deleted, "deleted role auditor\n");
 }
 
-#[test]
-fn every_command_has_help() {
-    use clap::CommandFactory;
-    let command = Cli::command();
-    command.clone().debug_assert();
-    for group in command.get_subcommands() {
-        assert!(group.get_about().is_some(), "{} has help", group.get_name());
-        for subcommand in group.get_subcommands() {
-            assert!(
-                subcommand.get_about().is_some(),
-                "{} {} has help",
-                group.get_name(),
-                subcommand.get_name()
-            );
-        }
-    }
+async fn a_confidential_client_s_secret_is_printed_once_with_a_note(backend: Backend) {
+    // Arrange
+    let suite = spawn_suite(backend).await;
+
+    // Act
+    let (created, notes) = suite
+        .ctl_with_console(
+            &[
+                "client",
+                "create",
+                "--client-id",
+                "billing-job",
+                "--name",
+                "Billing",
+                "--type",
+                "confidential",
+                "--roles",
+                roles::CATALOG_MANAGER,
+            ],
+            "",
+            &[],
+        )
+        .await;
+    let created = created.expect("the client is created");
+    let updated = suite
+        .ctl(&[
+            "client",
+            "update",
+            "billing-job",
+            "--expected-version",
+            "1",
+            "--clear-roles",
+            "--name",
+            "Billing job",
+        ])
+        .await;
+    let (reset, reset_notes) = suite
+        .ctl_with_console(
+            &[
+                "-o",
+                "json",
+                "client",
+                "reset-secret",
+                "billing-job",
+                "--expected-version",
+                "2",
+            ],
+            "",
+            &[],
+        )
+        .await;
+    let reset: Value =
+        serde_json::from_str(&reset.expect("the secret is reset")).expect("the output is JSON");
+    let listed = suite.ctl(&["client", "list"]).await;
+    let deleted = suite.ctl(&["client", "delete", "billing-job"]).await;
+
+    // Assert
+    assert_eq!(field_of(&created, "type"), "confidential", "{created}");
+    assert_eq!(
+        field_of(&created, "roles"),
+        roles::CATALOG_MANAGER,
+        "{created}"
+    );
+    let secret = field_of(&created, "client_secret");
+    assert!(secret.len() >= 32, "the secret is printed: {created}");
+    assert!(
+        notes.contains("client_secret is shown only this once"),
+        "{notes}"
+    );
+    assert_eq!(field_of(&updated, "roles"), "", "{updated}");
+    assert_eq!(field_of(&updated, "name"), "Billing job", "{updated}");
+    let new_secret = reset["clientSecret"].as_str().expect("the new secret");
+    assert!(!new_secret.is_empty() && new_secret != secret);
+    assert_eq!(reset["client"]["version"], "3");
+    assert!(reset_notes.contains("client_secret"), "{reset_notes}");
+    assert!(
+        listed.starts_with("CLIENT_ID ") && listed.contains("\nbilling-job "),
+        "{listed}"
+    );
+    assert!(!listed.contains(&secret), "a list never shows a secret");
+    assert_eq!(deleted, "deleted client billing-job\n");
 }
+
+async fn a_request_file_gives_the_fields_and_flags_override_them(backend: Backend) {
+    // Arrange
+    let suite = spawn_suite(backend).await;
+    let file = test_support::temp_dir("emporiumctl-request").join("category.json");
+    std::fs::write(
+        &file,
+        r#"{"name": "From the file", "description": "Kept from the file"}"#,
+    )
+    .expect("the file is written");
+    let path = file.display().to_string();
+
+    // Act
+    let from_file = suite
+        .ctl(&["category", "create", "-f", &path, "--name", "From a flag"])
+        .await;
+    let (from_stdin, _) = suite
+        .ctl_with_console(
+            &["role", "create", "-f", "-"],
+            r#"{"name": "from-stdin", "description": "Piped"}"#,
+            &[],
+        )
+        .await;
+    let not_the_message = suite
+        .ctl_with_console(&["role", "create", "-f", "-"], r#"{"colour": "red"}"#, &[])
+        .await
+        .0;
+
+    // Assert
+    assert_eq!(field_of(&from_file, "name"), "From a flag", "{from_file}");
+    assert_eq!(
+        field_of(&from_file, "description"),
+        "Kept from the file",
+        "{from_file}"
+    );
+    let from_stdin = from_stdin.expect("the role is created from stdin");
+    assert_eq!(field_of(&from_stdin, "name"), "from-stdin", "{from_stdin}");
+    let error = not_the_message.expect_err("an unknown field is refused");
+    assert_eq!(error.exit_code(), 2, "{error}");
+    assert!(error.to_string().contains("CreateRoleRequest"), "{error}");
+    let _ = std::fs::remove_dir_all(file.parent().expect("the file's directory"));
+}
+
+// === tests: signing in and the command line ===
 
 async fn the_token_is_sent_with_every_call_and_required(backend: Backend) {
     // Arrange
-    let app = spawn_catalog(backend).await;
-    let server = format!("http://{}", app.addr);
+    let suite = spawn_suite(backend).await;
+    let server = format!("http://{}", suite.hosted.addr);
     let empty_config = test_support::temp_dir("emporiumctl-config");
     let config_dir = empty_config.display().to_string();
-    let customer = app.issuer.token("customer-1", &[roles::CUSTOMER]);
+    let customer = suite.issuer.token("customer-1", &[roles::CUSTOMER]);
 
     // Act
     let with_token = ctl_with(&[
-        "--server", &server, "--token", &app.token, "category", "list",
+        "--server",
+        &server,
+        "--token",
+        &suite.token,
+        "category",
+        "list",
     ])
     .await;
     let without_token = ctl_with(&[
@@ -495,6 +800,8 @@ async fn the_token_is_sent_with_every_call_and_required(backend: Backend) {
         "--server", &server, "--token", &customer, "category", "create", "--name", "Shoes",
     ])
     .await;
+    let customer_reads_accounts =
+        ctl_with(&["--server", &server, "--token", &customer, "account", "list"]).await;
 
     // Assert
     assert!(with_token.is_ok(), "{with_token:?}");
@@ -507,19 +814,22 @@ async fn the_token_is_sent_with_every_call_and_required(backend: Backend) {
     );
     let as_customer = as_customer.expect_err("customers do not change the catalog");
     assert_eq!(as_customer.code(), Some(Code::PermissionDenied));
+    let customer_reads_accounts =
+        customer_reads_accounts.expect_err("identity needs the admin role");
+    assert_eq!(customer_reads_accounts.code(), Some(Code::PermissionDenied));
     let _ = std::fs::remove_dir_all(&empty_config);
 }
 
 async fn a_stored_login_is_used_when_no_token_is_given(backend: Backend) {
     // Arrange
-    let app = spawn_catalog(backend).await;
-    let server = format!("http://{}", app.addr);
+    let suite = spawn_suite(backend).await;
+    let server = format!("http://{}", suite.hosted.addr);
     let config = test_support::temp_dir("emporiumctl-config");
     CredentialStore::new(&config)
         .save(&Credentials {
             issuer: TestIssuer::ISSUER.to_owned(),
             client_id: "emporiumctl".to_owned(),
-            access_token: app.token.clone(),
+            access_token: suite.token.clone(),
             refresh_token: None,
             expires_at: i64::MAX / 2,
         })
@@ -543,13 +853,210 @@ async fn a_stored_login_is_used_when_no_token_is_given(backend: Backend) {
     // Assert
     assert!(created.is_ok(), "{created:?}");
     let whoami = whoami.expect("whoami reads the stored token");
-    assert!(whoami.contains("subject   catalog-manager-1\n"), "{whoami}");
-    assert!(whoami.contains("roles     catalog-manager\n"), "{whoami}");
+    assert!(whoami.contains("subject   admin-1\n"), "{whoami}");
+    assert!(whoami.contains("roles     admin\n"), "{whoami}");
     assert!(
-        !whoami.contains(&app.token),
+        !whoami.contains(&suite.token),
         "the token itself is never printed"
     );
     let _ = std::fs::remove_dir_all(&config);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_exits_with_3_and_no_debug_output() {
+    // Arrange: a port that was free a moment ago, so nothing listens on it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = listener.local_addr().expect("a bound address");
+    drop(listener);
+    let server = format!("http://{addr}");
+
+    // Act
+    let error = ctl_with(&["--server", &server, "--token", "unused", "category", "list"])
+        .await
+        .expect_err("nothing listens there");
+
+    // Assert
+    assert_eq!(error.exit_code(), 3);
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!("cannot reach http://{addr}: is emporium running?")),
+        "{message}"
+    );
+    assert!(!message.contains('{'), "no debug structs: {message}");
+}
+
+#[test]
+fn usage_errors_are_caught_before_any_call_and_exit_with_2() {
+    let invalid = [
+        // An update that changes nothing.
+        vec!["product", "update", "some-id", "--expected-version", "1"],
+        // A required field missing.
+        vec!["category", "update", "some-id", "--name", "x"],
+        vec!["account", "create", "--email", "a@example.com"],
+        // Values of the wrong shape.
+        vec!["category", "list", "--order-by", "price"],
+        vec![
+            "product",
+            "update",
+            "id",
+            "--expected-version",
+            "one",
+            "--name",
+            "x",
+        ],
+        vec![
+            "product",
+            "update",
+            "id",
+            "--expected-version",
+            "1",
+            "--price",
+            "12.999EUR",
+        ],
+        vec![
+            "client",
+            "create",
+            "--client-id",
+            "x",
+            "--name",
+            "x",
+            "--type",
+            "secret",
+        ],
+        vec!["--output", "xml", "category", "list"],
+        // Output-only fields and secrets are never flags.
+        vec!["category", "create", "--name", "x", "--version", "3"],
+        vec![
+            "account",
+            "set-password",
+            "id",
+            "--expected-version",
+            "1",
+            "--password",
+            "hunter2hunter2",
+        ],
+        // Get takes keys, not flags.
+        vec!["role", "get", "admin", "--all"],
+        vec!["completion", "tcsh"],
+    ];
+    for arguments in invalid {
+        let command_line = ["emporiumctl"].into_iter().chain(arguments.iter().copied());
+        let error = Cli::try_parse_from(command_line).expect_err("the arguments are invalid");
+        assert_eq!(error.exit_code(), 2, "{arguments:?}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_a_usage_error_before_any_call() {
+    // Arrange: nothing listens on the server; the error must come first.
+    let arguments = [
+        "--server",
+        "http://127.0.0.1:9",
+        "--token",
+        "unused",
+        "account",
+        "set-password",
+        "some-id",
+        "--expected-version",
+        "1",
+    ];
+
+    // Act
+    let (outcome, _) = ctl_with_console(&arguments, "", &[]).await;
+
+    // Assert
+    let error = outcome.expect_err("no password given");
+    assert_eq!(error.exit_code(), 2);
+    let message = error.to_string();
+    assert!(
+        message.contains("--password-stdin") && message.contains("EMPORIUMCTL_PASSWORD"),
+        "{message}"
+    );
+}
+
+#[test]
+fn every_resource_and_verb_has_help_from_the_contract() {
+    let command = Cli::command();
+    command.clone().debug_assert();
+    let resources = ["category", "product", "account", "role", "client"];
+    for name in resources {
+        let resource = command
+            .find_subcommand(name)
+            .unwrap_or_else(|| panic!("a command for every resource: {name}"));
+        assert!(resource.get_about().is_some(), "{name} has help");
+        for verb in resource.get_subcommands() {
+            let about = verb
+                .get_about()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(!about.is_empty(), "{name} {} has help", verb.get_name());
+        }
+    }
+}
+
+#[test]
+fn the_help_of_a_generated_command_shows_the_proto_comments() {
+    let mut command = Cli::command();
+    let grant_role = command
+        .find_subcommand_mut("account")
+        .and_then(|account| account.find_subcommand_mut("grant-role"))
+        .expect("GrantRole is a verb of accounts");
+
+    let help = grant_role.render_long_help().to_string();
+
+    // The method's comment, the request message's, and the fields'.
+    assert!(
+        help.contains("Grants a role to an account; the account's version goes up by one."),
+        "{help}"
+    );
+    assert!(
+        help.contains("Which role to grant to which account."),
+        "{help}"
+    );
+    assert!(help.contains("<ACCOUNT_ID>"), "{help}");
+    assert!(help.contains("--role <TEXT>"), "{help}");
+    assert!(help.contains("The role's name."), "{help}");
+    assert!(help.contains("--expected-version <N>"), "{help}");
+}
+
+#[tokio::test]
+async fn completion_scripts_cover_the_generated_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ctl_with(&["completion", shell])
+            .await
+            .unwrap_or_else(|error| panic!("{shell}: {error}"));
+
+        assert!(script.contains("reset-secret"), "{shell}");
+        assert!(script.contains("grant-role"), "{shell}");
+        assert!(script.contains("expected-version"), "{shell}");
+    }
+}
+
+#[test]
+fn parsing_reads_the_resource_the_verb_and_the_key() {
+    let cli = Cli::try_parse_from([
+        "emporiumctl",
+        "roles",
+        "update",
+        "auditor",
+        "--expected-version",
+        "2",
+        "--description",
+        "x",
+    ])
+    .expect("the command line is valid");
+
+    let Action::Resource(call) = &cli.action else {
+        panic!("a resource command: {cli:?}");
+    };
+    let debug = format!("{call:?}");
+    assert!(debug.contains(r#"resource: "role""#), "{debug}");
+    assert!(debug.contains(r#"verb: "update""#), "{debug}");
+    assert!(debug.contains(r#"keys: ["auditor"]"#), "{debug}");
+    assert!(
+        debug.contains(r#"fields: ["expected_version", "description"]"#),
+        "{debug}"
+    );
 }
 
 #[test]
@@ -651,7 +1158,7 @@ async fn login_exchanges_the_code_with_the_pkce_verifier_after_checking_state() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_login_is_refreshed_and_the_rotated_refresh_token_stored() {
     // Arrange
-    let app = spawn_catalog(Backend::SqliteEmbedded).await;
+    let app = spawn_suite(Backend::SqliteEmbedded).await;
     let provider = FakeProvider::start(&app.token).await;
     let config = test_support::temp_dir("emporiumctl-config");
     let store = CredentialStore::new(&config);
@@ -664,7 +1171,7 @@ async fn an_expired_login_is_refreshed_and_the_rotated_refresh_token_stored() {
             expires_at: 1,
         })
         .unwrap();
-    let server = format!("http://{}", app.addr);
+    let server = format!("http://{}", app.hosted.addr);
     let config_dir = config.display().to_string();
 
     // Act
@@ -718,73 +1225,189 @@ fn the_token_is_never_shown_in_debug_output() {
 
 // === helpers ===
 
-/// A catalog serving on a random port until dropped.
-struct TestCatalog {
-    addr: SocketAddr,
-    /// The only issuer the catalog trusts.
+/// Identity and the catalog, hosted on one random port as `up` hosts them, until dropped.
+struct TestSuite {
+    hosted: HostedServices,
+    /// The only issuer the services trust.
     issuer: TestIssuer,
-    /// A catalog-manager token, passed with --token by [`TestCatalog::ctl`].
+    /// An admin token (identity needs `admin`; it also may change the catalog), passed with
+    /// --token by [`TestSuite::ctl`].
     token: String,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-    // Dropped after the catalog stops: they delete the database and bus namespace.
-    _test_database: TestDatabase,
+    // Dropped after the services stop: they delete the databases and the bus namespace.
+    _identity_database: TestDatabase,
+    _catalog_database: TestDatabase,
     _test_bus: TestBus,
 }
 
-async fn spawn_catalog(backend: Backend) -> TestCatalog {
-    let test_database = TestDatabase::new(backend, "catalog").await;
+async fn spawn_suite(backend: Backend) -> TestSuite {
+    let identity_database = TestDatabase::new(backend, "identity").await;
+    let catalog_database = TestDatabase::new(backend, "catalog").await;
     let test_bus = TestBus::new(backend).await;
+    let bus = test_bus.connect().await;
     let issuer = TestIssuer::new();
-    let token = issuer.token("catalog-manager-1", &[roles::CATALOG_MANAGER]);
-    let settings = ServiceSettings {
-        name: catalog::NAME,
-        grpc_addr: "127.0.0.1:0".parse().expect("a valid address"),
-        database_url: test_database.secret_url(),
-        namespace: test_bus.namespace.clone(),
-        database_max_connections: None,
-    };
-    let application = Application::build(
-        &settings,
-        test_bus.connect().await,
-        Duration::from_secs(5),
-        issuer.verifier(),
+    let identity = Built::<IdentityParts>::build(
+        &settings(identity::NAME, &identity_database, &test_bus),
+        bus.clone(),
+        IdentityOptions {
+            key_encryption_key: KeyEncryptionKey::generate().expect("a key"),
+            key_policy: KeyPolicy::default(),
+        },
+    )
+    .await
+    .expect("identity starts");
+    let catalog = Built::<CatalogParts>::build(
+        &settings(catalog::NAME, &catalog_database, &test_bus),
+        bus,
+        (),
     )
     .await
     .expect("the catalog starts");
-    let addr = application.local_addr();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(application.run_until_stopped(shutdown.clone()));
-    TestCatalog {
-        addr,
+    let hosted =
+        host_on_one_port(&issuer, [identity.into_unit(None), catalog.into_unit(None)]).await;
+    let token = issuer.token("admin-1", &[roles::ADMIN]);
+    TestSuite {
+        hosted,
         issuer,
         token,
-        shutdown,
-        task: Some(task),
-        _test_database: test_database,
+        _identity_database: identity_database,
+        _catalog_database: catalog_database,
         _test_bus: test_bus,
     }
 }
 
-/// Runs `emporiumctl --server <addr> --token <token> <arguments>`, returning what it printed or
-/// its error.
-async fn ctl_at(addr: SocketAddr, token: &str, arguments: &[&str]) -> Result<String, CliError> {
-    let server = format!("http://{addr}");
-    let command_line: Vec<&str> = ["--server", server.as_str(), "--token", token]
-        .into_iter()
-        .chain(arguments.iter().copied())
-        .collect();
-    ctl_with(&command_line).await
+fn settings(
+    name: &'static str,
+    test_database: &TestDatabase,
+    test_bus: &TestBus,
+) -> ServiceSettings {
+    ServiceSettings {
+        name,
+        grpc_addr: "127.0.0.1:0".parse().expect("a valid address"),
+        database_url: test_database.secret_url(),
+        namespace: test_bus.namespace.clone(),
+        database_max_connections: None,
+    }
 }
 
-/// Runs `emporiumctl <arguments>`, returning what it printed or its error.
+/// Runs `emporiumctl <arguments>` with an empty stdin and environment, returning what it
+/// printed or its error.
 async fn ctl_with(arguments: &[&str]) -> Result<String, CliError> {
+    ctl_with_console(arguments, "", &[]).await.0
+}
+
+/// Runs `emporiumctl <arguments>` with `stdin` and the environment `env`: what it printed or its
+/// error, and what it wrote to stderr.
+async fn ctl_with_console(
+    arguments: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> (Result<String, CliError>, String) {
     let command_line = ["emporiumctl"].into_iter().chain(arguments.iter().copied());
     let cli = Cli::try_parse_from(command_line)
         .unwrap_or_else(|error| panic!("{arguments:?} parse: {error}"));
+    let environment: HashMap<String, String> = env
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    let lookup = move |name: &str| environment.get(name).cloned();
+    let mut stdin = std::io::Cursor::new(stdin.as_bytes().to_vec());
+    let mut stderr = Vec::new();
     let mut out = Vec::new();
-    run(cli, &mut out).await?;
-    Ok(String::from_utf8(out).expect("the output is UTF-8"))
+    let console = Console {
+        stdin: &mut stdin,
+        stderr: &mut stderr,
+        env: &lookup,
+    };
+    let outcome = run_with(cli, console, &mut out)
+        .await
+        .map(|()| String::from_utf8(out).expect("the output is UTF-8"));
+    (outcome, String::from_utf8(stderr).expect("stderr is UTF-8"))
+}
+
+/// The value of `key` in a record printed as a table (`key  value` lines).
+fn field_of(output: &str, key: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| {
+            let (line_key, value) = line.split_once(' ').unwrap_or((line, ""));
+            (line_key == key).then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {key} in:\n{output}"))
+}
+
+impl TestSuite {
+    /// `--server <the suite> --token <admin> <arguments>`.
+    fn command_line<'a>(&'a self, server: &'a str, arguments: &[&'a str]) -> Vec<&'a str> {
+        ["--server", server, "--token", self.token.as_str()]
+            .into_iter()
+            .chain(arguments.iter().copied())
+            .collect()
+    }
+
+    /// Runs the CLI as the admin and expects success.
+    async fn ctl(&self, arguments: &[&str]) -> String {
+        self.ctl_with_console(arguments, "", &[])
+            .await
+            .0
+            .unwrap_or_else(|error| panic!("emporiumctl {arguments:?} failed: {error}"))
+    }
+
+    /// Runs the CLI as the admin and expects an error.
+    async fn ctl_error(&self, arguments: &[&str]) -> CliError {
+        match self.ctl_with_console(arguments, "", &[]).await.0 {
+            Ok(output) => panic!("emporiumctl {arguments:?} succeeded:\n{output}"),
+            Err(error) => error,
+        }
+    }
+
+    /// Runs the CLI as the admin with `stdin` and `env`.
+    async fn ctl_with_console(
+        &self,
+        arguments: &[&str],
+        stdin: &str,
+        env: &[(&str, &str)],
+    ) -> (Result<String, CliError>, String) {
+        let server = format!("http://{}", self.hosted.addr);
+        ctl_with_console(&self.command_line(&server, arguments), stdin, env).await
+    }
+
+    async fn create_category(&self, name: &str) -> String {
+        field_of(
+            &self.ctl(&["category", "create", "--name", name]).await,
+            "id",
+        )
+    }
+
+    async fn create_product(
+        &self,
+        category_id: &str,
+        sku: &str,
+        name: &str,
+        price: &str,
+    ) -> String {
+        let output = self
+            .ctl(&[
+                "product",
+                "create",
+                "--sku",
+                sku,
+                "--name",
+                name,
+                "--category-id",
+                category_id,
+                "--price",
+                price,
+            ])
+            .await;
+        field_of(&output, "id")
+    }
+}
+
+impl Drop for TestSuite {
+    fn drop(&mut self) {
+        self.hosted.shutdown.cancel();
+        self.hosted.served.abort();
+    }
 }
 
 /// An OAuth2 provider with a discovery document and a token endpoint that answers every grant
@@ -883,75 +1506,4 @@ async fn browser_get(url: String) -> String {
 fn base64_standard(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
-}
-
-/// The value of `key` in a record printed as a table (`key  value` lines).
-fn field_of(output: &str, key: &str) -> String {
-    output
-        .lines()
-        .find_map(|line| {
-            let (line_key, value) = line.split_once(' ')?;
-            (line_key == key).then(|| value.trim().to_owned())
-        })
-        .unwrap_or_else(|| panic!("no {key} in:\n{output}"))
-}
-
-impl TestCatalog {
-    /// Runs the CLI and expects success.
-    async fn ctl(&self, arguments: &[&str]) -> String {
-        ctl_at(self.addr, &self.token, arguments)
-            .await
-            .unwrap_or_else(|error| panic!("emporiumctl {arguments:?} failed: {error}"))
-    }
-
-    /// Runs the CLI and expects an error.
-    async fn ctl_error(&self, arguments: &[&str]) -> CliError {
-        match ctl_at(self.addr, &self.token, arguments).await {
-            Ok(output) => panic!("emporiumctl {arguments:?} succeeded:\n{output}"),
-            Err(error) => error,
-        }
-    }
-
-    async fn create_category(&self, name: &str) -> String {
-        field_of(
-            &self.ctl(&["category", "create", "--name", name]).await,
-            "id",
-        )
-    }
-
-    async fn create_product(
-        &self,
-        category_id: &str,
-        sku: &str,
-        name: &str,
-        price_minor: i64,
-    ) -> String {
-        let price_minor = price_minor.to_string();
-        let output = self
-            .ctl(&[
-                "product",
-                "create",
-                "--sku",
-                sku,
-                "--name",
-                name,
-                "--category-id",
-                category_id,
-                "--price-minor",
-                &price_minor,
-                "--currency",
-                "EUR",
-            ])
-            .await;
-        field_of(&output, "id")
-    }
-}
-
-impl Drop for TestCatalog {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
 }

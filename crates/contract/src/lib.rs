@@ -2,12 +2,15 @@
 //! and comments, e.g. `emporium_proto::FILE_DESCRIPTOR_SET`): [`access`] says who may call each
 //! RPC, as its `(emporium.api.v1.access)` option declares, for the chassis to enforce; [`lint`]
 //! checks a contract keeps to the conventions (standard methods and fields, a behaviour on every
-//! field, references to existing resource types, declared access, comments), one rule per check.
+//! field, references to existing resource types, declared access, comments), one rule per check;
+//! [`resources`] is the resource model (each resource, its service and methods, its fields'
+//! behaviours) that surfaces generic over the contract, such as the CLI, are built from.
 
 pub mod access;
 pub mod docs;
 pub mod events;
 pub mod lint;
+pub mod resources;
 
 pub use access::{Access, AccessProblem, MethodAccess, method_access};
 pub use lint::{Finding, lint};

@@ -6,6 +6,7 @@
 
 mod app;
 mod contract_access;
+mod host;
 mod postgres_cluster;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 pub use app::{Spawn, TestApp, service_settings, spawn_service};
 pub use contract_access::assert_access_matches_contract;
+pub use host::{HostedServices, host_on_one_port};
 pub use postgres_cluster::PostgresCluster;
 
 /// Which storage and bus a test runs on.

@@ -11,18 +11,16 @@ use catalog::CatalogParts;
 use chassis::auth::roles;
 use chassis::cloudevents::CloudEvent;
 use chassis::consumer::{Consumer, ConsumerOptions, EventHandler};
-use chassis::grpc::GrpcListener;
-use chassis::runtime::{
-    Built, ConsumerTask, Service, ServiceContext, ServiceDefinition, ServiceHost, ServiceUnit,
-};
+use chassis::runtime::{Built, ConsumerTask, Service, ServiceContext, ServiceDefinition};
 use chassis::settings::ServiceSettings;
 use chassis::storage::Transaction;
 use emporium_proto::catalog::v1 as catalog_proto;
 use emporium_proto::identity::v1 as identity_proto;
 use identity::keys::{KeyEncryptionKey, KeyPolicy};
 use identity::{IdentityOptions, IdentityParts};
-use test_support::{Backend, TestBus, TestDatabase, TestIssuer, with_token};
-use tokio_util::sync::CancellationToken;
+use test_support::{
+    Backend, HostedServices, TestBus, TestDatabase, TestIssuer, host_on_one_port, with_token,
+};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -58,7 +56,7 @@ async fn one_address_answers_identity_and_the_catalog(backend: Backend) {
     .expect("the catalog builds");
     let identity_pool = identity.database().clone();
     let catalog_pool = catalog.database().clone();
-    let Hosted {
+    let HostedServices {
         addr,
         channel,
         shutdown,
@@ -164,7 +162,7 @@ async fn a_declared_consumer_runs_while_its_service_is_hosted(backend: Backend) 
     .await
     .expect("the counter builds");
     let counter_pool = counter.database().clone();
-    let Hosted {
+    let HostedServices {
         channel,
         shutdown,
         served,
@@ -199,43 +197,6 @@ async fn a_declared_consumer_runs_while_its_service_is_hosted(backend: Backend) 
     assert_eq!(n_seen, 1, "one event, applied once");
     assert!(stopped.is_ok(), "a clean stop: {stopped:?}");
     assert!(counter_pool.is_closed(), "the counter's pool is closed");
-}
-
-/// Services hosted on one port by [`host_on_one_port`].
-struct Hosted {
-    addr: std::net::SocketAddr,
-    channel: tonic::transport::Channel,
-    /// Cancel to stop the host.
-    shutdown: CancellationToken,
-    served: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-/// Serves `units` on one free port, as `up` does, and connects to it.
-async fn host_on_one_port(
-    issuer: &TestIssuer,
-    units: impl IntoIterator<Item = ServiceUnit>,
-) -> Hosted {
-    let listener = GrpcListener::bind("127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("a free port");
-    let mut host = ServiceHost::new(listener, issuer.verifier()).with_grace(Duration::from_secs(5));
-    for unit in units {
-        host.add(unit);
-    }
-    let addr = host.local_addr();
-    let shutdown = CancellationToken::new();
-    let served = tokio::spawn(host.run_until_stopped(shutdown.clone()));
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("a valid endpoint")
-        .connect()
-        .await
-        .expect("the host accepts connections");
-    Hosted {
-        addr,
-        channel,
-        shutdown,
-        served,
-    }
 }
 
 /// A service of the test's own: no RPCs, one consumer counting the catalog's category events.

@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use clap::Parser as _;
 use emporiumctl::credentials::CredentialStore;
 use emporiumctl::oauth::{BrowserLogin, login_with_browser};
 use emporiumctl::{Cli, run};
