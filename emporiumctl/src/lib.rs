@@ -225,8 +225,10 @@ pub async fn run_with(
         Action::Logout => return logout(&store?, out).await,
         Action::Whoami => return whoami(cli.token.as_ref(), &store?, out),
         Action::Completion(shell) => {
-            clap_complete::generate(shell, &mut Cli::command(), "emporiumctl", out);
-            return Ok(());
+            // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "emporiumctl", &mut script);
+            return out.write_all(&script).map_err(CliError::Output);
         }
         Action::Resource(call) => call,
     };

@@ -1032,6 +1032,34 @@ async fn completion_scripts_cover_the_generated_commands() {
     }
 }
 
+#[tokio::test]
+async fn a_closed_output_is_an_error_not_a_panic() {
+    struct ClosedPipe;
+    impl std::io::Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let cli = Cli::try_parse_from(["emporiumctl", "completion", "bash"]).unwrap();
+    let (mut stdin, mut stderr) = (std::io::Cursor::new(Vec::new()), Vec::new());
+    let no_env = |_: &str| None;
+    let console = Console {
+        stdin: &mut stdin,
+        stderr: &mut stderr,
+        env: &no_env,
+    };
+
+    let outcome = run_with(cli, console, &mut ClosedPipe).await;
+
+    assert!(
+        matches!(&outcome, Err(CliError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe),
+        "{outcome:?}"
+    );
+}
+
 #[test]
 fn parsing_reads_the_resource_the_verb_and_the_key() {
     let cli = Cli::try_parse_from([
