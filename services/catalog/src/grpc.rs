@@ -5,7 +5,8 @@
 //! Who may call each RPC is written in `catalog.proto` (`(emporium.api.v1.access)`) and enforced
 //! by the chassis before a handler here runs, before the request is even read: a refused call
 //! learns nothing about its input and changes nothing. Handlers only take the caller, to record
-//! who made a change.
+//! who made a change. Each call already runs in the chassis's `grpc` span (its method and
+//! caller), so handlers open no span of their own.
 
 use chassis::auth;
 use chassis::error::Error;
@@ -45,7 +46,6 @@ impl CatalogGrpc {
 
 #[tonic::async_trait]
 impl CatalogService for CatalogGrpc {
-    #[tracing::instrument(skip_all)]
     async fn create_category(
         &self,
         request: Request<proto::CreateCategoryRequest>,
@@ -59,7 +59,6 @@ impl CatalogService for CatalogGrpc {
         Ok(Response::new(category_to_proto(&category)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn get_category(
         &self,
         request: Request<proto::GetCategoryRequest>,
@@ -69,7 +68,6 @@ impl CatalogService for CatalogGrpc {
         Ok(Response::new(category_to_proto(&category)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn batch_get_categories(
         &self,
         request: Request<proto::BatchGetCategoriesRequest>,
@@ -83,7 +81,6 @@ impl CatalogService for CatalogGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_categories(
         &self,
         request: Request<proto::ListCategoriesRequest>,
@@ -99,7 +96,6 @@ impl CatalogService for CatalogGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn update_category(
         &self,
         request: Request<proto::UpdateCategoryRequest>,
@@ -113,7 +109,6 @@ impl CatalogService for CatalogGrpc {
         Ok(Response::new(category_to_proto(&category)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn delete_category(
         &self,
         request: Request<proto::DeleteCategoryRequest>,
@@ -127,7 +122,6 @@ impl CatalogService for CatalogGrpc {
         Ok(Response::new(proto::DeleteCategoryResponse {}))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn create_product(
         &self,
         request: Request<proto::CreateProductRequest>,
@@ -141,7 +135,6 @@ impl CatalogService for CatalogGrpc {
         Ok(Response::new(product_to_proto(&product)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn get_product(
         &self,
         request: Request<proto::GetProductRequest>,
@@ -151,7 +144,6 @@ impl CatalogService for CatalogGrpc {
         Ok(Response::new(product_to_proto(&product)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn batch_get_products(
         &self,
         request: Request<proto::BatchGetProductsRequest>,
@@ -165,7 +157,6 @@ impl CatalogService for CatalogGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_products(
         &self,
         request: Request<proto::ListProductsRequest>,
@@ -181,7 +172,6 @@ impl CatalogService for CatalogGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn update_product(
         &self,
         request: Request<proto::UpdateProductRequest>,
@@ -195,7 +185,6 @@ impl CatalogService for CatalogGrpc {
         Ok(Response::new(product_to_proto(&product)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn delete_product(
         &self,
         request: Request<proto::DeleteProductRequest>,
@@ -209,7 +198,6 @@ impl CatalogService for CatalogGrpc {
         Ok(Response::new(proto::DeleteProductResponse {}))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_events(
         &self,
         request: Request<audit::ListEventsRequest>,

@@ -4,7 +4,8 @@
 //! carry a password or hash; a client secret leaves only in the response of the call that minted
 //! it. Who may call each RPC (`admin`, for all of them) is written in `identity.proto` and
 //! enforced by the chassis before a handler here runs; handlers only take the caller, to record
-//! who did what.
+//! who did what. Each call already runs in the chassis's `grpc` span (its method and caller), so
+//! handlers open no span of their own.
 
 use chassis::auth;
 use chassis::error::Error;
@@ -46,7 +47,6 @@ impl IdentityGrpc {
 
 #[tonic::async_trait]
 impl IdentityService for IdentityGrpc {
-    #[tracing::instrument(skip_all)]
     async fn create_account(
         &self,
         request: Request<proto::CreateAccountRequest>,
@@ -60,7 +60,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(account_to_proto(&account)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn get_account(
         &self,
         request: Request<proto::GetAccountRequest>,
@@ -71,7 +70,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(account_to_proto(&account)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn batch_get_accounts(
         &self,
         request: Request<proto::BatchGetAccountsRequest>,
@@ -89,7 +87,6 @@ impl IdentityService for IdentityGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_accounts(
         &self,
         request: Request<proto::ListAccountsRequest>,
@@ -109,7 +106,6 @@ impl IdentityService for IdentityGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn update_account(
         &self,
         request: Request<proto::UpdateAccountRequest>,
@@ -123,7 +119,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(account_to_proto(&account)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn delete_account(
         &self,
         request: Request<proto::DeleteAccountRequest>,
@@ -137,7 +132,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(proto::DeleteAccountResponse {}))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn set_password(
         &self,
         request: Request<proto::SetPasswordRequest>,
@@ -151,7 +145,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(account_to_proto(&account)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn create_role(
         &self,
         request: Request<proto::CreateRoleRequest>,
@@ -165,7 +158,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(role_to_proto(&role)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn get_role(
         &self,
         request: Request<proto::GetRoleRequest>,
@@ -175,7 +167,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(role_to_proto(&role)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn batch_get_roles(
         &self,
         request: Request<proto::BatchGetRolesRequest>,
@@ -193,7 +184,6 @@ impl IdentityService for IdentityGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_roles(
         &self,
         request: Request<proto::ListRolesRequest>,
@@ -208,7 +198,6 @@ impl IdentityService for IdentityGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn update_role(
         &self,
         request: Request<proto::UpdateRoleRequest>,
@@ -222,7 +211,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(role_to_proto(&role)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn delete_role(
         &self,
         request: Request<proto::DeleteRoleRequest>,
@@ -241,7 +229,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(proto::DeleteRoleResponse {}))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn grant_role(
         &self,
         request: Request<proto::GrantRoleRequest>,
@@ -262,7 +249,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(account_to_proto(&account)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn revoke_role(
         &self,
         request: Request<proto::RevokeRoleRequest>,
@@ -283,7 +269,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(account_to_proto(&account)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn create_client(
         &self,
         request: Request<proto::CreateClientRequest>,
@@ -300,7 +285,6 @@ impl IdentityService for IdentityGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn get_client(
         &self,
         request: Request<proto::GetClientRequest>,
@@ -310,7 +294,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(client_to_proto(&client)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn batch_get_clients(
         &self,
         request: Request<proto::BatchGetClientsRequest>,
@@ -330,7 +313,6 @@ impl IdentityService for IdentityGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_clients(
         &self,
         request: Request<proto::ListClientsRequest>,
@@ -345,7 +327,6 @@ impl IdentityService for IdentityGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn update_client(
         &self,
         request: Request<proto::UpdateClientRequest>,
@@ -359,7 +340,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(client_to_proto(&client)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn delete_client(
         &self,
         request: Request<proto::DeleteClientRequest>,
@@ -378,7 +358,6 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(proto::DeleteClientResponse {}))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn reset_client_secret(
         &self,
         request: Request<proto::ResetClientSecretRequest>,
@@ -401,7 +380,6 @@ impl IdentityService for IdentityGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_events(
         &self,
         request: Request<audit::ListEventsRequest>,
