@@ -58,7 +58,7 @@ fn product_event(
 ) -> NewEvent {
     let data = proto::Product {
         version,
-        ..product_to_proto(product)
+        ..product_to_proto(product.clone())
     };
     NewEvent::new(event_type, product.id, version, &data)
 }
@@ -70,7 +70,7 @@ fn category_event(
 ) -> NewEvent {
     let data = proto::Category {
         version,
-        ..category_to_proto(category)
+        ..category_to_proto(category.clone())
     };
     NewEvent::new(event_type, category.id, version, &data)
 }

@@ -56,7 +56,7 @@ impl CatalogService for CatalogGrpc {
             .catalog
             .create_category(new, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(category_to_proto(&category)))
+        Ok(Response::new(category_to_proto(category)))
     }
 
     async fn get_category(
@@ -65,7 +65,7 @@ impl CatalogService for CatalogGrpc {
     ) -> Result<Response<proto::Category>, Status> {
         let id = parse_id(&request.get_ref().id)?;
         let category = self.catalog.get_category(id).await?;
-        Ok(Response::new(category_to_proto(&category)))
+        Ok(Response::new(category_to_proto(category)))
     }
 
     async fn batch_get_categories(
@@ -76,7 +76,7 @@ impl CatalogService for CatalogGrpc {
         let found = self.catalog.get_categories(&ids).await?;
         let (categories, missing_ids) = in_request_order(&ids, found, |category| category.id);
         Ok(Response::new(proto::BatchGetCategoriesResponse {
-            categories: categories.iter().map(category_to_proto).collect(),
+            categories: categories.into_iter().map(category_to_proto).collect(),
             missing_ids,
         }))
     }
@@ -92,7 +92,7 @@ impl CatalogService for CatalogGrpc {
             next_page_token: page
                 .next_page_token(&found, |last| store::category_cursor(last, query.order)),
             total_size: found.total,
-            categories: found.items.iter().map(category_to_proto).collect(),
+            categories: found.items.into_iter().map(category_to_proto).collect(),
         }))
     }
 
@@ -106,7 +106,7 @@ impl CatalogService for CatalogGrpc {
             .catalog
             .update_category(id, changes, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(category_to_proto(&category)))
+        Ok(Response::new(category_to_proto(category)))
     }
 
     async fn delete_category(
@@ -132,7 +132,7 @@ impl CatalogService for CatalogGrpc {
             .catalog
             .create_product(new, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(product_to_proto(&product)))
+        Ok(Response::new(product_to_proto(product)))
     }
 
     async fn get_product(
@@ -141,7 +141,7 @@ impl CatalogService for CatalogGrpc {
     ) -> Result<Response<proto::Product>, Status> {
         let id = parse_id(&request.get_ref().id)?;
         let product = self.catalog.get_product(id).await?;
-        Ok(Response::new(product_to_proto(&product)))
+        Ok(Response::new(product_to_proto(product)))
     }
 
     async fn batch_get_products(
@@ -152,7 +152,7 @@ impl CatalogService for CatalogGrpc {
         let found = self.catalog.get_products(&ids).await?;
         let (products, missing_ids) = in_request_order(&ids, found, |product| product.id);
         Ok(Response::new(proto::BatchGetProductsResponse {
-            products: products.iter().map(product_to_proto).collect(),
+            products: products.into_iter().map(product_to_proto).collect(),
             missing_ids,
         }))
     }
@@ -168,7 +168,7 @@ impl CatalogService for CatalogGrpc {
             next_page_token: page
                 .next_page_token(&found, |last| store::product_cursor(last, query.order)),
             total_size: found.total,
-            products: found.items.iter().map(product_to_proto).collect(),
+            products: found.items.into_iter().map(product_to_proto).collect(),
         }))
     }
 
@@ -182,7 +182,7 @@ impl CatalogService for CatalogGrpc {
             .catalog
             .update_product(id, changes, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(product_to_proto(&product)))
+        Ok(Response::new(product_to_proto(product)))
     }
 
     async fn delete_product(

@@ -103,7 +103,7 @@ fn account_event(
 ) -> NewEvent {
     let data = proto::Account {
         version,
-        ..account_to_proto(account)
+        ..account_to_proto(account.clone())
     };
     NewEvent::new(event_type, account.id, version, &data)
 }
@@ -111,7 +111,7 @@ fn account_event(
 fn role_event(event_type: EventType<proto::Role>, role: &Role, version: i64) -> NewEvent {
     let data = proto::Role {
         version,
-        ..role_to_proto(role)
+        ..role_to_proto(role.clone())
     };
     NewEvent::new(event_type, role.id, version, &data)
 }
@@ -119,7 +119,7 @@ fn role_event(event_type: EventType<proto::Role>, role: &Role, version: i64) -> 
 fn client_event(event_type: EventType<proto::Client>, client: &Client, version: i64) -> NewEvent {
     let data = proto::Client {
         version,
-        ..client_to_proto(client)
+        ..client_to_proto(client.clone())
     };
     NewEvent::new(event_type, client.id, version, &data)
 }

@@ -57,7 +57,7 @@ impl IdentityService for IdentityGrpc {
             .identity
             .create_account(new, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(account_to_proto(&account)))
+        Ok(Response::new(account_to_proto(account)))
     }
 
     async fn get_account(
@@ -67,7 +67,7 @@ impl IdentityService for IdentityGrpc {
         let caller = auth::authenticated(&request)?;
         let id = parse_id(&request.get_ref().id)?;
         let account = self.identity.get_account(id, &Actor::from(&caller)).await?;
-        Ok(Response::new(account_to_proto(&account)))
+        Ok(Response::new(account_to_proto(account)))
     }
 
     async fn batch_get_accounts(
@@ -82,7 +82,7 @@ impl IdentityService for IdentityGrpc {
             .await?;
         let (accounts, missing_ids) = in_request_order(&ids, found, |account| account.id);
         Ok(Response::new(proto::BatchGetAccountsResponse {
-            accounts: accounts.iter().map(account_to_proto).collect(),
+            accounts: accounts.into_iter().map(account_to_proto).collect(),
             missing_ids,
         }))
     }
@@ -102,7 +102,7 @@ impl IdentityService for IdentityGrpc {
             next_page_token: page
                 .next_page_token(&found, |last| store::account_cursor(last, query.order)),
             total_size: found.total,
-            accounts: found.items.iter().map(account_to_proto).collect(),
+            accounts: found.items.into_iter().map(account_to_proto).collect(),
         }))
     }
 
@@ -116,7 +116,7 @@ impl IdentityService for IdentityGrpc {
             .identity
             .update_account(id, changes, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(account_to_proto(&account)))
+        Ok(Response::new(account_to_proto(account)))
     }
 
     async fn delete_account(
@@ -142,7 +142,7 @@ impl IdentityService for IdentityGrpc {
             .identity
             .set_password(id, expected_version, password, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(account_to_proto(&account)))
+        Ok(Response::new(account_to_proto(account)))
     }
 
     async fn create_role(
@@ -155,7 +155,7 @@ impl IdentityService for IdentityGrpc {
             .identity
             .create_role(new, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(role_to_proto(&role)))
+        Ok(Response::new(role_to_proto(role)))
     }
 
     async fn get_role(
@@ -164,7 +164,7 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::Role>, Status> {
         let name = parse_role_name("name", &request.get_ref().name)?;
         let role = self.identity.get_role(name.as_str()).await?;
-        Ok(Response::new(role_to_proto(&role)))
+        Ok(Response::new(role_to_proto(role)))
     }
 
     async fn batch_get_roles(
@@ -175,9 +175,8 @@ impl IdentityService for IdentityGrpc {
             RoleName::parse(name)
         })?;
         let found = self.identity.get_roles(&names).await?;
-        let names: Vec<&str> = names.iter().map(RoleName::as_str).collect();
-        let (roles, missing_names) =
-            in_request_order(&names, found.iter().collect(), |role| role.name.as_str());
+        let names: Vec<String> = names.iter().map(|name| name.as_str().to_owned()).collect();
+        let (roles, missing_names) = in_request_order(&names, found, |role| role.name.clone());
         Ok(Response::new(proto::BatchGetRolesResponse {
             roles: roles.into_iter().map(role_to_proto).collect(),
             missing_names,
@@ -194,7 +193,7 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(proto::ListRolesResponse {
             next_page_token: page.next_page_token(&found, store::role_cursor),
             total_size: found.total,
-            roles: found.items.iter().map(role_to_proto).collect(),
+            roles: found.items.into_iter().map(role_to_proto).collect(),
         }))
     }
 
@@ -208,7 +207,7 @@ impl IdentityService for IdentityGrpc {
             .identity
             .update_role(name.as_str(), changes, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(role_to_proto(&role)))
+        Ok(Response::new(role_to_proto(role)))
     }
 
     async fn delete_role(
@@ -246,7 +245,7 @@ impl IdentityService for IdentityGrpc {
                 &Actor::from(&caller),
             )
             .await?;
-        Ok(Response::new(account_to_proto(&account)))
+        Ok(Response::new(account_to_proto(account)))
     }
 
     async fn revoke_role(
@@ -266,7 +265,7 @@ impl IdentityService for IdentityGrpc {
                 &Actor::from(&caller),
             )
             .await?;
-        Ok(Response::new(account_to_proto(&account)))
+        Ok(Response::new(account_to_proto(account)))
     }
 
     async fn create_client(
@@ -280,7 +279,7 @@ impl IdentityService for IdentityGrpc {
             .create_client(new, &Actor::from(&caller))
             .await?;
         Ok(Response::new(proto::CreateClientResponse {
-            client: Some(client_to_proto(&client)),
+            client: Some(client_to_proto(client)),
             client_secret: secret.as_ref().map(expose_once).unwrap_or_default(),
         }))
     }
@@ -291,7 +290,7 @@ impl IdentityService for IdentityGrpc {
     ) -> Result<Response<proto::Client>, Status> {
         let client_id = parse_client_id(&request.get_ref().client_id)?;
         let client = self.identity.get_client(client_id.as_str()).await?;
-        Ok(Response::new(client_to_proto(&client)))
+        Ok(Response::new(client_to_proto(client)))
     }
 
     async fn batch_get_clients(
@@ -302,11 +301,13 @@ impl IdentityService for IdentityGrpc {
             ClientId::parse(client_id)
         })?;
         let found = self.identity.get_clients(&client_ids).await?;
-        let client_ids: Vec<&str> = client_ids.iter().map(ClientId::as_str).collect();
-        let (clients, missing_client_ids) =
-            in_request_order(&client_ids, found.iter().collect(), |client| {
-                client.client_id.as_str()
-            });
+        let client_ids: Vec<String> = client_ids
+            .iter()
+            .map(|client_id| client_id.as_str().to_owned())
+            .collect();
+        let (clients, missing_client_ids) = in_request_order(&client_ids, found, |client| {
+            client.client_id.as_str().to_owned()
+        });
         Ok(Response::new(proto::BatchGetClientsResponse {
             clients: clients.into_iter().map(client_to_proto).collect(),
             missing_client_ids,
@@ -323,7 +324,7 @@ impl IdentityService for IdentityGrpc {
         Ok(Response::new(proto::ListClientsResponse {
             next_page_token: page.next_page_token(&found, store::client_cursor),
             total_size: found.total,
-            clients: found.items.iter().map(client_to_proto).collect(),
+            clients: found.items.into_iter().map(client_to_proto).collect(),
         }))
     }
 
@@ -337,7 +338,7 @@ impl IdentityService for IdentityGrpc {
             .identity
             .update_client(client_id.as_str(), changes, &Actor::from(&caller))
             .await?;
-        Ok(Response::new(client_to_proto(&client)))
+        Ok(Response::new(client_to_proto(client)))
     }
 
     async fn delete_client(
@@ -375,7 +376,7 @@ impl IdentityService for IdentityGrpc {
             .reset_client_secret(client_id.as_str(), expected_version, &Actor::from(&caller))
             .await?;
         Ok(Response::new(proto::ResetClientSecretResponse {
-            client: Some(client_to_proto(&client)),
+            client: Some(client_to_proto(client)),
             client_secret: expose_once(&secret),
         }))
     }

@@ -7,16 +7,16 @@ use emporium_proto::identity::v1 as proto;
 
 use crate::domain::{Account, Client, ClientKind, RedirectUri, Role};
 
-pub(crate) fn account_to_proto(account: &Account) -> proto::Account {
+pub(crate) fn account_to_proto(account: Account) -> proto::Account {
     proto::Account {
         id: account.id.to_string(),
-        email: account.email.clone(),
-        first_name: account.first_name.clone(),
-        last_name: account.last_name.clone(),
-        nickname: account.nickname.clone(),
-        country: account.country.clone(),
+        email: account.email,
+        first_name: account.first_name,
+        last_name: account.last_name,
+        nickname: account.nickname,
+        country: account.country,
         disabled: account.disabled,
-        roles: account.roles.clone(),
+        roles: account.roles,
         version: account.version,
         create_time: Some(timestamp_to_proto(account.created_at)),
         update_time: Some(timestamp_to_proto(account.updated_at)),
@@ -27,11 +27,11 @@ pub(crate) fn account_to_proto(account: &Account) -> proto::Account {
     }
 }
 
-pub(crate) fn role_to_proto(role: &Role) -> proto::Role {
+pub(crate) fn role_to_proto(role: Role) -> proto::Role {
     proto::Role {
         id: role.id.to_string(),
-        name: role.name.clone(),
-        description: role.description.clone(),
+        name: role.name,
+        description: role.description,
         builtin: role.builtin,
         version: role.version,
         create_time: Some(timestamp_to_proto(role.created_at)),
@@ -39,7 +39,7 @@ pub(crate) fn role_to_proto(role: &Role) -> proto::Role {
     }
 }
 
-pub(crate) fn client_to_proto(client: &Client) -> proto::Client {
+pub(crate) fn client_to_proto(client: Client) -> proto::Client {
     let strings = |uris: &[RedirectUri]| {
         uris.iter()
             .map(|uri| uri.as_str().to_owned())
@@ -52,7 +52,7 @@ pub(crate) fn client_to_proto(client: &Client) -> proto::Client {
     proto::Client {
         id: client.id.to_string(),
         client_id: client.client_id.as_str().to_owned(),
-        name: client.name.clone(),
+        name: client.name,
         r#type: client_type.into(),
         redirect_uris: strings(&client.redirect_uris),
         post_logout_redirect_uris: strings(&client.post_logout_redirect_uris),
