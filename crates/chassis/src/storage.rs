@@ -38,6 +38,10 @@ mod group_commit;
 static CHASSIS_POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
 static CHASSIS_SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// The most each SQLite connection keeps in its page cache, in KiB (16 MiB: an embedded
+/// deployment's hot tables and indexes).
+const SQLITE_CACHE_KIB: u32 = 16 * 1024;
+
 /// How long a query waits for a pooled connection, or on SQLite for the write lock, before it
 /// fails.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
@@ -235,7 +239,11 @@ impl Database {
                 .synchronous(SqliteSynchronous::Full)
                 // Only writers in other processes make a connection wait here: this process's
                 // writers queue for their write turn first.
-                .busy_timeout(busy_timeout);
+                .busy_timeout(busy_timeout)
+                // Each connection's page cache (2 MiB by default: a table past it was read again
+                // with a syscall per page missed, so lists slowed as the table grew). Allocated
+                // as pages are read. Not mmap: an I/O error there is a SIGBUS, not an error.
+                .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"));
             let path = options.get_filename().to_owned();
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
