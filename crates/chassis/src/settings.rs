@@ -74,14 +74,20 @@ pub struct AuthSettings {
 pub struct TelemetrySettings {
     /// `EMPORIUM_LOG` (or `RUST_LOG`): a tracing filter (default `info`).
     pub filter: String,
-    /// `EMPORIUM_LOG_FORMAT`: `json` (default) or `pretty`.
+    /// `EMPORIUM_LOG_FORMAT`: `json` or `text`; unset, text when stderr is a terminal and JSON
+    /// otherwise.
     pub format: LogFormat,
 }
 
+/// How log lines are written to stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
+    /// Text for a person at a terminal, JSON for everything else (containers, CI, files).
+    Auto,
+    /// One JSON object per line.
     Json,
-    Pretty,
+    /// One readable line per event.
+    Text,
 }
 
 /// Settings of one service.
@@ -174,13 +180,15 @@ impl Settings {
             });
         }
         let format = match get("EMPORIUM_LOG_FORMAT").as_deref() {
-            None | Some("json") => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
+            None | Some("") => LogFormat::Auto,
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
             Some(other) => {
                 return Err(SettingsError {
                     variable: "EMPORIUM_LOG_FORMAT".to_owned(),
                     value: other.to_owned(),
-                    reason: "expected `json` or `pretty`".to_owned(),
+                    reason: "expected `json` or `text` (unset: text on a terminal, else JSON)"
+                        .to_owned(),
                 });
             }
         };
@@ -436,6 +444,22 @@ mod tests {
                 .map(|(key, value)| (key.to_string(), value.to_string()))
                 .collect::<HashMap<_, _>>(),
         )
+    }
+
+    #[test]
+    fn the_log_format_follows_the_terminal_unless_forced() {
+        let format = |value: Option<&str>| {
+            let pairs: Vec<(&str, &str)> = value
+                .map(|value| vec![("EMPORIUM_LOG_FORMAT", value)])
+                .unwrap_or_default();
+            settings(&pairs).map(|settings| settings.telemetry.format)
+        };
+        use super::LogFormat;
+        assert_eq!(format(None).unwrap(), LogFormat::Auto);
+        assert_eq!(format(Some("json")).unwrap(), LogFormat::Json);
+        assert_eq!(format(Some("text")).unwrap(), LogFormat::Text);
+        let error = format(Some("pretty")).unwrap_err();
+        assert_eq!(error.variable, "EMPORIUM_LOG_FORMAT");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Telemetry, initialised once per process: tracing with JSON (or pretty) logs, and the W3C trace
+//! Telemetry, initialised once per process: tracing with JSON or text logs (text when stderr is a
+//! terminal, unless `EMPORIUM_LOG_FORMAT` says otherwise), and the W3C trace
 //! context of the current request, which the outbox copies into each event.
 //!
 //! Seam for OpenTelemetry: [`init`] is the one place that builds the subscriber; an OTLP export
@@ -6,6 +7,7 @@
 //! request's task-local context.
 
 use std::future::Future;
+use std::io::IsTerminal as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -24,8 +26,13 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&settings.filter)
         .map_err(|error| anyhow::anyhow!("invalid EMPORIUM_LOG filter: {error}"))?;
     let registry = tracing_subscriber::registry().with(filter);
-    match settings.format {
-        LogFormat::Json => registry
+    let json = match settings.format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    if json {
+        registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
@@ -34,10 +41,15 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<()> {
                     .with_span_list(false)
                     .with_writer(std::io::stderr),
             )
-            .try_init()?,
-        LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init()?,
+            .try_init()?;
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()?;
     }
     Ok(())
 }
