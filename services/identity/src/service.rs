@@ -346,7 +346,7 @@ impl Identity {
                 .await?;
                 tracing::info!(
                     role = builtin.name,
-                    "Recorded the missing creation event of a built-in role"
+                    "Recorded the creation event of a built-in role the schema inserted"
                 );
             }
             tx.commit().await?;
