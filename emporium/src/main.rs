@@ -4,7 +4,8 @@
 //! date and exits; and `deadletter` lists, shows and re-drives the messages consumers gave up on.
 //! The services come from one table (`services.rs`) and run on the chassis runtime. Where a
 //! service with HTTP routes runs (identity), the process also serves the suite's HTTP origin
-//! (`EMPORIUM_HTTP_ADDR`): the sign-in pages, token endpoint and JWKS.
+//! (`EMPORIUM_HTTP_ADDR`): the sign-in pages, token endpoint and JWKS, beside the health probes
+//! (`/healthz`, `/readyz`), which `EMPORIUM_METRICS_ADDR` also serves on their own.
 
 /// Prints a line for the person at the terminal (the banner, not a log line). A closed stdout
 /// (`emporium up | head`) must not stop the suite, so write errors are ignored.
@@ -153,6 +154,14 @@ async fn run(settings: &Settings, entries: &[&ServiceEntry], mode: Mode) -> anyh
             })?;
         host = host.with_http_listener(http_listener);
     }
+    if let Some(metrics_addr) = settings.metrics_addr {
+        let ops_listener = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| {
+                format!("Failed to listen on {metrics_addr} (EMPORIUM_METRICS_ADDR)")
+            })?;
+        host = host.with_ops_listener(ops_listener);
+    }
     let names: Vec<&str> = units
         .iter()
         .map(chassis::runtime::ServiceUnit::name)
@@ -168,6 +177,9 @@ async fn run(settings: &Settings, entries: &[&ServiceEntry], mode: Mode) -> anyh
     tracing::info!(services = ?names, addr = %grpc_addr, "Listening");
     if let Some(addr) = http_addr {
         tracing::info!(%addr, issuer = %settings.auth.issuer, "Serving HTTP");
+    }
+    if let Some(addr) = host.ops_addr() {
+        tracing::info!(%addr, "Serving /healthz and /readyz");
     }
     let shutdown = CancellationToken::new();
     let mut served = tokio::spawn(host.run_until_stopped(shutdown.clone()));

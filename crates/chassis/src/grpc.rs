@@ -19,6 +19,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::auth::{AccessTable, AuthLayer};
 use crate::bus::Bus;
 use crate::error::Error;
+use crate::health::{Readiness, ServiceStatus};
 use crate::storage::{Database, Timestamp};
 use crate::telemetry::TraceContextLayer;
 
@@ -44,6 +45,8 @@ pub struct GrpcService {
     /// [`crate::auth::authenticated`]; `None` while a service does not enforce tokens yet. Every
     /// service on one listener shares it.
     pub verifier: Option<std::sync::Arc<crate::auth::TokenVerifier>>,
+    /// Set with every status the health service reports (before it), for the HTTP probes.
+    pub readiness: Readiness,
 }
 
 /// One service behind a [`GrpcService`], as health and reflection see it.
@@ -123,9 +126,13 @@ impl GrpcListener {
         // bus and its database answering. Set it before accepting the first call, then keep
         // watching.
         let ready = readiness_of(&service.bus, &service.services).await;
-        set_statuses(&health_reporter, &service.services, &ready).await;
+        let statuses = Statuses {
+            reporter: health_reporter.clone(),
+            readiness: service.readiness.clone(),
+        };
+        statuses.set(&service.services, &ready).await;
         let readiness = tokio::spawn(watch_readiness(
-            health_reporter.clone(),
+            statuses.clone(),
             service.services.clone(),
             service.bus.clone(),
             shutdown.clone(),
@@ -180,7 +187,7 @@ impl GrpcListener {
         }
         // The readiness watcher has stopped with `shutdown`, so nothing reports SERVING again.
         let stopping = vec![false; service.services.len()];
-        set_statuses(&health_reporter, &service.services, &stopping).await;
+        statuses.set(&service.services, &stopping).await;
         if !delay.is_zero() {
             tracing::info!(
                 delay_seconds = delay.as_secs_f64(),
@@ -219,7 +226,7 @@ fn service_name_of<S: tonic::server::NamedService>(_: &S) -> &'static str {
 /// Reports each service SERVING while the bus is connected and its database answers,
 /// NOT_SERVING otherwise; stops at shutdown.
 async fn watch_readiness(
-    reporter: tonic_health::server::HealthReporter,
+    statuses: Statuses,
     services: Vec<ServedService>,
     bus: Bus,
     shutdown: CancellationToken,
@@ -252,7 +259,7 @@ async fn watch_readiness(
                     _ => {}
                 }
             }
-            set_statuses(&reporter, &services, &now_ready).await;
+            statuses.set(&services, &now_ready).await;
             ready = now_ready;
         }
     }
@@ -292,24 +299,47 @@ async fn is_ready(bus: &Bus, database: &Database) -> bool {
     }
 }
 
-/// Sets each service's names to SERVING or NOT_SERVING as `ready` says (one flag per service,
-/// in order), and the server as a whole (`""`) to SERVING only while every service is.
-async fn set_statuses(
-    reporter: &tonic_health::server::HealthReporter,
-    services: &[ServedService],
-    ready: &[bool],
-) {
-    for (served, is_ready) in services.iter().zip(ready) {
-        for name in served.health_names.iter().copied() {
-            reporter
-                .set_service_status(name, serving_status(*is_ready))
-                .await;
+/// Where the services' statuses are reported: the gRPC health service and the HTTP probes.
+#[derive(Clone)]
+struct Statuses {
+    reporter: tonic_health::server::HealthReporter,
+    readiness: Readiness,
+}
+
+impl Statuses {
+    /// Sets each service's names to SERVING or NOT_SERVING as `ready` says (one flag per
+    /// service, in order), and the server as a whole (`""`) to SERVING only while every service
+    /// is. The HTTP probes' readiness is set first, so that whatever gRPC health reports,
+    /// `/readyz` already says.
+    async fn set(&self, services: &[ServedService], ready: &[bool]) {
+        self.readiness.set(
+            services
+                .iter()
+                .zip(ready)
+                .flat_map(|(served, is_ready)| {
+                    served
+                        .health_names
+                        .iter()
+                        .copied()
+                        .map(move |name| ServiceStatus {
+                            name,
+                            serving: *is_ready,
+                        })
+                })
+                .collect(),
+        );
+        for (served, is_ready) in services.iter().zip(ready) {
+            for name in served.health_names.iter().copied() {
+                self.reporter
+                    .set_service_status(name, serving_status(*is_ready))
+                    .await;
+            }
         }
+        let all_ready = ready.iter().all(|is_ready| *is_ready);
+        self.reporter
+            .set_service_status("", serving_status(all_ready))
+            .await;
     }
-    let all_ready = ready.iter().all(|is_ready| *is_ready);
-    reporter
-        .set_service_status("", serving_status(all_ready))
-        .await;
 }
 
 fn serving_status(ready: bool) -> ServingStatus {

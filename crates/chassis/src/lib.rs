@@ -14,6 +14,7 @@ pub mod deadletter;
 pub mod error;
 pub mod event_data;
 pub mod grpc;
+pub mod health;
 pub mod net;
 pub mod outbox;
 pub mod pagination;

@@ -29,6 +29,7 @@ use crate::auth::TokenVerifier;
 use crate::bus::Bus;
 use crate::consumer::{Consumer, EventHandler};
 use crate::grpc::{GrpcListener, GrpcService, ServedService};
+use crate::health::Readiness;
 use crate::outbox::{EventRoute, Relay};
 use crate::proxies::TrustedProxies;
 use crate::settings::ServiceSettings;
@@ -145,6 +146,8 @@ pub struct ServiceHost {
     verifier: Arc<TokenVerifier>,
     units: Vec<ServiceUnit>,
     http_listener: Option<TcpListener>,
+    /// Serves only the probes (`/healthz`, `/readyz`), e.g. for a service with no HTTP origin.
+    ops_listener: Option<TcpListener>,
     shutdown_delay: Duration,
     grace: Duration,
 }
@@ -351,6 +354,7 @@ impl ServiceHost {
             verifier,
             units: Vec::new(),
             http_listener: None,
+            ops_listener: None,
             shutdown_delay: Duration::ZERO,
             grace: Duration::from_secs(30),
         }
@@ -362,9 +366,16 @@ impl ServiceHost {
         self.units.push(unit);
     }
 
-    /// Serves the hosted services' HTTP routes on `listener`.
+    /// Serves the hosted services' HTTP routes on `listener`, and the health probes
+    /// (`/healthz`, `/readyz`) beside them.
     pub fn with_http_listener(mut self, listener: TcpListener) -> ServiceHost {
         self.http_listener = Some(listener);
+        self
+    }
+
+    /// Serves the health probes (`/healthz`, `/readyz`) on `listener`, on their own.
+    pub fn with_ops_listener(mut self, listener: TcpListener) -> ServiceHost {
+        self.ops_listener = Some(listener);
         self
     }
 
@@ -391,6 +402,13 @@ impl ServiceHost {
             .and_then(|listener| listener.local_addr().ok())
     }
 
+    /// Where the probes listen on their own, when given a listener for them.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
     /// Serves until `shutdown` is cancelled; then every service reports NOT_SERVING, the ports
     /// keep serving for the shutdown delay, stop accepting and drain (up to the grace period);
     /// then each service's consumers and relay stop and its database closes.
@@ -400,6 +418,7 @@ impl ServiceHost {
             verifier,
             units,
             http_listener,
+            ops_listener,
             shutdown_delay,
             grace,
         } = self;
@@ -411,7 +430,8 @@ impl ServiceHost {
         let mut routes = RoutesBuilder::default();
         let mut served = Vec::with_capacity(units.len());
         let mut running = Vec::with_capacity(units.len());
-        let mut http_router: Option<axum::Router> = None;
+        let readiness = Readiness::new();
+        let mut http_router = readiness.router();
         for unit in units {
             (unit.add_grpc_routes)(&mut routes);
             served.push(ServedService {
@@ -419,10 +439,7 @@ impl ServiceHost {
                 database: unit.context.database.clone(),
             });
             if let Some(router) = unit.http_routes {
-                http_router = Some(match http_router {
-                    Some(merged) => merged.merge(router),
-                    None => router,
-                });
+                http_router = http_router.merge(router);
             }
             let relay = unit.run_relay.then(|| {
                 let relay = Relay::new(
@@ -456,34 +473,35 @@ impl ServiceHost {
             file_descriptor_set: emporium_proto::FILE_DESCRIPTOR_SET,
             bus,
             verifier: Some(verifier),
+            readiness: readiness.clone(),
         };
-        let http = match (http_listener, http_router) {
-            (Some(http_listener), Some(router)) => Some(tokio::spawn(serve_http(
-                http_listener,
+        let http = [
+            http_listener.map(|listener| (listener, http_router)),
+            ops_listener.map(|listener| (listener, readiness.router())),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|(listener, router)| {
+            tokio::spawn(serve_http(
+                listener,
                 router,
                 shutdown.clone(),
                 shutdown_delay,
                 grace,
-            ))),
-            (Some(http_listener), None) => {
-                tracing::warn!(
-                    addr = ?http_listener.local_addr().ok(),
-                    "No hosted service has HTTP routes; not serving HTTP"
-                );
-                None
-            }
-            (None, _) => None,
-        };
+            ))
+        })
+        .collect::<Vec<_>>();
         let grpc_served = listener
             .serve(service, shutdown, shutdown_delay, grace)
             .await;
         // The HTTP side uses the pools too: it must drain before they close.
-        let http_served = match http {
-            Some(http) => http.await.unwrap_or_else(|join_error| {
+        let mut http_served = Ok(());
+        for server in http {
+            let served = server.await.unwrap_or_else(|join_error| {
                 Err(anyhow::anyhow!(join_error).context("The HTTP server task panicked"))
-            }),
-            None => Ok(()),
-        };
+            });
+            http_served = http_served.and(served);
+        }
         // Calls have drained, so no new events will be recorded: consumers and relays can stop.
         // Whatever a relay has not published yet stays in the outbox for the next start.
         background_shutdown.cancel();

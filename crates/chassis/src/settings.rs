@@ -45,6 +45,11 @@ pub struct Settings {
     /// `EMPORIUM_HTTP_ADDR`: where the suite's HTTP origin listens (the identity provider's
     /// sign-in pages, token endpoint and JWKS; default `127.0.0.1:8080`).
     pub http_addr: SocketAddr,
+    /// `EMPORIUM_METRICS_ADDR`: where the process also serves its operations endpoints on their
+    /// own, `/healthz` and `/readyz` (default none: they are served on the HTTP origin only, when
+    /// the process has one). Set it for `emporium serve <service>` behind a load balancer or
+    /// Kubernetes probes.
+    pub metrics_addr: Option<SocketAddr>,
     /// `EMPORIUM_TRUSTED_PROXIES`: the reverse proxies (IP addresses, CIDR networks) whose
     /// `X-Forwarded-For` names the client (default none: the header is ignored).
     pub trusted_proxies: TrustedProxies,
@@ -127,6 +132,7 @@ impl std::fmt::Debug for Settings {
             .field("shutdown_delay", &self.shutdown_delay)
             .field("grpc_addr", &self.grpc_addr)
             .field("http_addr", &self.http_addr)
+            .field("metrics_addr", &self.metrics_addr)
             .field("auth", &self.auth)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("database_max_connections", &self.database_max_connections)
@@ -241,6 +247,14 @@ impl Settings {
                 reason: "expected host:port, e.g. 0.0.0.0:8080".to_owned(),
             })?,
         };
+        let metrics_addr = match get("EMPORIUM_METRICS_ADDR") {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| SettingsError {
+                variable: "EMPORIUM_METRICS_ADDR".to_owned(),
+                value: text.clone(),
+                reason: "expected host:port, e.g. 0.0.0.0:9090".to_owned(),
+            })?),
+        };
         let trusted_proxies = match get("EMPORIUM_TRUSTED_PROXIES") {
             None => TrustedProxies::none(),
             Some(text) => TrustedProxies::parse(&text).map_err(|reason| SettingsError {
@@ -259,6 +273,7 @@ impl Settings {
             auth,
             grpc_addr,
             http_addr,
+            metrics_addr,
             trusted_proxies,
             database_max_connections,
             variables,

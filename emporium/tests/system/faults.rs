@@ -116,6 +116,23 @@ async fn the_relay_catches_up_after_nats_restarts() {
     catalog
         .wait_for_health(ServingStatus::NotServing, Duration::from_secs(15))
         .await;
+    // The HTTP probes read what gRPC health reports, set before it: they agree at once.
+    assert_eq!(
+        catalog.probe("/readyz").await,
+        (
+            503,
+            serde_json::json!({
+                "status": "NOT_SERVING",
+                "services": {CATALOG_HEALTH_NAME: "NOT_SERVING"},
+            })
+        ),
+        "/readyz while NATS is down"
+    );
+    assert_eq!(
+        catalog.probe("/healthz").await,
+        (200, serde_json::json!({"status": "SERVING"})),
+        "a process that cannot reach the bus is still live"
+    );
     assert_eq!(
         outbox::unpublished_count(&database).await.unwrap(),
         i64::try_from(n_created_while_down).unwrap(),
@@ -139,6 +156,17 @@ async fn the_relay_catches_up_after_nats_restarts() {
     catalog
         .wait_for_health(ServingStatus::Serving, Duration::from_secs(30))
         .await;
+    assert_eq!(
+        catalog.probe("/readyz").await,
+        (
+            200,
+            serde_json::json!({
+                "status": "SERVING",
+                "services": {CATALOG_HEALTH_NAME: "SERVING"},
+            })
+        ),
+        "/readyz once NATS is back"
+    );
     wait_for_outbox_to_drain(&database, Duration::from_secs(60)).await;
     let (outbox_ids, _) = committed_events_and_products(&database).await;
     let n_events = 1 + n_created_before + n_created_while_down; // and the category's
@@ -192,6 +220,8 @@ struct ServiceEnvironment {
 struct CatalogProcess {
     process: ChildProcess,
     addr: SocketAddr,
+    /// Where `/healthz` and `/readyz` are served (`EMPORIUM_METRICS_ADDR`).
+    probes_addr: SocketAddr,
     token: String,
 }
 
@@ -370,9 +400,11 @@ impl ServiceEnvironment {
 // === impl CatalogProcess ===
 
 impl CatalogProcess {
-    /// Starts `emporium serve catalog` on a spare port and waits until it reports SERVING.
+    /// Starts `emporium serve catalog` on a spare port (and its HTTP probes on another) and waits
+    /// until it reports SERVING.
     async fn start(environment: &ServiceEnvironment, log: &Path) -> CatalogProcess {
         let addr = SocketAddr::from(([127, 0, 0, 1], spare_port()));
+        let probes_addr = SocketAddr::from(([127, 0, 0, 1], spare_port()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_emporium"));
         command.args(["serve", "catalog"]);
         // Nothing from the environment the tests run in may change what the service talks to.
@@ -388,12 +420,14 @@ impl CatalogProcess {
                     .iter()
                     .map(|(name, value)| (name, value)),
             )
-            .env("EMPORIUM_CATALOG_GRPC_ADDR", addr.to_string());
+            .env("EMPORIUM_CATALOG_GRPC_ADDR", addr.to_string())
+            .env("EMPORIUM_METRICS_ADDR", probes_addr.to_string());
         let mut process = ChildProcess::spawn(&mut command, log.to_owned());
         wait_for_port(addr.port(), &mut process, Duration::from_secs(30)).await;
         let catalog = CatalogProcess {
             process,
             addr,
+            probes_addr,
             token: environment.token.clone(),
         };
         catalog
@@ -440,6 +474,34 @@ impl CatalogProcess {
             }
         })
         .await;
+    }
+
+    /// `GET path` on the probes' address: the status code and the JSON body.
+    async fn probe(&self, path: &str) -> (u16, serde_json::Value) {
+        use http_body_util::BodyExt as _;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let uri = format!("http://{}{path}", self.probes_addr)
+            .parse()
+            .expect("a valid URI");
+        let response = client.get(uri).await.unwrap_or_else(|error| {
+            panic!(
+                "the probes answer on {} ({error}); see {}",
+                self.probes_addr,
+                self.process.log.display()
+            )
+        });
+        let code = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("the probe's body arrives")
+            .to_bytes();
+        let body = serde_json::from_slice(&body)
+            .unwrap_or_else(|error| panic!("{path} answers JSON ({error}): {body:?}"));
+        (code, body)
     }
 
     fn kill(&mut self) {

@@ -87,7 +87,7 @@ async fn a_new_user_signs_in_with_the_cli_and_changes_the_catalog() {
 }
 
 /// `up` serves every service on one address: health reports each by name, reflection lists
-/// them all, and the banner names that address.
+/// them all, and the banner names that address. The HTTP origin's `/readyz` agrees with health.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_every_service_on_one_address() {
     use tonic_health::pb::HealthCheckRequest;
@@ -121,6 +121,13 @@ async fn up_serves_every_service_on_one_address() {
         statuses.push((service, status.map_err(|status| status.code())));
     }
     let names = test_support::reflected_service_names(addr).await;
+    let (readyz_status, _, readyz) = Browser::new()
+        .send(
+            "GET",
+            &format!("http://{}/readyz", suite.http_addr),
+            Vec::new(),
+        )
+        .await;
     up.stop();
     let _ = std::fs::remove_dir_all(&scratch);
 
@@ -137,6 +144,23 @@ async fn up_serves_every_service_on_one_address() {
             "health of {service:?}"
         );
     }
+    assert_eq!(
+        (
+            readyz_status,
+            serde_json::from_str::<serde_json::Value>(&readyz).expect("/readyz answers JSON")
+        ),
+        (
+            200,
+            serde_json::json!({
+                "status": "SERVING",
+                "services": {
+                    "emporium.catalog.v1.CatalogService": "SERVING",
+                    "emporium.identity.v1.IdentityService": "SERVING",
+                },
+            })
+        ),
+        "/readyz on the HTTP origin"
+    );
     assert_eq!(
         names,
         [
