@@ -40,6 +40,15 @@ impl<T> Page<T> {
             total,
         }
     }
+
+    /// The page with each item converted, e.g. from its row to its record.
+    pub fn map<U>(self, convert: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(convert).collect(),
+            has_more: self.has_more,
+            total: self.total,
+        }
+    }
 }
 
 /// Where a keyset page starts: the sort key and id of the last row served.

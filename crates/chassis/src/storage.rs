@@ -25,9 +25,14 @@ use anyhow::Context;
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::query::{QueryAs, QueryScalar};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::Notify;
+
+use crate::error::Error;
+use crate::outbox::NewEvent;
+use crate::pagination::{Page, PageRequest};
 
 pub use self::group_commit::WriteQueueStats;
 use self::group_commit::{FileWrites, Member, WriteQueue};
@@ -371,6 +376,43 @@ impl Database {
         }
     }
 
+    /// Runs `read`, one read statement, on a [`Database::single_read`] connection, and gives the
+    /// connection back.
+    pub async fn read<T>(
+        &self,
+        read: impl AsyncFnOnce(&mut Transaction) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut tx = self.single_read().await?;
+        let value = read(&mut tx).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    /// Runs `read`, reads that must agree (a record and its grants), in one
+    /// [`Database::begin_read`] snapshot.
+    pub async fn read_snapshot<T>(
+        &self,
+        read: impl AsyncFnOnce(&mut Transaction) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut tx = self.begin_read().await?;
+        let value = read(&mut tx).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    /// Runs `read`, the reads of one page of a list, in [`Database::begin_page_read`]: a
+    /// snapshot for a first page (its rows and its count), one statement for a later one.
+    pub async fn read_page<T>(
+        &self,
+        page: &PageRequest,
+        read: impl AsyncFnOnce(&mut Transaction) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut tx = self.begin_page_read(page.is_first()).await?;
+        let value = read(&mut tx).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
     /// Waits until a transaction that recorded events commits (or returns at once if one did
     /// since the last call).
     pub async fn outbox_written(&self) {
@@ -483,6 +525,14 @@ impl Transaction {
         if self.wrote_events {
             self.outbox_signal.notify_one();
         }
+        Ok(())
+    }
+
+    /// Records `event`, the change's event, and commits: the change and its event commit
+    /// together or not at all.
+    pub async fn commit_with(mut self, event: NewEvent) -> Result<(), Error> {
+        crate::outbox::record(&mut self, event).await?;
+        self.commit().await?;
         Ok(())
     }
 
@@ -645,12 +695,108 @@ pub fn invalid_field(
         .map(|(_, field)| crate::error::Error::invalid(*field, reason))
 }
 
-/// `$first, $first+1, …` for `count` parameters, e.g. for an `IN (…)` list whose values are bound.
+/// How the constraint violations of a table's writes read to the caller ([`Constraints::error`]):
+/// a unique column's is ALREADY_EXISTS on its field, a foreign key's the field's
+/// INVALID_ARGUMENT with its reason, a CHECK or NOT NULL on a column a caller's value reaches
+/// that field's INVALID_ARGUMENT ([`invalid_field`]); any other is INTERNAL, as the bug it is.
+#[derive(Clone, Copy, Debug)]
+pub struct Constraints {
+    pub table: &'static str,
+    /// The resource a unique collision names, e.g. `category`.
+    pub resource: &'static str,
+    /// The unique columns, each named as its request field. A collision that names none of them
+    /// (SQLite names an expression index by its name only) is on the first.
+    pub unique: &'static [&'static str],
+    /// The foreign keys a caller's value reaches: the column, named as its request field, and
+    /// why a value is refused. A violation that names none of them (SQLite names no column) is
+    /// on the first.
+    pub foreign_keys: &'static [(&'static str, &'static str)],
+    /// The columns a caller's value reaches, `(column, request field)`.
+    pub fields: &'static [(&'static str, &'static str)],
+}
+
+impl Constraints {
+    /// The error a failed write of the table returns.
+    pub fn error(&self, error: sqlx::Error) -> Error {
+        let concerns = |column: &str| constraint_concerns(&error, self.table, column);
+        match constraint_violation(&error) {
+            Some(ConstraintViolation::Unique) if !self.unique.is_empty() => Error::AlreadyExists {
+                resource: self.resource,
+                field: self
+                    .unique
+                    .iter()
+                    .find(|column| concerns(column))
+                    .unwrap_or(&self.unique[0]),
+            },
+            Some(ConstraintViolation::ForeignKey) if !self.foreign_keys.is_empty() => {
+                let (field, reason) = self
+                    .foreign_keys
+                    .iter()
+                    .find(|(column, _)| concerns(column))
+                    .unwrap_or(&self.foreign_keys[0]);
+                Error::invalid(*field, *reason)
+            }
+            _ => {
+                invalid_field(&error, self.table, self.fields).unwrap_or_else(|| Error::from(error))
+            }
+        }
+    }
+}
+
+/// `$first, $first+1, …` for `count` parameters, e.g. for an `IN (…)` list whose values are bound
+/// ([`bind_all`]). For no parameters, `NULL`: `IN (NULL)` matches no row, where `IN ()` is not
+/// PostgreSQL.
 pub fn placeholders(first: usize, count: usize) -> String {
+    if count == 0 {
+        return "NULL".to_owned();
+    }
     (first..first + count)
         .map(|index| format!("${index}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Binds each of `values` in order, e.g. the ids of an `IN (…)` list of [`placeholders`].
+pub fn bind_all<'q, DB, O, T>(
+    query: QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments>,
+    values: impl IntoIterator<Item = T>,
+) -> QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    T: 'q + sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    values
+        .into_iter()
+        .fold(query, |query, value| query.bind(value))
+}
+
+/// Fetches one page of a [`keyset_sql`] list on `conn`: `select` (its filter bound) with the
+/// page's limit, one row more than its size, and its cursor bound after, then `count` (its
+/// filter bound) only when [`total_size`](crate::pagination::total_size) needs it.
+pub async fn fetch_page<'q, DB, C, R>(
+    conn: &mut C,
+    select: QueryAs<'q, DB, R, <DB as sqlx::Database>::Arguments>,
+    count: QueryScalar<'q, DB, i64, <DB as sqlx::Database>::Arguments>,
+    page: &'q PageRequest,
+) -> Result<Page<R>, Error>
+where
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    C: sqlx::Connection<Database = DB>,
+    for<'e> &'e mut C: sqlx::Executor<'e, Database = DB>,
+    R: Send + Unpin + for<'r> sqlx::FromRow<'r, DB::Row>,
+    (i64,): Send + Unpin + for<'r> sqlx::FromRow<'r, DB::Row>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    uuid::Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let select = bind_cursor(select.bind(page.size + 1), page)?;
+    let rows = select.fetch_all(&mut *conn).await?;
+    let count = count.fetch_one(&mut *conn);
+    let total =
+        crate::pagination::total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
+    Ok(Page::from_rows(rows, page.size, total))
 }
 
 /// Binds a keyset page's start (the cursor's sort key, then its id) after a [`keyset_sql`] page

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use anyhow::Context;
 use chassis::error::Error;
 use chassis::on_backend;
-use chassis::pagination::{Cursor, PageRequest, SortKey, total_size};
+use chassis::pagination::{Cursor, PageRequest, SortKey};
 use chassis::storage::{
-    ConstraintViolation, Timestamp, Transaction, constraint_violation, invalid_field,
+    ConstraintViolation, Constraints, Timestamp, Transaction, constraint_violation,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::AssertSqlSafe;
@@ -117,7 +117,7 @@ pub async fn insert_account(
             .fetch_one(conn)
             .await
     })
-    .map_err(account_write_error)?;
+    .map_err(|error| ACCOUNT_CONSTRAINTS.error(error))?;
     Ok(row.into_account(Vec::new()))
 }
 
@@ -129,19 +129,13 @@ pub async fn get_account(tx: &mut Transaction, id: Uuid) -> Result<Option<Accoun
 
 #[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
 pub async fn get_accounts(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Account>, Error> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
     let sql = format!(
         "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({})",
         chassis::storage::placeholders(1, ids.len())
     );
     let rows = on_backend!(tx, conn => {
-        let mut query = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql));
-        for id in ids {
-            query = query.bind(*id);
-        }
-        query.fetch_all(conn).await
+        let query = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql));
+        chassis::storage::bind_all(query, ids.iter().copied()).fetch_all(conn).await
     })?;
     with_roles(tx, rows).await
 }
@@ -204,23 +198,21 @@ pub async fn list_accounts(
     );
     let country = query.country.as_ref().map(|country| country.as_str());
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
-    let limit = page.size + 1;
-    let (rows, total) = on_backend!(tx, conn => {
+    let rows = on_backend!(tx, conn => {
         let select = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql))
             .bind(country)
-            .bind(pattern.as_deref())
-            .bind(limit);
-        let select = chassis::storage::bind_cursor(select, page)?;
-        let rows = select.fetch_all(&mut *conn).await?;
+            .bind(pattern.as_deref());
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql))
             .bind(country)
-            .bind(pattern.as_deref())
-            .fetch_one(&mut *conn);
-        let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
-        Ok::<_, Error>((rows, total))
+            .bind(pattern.as_deref());
+        chassis::storage::fetch_page(conn, select, count, page).await
     })?;
-    let accounts = with_roles(tx, rows).await?;
-    Ok(Page::from_rows(accounts, page.size, total))
+    let accounts = with_roles(tx, rows.items).await?;
+    Ok(Page {
+        items: accounts,
+        has_more: rows.has_more,
+        total: rows.total,
+    })
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %id))]
@@ -254,7 +246,7 @@ pub async fn update_account(
             .fetch_optional(conn)
             .await
     })
-    .map_err(account_write_error)?;
+    .map_err(|error| ACCOUNT_CONSTRAINTS.error(error))?;
     account_after_write(tx, row, id, changes.expected_version).await
 }
 
@@ -302,15 +294,15 @@ pub async fn touch_account(
         .map(|done| done.rows_affected())
     })?;
     if n_updated == 1 {
-        Ok(())
-    } else {
-        Err(Error::missing_or_stale(
-            get_account(tx, id).await?.map(|account| account.version),
-            "account",
-            &id.to_string(),
-            expected_version,
-        ))
+        return Ok(());
     }
+    let current = get_account(tx, id).await?.map(|account| account.version);
+    Err(Error::missing_or_stale(
+        current,
+        "account",
+        id,
+        expected_version,
+    ))
 }
 
 /// Grants `role`; fails if the role does not exist or is already held.
@@ -375,12 +367,7 @@ pub async fn delete_account(
     expected_version: i64,
 ) -> Result<Account, Error> {
     let Some(account) = get_account(tx, id).await? else {
-        return Err(Error::missing_or_stale(
-            None,
-            "account",
-            &id.to_string(),
-            expected_version,
-        ));
+        return Err(Error::not_found("account", id));
     };
     let n_deleted = on_backend!(tx, conn => {
         sqlx::query("DELETE FROM accounts WHERE id = $1 AND ($2 = 0 OR version = $2)")
@@ -391,15 +378,15 @@ pub async fn delete_account(
             .map(|done| done.rows_affected())
     })?;
     if n_deleted == 1 {
-        Ok(account)
-    } else {
-        Err(Error::missing_or_stale(
-            Some(account.version),
-            "account",
-            &id.to_string(),
-            expected_version,
-        ))
+        return Ok(account);
     }
+    let current = Some(account.version);
+    Err(Error::missing_or_stale(
+        current,
+        "account",
+        id,
+        expected_version,
+    ))
 }
 
 // === roles ===
@@ -421,7 +408,7 @@ pub async fn insert_role(tx: &mut Transaction, new: &NewRole) -> Result<Role, Er
             .fetch_one(conn)
             .await
     })
-    .map_err(role_write_error)?;
+    .map_err(|error| ROLE_CONSTRAINTS.error(error))?;
     Ok(row.into())
 }
 
@@ -440,19 +427,14 @@ pub async fn get_role(tx: &mut Transaction, name: &str) -> Result<Option<Role>, 
 /// The roles among `names` (in no particular order).
 #[tracing::instrument(skip_all)]
 pub async fn get_roles(tx: &mut Transaction, names: &[RoleName]) -> Result<Vec<Role>, Error> {
-    if names.is_empty() {
-        return Ok(Vec::new());
-    }
     let sql = format!(
         "SELECT {ROLE_COLUMNS} FROM roles WHERE name IN ({})",
         chassis::storage::placeholders(1, names.len())
     );
     let rows = on_backend!(tx, conn => {
-        let mut query = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql));
-        for name in names {
-            query = query.bind(name.as_str());
-        }
-        query.fetch_all(conn).await
+        let query = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql));
+        let names = names.iter().map(RoleName::as_str);
+        chassis::storage::bind_all(query, names).fetch_all(conn).await
     })?;
     Ok(rows.into_iter().map(Role::from).collect())
 }
@@ -469,17 +451,12 @@ pub async fn list_roles(tx: &mut Transaction, page: &PageRequest) -> Result<Page
         false,
         !page.is_first(),
     );
-    let limit = page.size + 1;
-    let (rows, total) = on_backend!(tx, conn => {
-        let select = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql)).bind(limit);
-        let select = chassis::storage::bind_cursor(select, page)?;
-        let rows = select.fetch_all(&mut *conn).await?;
-        let count = sqlx::query_scalar(AssertSqlSafe(count_sql)).fetch_one(&mut *conn);
-        let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
-        Ok::<_, Error>((rows, total))
+    let rows = on_backend!(tx, conn => {
+        let select = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql));
+        let count = sqlx::query_scalar(AssertSqlSafe(count_sql));
+        chassis::storage::fetch_page(conn, select, count, page).await
     })?;
-    let roles = rows.into_iter().map(Role::from).collect();
-    Ok(Page::from_rows(roles, page.size, total))
+    Ok(rows.map(Role::from))
 }
 
 /// The cursor that continues a list of roles after `role`.
@@ -509,16 +486,17 @@ pub async fn update_role(
             .fetch_optional(conn)
             .await
     })
-    .map_err(role_write_error)?;
-    match row {
-        Some(row) => Ok(row.into()),
-        None => Err(Error::missing_or_stale(
-            get_role(tx, name).await?.map(|role| role.version),
+    .map_err(|error| ROLE_CONSTRAINTS.error(error))?;
+    let Some(row) = row else {
+        let current = get_role(tx, name).await?.map(|role| role.version);
+        return Err(Error::missing_or_stale(
+            current,
             "role",
             name,
             changes.expected_version,
-        )),
-    }
+        ));
+    };
+    Ok(row.into())
 }
 
 /// Inserts the built-in role unless a role of its name exists: the new role, or `None`. Of two
@@ -588,12 +566,7 @@ pub async fn delete_role(
     expected_version: i64,
 ) -> Result<Role, Error> {
     let Some(role) = get_role(tx, name).await? else {
-        return Err(Error::missing_or_stale(
-            None,
-            "role",
-            name,
-            expected_version,
-        ));
+        return Err(Error::not_found("role", name));
     };
     if role.builtin {
         return Err(Error::FailedPrecondition(format!(
@@ -601,8 +574,9 @@ pub async fn delete_role(
         )));
     }
     if expected_version != 0 && role.version != expected_version {
+        let current = Some(role.version);
         return Err(Error::missing_or_stale(
-            Some(role.version),
+            current,
             "role",
             name,
             expected_version,
@@ -682,7 +656,7 @@ pub async fn insert_client(
             .fetch_one(conn)
             .await
     })
-    .map_err(client_write_error)?;
+    .map_err(|error| CLIENT_CONSTRAINTS.error(error))?;
     insert_client_roles(tx, row.id, &new.roles).await?;
     client_after_write(tx, Some(row), new.client_id.as_str(), 1).await
 }
@@ -708,19 +682,14 @@ pub async fn get_clients(
     tx: &mut Transaction,
     client_ids: &[ClientId],
 ) -> Result<Vec<Client>, Error> {
-    if client_ids.is_empty() {
-        return Ok(Vec::new());
-    }
     let sql = format!(
         "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id IN ({})",
         chassis::storage::placeholders(1, client_ids.len())
     );
     let rows = on_backend!(tx, conn => {
-        let mut query = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql));
-        for client_id in client_ids {
-            query = query.bind(client_id.as_str());
-        }
-        query.fetch_all(conn).await
+        let query = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql));
+        let client_ids = client_ids.iter().map(ClientId::as_str);
+        chassis::storage::bind_all(query, client_ids).fetch_all(conn).await
     })?;
     with_client_roles(tx, rows).await
 }
@@ -770,17 +739,17 @@ pub async fn list_clients(tx: &mut Transaction, page: &PageRequest) -> Result<Pa
         false,
         !page.is_first(),
     );
-    let limit = page.size + 1;
-    let (rows, total) = on_backend!(tx, conn => {
-        let select = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql)).bind(limit);
-        let select = chassis::storage::bind_cursor(select, page)?;
-        let rows = select.fetch_all(&mut *conn).await?;
-        let count = sqlx::query_scalar(AssertSqlSafe(count_sql)).fetch_one(&mut *conn);
-        let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
-        Ok::<_, Error>((rows, total))
+    let rows = on_backend!(tx, conn => {
+        let select = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql));
+        let count = sqlx::query_scalar(AssertSqlSafe(count_sql));
+        chassis::storage::fetch_page(conn, select, count, page).await
     })?;
-    let clients = with_client_roles(tx, rows).await?;
-    Ok(Page::from_rows(clients, page.size, total))
+    let clients = with_client_roles(tx, rows.items).await?;
+    Ok(Page {
+        items: clients,
+        has_more: rows.has_more,
+        total: rows.total,
+    })
 }
 
 /// Applies `changes` (roles replaced when given) and bumps the version. The caller has checked
@@ -820,7 +789,7 @@ pub async fn update_client(
             .fetch_optional(conn)
             .await
     })
-    .map_err(client_write_error)?;
+    .map_err(|error| CLIENT_CONSTRAINTS.error(error))?;
     if let (Some(row), Some(roles)) = (&row, &changes.roles) {
         let client_uuid = row.id;
         on_backend!(tx, conn => {
@@ -873,12 +842,7 @@ pub async fn delete_client(
     expected_version: i64,
 ) -> Result<Client, Error> {
     let Some(client) = get_client(tx, client_id).await? else {
-        return Err(Error::missing_or_stale(
-            None,
-            "client",
-            client_id,
-            expected_version,
-        ));
+        return Err(Error::not_found("client", client_id));
     };
     let n_deleted = on_backend!(tx, conn => {
         sqlx::query("DELETE FROM oauth_clients WHERE client_id = $1 AND ($2 = 0 OR version = $2)")
@@ -889,15 +853,15 @@ pub async fn delete_client(
             .map(|done| done.rows_affected())
     })?;
     if n_deleted == 1 {
-        Ok(client)
-    } else {
-        Err(Error::missing_or_stale(
-            Some(client.version),
-            "client",
-            client_id,
-            expected_version,
-        ))
+        return Ok(client);
     }
+    let current = Some(client.version);
+    Err(Error::missing_or_stale(
+        current,
+        "client",
+        client_id,
+        expected_version,
+    ))
 }
 
 /// The cursor that continues the client list after `client`.
@@ -952,18 +916,17 @@ async fn account_after_write(
     id: Uuid,
     expected_version: i64,
 ) -> Result<Account, Error> {
-    match row {
-        Some(row) => Ok(with_roles(tx, vec![row])
-            .await?
-            .pop()
-            .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the written account vanished")))?),
-        None => Err(Error::missing_or_stale(
-            get_account(tx, id).await?.map(|account| account.version),
+    let Some(row) = row else {
+        let current = get_account(tx, id).await?.map(|account| account.version);
+        return Err(Error::missing_or_stale(
+            current,
             "account",
-            &id.to_string(),
+            id,
             expected_version,
-        )),
-    }
+        ));
+    };
+    let account = with_roles(tx, vec![row]).await?.pop();
+    account.ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the written account vanished")))
 }
 
 fn role_in_use(name: &str, holders: &str) -> Error {
@@ -1034,61 +997,57 @@ async fn client_after_write(
     client_id: &str,
     expected_version: i64,
 ) -> Result<Client, Error> {
-    match row {
-        Some(row) => with_client_roles(tx, vec![row])
+    let Some(row) = row else {
+        let current = get_client(tx, client_id)
             .await?
-            .pop()
-            .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the written client vanished"))),
-        None => Err(Error::missing_or_stale(
-            get_client(tx, client_id)
-                .await?
-                .map(|client| client.version),
+            .map(|client| client.version);
+        return Err(Error::missing_or_stale(
+            current,
             "client",
             client_id,
             expected_version,
-        )),
-    }
+        ));
+    };
+    let client = with_client_roles(tx, vec![row]).await?.pop();
+    client.ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the written client vanished")))
 }
 
-/// The columns a caller's value reaches, and the request field each comes from: a CHECK or NOT
-/// NULL violation on one is that field's error. (Versions, times, `builtin`, `kind`'s pairing
-/// with the secret hash and the lock-out's `scope` are set by the service itself, so a violation
-/// there is a bug, rightly INTERNAL.)
-const ACCOUNT_FIELDS: &[(&str, &str)] = &[
-    ("email", "email"),
-    ("first_name", "first_name"),
-    ("last_name", "last_name"),
-    ("nickname", "nickname"),
-    ("country", "country"),
-];
-const ROLE_FIELDS: &[(&str, &str)] = &[("name", "name"), ("description", "description")];
-const CLIENT_FIELDS: &[(&str, &str)] = &[
-    ("client_id", "client_id"),
-    ("name", "name"),
-    ("redirect_uris", "redirect_uris"),
-    ("post_logout_redirect_uris", "post_logout_redirect_uris"),
-];
-
-fn client_write_error(error: sqlx::Error) -> Error {
-    match constraint_violation(&error) {
-        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
-            resource: "client",
-            field: "client_id",
-        },
-        _ => invalid_field(&error, "oauth_clients", CLIENT_FIELDS)
-            .unwrap_or_else(|| Error::from(error)),
-    }
-}
-
-fn role_write_error(error: sqlx::Error) -> Error {
-    match constraint_violation(&error) {
-        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
-            resource: "role",
-            field: "name",
-        },
-        _ => invalid_field(&error, "roles", ROLE_FIELDS).unwrap_or_else(|| Error::from(error)),
-    }
-}
+/// How an account write's constraint violations read to the caller: it can collide on `email`
+/// or on `customer_id`. (Versions, times, `builtin`, `kind`'s pairing with the secret hash and
+/// the lock-out's `scope` are set by the service itself, so a violation there is a bug, rightly
+/// INTERNAL.)
+const ACCOUNT_CONSTRAINTS: Constraints = Constraints {
+    table: "accounts",
+    resource: "account",
+    unique: &["email", "customer_id"],
+    foreign_keys: &[],
+    fields: &[
+        ("email", "email"),
+        ("first_name", "first_name"),
+        ("last_name", "last_name"),
+        ("nickname", "nickname"),
+        ("country", "country"),
+    ],
+};
+const ROLE_CONSTRAINTS: Constraints = Constraints {
+    table: "roles",
+    resource: "role",
+    unique: &["name"],
+    foreign_keys: &[],
+    fields: &[("name", "name"), ("description", "description")],
+};
+const CLIENT_CONSTRAINTS: Constraints = Constraints {
+    table: "oauth_clients",
+    resource: "client",
+    unique: &["client_id"],
+    foreign_keys: &[],
+    fields: &[
+        ("client_id", "client_id"),
+        ("name", "name"),
+        ("redirect_uris", "redirect_uris"),
+        ("post_logout_redirect_uris", "post_logout_redirect_uris"),
+    ],
+};
 
 fn uri_list_json(uris: &[RedirectUri]) -> Result<String, Error> {
     let texts: Vec<&str> = uris.iter().map(RedirectUri::as_str).collect();
@@ -1113,30 +1072,6 @@ fn stored_uri_list(column: &str, json: &str) -> Result<Vec<RedirectUri>, Error> 
         .iter()
         .map(|text| stored(column, RedirectUri::parse(text)))
         .collect()
-}
-
-/// An account write can collide on `email` or on `customer_id`; PostgreSQL names the index that
-/// refused it, SQLite the column.
-fn account_write_error(error: sqlx::Error) -> Error {
-    match constraint_violation(&error) {
-        Some(ConstraintViolation::Unique) => {
-            let on_customer_id = error.as_database_error().is_some_and(|database_error| {
-                database_error.constraint() == Some("accounts_customer_id_unique")
-                    || database_error.message().contains("accounts.customer_id")
-            });
-            Error::AlreadyExists {
-                resource: "account",
-                field: if on_customer_id {
-                    "customer_id"
-                } else {
-                    "email"
-                },
-            }
-        }
-        _ => {
-            invalid_field(&error, "accounts", ACCOUNT_FIELDS).unwrap_or_else(|| Error::from(error))
-        }
-    }
 }
 
 impl AccountRow {
