@@ -58,6 +58,13 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
+impl Cursor {
+    /// The cursor after the row `id`, whose sort key is `key`.
+    pub fn new(key: SortKey, id: Uuid) -> Cursor {
+        Cursor { key, id }
+    }
+}
+
 /// The value of the column a list is sorted by.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SortKey {
@@ -78,6 +85,23 @@ impl SortKey {
     pub fn parse_time(text: &str) -> Result<Timestamp, Error> {
         Timestamp::parse_rfc3339(text)
             .map_err(|_| Error::invalid("page_token", "is not a token returned by this list"))
+    }
+}
+
+/// A list request's `page_size`, checked, and its `page_token`, from
+/// [`Violations::page`](crate::Violations::page): [`PageStart::for_list`] reads the token once
+/// the query it must belong to is parsed.
+#[derive(Clone, Copy, Debug)]
+pub struct PageStart<'a> {
+    pub size: i64,
+    pub token: &'a str,
+}
+
+impl PageStart<'_> {
+    /// The page of the list of `resource` filtered and ordered by `query`
+    /// ([`PageRequest::parse`]).
+    pub fn for_list(self, resource: &str, query: &impl Debug) -> Result<PageRequest, Error> {
+        PageRequest::parse(resource, query, self.size, self.token)
     }
 }
 

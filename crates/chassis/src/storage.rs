@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 
 use crate::error::Error;
 use crate::outbox::NewEvent;
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{Direction, Page, PageRequest};
 
 pub use self::group_commit::WriteQueueStats;
 use self::group_commit::{FileWrites, Member, WriteQueue};
@@ -695,13 +695,17 @@ pub fn invalid_field(
         .map(|(_, field)| crate::error::Error::invalid(*field, reason))
 }
 
-/// How the constraint violations of a table's writes read to the caller ([`Constraints::error`]):
-/// a unique column's is ALREADY_EXISTS on its field, a foreign key's the field's
-/// INVALID_ARGUMENT with its reason, a CHECK or NOT NULL on a column a caller's value reaches
-/// that field's INVALID_ARGUMENT ([`invalid_field`]); any other is INTERNAL, as the bug it is.
+/// What the chassis knows of one of a service's tables: the columns a row of it reads, for the
+/// list queries it writes ([`Table::keyset_sql`]), and how the constraint violations of its
+/// writes read to the caller ([`Table::error`]): a unique column's is ALREADY_EXISTS on its
+/// field, a foreign key's the field's INVALID_ARGUMENT with its reason, a CHECK or NOT NULL on a
+/// column a caller's value reaches that field's INVALID_ARGUMENT ([`invalid_field`]); any other
+/// is INTERNAL, as the bug it is.
 #[derive(Clone, Copy, Debug)]
-pub struct Constraints {
-    pub table: &'static str,
+pub struct Table {
+    pub name: &'static str,
+    /// The columns a query returns for a row, in the row type's order.
+    pub columns: &'static str,
     /// The resource a unique collision names, e.g. `category`.
     pub resource: &'static str,
     /// The unique columns, each named as its request field. A collision that names none of them
@@ -715,10 +719,10 @@ pub struct Constraints {
     pub fields: &'static [(&'static str, &'static str)],
 }
 
-impl Constraints {
+impl Table {
     /// The error a failed write of the table returns.
     pub fn error(&self, error: sqlx::Error) -> Error {
-        let concerns = |column: &str| constraint_concerns(&error, self.table, column);
+        let concerns = |column: &str| constraint_concerns(&error, self.name, column);
         match constraint_violation(&error) {
             Some(ConstraintViolation::Unique) if !self.unique.is_empty() => Error::AlreadyExists {
                 resource: self.resource,
@@ -737,10 +741,67 @@ impl Constraints {
                 Error::invalid(*field, *reason)
             }
             _ => {
-                invalid_field(&error, self.table, self.fields).unwrap_or_else(|| Error::from(error))
+                invalid_field(&error, self.name, self.fields).unwrap_or_else(|| Error::from(error))
             }
         }
     }
+
+    /// After a conditional write of the record `id` (`… WHERE id = $1 AND version = $2`)
+    /// matched no row: the record is gone (`current_version` is `None`) or moved past
+    /// `expected_version` ([`Error::missing_or_stale`] for the table's resource).
+    pub fn missing_or_stale(
+        &self,
+        current_version: Option<i64>,
+        id: impl std::fmt::Display,
+        expected_version: i64,
+    ) -> Error {
+        Error::missing_or_stale(current_version, self.resource, id, expected_version)
+    }
+
+    /// The page query and the count query of `page` of a list of the table's rows matching
+    /// `filter` (a condition on `$1..=$n`, the filter's values), sorted by `column` (from a
+    /// fixed list, never from the caller) in `direction`, then by id. The page query's limit is
+    /// `$n+1` and the cursor's key and id follow, all bound by [`fetch_page`].
+    pub fn keyset_sql(
+        &self,
+        filter: &str,
+        column: &str,
+        direction: Direction,
+        page: &PageRequest,
+    ) -> (String, String) {
+        let (comparison, order) = match direction {
+            Direction::Ascending => (">", "ASC"),
+            Direction::Descending => ("<", "DESC"),
+        };
+        let limit_param = highest_placeholder(filter) + 1;
+        let cursor = if page.is_first() {
+            String::new()
+        } else {
+            format!(
+                " AND ({column}, id) {comparison} (${}, ${})",
+                limit_param + 1,
+                limit_param + 2
+            )
+        };
+        let (table, columns) = (self.name, self.columns);
+        let select = format!(
+            "SELECT {columns} FROM {table} WHERE {filter}{cursor} ORDER BY {column} {order}, id {order} LIMIT ${limit_param}"
+        );
+        let count = format!("SELECT count(*) FROM {table} WHERE {filter}");
+        (select, count)
+    }
+}
+
+/// The highest `$n` in `sql`, 0 for none.
+fn highest_placeholder(sql: &str) -> usize {
+    sql.split('$')
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// `$first, $first+1, …` for `count` parameters, e.g. for an `IN (…)` list whose values are bound
@@ -770,7 +831,7 @@ where
         .fold(query, |query, value| query.bind(value))
 }
 
-/// Fetches one page of a [`keyset_sql`] list on `conn`: `select` (its filter bound) with the
+/// Fetches one page of a [`Table::keyset_sql`] list on `conn`: `select` (its filter bound) with the
 /// page's limit, one row more than its size, and its cursor bound after, then `count` (its
 /// filter bound) only when [`total_size`](crate::pagination::total_size) needs it.
 pub async fn fetch_page<'q, DB, C, R>(
@@ -799,7 +860,7 @@ where
     Ok(Page::from_rows(rows, page.size, total))
 }
 
-/// Binds a keyset page's start (the cursor's sort key, then its id) after a [`keyset_sql`] page
+/// Binds a keyset page's start (the cursor's sort key, then its id) after a [`Table::keyset_sql`] page
 /// query's other parameters; nothing on a first page. A time key that does not parse was not
 /// made by the list: INVALID_ARGUMENT on `page_token`.
 pub fn bind_cursor<'q, DB, O>(
@@ -823,40 +884,6 @@ where
         SortKey::Time(text) => query.bind(SortKey::parse_time(text)?),
     };
     Ok(query.bind(cursor.id))
-}
-
-/// The keyset page query and its count query over `table`. `filter` uses
-/// `$1..=$n_filter_params`; the limit is the next parameter and the cursor's key and id follow.
-/// `column` must come from a fixed list, never from the caller.
-pub fn keyset_sql(
-    table: &str,
-    columns: &str,
-    filter: &str,
-    n_filter_params: usize,
-    column: &str,
-    descending: bool,
-    has_cursor: bool,
-) -> (String, String) {
-    let (comparison, order) = if descending {
-        ("<", "DESC")
-    } else {
-        (">", "ASC")
-    };
-    let limit_param = n_filter_params + 1;
-    let cursor = if has_cursor {
-        format!(
-            " AND ({column}, id) {comparison} (${}, ${})",
-            limit_param + 1,
-            limit_param + 2
-        )
-    } else {
-        String::new()
-    };
-    let select = format!(
-        "SELECT {columns} FROM {table} WHERE {filter}{cursor} ORDER BY {column} {order}, id {order} LIMIT ${limit_param}"
-    );
-    let count = format!("SELECT count(*) FROM {table} WHERE {filter}");
-    (select, count)
 }
 
 pub use timestamp::Timestamp;

@@ -27,7 +27,7 @@ use std::fmt::Display;
 use uuid::Uuid;
 
 use crate::error::{Error, FieldViolation};
-use crate::pagination::Direction;
+use crate::pagination::{Direction, PageStart};
 
 /// Ids in one batch get at most.
 pub const MAX_BATCH_IDS: usize = 500;
@@ -127,10 +127,11 @@ impl Violations {
         Checked(parsed.into_iter().map(|checked| checked.0).collect())
     }
 
-    /// An update's `expected_version`: the version the caller last read, at least 1.
-    pub fn expected_version(&mut self, field: &str, version: i64) -> Checked<i64> {
+    /// An update's `expected_version` (the field every Update request has, by the contract
+    /// lint): the version the caller last read, at least 1.
+    pub fn expected_version(&mut self, version: i64) -> Checked<i64> {
         self.check(
-            field,
+            "expected_version",
             if version >= 1 {
                 Ok(version)
             } else {
@@ -139,10 +140,11 @@ impl Violations {
         )
     }
 
-    /// A delete's `expected_version`: 0 deletes whatever the version, else the version read.
-    pub fn delete_version(&mut self, field: &str, version: i64) -> Checked<i64> {
+    /// A delete's `expected_version` (the field every Delete request has, by the contract
+    /// lint): 0 deletes whatever the version, else the version read.
+    pub fn delete_version(&mut self, version: i64) -> Checked<i64> {
         self.check(
-            field,
+            "expected_version",
             if version >= 0 {
                 Ok(version)
             } else {
@@ -162,6 +164,16 @@ impl Violations {
                 _ => Err(format!("must be between 0 and {MAX_PAGE_SIZE}")),
             },
         )
+    }
+
+    /// A list's `page_size` (as [`Violations::page_size`]) and its `page_token`, which
+    /// [`PageStart::for_list`] reads once the list's query is parsed.
+    pub fn page<'a>(&mut self, page_size: i32, page_token: &'a str) -> Checked<PageStart<'a>> {
+        self.page_size("page_size", page_size)
+            .map(|size| PageStart {
+                size,
+                token: page_token,
+            })
     }
 
     /// A list's `direction`, by the contracts' `SortDirection` numbering (`UNSPECIFIED` = 0 and
@@ -283,7 +295,7 @@ pub fn parse_ids(ids: &[String]) -> Result<Vec<Uuid>, Error> {
 pub fn parse_delete(id: &str, expected_version: i64) -> Result<(Uuid, i64), Error> {
     let mut violations = Violations::new();
     let id = violations.id("id", id);
-    let expected_version = violations.delete_version("expected_version", expected_version);
+    let expected_version = violations.delete_version(expected_version);
     let valid = violations.finish()?;
     Ok((valid.take(id), valid.take(expected_version)))
 }
@@ -325,7 +337,7 @@ mod tests {
         let mut violations = Violations::new();
         let size = violations.page_size("page_size", 0);
         let filter = violations.optional_id("category_id", "");
-        let version = violations.expected_version("expected_version", 3);
+        let version = violations.expected_version(3);
         let valid = violations.finish().unwrap();
         assert_eq!(valid.take(size), 50);
         assert_eq!(valid.take(filter), None);
@@ -352,9 +364,9 @@ mod tests {
     #[test]
     fn versions_follow_the_update_and_delete_rules() {
         let mut violations = Violations::new();
-        let _ = violations.expected_version("expected_version", 0);
-        let zero = violations.delete_version("expected_version", 0);
-        let _ = violations.delete_version("expected_version", -1);
+        let _ = violations.expected_version(0);
+        let zero = violations.delete_version(0);
+        let _ = violations.delete_version(-1);
         let _ = zero;
         let Err(Error::Validation(found)) = violations.finish() else {
             panic!("invalid versions pass");

@@ -209,8 +209,7 @@ fn parse_category_changes(
 ) -> Result<(Uuid, CategoryChanges), Error> {
     let mut violations = Violations::new();
     let id = violations.id("id", &request.id);
-    let expected_version =
-        violations.expected_version("expected_version", request.expected_version);
+    let expected_version = violations.expected_version(request.expected_version);
     let name = violations.check_optional("name", request.name.as_deref().map(CategoryName::parse));
     let description = violations.check_optional(
         "description",
@@ -231,7 +230,7 @@ fn parse_category_list(
     request: &proto::ListCategoriesRequest,
 ) -> Result<(CategoryListQuery, PageRequest), Error> {
     let mut violations = Violations::new();
-    let page_size = violations.page_size("page_size", request.page_size);
+    let page = violations.page(request.page_size, &request.page_token);
     let text = parse_search(&mut violations, "query", &request.query);
     let order = violations.order_by("order_by", request.order_by, |order| match order {
         proto::CategoryOrderBy::Unspecified | proto::CategoryOrderBy::Name => CategoryOrder::Name,
@@ -245,12 +244,7 @@ fn parse_category_list(
         order: valid.take(order),
         direction: valid.take(direction),
     };
-    let page = PageRequest::parse(
-        "categories",
-        &query,
-        valid.take(page_size),
-        &request.page_token,
-    )?;
+    let page = valid.take(page).for_list("categories", &query)?;
     Ok((query, page))
 }
 
@@ -281,8 +275,7 @@ fn parse_product_changes(
 ) -> Result<(Uuid, ProductChanges), Error> {
     let mut violations = Violations::new();
     let id = violations.id("id", &request.id);
-    let expected_version =
-        violations.expected_version("expected_version", request.expected_version);
+    let expected_version = violations.expected_version(request.expected_version);
     let sku = violations.check_optional("sku", request.sku.as_deref().map(Sku::parse));
     let name = violations.check_optional("name", request.name.as_deref().map(ProductName::parse));
     let description = violations.check_optional(
@@ -320,7 +313,7 @@ fn parse_product_list(
     request: &proto::ListProductsRequest,
 ) -> Result<(ProductListQuery, PageRequest), Error> {
     let mut violations = Violations::new();
-    let page_size = violations.page_size("page_size", request.page_size);
+    let page = violations.page(request.page_size, &request.page_token);
     let category_id = violations.optional_id("category_id", &request.category_id);
     let text = parse_search(&mut violations, "query", &request.query);
     let sku = violations.check_optional(
@@ -343,12 +336,7 @@ fn parse_product_list(
         order: valid.take(order),
         direction: valid.take(direction),
     };
-    let page = PageRequest::parse(
-        "products",
-        &query,
-        valid.take(page_size),
-        &request.page_token,
-    )?;
+    let page = valid.take(page).for_list("products", &query)?;
     Ok((query, page))
 }
 

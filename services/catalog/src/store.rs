@@ -4,34 +4,36 @@
 use chassis::error::Error;
 use chassis::on_backend;
 use chassis::pagination::{Cursor, PageRequest, SortKey};
-use chassis::storage::{
-    ConstraintViolation, Constraints, Timestamp, Transaction, constraint_violation,
-};
+use chassis::storage::{ConstraintViolation, Table, Timestamp, Transaction, constraint_violation};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use crate::domain::{
-    Category, CategoryChanges, CategoryListQuery, CategoryOrder, Direction, NewCategory,
-    NewProduct, Page, Product, ProductChanges, ProductListQuery, ProductOrder,
+    Category, CategoryChanges, CategoryListQuery, CategoryOrder, NewCategory, NewProduct, Page,
+    Product, ProductChanges, ProductListQuery, ProductOrder,
 };
 
 const CATEGORY_COLUMNS: &str = "id, name, description, version, created_at, updated_at";
 const PRODUCT_COLUMNS: &str = "id, sku, name, description, category_id, price_minor, currency, \
                                stock_on_hand, version, created_at, updated_at";
 
-/// How a category write's constraint violations read to the caller. (`version`, `created_at`
+/// The categories table: its row's columns, and how a write's constraint violations read to the
+/// caller. (`version`, `created_at`
 /// and `updated_at` are set by the SQL itself, so a violation there is a bug, rightly INTERNAL.)
-const CATEGORY_CONSTRAINTS: Constraints = Constraints {
-    table: "categories",
+const CATEGORIES: Table = Table {
+    name: "categories",
+    columns: CATEGORY_COLUMNS,
     resource: "category",
     unique: &["name"],
     foreign_keys: &[],
     fields: &[("name", "name"), ("description", "description")],
 };
 
-/// How a product write's constraint violations read to the caller.
-const PRODUCT_CONSTRAINTS: Constraints = Constraints {
-    table: "products",
+/// The products table: its row's columns, and how a write's constraint violations read to the
+/// caller.
+const PRODUCTS: Table = Table {
+    name: "products",
+    columns: PRODUCT_COLUMNS,
     resource: "product",
     unique: &["sku"],
     foreign_keys: &[("category_id", "no category has this id")],
@@ -88,7 +90,7 @@ pub async fn insert_category(tx: &mut Transaction, new: &NewCategory) -> Result<
             .fetch_one(conn)
             .await
     })
-    .map_err(|error| CATEGORY_CONSTRAINTS.error(error))?;
+    .map_err(|error| CATEGORIES.error(error))?;
     Ok(row.into())
 }
 
@@ -99,10 +101,8 @@ pub async fn get_category(tx: &mut Transaction, id: Uuid) -> Result<Option<Categ
 
 #[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
 pub async fn get_categories(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Category>, Error> {
-    let sql = format!(
-        "SELECT {CATEGORY_COLUMNS} FROM categories WHERE id IN ({})",
-        chassis::storage::placeholders(1, ids.len())
-    );
+    let placeholders = chassis::storage::placeholders(1, ids.len());
+    let sql = format!("SELECT {CATEGORY_COLUMNS} FROM categories WHERE id IN ({placeholders})");
     let rows = on_backend!(tx, conn => {
         let query = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql));
         chassis::storage::bind_all(query, ids.iter().copied()).fetch_all(conn).await
@@ -123,15 +123,7 @@ pub async fn list_categories(
     };
     let filter =
         "($1 IS NULL OR lower(name) LIKE $1 ESCAPE '\\' OR lower(description) LIKE $1 ESCAPE '\\')";
-    let (sql, count_sql) = chassis::storage::keyset_sql(
-        "categories",
-        CATEGORY_COLUMNS,
-        filter,
-        1,
-        column,
-        query.direction == Direction::Descending,
-        !page.is_first(),
-    );
+    let (sql, count_sql) = CATEGORIES.keyset_sql(filter, column, query.direction, page);
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
     let rows = on_backend!(tx, conn => {
         let select = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql)).bind(pattern.as_deref());
@@ -162,15 +154,10 @@ pub async fn update_category(
             .fetch_optional(conn)
             .await
     })
-    .map_err(|error| CATEGORY_CONSTRAINTS.error(error))?;
+    .map_err(|error| CATEGORIES.error(error))?;
     let Some(row) = row else {
         let current = get_category(tx, id).await?.map(|category| category.version);
-        return Err(Error::missing_or_stale(
-            current,
-            "category",
-            id,
-            changes.expected_version,
-        ));
+        return Err(CATEGORIES.missing_or_stale(current, id, changes.expected_version));
     };
     Ok(row.into())
 }
@@ -209,12 +196,7 @@ pub async fn delete_category(
     })?;
     let Some(row) = row else {
         let current = get_category(tx, id).await?.map(|category| category.version);
-        return Err(Error::missing_or_stale(
-            current,
-            "category",
-            id,
-            expected_version,
-        ));
+        return Err(CATEGORIES.missing_or_stale(current, id, expected_version));
     };
     Ok(row.into())
 }
@@ -242,7 +224,7 @@ pub async fn insert_product(tx: &mut Transaction, new: &NewProduct) -> Result<Pr
             .fetch_one(conn)
             .await
     })
-    .map_err(|error| PRODUCT_CONSTRAINTS.error(error))?;
+    .map_err(|error| PRODUCTS.error(error))?;
     Ok(row.into())
 }
 
@@ -253,10 +235,8 @@ pub async fn get_product(tx: &mut Transaction, id: Uuid) -> Result<Option<Produc
 
 #[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
 pub async fn get_products(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Product>, Error> {
-    let sql = format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({})",
-        chassis::storage::placeholders(1, ids.len())
-    );
+    let placeholders = chassis::storage::placeholders(1, ids.len());
+    let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({placeholders})");
     let rows = on_backend!(tx, conn => {
         let query = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql));
         chassis::storage::bind_all(query, ids.iter().copied()).fetch_all(conn).await
@@ -280,15 +260,7 @@ pub async fn list_products(
     let filter = "($1 IS NULL OR category_id = $1) \
                   AND ($2 IS NULL OR lower(name) LIKE $2 ESCAPE '\\' OR lower(description) LIKE $2 ESCAPE '\\') \
                   AND ($3 IS NULL OR sku = $3)";
-    let (sql, count_sql) = chassis::storage::keyset_sql(
-        "products",
-        PRODUCT_COLUMNS,
-        filter,
-        3,
-        column,
-        query.direction == Direction::Descending,
-        !page.is_first(),
-    );
+    let (sql, count_sql) = PRODUCTS.keyset_sql(filter, column, query.direction, page);
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
     let sku = query.sku.as_ref().map(|sku| sku.as_str());
     let rows = on_backend!(tx, conn => {
@@ -333,15 +305,10 @@ pub async fn update_product(
             .fetch_optional(conn)
             .await
     })
-    .map_err(|error| PRODUCT_CONSTRAINTS.error(error))?;
+    .map_err(|error| PRODUCTS.error(error))?;
     let Some(row) = row else {
         let current = get_product(tx, id).await?.map(|product| product.version);
-        return Err(Error::missing_or_stale(
-            current,
-            "product",
-            id,
-            changes.expected_version,
-        ));
+        return Err(PRODUCTS.missing_or_stale(current, id, changes.expected_version));
     };
     Ok(row.into())
 }
@@ -366,12 +333,7 @@ pub async fn delete_product(
     })?;
     let Some(row) = row else {
         let current = get_product(tx, id).await?.map(|product| product.version);
-        return Err(Error::missing_or_stale(
-            current,
-            "product",
-            id,
-            expected_version,
-        ));
+        return Err(PRODUCTS.missing_or_stale(current, id, expected_version));
     };
     Ok(row.into())
 }
@@ -385,10 +347,7 @@ pub fn product_cursor(product: &Product, order: ProductOrder) -> Cursor {
         ProductOrder::CreatedAt => SortKey::time(product.created_at),
         ProductOrder::UpdatedAt => SortKey::time(product.updated_at),
     };
-    Cursor {
-        key,
-        id: product.id,
-    }
+    Cursor::new(key, product.id)
 }
 
 /// The cursor that continues a list after `category`.
@@ -398,10 +357,7 @@ pub fn category_cursor(category: &Category, order: CategoryOrder) -> Cursor {
         CategoryOrder::CreatedAt => SortKey::time(category.created_at),
         CategoryOrder::UpdatedAt => SortKey::time(category.updated_at),
     };
-    Cursor {
-        key,
-        id: category.id,
-    }
+    Cursor::new(key, category.id)
 }
 
 // === helpers ===

@@ -391,8 +391,7 @@ fn parse_account_changes(
 ) -> Result<(Uuid, AccountChanges), Error> {
     let mut violations = Violations::new();
     let id = violations.id("id", &request.id);
-    let expected_version =
-        violations.expected_version("expected_version", request.expected_version);
+    let expected_version = violations.expected_version(request.expected_version);
     let email = violations.check_optional("email", request.email.as_deref().map(Email::parse));
     let first_name = violations.check_optional(
         "first_name",
@@ -439,8 +438,7 @@ fn parse_customer_id(text: &str) -> Result<Option<Uuid>, String> {
 fn parse_set_password(request: proto::SetPasswordRequest) -> Result<(Uuid, i64, Password), Error> {
     let mut violations = Violations::new();
     let id = violations.id("id", &request.id);
-    let expected_version =
-        violations.expected_version("expected_version", request.expected_version);
+    let expected_version = violations.expected_version(request.expected_version);
     let password = violations.check("password", Password::parse(request.password));
     let valid = violations.finish()?;
     Ok((
@@ -454,7 +452,7 @@ fn parse_account_list(
     request: &proto::ListAccountsRequest,
 ) -> Result<(AccountListQuery, PageRequest), Error> {
     let mut violations = Violations::new();
-    let page_size = violations.page_size("page_size", request.page_size);
+    let page = violations.page(request.page_size, &request.page_token);
     let country = violations.check_optional(
         "country",
         (!request.country.is_empty()).then(|| Country::parse(&request.country)),
@@ -475,21 +473,16 @@ fn parse_account_list(
         order: valid.take(order),
         direction: valid.take(direction),
     };
-    let page = PageRequest::parse(
-        "accounts",
-        &query,
-        valid.take(page_size),
-        &request.page_token,
-    )?;
+    let page = valid.take(page).for_list("accounts", &query)?;
     Ok((query, page))
 }
 
 /// A list with no filters or orderings: only its page.
 fn parse_page(resource: &str, page_size: i32, page_token: &str) -> Result<PageRequest, Error> {
     let mut violations = Violations::new();
-    let size = violations.page_size("page_size", page_size);
+    let page = violations.page(page_size, page_token);
     let valid = violations.finish()?;
-    PageRequest::parse(resource, &(), valid.take(size), page_token)
+    valid.take(page).for_list(resource, &())
 }
 
 fn parse_new_role(request: proto::CreateRoleRequest) -> Result<NewRole, Error> {
@@ -506,8 +499,7 @@ fn parse_new_role(request: proto::CreateRoleRequest) -> Result<NewRole, Error> {
 fn parse_role_changes(request: proto::UpdateRoleRequest) -> Result<(RoleName, RoleChanges), Error> {
     let mut violations = Violations::new();
     let name = violations.check("name", RoleName::parse(&request.name));
-    let expected_version =
-        violations.expected_version("expected_version", request.expected_version);
+    let expected_version = violations.expected_version(request.expected_version);
     let description = violations.check_optional(
         "description",
         request.description.as_deref().map(RoleDescription::parse),
@@ -532,9 +524,9 @@ fn parse_keyed_change<K, E: std::fmt::Display>(
     let mut violations = Violations::new();
     let key = violations.check(field, key);
     let expected_version = if delete {
-        violations.delete_version("expected_version", expected_version)
+        violations.delete_version(expected_version)
     } else {
-        violations.expected_version("expected_version", expected_version)
+        violations.expected_version(expected_version)
     };
     let valid = violations.finish()?;
     Ok((valid.take(key), valid.take(expected_version)))
@@ -552,7 +544,7 @@ fn parse_grant(
     let mut violations = Violations::new();
     let account_id = violations.id("account_id", account_id);
     let role = violations.check("role", RoleName::parse(role));
-    let expected_version = violations.expected_version("expected_version", expected_version);
+    let expected_version = violations.expected_version(expected_version);
     let valid = violations.finish()?;
     Ok((
         valid.take(account_id),
@@ -624,8 +616,7 @@ fn parse_client_changes(
 ) -> Result<(ClientId, ClientChanges), Error> {
     let mut violations = Violations::new();
     let client_id = violations.check("client_id", ClientId::parse(&request.client_id));
-    let expected_version =
-        violations.expected_version("expected_version", request.expected_version);
+    let expected_version = violations.expected_version(request.expected_version);
     let name = violations.check_optional("name", request.name.as_deref().map(ClientName::parse));
     let redirect_uris = match &request.redirect_uris {
         Some(list) => parse_redirect_uris(&mut violations, "redirect_uris", &list.values).map(Some),

@@ -10,9 +10,7 @@ use anyhow::Context;
 use chassis::error::Error;
 use chassis::on_backend;
 use chassis::pagination::{Cursor, PageRequest, SortKey};
-use chassis::storage::{
-    ConstraintViolation, Constraints, Timestamp, Transaction, constraint_violation,
-};
+use chassis::storage::{ConstraintViolation, Table, Timestamp, Transaction, constraint_violation};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
@@ -117,7 +115,7 @@ pub async fn insert_account(
             .fetch_one(conn)
             .await
     })
-    .map_err(|error| ACCOUNT_CONSTRAINTS.error(error))?;
+    .map_err(|error| ACCOUNTS.error(error))?;
     Ok(row.into_account(Vec::new()))
 }
 
@@ -129,10 +127,8 @@ pub async fn get_account(tx: &mut Transaction, id: Uuid) -> Result<Option<Accoun
 
 #[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
 pub async fn get_accounts(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Account>, Error> {
-    let sql = format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({})",
-        chassis::storage::placeholders(1, ids.len())
-    );
+    let placeholders = chassis::storage::placeholders(1, ids.len());
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({placeholders})");
     let rows = on_backend!(tx, conn => {
         let query = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql));
         chassis::storage::bind_all(query, ids.iter().copied()).fetch_all(conn).await
@@ -187,15 +183,7 @@ pub async fn list_accounts(
                   OR lower(first_name) LIKE $2 ESCAPE '\\' \
                   OR lower(last_name) LIKE $2 ESCAPE '\\' \
                   OR lower(nickname) LIKE $2 ESCAPE '\\')";
-    let (sql, count_sql) = chassis::storage::keyset_sql(
-        "accounts",
-        ACCOUNT_COLUMNS,
-        filter,
-        2,
-        column,
-        query.direction == Direction::Descending,
-        !page.is_first(),
-    );
+    let (sql, count_sql) = ACCOUNTS.keyset_sql(filter, column, query.direction, page);
     let country = query.country.as_ref().map(|country| country.as_str());
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
     let rows = on_backend!(tx, conn => {
@@ -246,7 +234,7 @@ pub async fn update_account(
             .fetch_optional(conn)
             .await
     })
-    .map_err(|error| ACCOUNT_CONSTRAINTS.error(error))?;
+    .map_err(|error| ACCOUNTS.error(error))?;
     account_after_write(tx, row, id, changes.expected_version).await
 }
 
@@ -297,12 +285,7 @@ pub async fn touch_account(
         return Ok(());
     }
     let current = get_account(tx, id).await?.map(|account| account.version);
-    Err(Error::missing_or_stale(
-        current,
-        "account",
-        id,
-        expected_version,
-    ))
+    Err(ACCOUNTS.missing_or_stale(current, id, expected_version))
 }
 
 /// Grants `role`; fails if the role does not exist or is already held.
@@ -381,12 +364,7 @@ pub async fn delete_account(
         return Ok(account);
     }
     let current = Some(account.version);
-    Err(Error::missing_or_stale(
-        current,
-        "account",
-        id,
-        expected_version,
-    ))
+    Err(ACCOUNTS.missing_or_stale(current, id, expected_version))
 }
 
 // === roles ===
@@ -408,7 +386,7 @@ pub async fn insert_role(tx: &mut Transaction, new: &NewRole) -> Result<Role, Er
             .fetch_one(conn)
             .await
     })
-    .map_err(|error| ROLE_CONSTRAINTS.error(error))?;
+    .map_err(|error| ROLES.error(error))?;
     Ok(row.into())
 }
 
@@ -427,10 +405,8 @@ pub async fn get_role(tx: &mut Transaction, name: &str) -> Result<Option<Role>, 
 /// The roles among `names` (in no particular order).
 #[tracing::instrument(skip_all)]
 pub async fn get_roles(tx: &mut Transaction, names: &[RoleName]) -> Result<Vec<Role>, Error> {
-    let sql = format!(
-        "SELECT {ROLE_COLUMNS} FROM roles WHERE name IN ({})",
-        chassis::storage::placeholders(1, names.len())
-    );
+    let placeholders = chassis::storage::placeholders(1, names.len());
+    let sql = format!("SELECT {ROLE_COLUMNS} FROM roles WHERE name IN ({placeholders})");
     let rows = on_backend!(tx, conn => {
         let query = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql));
         let names = names.iter().map(RoleName::as_str);
@@ -442,15 +418,7 @@ pub async fn get_roles(tx: &mut Transaction, names: &[RoleName]) -> Result<Vec<R
 /// A page of roles by name.
 #[tracing::instrument(skip_all)]
 pub async fn list_roles(tx: &mut Transaction, page: &PageRequest) -> Result<Page<Role>, Error> {
-    let (sql, count_sql) = chassis::storage::keyset_sql(
-        "roles",
-        ROLE_COLUMNS,
-        "1 = 1",
-        0,
-        "name",
-        false,
-        !page.is_first(),
-    );
+    let (sql, count_sql) = ROLES.keyset_sql("1 = 1", "name", Direction::Ascending, page);
     let rows = on_backend!(tx, conn => {
         let select = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql));
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql));
@@ -461,10 +429,7 @@ pub async fn list_roles(tx: &mut Transaction, page: &PageRequest) -> Result<Page
 
 /// The cursor that continues a list of roles after `role`.
 pub fn role_cursor(role: &Role) -> Cursor {
-    Cursor {
-        key: SortKey::Text(role.name.clone()),
-        id: role.id,
-    }
+    Cursor::new(SortKey::Text(role.name.clone()), role.id)
 }
 
 #[tracing::instrument(skip_all, fields(role = name))]
@@ -486,15 +451,10 @@ pub async fn update_role(
             .fetch_optional(conn)
             .await
     })
-    .map_err(|error| ROLE_CONSTRAINTS.error(error))?;
+    .map_err(|error| ROLES.error(error))?;
     let Some(row) = row else {
         let current = get_role(tx, name).await?.map(|role| role.version);
-        return Err(Error::missing_or_stale(
-            current,
-            "role",
-            name,
-            changes.expected_version,
-        ));
+        return Err(ROLES.missing_or_stale(current, name, changes.expected_version));
     };
     Ok(row.into())
 }
@@ -575,12 +535,7 @@ pub async fn delete_role(
     }
     if expected_version != 0 && role.version != expected_version {
         let current = Some(role.version);
-        return Err(Error::missing_or_stale(
-            current,
-            "role",
-            name,
-            expected_version,
-        ));
+        return Err(ROLES.missing_or_stale(current, name, expected_version));
     }
     let (n_accounts, n_clients): (i64, i64) = on_backend!(tx, conn => {
         sqlx::query_as(
@@ -618,10 +573,7 @@ pub fn account_cursor(account: &Account, order: AccountOrder) -> Cursor {
         AccountOrder::Email => SortKey::Text(account.email.clone()),
         AccountOrder::CreatedAt => SortKey::time(account.created_at),
     };
-    Cursor {
-        key,
-        id: account.id,
-    }
+    Cursor::new(key, account.id)
 }
 
 // === clients ===
@@ -656,7 +608,7 @@ pub async fn insert_client(
             .fetch_one(conn)
             .await
     })
-    .map_err(|error| CLIENT_CONSTRAINTS.error(error))?;
+    .map_err(|error| CLIENTS.error(error))?;
     insert_client_roles(tx, row.id, &new.roles).await?;
     client_after_write(tx, Some(row), new.client_id.as_str(), 1).await
 }
@@ -682,10 +634,9 @@ pub async fn get_clients(
     tx: &mut Transaction,
     client_ids: &[ClientId],
 ) -> Result<Vec<Client>, Error> {
-    let sql = format!(
-        "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id IN ({})",
-        chassis::storage::placeholders(1, client_ids.len())
-    );
+    let placeholders = chassis::storage::placeholders(1, client_ids.len());
+    let sql =
+        format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id IN ({placeholders})");
     let rows = on_backend!(tx, conn => {
         let query = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql));
         let client_ids = client_ids.iter().map(ClientId::as_str);
@@ -730,15 +681,7 @@ pub async fn find_client_credentials(
 /// A page of clients by `client_id`.
 #[tracing::instrument(skip_all)]
 pub async fn list_clients(tx: &mut Transaction, page: &PageRequest) -> Result<Page<Client>, Error> {
-    let (sql, count_sql) = chassis::storage::keyset_sql(
-        "oauth_clients",
-        CLIENT_COLUMNS,
-        "1 = 1",
-        0,
-        "client_id",
-        false,
-        !page.is_first(),
-    );
+    let (sql, count_sql) = CLIENTS.keyset_sql("1 = 1", "client_id", Direction::Ascending, page);
     let rows = on_backend!(tx, conn => {
         let select = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql));
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql));
@@ -789,7 +732,7 @@ pub async fn update_client(
             .fetch_optional(conn)
             .await
     })
-    .map_err(|error| CLIENT_CONSTRAINTS.error(error))?;
+    .map_err(|error| CLIENTS.error(error))?;
     if let (Some(row), Some(roles)) = (&row, &changes.roles) {
         let client_uuid = row.id;
         on_backend!(tx, conn => {
@@ -856,20 +799,15 @@ pub async fn delete_client(
         return Ok(client);
     }
     let current = Some(client.version);
-    Err(Error::missing_or_stale(
-        current,
-        "client",
-        client_id,
-        expected_version,
-    ))
+    Err(CLIENTS.missing_or_stale(current, client_id, expected_version))
 }
 
 /// The cursor that continues the client list after `client`.
 pub fn client_cursor(client: &Client) -> Cursor {
-    Cursor {
-        key: SortKey::Text(client.client_id.as_str().to_owned()),
-        id: client.id,
-    }
+    Cursor::new(
+        SortKey::Text(client.client_id.as_str().to_owned()),
+        client.id,
+    )
 }
 
 /// The error for a secret operation on a public client, which has none.
@@ -918,12 +856,7 @@ async fn account_after_write(
 ) -> Result<Account, Error> {
     let Some(row) = row else {
         let current = get_account(tx, id).await?.map(|account| account.version);
-        return Err(Error::missing_or_stale(
-            current,
-            "account",
-            id,
-            expected_version,
-        ));
+        return Err(ACCOUNTS.missing_or_stale(current, id, expected_version));
     };
     let account = with_roles(tx, vec![row]).await?.pop();
     account.ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the written account vanished")))
@@ -1001,23 +934,19 @@ async fn client_after_write(
         let current = get_client(tx, client_id)
             .await?
             .map(|client| client.version);
-        return Err(Error::missing_or_stale(
-            current,
-            "client",
-            client_id,
-            expected_version,
-        ));
+        return Err(CLIENTS.missing_or_stale(current, client_id, expected_version));
     };
     let client = with_client_roles(tx, vec![row]).await?.pop();
     client.ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the written client vanished")))
 }
 
-/// How an account write's constraint violations read to the caller: it can collide on `email`
-/// or on `customer_id`. (Versions, times, `builtin`, `kind`'s pairing with the secret hash and
+/// The accounts table: its row's columns, and how a write's constraint violations read to the
+/// caller; it can collide on `email` or on `customer_id`. (Versions, times, `builtin`, `kind`'s pairing with the secret hash and
 /// the lock-out's `scope` are set by the service itself, so a violation there is a bug, rightly
 /// INTERNAL.)
-const ACCOUNT_CONSTRAINTS: Constraints = Constraints {
-    table: "accounts",
+const ACCOUNTS: Table = Table {
+    name: "accounts",
+    columns: ACCOUNT_COLUMNS,
     resource: "account",
     unique: &["email", "customer_id"],
     foreign_keys: &[],
@@ -1029,15 +958,21 @@ const ACCOUNT_CONSTRAINTS: Constraints = Constraints {
         ("country", "country"),
     ],
 };
-const ROLE_CONSTRAINTS: Constraints = Constraints {
-    table: "roles",
+
+/// The roles table.
+const ROLES: Table = Table {
+    name: "roles",
+    columns: ROLE_COLUMNS,
     resource: "role",
     unique: &["name"],
     foreign_keys: &[],
     fields: &[("name", "name"), ("description", "description")],
 };
-const CLIENT_CONSTRAINTS: Constraints = Constraints {
-    table: "oauth_clients",
+
+/// The OAuth clients table.
+const CLIENTS: Table = Table {
+    name: "oauth_clients",
+    columns: CLIENT_COLUMNS,
     resource: "client",
     unique: &["client_id"],
     foreign_keys: &[],
