@@ -809,3 +809,35 @@ fn relay_lock_key(service: &str) -> i64 {
     }
     hash as i64
 }
+
+#[cfg(test)]
+mod tests {
+    use emporium_proto::catalog::v1::{self as catalog, events};
+
+    use super::*;
+
+    #[test]
+    fn a_change_event_is_about_the_record_its_message_names_and_a_deletion_one_version_on() {
+        let category = catalog::Category {
+            id: "0194f3c2-0000-7000-8000-000000000001".to_owned(),
+            name: "Tea".to_owned(),
+            version: 3,
+            ..Default::default()
+        };
+
+        let updated = NewEvent::change(events::CATEGORY_UPDATED, &category);
+        let deleted = NewEvent::deletion(events::CATEGORY_DELETED, &category);
+
+        assert_eq!(updated.aggregate_id.to_string(), category.id);
+        assert_eq!(
+            (updated.aggregate_version, updated.kind),
+            (3, EventKind::Change)
+        );
+        assert_eq!(updated.aggregate_type, "category");
+        assert_eq!(updated.data["version"], "3");
+        assert_eq!(deleted.aggregate_id, updated.aggregate_id);
+        assert_eq!(deleted.aggregate_version, 4);
+        assert_eq!(deleted.data["version"], "4");
+        assert_eq!(deleted.data["name"], "Tea");
+    }
+}

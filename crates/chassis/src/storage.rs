@@ -1019,3 +1019,53 @@ mod timestamp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pagination::{Cursor, SortKey};
+
+    const THINGS: Table = Table {
+        name: "things",
+        columns: "id, name",
+        resource: "thing",
+        unique: &["name"],
+        foreign_keys: &[],
+        fields: &[],
+    };
+
+    #[test]
+    fn keyset_queries_number_the_limit_and_the_cursor_after_the_filter() {
+        let filter = "($1 IS NULL OR name = $1) AND size > $2";
+        let first = PageRequest::parse("things", &(), 2, "").unwrap();
+        let (select, count) = THINGS.keyset_sql(filter, "name", Direction::Descending, &first);
+        assert_eq!(
+            select,
+            "SELECT id, name FROM things WHERE ($1 IS NULL OR name = $1) AND size > $2 \
+             ORDER BY name DESC, id DESC LIMIT $3"
+        );
+        assert_eq!(count, format!("SELECT count(*) FROM things WHERE {filter}"));
+
+        let served = Page {
+            items: vec!["a", "b"],
+            has_more: true,
+            total: 3,
+        };
+        let token = first.next_page_token(&served, |_| {
+            Cursor::new(SortKey::Text("b".to_owned()), uuid::Uuid::nil())
+        });
+        let later = PageRequest::parse("things", &(), 2, &token).unwrap();
+        let (select, _) = THINGS.keyset_sql("1 = 1", "name", Direction::Ascending, &later);
+        assert_eq!(
+            select,
+            "SELECT id, name FROM things WHERE 1 = 1 AND (name, id) > ($2, $3) \
+             ORDER BY name ASC, id ASC LIMIT $1"
+        );
+    }
+
+    #[test]
+    fn an_empty_in_list_is_null_and_matches_nothing() {
+        assert_eq!(placeholders(1, 0), "NULL");
+        assert_eq!(placeholders(2, 3), "$2, $3, $4");
+    }
+}
