@@ -860,9 +860,9 @@ where
     Ok(Page::from_rows(rows, page.size, total))
 }
 
-/// Binds a keyset page's start (the cursor's sort key, then its id) after a [`Table::keyset_sql`] page
-/// query's other parameters; nothing on a first page. A time key that does not parse was not
-/// made by the list: INVALID_ARGUMENT on `page_token`.
+/// Binds a keyset page's start (the cursor's sort key, then its id) after a
+/// [`Table::keyset_sql`] page query's other parameters; nothing on a first page. A time key that
+/// does not parse was not made by the list: INVALID_ARGUMENT on `page_token`.
 pub fn bind_cursor<'q, DB, O>(
     query: sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments>,
     page: &'q crate::pagination::PageRequest,

@@ -1,7 +1,7 @@
 //! The identity service's use cases: each opens a transaction, applies the change through the
-//! store, and commits it with its event (`Transaction::commit_with`) — all or nothing. Every read of accounts
-//! (get, batch get, list) records an `audit.account.accessed` audit event per account returned,
-//! naming the reader, before the accounts are returned. Password hashing and verification
+//! store, and commits it with its event (`Transaction::commit_with`) — all or nothing. Every
+//! read of accounts (get, batch get, list) records an `audit.account.accessed` audit event per
+//! account returned, naming the reader, before the accounts are returned. Password hashing and verification
 //! run on blocking threads; client secrets are hashed with plain SHA-256 (see
 //! [`domain::ClientSecret`]), which needs no such care. No transport here.
 

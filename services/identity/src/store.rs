@@ -941,9 +941,9 @@ async fn client_after_write(
 }
 
 /// The accounts table: its row's columns, and how a write's constraint violations read to the
-/// caller; it can collide on `email` or on `customer_id`. (Versions, times, `builtin`, `kind`'s pairing with the secret hash and
-/// the lock-out's `scope` are set by the service itself, so a violation there is a bug, rightly
-/// INTERNAL.)
+/// caller; it can collide on `email` or on `customer_id`. (Versions, times, `builtin`, `kind`'s
+/// pairing with the secret hash and the lock-out's `scope` are set by the service itself, so a
+/// violation there is a bug, rightly INTERNAL.)
 const ACCOUNTS: Table = Table {
     name: "accounts",
     columns: ACCOUNT_COLUMNS,
