@@ -19,7 +19,7 @@ pub async fn list_events(
 ) -> Result<proto::ListEventsResponse, Error> {
     let mut violations = Violations::new();
     let aggregate_id = violations.id("aggregate_id", &request.aggregate_id);
-    let limit = violations.page_size("page_size", request.page_size, 50, 500);
+    let limit = violations.page_size("page_size", request.page_size);
     let valid = violations.finish()?;
     let (aggregate_id, limit): (Uuid, i64) = (valid.take(aggregate_id), valid.take(limit));
     let fingerprint = aggregate_id.to_string();

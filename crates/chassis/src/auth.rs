@@ -606,6 +606,12 @@ pub fn authenticated<T>(request: &tonic::Request<T>) -> Result<Caller, Error> {
     verified_caller(request.extensions().get::<Authentication>()).cloned()
 }
 
+/// Who makes the change a request asks for: the [`Actor`](crate::outbox::Actor) its events
+/// name, from the verified caller; UNAUTHENTICATED without one.
+pub fn actor<T>(request: &tonic::Request<T>) -> Result<crate::outbox::Actor, Error> {
+    verified_caller(request.extensions().get::<Authentication>()).map(crate::outbox::Actor::from)
+}
+
 /// The caller `authentication` proves, or why there is none.
 fn verified_caller(authentication: Option<&Authentication>) -> Result<&Caller, Error> {
     match authentication {

@@ -48,19 +48,24 @@ impl Error {
 }
 
 impl Error {
+    /// No `resource` has the id (or name) `id`.
+    pub fn not_found(resource: &'static str, id: impl std::fmt::Display) -> Error {
+        Error::NotFound {
+            resource,
+            id: id.to_string(),
+        }
+    }
+
     /// After a conditional write matched no row: the record is gone (`current_version` is
     /// `None`) or moved past `expected_version`.
     pub fn missing_or_stale(
         current_version: Option<i64>,
         resource: &'static str,
-        id: &str,
+        id: impl std::fmt::Display,
         expected_version: i64,
     ) -> Error {
         match current_version {
-            None => Error::NotFound {
-                resource,
-                id: id.to_owned(),
-            },
+            None => Error::not_found(resource, id),
             Some(version) => Error::Conflict(format!(
                 "{resource} {id} is at version {version}, not {expected_version}: it changed since you read it; read it again and retry"
             )),

@@ -65,22 +65,69 @@ impl NewEvent {
         aggregate_version: i64,
         data: &M,
     ) -> NewEvent {
-        let parts = contract::events::parse_event_type(event_type.name())
+        let data = event_data::to_json(data);
+        NewEvent::with_json(event_type.name(), aggregate_id, aggregate_version, data)
+    }
+
+    /// The change event `event_type` carrying `record`, the resource's state after the change,
+    /// about the record and at the version the message names (its `id` and `version`).
+    pub fn change<M: prost::Message + prost::Name>(
+        event_type: EventType<M>,
+        record: &M,
+    ) -> NewEvent {
+        let data = event_data::to_json(record);
+        let (id, version) = record_key(&data);
+        NewEvent::with_json(event_type.name(), id, version, data)
+    }
+
+    /// The deletion event `event_type` carrying `record`, the resource as it was: a deletion is
+    /// one more version of the record, so the event and its data are at the version after the
+    /// one `record` names.
+    pub fn deletion<M: prost::Message + prost::Name>(
+        event_type: EventType<M>,
+        record: &M,
+    ) -> NewEvent {
+        let mut data = event_data::to_json(record);
+        let (id, version) = record_key(&data);
+        data["version"] = serde_json::Value::String((version + 1).to_string());
+        NewEvent::with_json(event_type.name(), id, version + 1, data)
+    }
+
+    fn with_json(
+        event_type: &'static str,
+        aggregate_id: Uuid,
+        aggregate_version: i64,
+        data: serde_json::Value,
+    ) -> NewEvent {
+        let parts = contract::events::parse_event_type(event_type)
             .expect("generated event types are well formed: build.rs parsed them");
         NewEvent {
             aggregate_type: parts.aggregate,
             aggregate_id,
             aggregate_version,
-            event_type: event_type.name(),
+            event_type,
             kind: if parts.audit {
                 EventKind::Audit
             } else {
                 EventKind::Change
             },
-            data: event_data::to_json(data),
+            data,
             actor: None,
         }
     }
+}
+
+/// The `id` and `version` of a resource message's JSON mapping. Every resource message has a
+/// `string id` and an `int64 version` (the contract lint's `resource-standard-fields` and
+/// `name_field: "id"`), a string in the mapping; the id is a UUID, formatted from the record's
+/// own, so a message without both is a bug.
+fn record_key(data: &serde_json::Value) -> (Uuid, i64) {
+    let id = data["id"].as_str().and_then(|id| Uuid::parse_str(id).ok());
+    let version = data["version"]
+        .as_str()
+        .and_then(|version| version.parse().ok());
+    id.zip(version)
+        .expect("a resource message has a UUID `id` and an int64 `version`")
 }
 
 /// Whether an event is a change of its record or only an audit record (e.g. a read).
@@ -761,4 +808,36 @@ fn relay_lock_key(service: &str) -> i64 {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use emporium_proto::catalog::v1::{self as catalog, events};
+
+    use super::*;
+
+    #[test]
+    fn a_change_event_is_about_the_record_its_message_names_and_a_deletion_one_version_on() {
+        let category = catalog::Category {
+            id: "0194f3c2-0000-7000-8000-000000000001".to_owned(),
+            name: "Tea".to_owned(),
+            version: 3,
+            ..Default::default()
+        };
+
+        let updated = NewEvent::change(events::CATEGORY_UPDATED, &category);
+        let deleted = NewEvent::deletion(events::CATEGORY_DELETED, &category);
+
+        assert_eq!(updated.aggregate_id.to_string(), category.id);
+        assert_eq!(
+            (updated.aggregate_version, updated.kind),
+            (3, EventKind::Change)
+        );
+        assert_eq!(updated.aggregate_type, "category");
+        assert_eq!(updated.data["version"], "3");
+        assert_eq!(deleted.aggregate_id, updated.aggregate_id);
+        assert_eq!(deleted.aggregate_version, 4);
+        assert_eq!(deleted.data["version"], "4");
+        assert_eq!(deleted.data["name"], "Tea");
+    }
 }

@@ -40,6 +40,15 @@ impl<T> Page<T> {
             total,
         }
     }
+
+    /// The page with each item converted, e.g. from its row to its record.
+    pub fn map<U>(self, convert: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(convert).collect(),
+            has_more: self.has_more,
+            total: self.total,
+        }
+    }
 }
 
 /// Where a keyset page starts: the sort key and id of the last row served.
@@ -47,6 +56,13 @@ impl<T> Page<T> {
 pub struct Cursor {
     pub key: SortKey,
     pub id: Uuid,
+}
+
+impl Cursor {
+    /// The cursor after the row `id`, whose sort key is `key`.
+    pub fn new(key: SortKey, id: Uuid) -> Cursor {
+        Cursor { key, id }
+    }
 }
 
 /// The value of the column a list is sorted by.
@@ -69,6 +85,23 @@ impl SortKey {
     pub fn parse_time(text: &str) -> Result<Timestamp, Error> {
         Timestamp::parse_rfc3339(text)
             .map_err(|_| Error::invalid("page_token", "is not a token returned by this list"))
+    }
+}
+
+/// A list request's `page_size`, checked, and its `page_token`, from
+/// [`Violations::page`](crate::Violations::page): [`PageStart::for_list`] reads the token once
+/// the query it must belong to is parsed.
+#[derive(Clone, Copy, Debug)]
+pub struct PageStart<'a> {
+    pub size: i64,
+    pub token: &'a str,
+}
+
+impl PageStart<'_> {
+    /// The page of the list of `resource` filtered and ordered by `query`
+    /// ([`PageRequest::parse`]).
+    pub fn for_list(self, resource: &str, query: &impl Debug) -> Result<PageRequest, Error> {
+        PageRequest::parse(resource, query, self.size, self.token)
     }
 }
 

@@ -25,9 +25,14 @@ use anyhow::Context;
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::query::{QueryAs, QueryScalar};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::Notify;
+
+use crate::error::Error;
+use crate::outbox::NewEvent;
+use crate::pagination::{Direction, Page, PageRequest};
 
 pub use self::group_commit::WriteQueueStats;
 use self::group_commit::{FileWrites, Member, WriteQueue};
@@ -371,6 +376,43 @@ impl Database {
         }
     }
 
+    /// Runs `read`, one read statement, on a [`Database::single_read`] connection, and gives the
+    /// connection back.
+    pub async fn read<T>(
+        &self,
+        read: impl AsyncFnOnce(&mut Transaction) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut tx = self.single_read().await?;
+        let value = read(&mut tx).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    /// Runs `read`, reads that must agree (a record and its grants), in one
+    /// [`Database::begin_read`] snapshot.
+    pub async fn read_snapshot<T>(
+        &self,
+        read: impl AsyncFnOnce(&mut Transaction) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut tx = self.begin_read().await?;
+        let value = read(&mut tx).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    /// Runs `read`, the reads of one page of a list, in [`Database::begin_page_read`]: a
+    /// snapshot for a first page (its rows and its count), one statement for a later one.
+    pub async fn read_page<T>(
+        &self,
+        page: &PageRequest,
+        read: impl AsyncFnOnce(&mut Transaction) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut tx = self.begin_page_read(page.is_first()).await?;
+        let value = read(&mut tx).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
     /// Waits until a transaction that recorded events commits (or returns at once if one did
     /// since the last call).
     pub async fn outbox_written(&self) {
@@ -483,6 +525,14 @@ impl Transaction {
         if self.wrote_events {
             self.outbox_signal.notify_one();
         }
+        Ok(())
+    }
+
+    /// Records `event`, the change's event, and commits: the change and its event commit
+    /// together or not at all.
+    pub async fn commit_with(mut self, event: NewEvent) -> Result<(), Error> {
+        crate::outbox::record(&mut self, event).await?;
+        self.commit().await?;
         Ok(())
     }
 
@@ -645,17 +695,174 @@ pub fn invalid_field(
         .map(|(_, field)| crate::error::Error::invalid(*field, reason))
 }
 
-/// `$first, $first+1, …` for `count` parameters, e.g. for an `IN (…)` list whose values are bound.
+/// What the chassis knows of one of a service's tables: the columns a row of it reads, for the
+/// list queries it writes ([`Table::keyset_sql`]), and how the constraint violations of its
+/// writes read to the caller ([`Table::error`]): a unique column's is ALREADY_EXISTS on its
+/// field, a foreign key's the field's INVALID_ARGUMENT with its reason, a CHECK or NOT NULL on a
+/// column a caller's value reaches that field's INVALID_ARGUMENT ([`invalid_field`]); any other
+/// is INTERNAL, as the bug it is.
+#[derive(Clone, Copy, Debug)]
+pub struct Table {
+    pub name: &'static str,
+    /// The columns a query returns for a row, in the row type's order.
+    pub columns: &'static str,
+    /// The resource a unique collision names, e.g. `category`.
+    pub resource: &'static str,
+    /// The unique columns, each named as its request field. A collision that names none of them
+    /// (SQLite names an expression index by its name only) is on the first.
+    pub unique: &'static [&'static str],
+    /// The foreign keys a caller's value reaches: the column, named as its request field, and
+    /// why a value is refused. A violation that names none of them (SQLite names no column) is
+    /// on the first.
+    pub foreign_keys: &'static [(&'static str, &'static str)],
+    /// The columns a caller's value reaches, `(column, request field)`.
+    pub fields: &'static [(&'static str, &'static str)],
+}
+
+impl Table {
+    /// The error a failed write of the table returns.
+    pub fn error(&self, error: sqlx::Error) -> Error {
+        let concerns = |column: &str| constraint_concerns(&error, self.name, column);
+        match constraint_violation(&error) {
+            Some(ConstraintViolation::Unique) if !self.unique.is_empty() => Error::AlreadyExists {
+                resource: self.resource,
+                field: self
+                    .unique
+                    .iter()
+                    .find(|column| concerns(column))
+                    .unwrap_or(&self.unique[0]),
+            },
+            Some(ConstraintViolation::ForeignKey) if !self.foreign_keys.is_empty() => {
+                let (field, reason) = self
+                    .foreign_keys
+                    .iter()
+                    .find(|(column, _)| concerns(column))
+                    .unwrap_or(&self.foreign_keys[0]);
+                Error::invalid(*field, *reason)
+            }
+            _ => {
+                invalid_field(&error, self.name, self.fields).unwrap_or_else(|| Error::from(error))
+            }
+        }
+    }
+
+    /// After a conditional write of the record `id` (`… WHERE id = $1 AND version = $2`)
+    /// matched no row: the record is gone (`current_version` is `None`) or moved past
+    /// `expected_version` ([`Error::missing_or_stale`] for the table's resource).
+    pub fn missing_or_stale(
+        &self,
+        current_version: Option<i64>,
+        id: impl std::fmt::Display,
+        expected_version: i64,
+    ) -> Error {
+        Error::missing_or_stale(current_version, self.resource, id, expected_version)
+    }
+
+    /// The page query and the count query of `page` of a list of the table's rows matching
+    /// `filter` (a condition on `$1..=$n`, the filter's values), sorted by `column` (from a
+    /// fixed list, never from the caller) in `direction`, then by id. The page query's limit is
+    /// `$n+1` and the cursor's key and id follow, all bound by [`fetch_page`].
+    pub fn keyset_sql(
+        &self,
+        filter: &str,
+        column: &str,
+        direction: Direction,
+        page: &PageRequest,
+    ) -> (String, String) {
+        let (comparison, order) = match direction {
+            Direction::Ascending => (">", "ASC"),
+            Direction::Descending => ("<", "DESC"),
+        };
+        let limit_param = highest_placeholder(filter) + 1;
+        let cursor = if page.is_first() {
+            String::new()
+        } else {
+            format!(
+                " AND ({column}, id) {comparison} (${}, ${})",
+                limit_param + 1,
+                limit_param + 2
+            )
+        };
+        let (table, columns) = (self.name, self.columns);
+        let select = format!(
+            "SELECT {columns} FROM {table} WHERE {filter}{cursor} ORDER BY {column} {order}, id {order} LIMIT ${limit_param}"
+        );
+        let count = format!("SELECT count(*) FROM {table} WHERE {filter}");
+        (select, count)
+    }
+}
+
+/// The highest `$n` in `sql`, 0 for none.
+fn highest_placeholder(sql: &str) -> usize {
+    sql.split('$')
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// `$first, $first+1, …` for `count` parameters, e.g. for an `IN (…)` list whose values are bound
+/// ([`bind_all`]). For no parameters, `NULL`: `IN (NULL)` matches no row, where `IN ()` is not
+/// PostgreSQL.
 pub fn placeholders(first: usize, count: usize) -> String {
+    if count == 0 {
+        return "NULL".to_owned();
+    }
     (first..first + count)
         .map(|index| format!("${index}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Binds a keyset page's start (the cursor's sort key, then its id) after a [`keyset_sql`] page
-/// query's other parameters; nothing on a first page. A time key that does not parse was not
-/// made by the list: INVALID_ARGUMENT on `page_token`.
+/// Binds each of `values` in order, e.g. the ids of an `IN (…)` list of [`placeholders`].
+pub fn bind_all<'q, DB, O, T>(
+    query: QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments>,
+    values: impl IntoIterator<Item = T>,
+) -> QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    T: 'q + sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    values
+        .into_iter()
+        .fold(query, |query, value| query.bind(value))
+}
+
+/// Fetches one page of a [`Table::keyset_sql`] list on `conn`: `select` (its filter bound) with the
+/// page's limit, one row more than its size, and its cursor bound after, then `count` (its
+/// filter bound) only when [`total_size`](crate::pagination::total_size) needs it.
+pub async fn fetch_page<'q, DB, C, R>(
+    conn: &mut C,
+    select: QueryAs<'q, DB, R, <DB as sqlx::Database>::Arguments>,
+    count: QueryScalar<'q, DB, i64, <DB as sqlx::Database>::Arguments>,
+    page: &'q PageRequest,
+) -> Result<Page<R>, Error>
+where
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    C: sqlx::Connection<Database = DB>,
+    for<'e> &'e mut C: sqlx::Executor<'e, Database = DB>,
+    R: Send + Unpin + for<'r> sqlx::FromRow<'r, DB::Row>,
+    (i64,): Send + Unpin + for<'r> sqlx::FromRow<'r, DB::Row>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    uuid::Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let select = bind_cursor(select.bind(page.size + 1), page)?;
+    let rows = select.fetch_all(&mut *conn).await?;
+    let count = count.fetch_one(&mut *conn);
+    let total =
+        crate::pagination::total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
+    Ok(Page::from_rows(rows, page.size, total))
+}
+
+/// Binds a keyset page's start (the cursor's sort key, then its id) after a
+/// [`Table::keyset_sql`] page query's other parameters; nothing on a first page. A time key that
+/// does not parse was not made by the list: INVALID_ARGUMENT on `page_token`.
 pub fn bind_cursor<'q, DB, O>(
     query: sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments>,
     page: &'q crate::pagination::PageRequest,
@@ -677,40 +884,6 @@ where
         SortKey::Time(text) => query.bind(SortKey::parse_time(text)?),
     };
     Ok(query.bind(cursor.id))
-}
-
-/// The keyset page query and its count query over `table`. `filter` uses
-/// `$1..=$n_filter_params`; the limit is the next parameter and the cursor's key and id follow.
-/// `column` must come from a fixed list, never from the caller.
-pub fn keyset_sql(
-    table: &str,
-    columns: &str,
-    filter: &str,
-    n_filter_params: usize,
-    column: &str,
-    descending: bool,
-    has_cursor: bool,
-) -> (String, String) {
-    let (comparison, order) = if descending {
-        ("<", "DESC")
-    } else {
-        (">", "ASC")
-    };
-    let limit_param = n_filter_params + 1;
-    let cursor = if has_cursor {
-        format!(
-            " AND ({column}, id) {comparison} (${}, ${})",
-            limit_param + 1,
-            limit_param + 2
-        )
-    } else {
-        String::new()
-    };
-    let select = format!(
-        "SELECT {columns} FROM {table} WHERE {filter}{cursor} ORDER BY {column} {order}, id {order} LIMIT ${limit_param}"
-    );
-    let count = format!("SELECT count(*) FROM {table} WHERE {filter}");
-    (select, count)
 }
 
 pub use timestamp::Timestamp;
@@ -844,5 +1017,55 @@ mod timestamp {
             let parsed = Timestamp::parse_rfc3339("2026-11-23T12:34:42.123456789+01:00").unwrap();
             assert_eq!(parsed.to_rfc3339(), "2026-11-23T11:34:42.123456Z");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pagination::{Cursor, SortKey};
+
+    const THINGS: Table = Table {
+        name: "things",
+        columns: "id, name",
+        resource: "thing",
+        unique: &["name"],
+        foreign_keys: &[],
+        fields: &[],
+    };
+
+    #[test]
+    fn keyset_queries_number_the_limit_and_the_cursor_after_the_filter() {
+        let filter = "($1 IS NULL OR name = $1) AND size > $2";
+        let first = PageRequest::parse("things", &(), 2, "").unwrap();
+        let (select, count) = THINGS.keyset_sql(filter, "name", Direction::Descending, &first);
+        assert_eq!(
+            select,
+            "SELECT id, name FROM things WHERE ($1 IS NULL OR name = $1) AND size > $2 \
+             ORDER BY name DESC, id DESC LIMIT $3"
+        );
+        assert_eq!(count, format!("SELECT count(*) FROM things WHERE {filter}"));
+
+        let served = Page {
+            items: vec!["a", "b"],
+            has_more: true,
+            total: 3,
+        };
+        let token = first.next_page_token(&served, |_| {
+            Cursor::new(SortKey::Text("b".to_owned()), uuid::Uuid::nil())
+        });
+        let later = PageRequest::parse("things", &(), 2, &token).unwrap();
+        let (select, _) = THINGS.keyset_sql("1 = 1", "name", Direction::Ascending, &later);
+        assert_eq!(
+            select,
+            "SELECT id, name FROM things WHERE 1 = 1 AND (name, id) > ($2, $3) \
+             ORDER BY name ASC, id ASC LIMIT $1"
+        );
+    }
+
+    #[test]
+    fn an_empty_in_list_is_null_and_matches_nothing() {
+        assert_eq!(placeholders(1, 0), "NULL");
+        assert_eq!(placeholders(2, 3), "$2, $3, $4");
     }
 }

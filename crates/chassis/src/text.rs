@@ -1,9 +1,9 @@
 //! The one rule for free text that every service's domain applies before a value is stored,
 //! compared or put in an event: which characters may appear, how surrounding whitespace is
-//! treated, and how length is counted. Field types (`ProductName`, `PersonName`, …) are thin
-//! newtypes over a [`TextRule`], so no field can forget a part of it, and both backends only ever
-//! see text they store alike: PostgreSQL refuses a NUL byte in `text`, SQLite stores it and its
-//! `length()` stops counting there.
+//! treated, and how length is counted. Field types (`ProductName`, `PersonName`, …) are a
+//! [`Text`] of their [`TextRule`], or thin newtypes over one, so no field can forget a part of
+//! it, and both backends only ever see text they store alike: PostgreSQL refuses a NUL byte in
+//! `text`, SQLite stores it and its `length()` stops counting there.
 //!
 //! Refused everywhere:
 //! - control characters (Unicode `Cc`: C0 including NUL, DEL, C1), which corrupt terminals, logs
@@ -22,6 +22,7 @@
 //! `char_length`/`length` count them. No Unicode normalisation is applied.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 /// How one field's text is parsed. Build it with [`TextRule::single_line`] or
 /// [`TextRule::multi_line`] and adjust it with the `const` methods.
@@ -36,6 +37,17 @@ pub struct TextRule {
     /// Whether surrounding whitespace is removed first. A field whose spaces are meaningful (a
     /// password) or whose alphabet excludes them (a SKU) keeps the text as given.
     trim: bool,
+}
+
+/// The value of a text field whose only rule is its [`TextRule`]: `pub type ProductName =
+/// Text<ProductNameRule>;`, where `ProductNameRule` is a [`TextField`] naming the rule. A field
+/// with rules of its own (an alphabet, a shape) is a newtype that parses with its rule first.
+pub struct Text<F>(String, PhantomData<F>);
+
+/// Which [`TextRule`] a [`Text`] field follows: implemented by an uninhabited marker type,
+/// `pub enum ProductNameRule {}`.
+pub trait TextField {
+    const RULE: TextRule;
 }
 
 /// Why a text was refused. Its `Display` is the sentence a caller reads in the field violation.
@@ -183,6 +195,43 @@ fn classify(character: char) -> CharacterClass {
         _ => CharacterClass::Allowed,
     }
 }
+
+// === impl Text ===
+
+impl<F: TextField> Text<F> {
+    pub const RULE: TextRule = F::RULE;
+
+    pub fn parse(text: &str) -> Result<Text<F>, String> {
+        Ok(Text(F::RULE.parse(text)?, PhantomData))
+    }
+}
+
+impl<F> Text<F> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+// By hand, so that the marker type needs none of these traits.
+impl<F> Clone for Text<F> {
+    fn clone(&self) -> Text<F> {
+        Text(self.0.clone(), PhantomData)
+    }
+}
+
+impl<F> fmt::Debug for Text<F> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_tuple("Text").field(&self.0).finish()
+    }
+}
+
+impl<F> PartialEq for Text<F> {
+    fn eq(&self, other: &Text<F>) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<F> Eq for Text<F> {}
 
 // === impl TextError ===
 

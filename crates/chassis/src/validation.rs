@@ -19,14 +19,24 @@
 //! ```
 //!
 //! Besides `check`, the shared shapes of Emporium's contracts are parsed here once: ids (UUIDs),
-//! expected versions, batch ids, page sizes and sort directions.
+//! expected versions, batch ids, page sizes and sort directions, and the whole of the requests
+//! that carry nothing else ([`parse_id`], [`parse_ids`], [`parse_delete`]).
 
 use std::fmt::Display;
 
 use uuid::Uuid;
 
 use crate::error::{Error, FieldViolation};
-use crate::pagination::Direction;
+use crate::pagination::{Direction, PageStart};
+
+/// Ids in one batch get at most.
+pub const MAX_BATCH_IDS: usize = 500;
+
+/// The page size of a list whose request asks for none (`page_size` 0).
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
+
+/// The most rows one page of a list holds.
+pub const MAX_PAGE_SIZE: i64 = 500;
 
 /// Collects violations across fields so a caller learns every problem at once.
 #[derive(Debug, Default)]
@@ -117,10 +127,11 @@ impl Violations {
         Checked(parsed.into_iter().map(|checked| checked.0).collect())
     }
 
-    /// An update's `expected_version`: the version the caller last read, at least 1.
-    pub fn expected_version(&mut self, field: &str, version: i64) -> Checked<i64> {
+    /// An update's `expected_version` (the field every Update request has, by the contract
+    /// lint): the version the caller last read, at least 1.
+    pub fn expected_version(&mut self, version: i64) -> Checked<i64> {
         self.check(
-            field,
+            "expected_version",
             if version >= 1 {
                 Ok(version)
             } else {
@@ -129,10 +140,11 @@ impl Violations {
         )
     }
 
-    /// A delete's `expected_version`: 0 deletes whatever the version, else the version read.
-    pub fn delete_version(&mut self, field: &str, version: i64) -> Checked<i64> {
+    /// A delete's `expected_version` (the field every Delete request has, by the contract
+    /// lint): 0 deletes whatever the version, else the version read.
+    pub fn delete_version(&mut self, version: i64) -> Checked<i64> {
         self.check(
-            field,
+            "expected_version",
             if version >= 0 {
                 Ok(version)
             } else {
@@ -141,22 +153,27 @@ impl Violations {
         )
     }
 
-    /// A list's `page_size`: 0 means `default`; above `max` or negative is invalid.
-    pub fn page_size(
-        &mut self,
-        field: &str,
-        requested: i32,
-        default: i64,
-        max: i64,
-    ) -> Checked<i64> {
+    /// A list's `page_size`: 0 means [`DEFAULT_PAGE_SIZE`]; above [`MAX_PAGE_SIZE`] or negative
+    /// is invalid.
+    pub fn page_size(&mut self, field: &str, requested: i32) -> Checked<i64> {
         self.check(
             field,
             match i64::from(requested) {
-                0 => Ok(default),
-                size if (1..=max).contains(&size) => Ok(size),
-                _ => Err(format!("must be between 0 and {max}")),
+                0 => Ok(DEFAULT_PAGE_SIZE),
+                size if (1..=MAX_PAGE_SIZE).contains(&size) => Ok(size),
+                _ => Err(format!("must be between 0 and {MAX_PAGE_SIZE}")),
             },
         )
+    }
+
+    /// A list's `page_size` (as [`Violations::page_size`]) and its `page_token`, which
+    /// [`PageStart::for_list`] reads once the list's query is parsed.
+    pub fn page<'a>(&mut self, page_size: i32, page_token: &'a str) -> Checked<PageStart<'a>> {
+        self.page_size("page_size", page_size)
+            .map(|size| PageStart {
+                size,
+                token: page_token,
+            })
     }
 
     /// A list's `direction`, by the contracts' `SortDirection` numbering (`UNSPECIFIED` = 0 and
@@ -258,6 +275,31 @@ impl Valid {
     }
 }
 
+/// A Get request's `id`.
+pub fn parse_id(id: &str) -> Result<Uuid, Error> {
+    let mut violations = Violations::new();
+    let id = violations.id("id", id);
+    let valid = violations.finish()?;
+    Ok(valid.take(id))
+}
+
+/// A BatchGet request's `ids`: at most [`MAX_BATCH_IDS`], each a UUID.
+pub fn parse_ids(ids: &[String]) -> Result<Vec<Uuid>, Error> {
+    let mut violations = Violations::new();
+    let ids = violations.ids("ids", ids, MAX_BATCH_IDS);
+    let valid = violations.finish()?;
+    Ok(valid.take(ids))
+}
+
+/// A Delete request's `id` and `expected_version` (0 deletes whatever the version).
+pub fn parse_delete(id: &str, expected_version: i64) -> Result<(Uuid, i64), Error> {
+    let mut violations = Violations::new();
+    let id = violations.id("id", id);
+    let expected_version = violations.delete_version(expected_version);
+    let valid = violations.finish()?;
+    Ok((valid.take(id), valid.take(expected_version)))
+}
+
 fn parse_uuid(text: &str) -> Result<Uuid, &'static str> {
     if text.is_empty() {
         return Err("is required");
@@ -273,7 +315,7 @@ mod tests {
     fn every_field_is_reported_and_values_come_out_only_when_all_pass() {
         let mut violations = Violations::new();
         let id = violations.id("id", "not-a-uuid");
-        let _ = violations.page_size("page_size", -1, 50, 100);
+        let _ = violations.page_size("page_size", -1);
         let _ = violations.direction("direction", 7);
         let _ = id;
         let Err(Error::Validation(found)) = violations.finish() else {
@@ -287,15 +329,15 @@ mod tests {
             fields,
             [
                 ("id", "must be a UUID"),
-                ("page_size", "must be between 0 and 100"),
+                ("page_size", "must be between 0 and 500"),
                 ("direction", "is not a known direction"),
             ]
         );
 
         let mut violations = Violations::new();
-        let size = violations.page_size("page_size", 0, 50, 100);
+        let size = violations.page_size("page_size", 0);
         let filter = violations.optional_id("category_id", "");
-        let version = violations.expected_version("expected_version", 3);
+        let version = violations.expected_version(3);
         let valid = violations.finish().unwrap();
         assert_eq!(valid.take(size), 50);
         assert_eq!(valid.take(filter), None);
@@ -322,9 +364,9 @@ mod tests {
     #[test]
     fn versions_follow_the_update_and_delete_rules() {
         let mut violations = Violations::new();
-        let _ = violations.expected_version("expected_version", 0);
-        let zero = violations.delete_version("expected_version", 0);
-        let _ = violations.delete_version("expected_version", -1);
+        let _ = violations.expected_version(0);
+        let zero = violations.delete_version(0);
+        let _ = violations.delete_version(-1);
         let _ = zero;
         let Err(Error::Validation(found)) = violations.finish() else {
             panic!("invalid versions pass");

@@ -11,8 +11,8 @@
 use chassis::auth;
 use chassis::error::Error;
 use chassis::grpc::in_request_order;
-use chassis::outbox::Actor;
 use chassis::pagination::PageRequest;
+use chassis::validation::{parse_delete, parse_id, parse_ids};
 use chassis::{Checked, Violations};
 use emporium_proto::audit::v1 as audit;
 use emporium_proto::catalog::v1 as proto;
@@ -25,12 +25,9 @@ use crate::domain::{
     NewCategory, NewProduct, ProductChanges, ProductListQuery, ProductName, ProductOrder,
     SearchText, Sku, StockQuantity,
 };
-use crate::service::{Catalog, MAX_BATCH_IDS};
+use crate::service::Catalog;
 use crate::store;
 use crate::wire::{category_to_proto, product_to_proto};
-
-const DEFAULT_PAGE_SIZE: i64 = 50;
-const MAX_PAGE_SIZE: i64 = 500;
 
 /// The tonic service over [`Catalog`].
 #[derive(Clone, Debug)]
@@ -50,12 +47,9 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::CreateCategoryRequest>,
     ) -> Result<Response<proto::Category>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let new = parse_new_category(request.into_inner())?;
-        let category = self
-            .catalog
-            .create_category(new, &Actor::from(&caller))
-            .await?;
+        let category = self.catalog.create_category(new, &actor).await?;
         Ok(Response::new(category_to_proto(category)))
     }
 
@@ -85,8 +79,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::ListCategoriesRequest>,
     ) -> Result<Response<proto::ListCategoriesResponse>, Status> {
-        let request = request.into_inner();
-        let (query, page) = parse_category_list(&request)?;
+        let (query, page) = parse_category_list(request.get_ref())?;
         let found = self.catalog.list_categories(&query, &page).await?;
         Ok(Response::new(proto::ListCategoriesResponse {
             next_page_token: page
@@ -100,12 +93,9 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::UpdateCategoryRequest>,
     ) -> Result<Response<proto::Category>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let (id, changes) = parse_category_changes(request.into_inner())?;
-        let category = self
-            .catalog
-            .update_category(id, changes, &Actor::from(&caller))
-            .await?;
+        let category = self.catalog.update_category(id, changes, &actor).await?;
         Ok(Response::new(category_to_proto(category)))
     }
 
@@ -113,11 +103,11 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::DeleteCategoryRequest>,
     ) -> Result<Response<proto::DeleteCategoryResponse>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let request = request.into_inner();
         let (id, expected_version) = parse_delete(&request.id, request.expected_version)?;
         self.catalog
-            .delete_category(id, expected_version, &Actor::from(&caller))
+            .delete_category(id, expected_version, &actor)
             .await?;
         Ok(Response::new(proto::DeleteCategoryResponse {}))
     }
@@ -126,12 +116,9 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::CreateProductRequest>,
     ) -> Result<Response<proto::Product>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let new = parse_new_product(request.into_inner())?;
-        let product = self
-            .catalog
-            .create_product(new, &Actor::from(&caller))
-            .await?;
+        let product = self.catalog.create_product(new, &actor).await?;
         Ok(Response::new(product_to_proto(product)))
     }
 
@@ -161,8 +148,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::ListProductsRequest>,
     ) -> Result<Response<proto::ListProductsResponse>, Status> {
-        let request = request.into_inner();
-        let (query, page) = parse_product_list(&request)?;
+        let (query, page) = parse_product_list(request.get_ref())?;
         let found = self.catalog.list_products(&query, &page).await?;
         Ok(Response::new(proto::ListProductsResponse {
             next_page_token: page
@@ -176,12 +162,9 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::UpdateProductRequest>,
     ) -> Result<Response<proto::Product>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let (id, changes) = parse_product_changes(request.into_inner())?;
-        let product = self
-            .catalog
-            .update_product(id, changes, &Actor::from(&caller))
-            .await?;
+        let product = self.catalog.update_product(id, changes, &actor).await?;
         Ok(Response::new(product_to_proto(product)))
     }
 
@@ -189,11 +172,11 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<proto::DeleteProductRequest>,
     ) -> Result<Response<proto::DeleteProductResponse>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let request = request.into_inner();
         let (id, expected_version) = parse_delete(&request.id, request.expected_version)?;
         self.catalog
-            .delete_product(id, expected_version, &Actor::from(&caller))
+            .delete_product(id, expected_version, &actor)
             .await?;
         Ok(Response::new(proto::DeleteProductResponse {}))
     }
@@ -226,8 +209,7 @@ fn parse_category_changes(
 ) -> Result<(Uuid, CategoryChanges), Error> {
     let mut violations = Violations::new();
     let id = violations.id("id", &request.id);
-    let expected_version =
-        violations.expected_version("expected_version", request.expected_version);
+    let expected_version = violations.expected_version(request.expected_version);
     let name = violations.check_optional("name", request.name.as_deref().map(CategoryName::parse));
     let description = violations.check_optional(
         "description",
@@ -248,12 +230,7 @@ fn parse_category_list(
     request: &proto::ListCategoriesRequest,
 ) -> Result<(CategoryListQuery, PageRequest), Error> {
     let mut violations = Violations::new();
-    let page_size = violations.page_size(
-        "page_size",
-        request.page_size,
-        DEFAULT_PAGE_SIZE,
-        MAX_PAGE_SIZE,
-    );
+    let page = violations.page(request.page_size, &request.page_token);
     let text = parse_search(&mut violations, "query", &request.query);
     let order = violations.order_by("order_by", request.order_by, |order| match order {
         proto::CategoryOrderBy::Unspecified | proto::CategoryOrderBy::Name => CategoryOrder::Name,
@@ -267,12 +244,7 @@ fn parse_category_list(
         order: valid.take(order),
         direction: valid.take(direction),
     };
-    let page = PageRequest::parse(
-        "categories",
-        &query,
-        valid.take(page_size),
-        &request.page_token,
-    )?;
+    let page = valid.take(page).for_list("categories", &query)?;
     Ok((query, page))
 }
 
@@ -303,8 +275,7 @@ fn parse_product_changes(
 ) -> Result<(Uuid, ProductChanges), Error> {
     let mut violations = Violations::new();
     let id = violations.id("id", &request.id);
-    let expected_version =
-        violations.expected_version("expected_version", request.expected_version);
+    let expected_version = violations.expected_version(request.expected_version);
     let sku = violations.check_optional("sku", request.sku.as_deref().map(Sku::parse));
     let name = violations.check_optional("name", request.name.as_deref().map(ProductName::parse));
     let description = violations.check_optional(
@@ -342,12 +313,7 @@ fn parse_product_list(
     request: &proto::ListProductsRequest,
 ) -> Result<(ProductListQuery, PageRequest), Error> {
     let mut violations = Violations::new();
-    let page_size = violations.page_size(
-        "page_size",
-        request.page_size,
-        DEFAULT_PAGE_SIZE,
-        MAX_PAGE_SIZE,
-    );
+    let page = violations.page(request.page_size, &request.page_token);
     let category_id = violations.optional_id("category_id", &request.category_id);
     let text = parse_search(&mut violations, "query", &request.query);
     let sku = violations.check_optional(
@@ -370,35 +336,8 @@ fn parse_product_list(
         order: valid.take(order),
         direction: valid.take(direction),
     };
-    let page = PageRequest::parse(
-        "products",
-        &query,
-        valid.take(page_size),
-        &request.page_token,
-    )?;
+    let page = valid.take(page).for_list("products", &query)?;
     Ok((query, page))
-}
-
-fn parse_id(id: &str) -> Result<Uuid, Error> {
-    let mut violations = Violations::new();
-    let id = violations.id("id", id);
-    let valid = violations.finish()?;
-    Ok(valid.take(id))
-}
-
-fn parse_delete(id: &str, expected_version: i64) -> Result<(Uuid, i64), Error> {
-    let mut violations = Violations::new();
-    let id = violations.id("id", id);
-    let expected_version = violations.delete_version("expected_version", expected_version);
-    let valid = violations.finish()?;
-    Ok((valid.take(id), valid.take(expected_version)))
-}
-
-fn parse_ids(ids: &[String]) -> Result<Vec<Uuid>, Error> {
-    let mut violations = Violations::new();
-    let ids = violations.ids("ids", ids, MAX_BATCH_IDS);
-    let valid = violations.finish()?;
-    Ok(valid.take(ids))
 }
 
 fn parse_money(violations: &mut Violations, price: &proto::Money) -> Checked<Money> {

@@ -1,11 +1,12 @@
 //! The catalog's use cases: each opens a transaction, applies the change through the store,
-//! records its event in the outbox, and commits — all or nothing. No transport here. Every change
-//! takes its `actor` (the verified caller's token subject and client id), which its event carries.
+//! and commits it with its event (`Transaction::commit_with`) — all or nothing. No transport
+//! here. Every change takes its `actor` (the verified caller's token subject and client id),
+//! which its event carries.
 
 use chassis::error::Error;
-use chassis::outbox::{self, Actor};
+use chassis::outbox::Actor;
 use chassis::pagination::PageRequest;
-use chassis::storage::Database;
+use chassis::storage::{Database, Transaction};
 use uuid::Uuid;
 
 use crate::domain::{
@@ -14,9 +15,6 @@ use crate::domain::{
 };
 use crate::events::CatalogEvent;
 use crate::store;
-
-/// Ids in one batch get at most.
-pub const MAX_BATCH_IDS: usize = 500;
 
 #[derive(Clone, Debug)]
 pub struct Catalog {
@@ -39,30 +37,20 @@ impl Catalog {
     ) -> Result<Category, Error> {
         let mut tx = self.database.begin().await?;
         let category = store::insert_category(&mut tx, &new).await?;
-        outbox::record(
-            &mut tx,
-            CatalogEvent::CategoryCreated(&category).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(CatalogEvent::CategoryCreated(&category).into_new_event(actor))
+            .await?;
         Ok(category)
     }
 
     pub async fn get_category(&self, id: Uuid) -> Result<Category, Error> {
-        let mut tx = self.database.single_read().await?;
-        let category = store::get_category(&mut tx, id).await?;
-        tx.commit().await?;
-        category.ok_or_else(|| Error::NotFound {
-            resource: "category",
-            id: id.to_string(),
-        })
+        let read = async |tx: &mut Transaction| store::get_category(tx, id).await;
+        let category = self.database.read(read).await?;
+        category.ok_or_else(|| Error::not_found("category", id))
     }
 
     pub async fn get_categories(&self, ids: &[Uuid]) -> Result<Vec<Category>, Error> {
-        let mut tx = self.database.single_read().await?;
-        let categories = store::get_categories(&mut tx, ids).await?;
-        tx.commit().await?;
-        Ok(categories)
+        let categories = async |tx: &mut Transaction| store::get_categories(tx, ids).await;
+        self.database.read(categories).await
     }
 
     pub async fn list_categories(
@@ -70,10 +58,8 @@ impl Catalog {
         query: &CategoryListQuery,
         page: &PageRequest,
     ) -> Result<Page<Category>, Error> {
-        let mut tx = self.database.begin_page_read(page.is_first()).await?;
-        let page = store::list_categories(&mut tx, query, page).await?;
-        tx.commit().await?;
-        Ok(page)
+        let list = async |tx: &mut Transaction| store::list_categories(tx, query, page).await;
+        self.database.read_page(page, list).await
     }
 
     pub async fn update_category(
@@ -84,12 +70,8 @@ impl Catalog {
     ) -> Result<Category, Error> {
         let mut tx = self.database.begin().await?;
         let category = store::update_category(&mut tx, id, &changes).await?;
-        outbox::record(
-            &mut tx,
-            CatalogEvent::CategoryUpdated(&category).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(CatalogEvent::CategoryUpdated(&category).into_new_event(actor))
+            .await?;
         Ok(category)
     }
 
@@ -101,42 +83,27 @@ impl Catalog {
     ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let category = store::delete_category(&mut tx, id, expected_version).await?;
-        outbox::record(
-            &mut tx,
-            CatalogEvent::CategoryDeleted(&category).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        tx.commit_with(CatalogEvent::CategoryDeleted(&category).into_new_event(actor))
+            .await
     }
 
     pub async fn create_product(&self, new: NewProduct, actor: &Actor) -> Result<Product, Error> {
         let mut tx = self.database.begin().await?;
         let product = store::insert_product(&mut tx, &new).await?;
-        outbox::record(
-            &mut tx,
-            CatalogEvent::ProductCreated(&product).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(CatalogEvent::ProductCreated(&product).into_new_event(actor))
+            .await?;
         Ok(product)
     }
 
     pub async fn get_product(&self, id: Uuid) -> Result<Product, Error> {
-        let mut tx = self.database.single_read().await?;
-        let product = store::get_product(&mut tx, id).await?;
-        tx.commit().await?;
-        product.ok_or_else(|| Error::NotFound {
-            resource: "product",
-            id: id.to_string(),
-        })
+        let read = async |tx: &mut Transaction| store::get_product(tx, id).await;
+        let product = self.database.read(read).await?;
+        product.ok_or_else(|| Error::not_found("product", id))
     }
 
     pub async fn get_products(&self, ids: &[Uuid]) -> Result<Vec<Product>, Error> {
-        let mut tx = self.database.single_read().await?;
-        let products = store::get_products(&mut tx, ids).await?;
-        tx.commit().await?;
-        Ok(products)
+        let products = async |tx: &mut Transaction| store::get_products(tx, ids).await;
+        self.database.read(products).await
     }
 
     pub async fn list_products(
@@ -144,10 +111,8 @@ impl Catalog {
         query: &ProductListQuery,
         page: &PageRequest,
     ) -> Result<Page<Product>, Error> {
-        let mut tx = self.database.begin_page_read(page.is_first()).await?;
-        let page = store::list_products(&mut tx, query, page).await?;
-        tx.commit().await?;
-        Ok(page)
+        let list = async |tx: &mut Transaction| store::list_products(tx, query, page).await;
+        self.database.read_page(page, list).await
     }
 
     pub async fn update_product(
@@ -158,12 +123,8 @@ impl Catalog {
     ) -> Result<Product, Error> {
         let mut tx = self.database.begin().await?;
         let product = store::update_product(&mut tx, id, &changes).await?;
-        outbox::record(
-            &mut tx,
-            CatalogEvent::ProductUpdated(&product).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(CatalogEvent::ProductUpdated(&product).into_new_event(actor))
+            .await?;
         Ok(product)
     }
 
@@ -175,12 +136,7 @@ impl Catalog {
     ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let product = store::delete_product(&mut tx, id, expected_version).await?;
-        outbox::record(
-            &mut tx,
-            CatalogEvent::ProductDeleted(&product).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        tx.commit_with(CatalogEvent::ProductDeleted(&product).into_new_event(actor))
+            .await
     }
 }

@@ -3,34 +3,50 @@
 
 use chassis::error::Error;
 use chassis::on_backend;
-use chassis::pagination::{Cursor, PageRequest, SortKey, total_size};
-use chassis::storage::{
-    ConstraintViolation, Timestamp, Transaction, constraint_violation, invalid_field,
-};
+use chassis::pagination::{Cursor, PageRequest, SortKey};
+use chassis::storage::{ConstraintViolation, Table, Timestamp, Transaction, constraint_violation};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use crate::domain::{
-    Category, CategoryChanges, CategoryListQuery, CategoryOrder, Direction, NewCategory,
-    NewProduct, Page, Product, ProductChanges, ProductListQuery, ProductOrder,
+    Category, CategoryChanges, CategoryListQuery, CategoryOrder, NewCategory, NewProduct, Page,
+    Product, ProductChanges, ProductListQuery, ProductOrder,
 };
 
 const CATEGORY_COLUMNS: &str = "id, name, description, version, created_at, updated_at";
-/// The columns a caller's value reaches, and the request field each comes from: a CHECK or NOT
-/// NULL violation on one is that field's error. (`version`, `created_at` and `updated_at` are
-/// set by the SQL itself, so a violation there is a bug, rightly INTERNAL.)
-const CATEGORY_FIELDS: &[(&str, &str)] = &[("name", "name"), ("description", "description")];
-const PRODUCT_FIELDS: &[(&str, &str)] = &[
-    ("sku", "sku"),
-    ("name", "name"),
-    ("description", "description"),
-    ("category_id", "category_id"),
-    ("price_minor", "price.amount_minor"),
-    ("currency", "price.currency"),
-    ("stock_on_hand", "stock_on_hand"),
-];
 const PRODUCT_COLUMNS: &str = "id, sku, name, description, category_id, price_minor, currency, \
                                stock_on_hand, version, created_at, updated_at";
+
+/// The categories table: its row's columns, and how a write's constraint violations read to the
+/// caller. (`version`, `created_at`
+/// and `updated_at` are set by the SQL itself, so a violation there is a bug, rightly INTERNAL.)
+const CATEGORIES: Table = Table {
+    name: "categories",
+    columns: CATEGORY_COLUMNS,
+    resource: "category",
+    unique: &["name"],
+    foreign_keys: &[],
+    fields: &[("name", "name"), ("description", "description")],
+};
+
+/// The products table: its row's columns, and how a write's constraint violations read to the
+/// caller.
+const PRODUCTS: Table = Table {
+    name: "products",
+    columns: PRODUCT_COLUMNS,
+    resource: "product",
+    unique: &["sku"],
+    foreign_keys: &[("category_id", "no category has this id")],
+    fields: &[
+        ("sku", "sku"),
+        ("name", "name"),
+        ("description", "description"),
+        ("category_id", "category_id"),
+        ("price_minor", "price.amount_minor"),
+        ("currency", "price.currency"),
+        ("stock_on_hand", "stock_on_hand"),
+    ],
+};
 
 #[derive(sqlx::FromRow)]
 struct CategoryRow {
@@ -61,52 +77,35 @@ struct ProductRow {
 
 #[tracing::instrument(skip_all)]
 pub async fn insert_category(tx: &mut Transaction, new: &NewCategory) -> Result<Category, Error> {
-    let now = Timestamp::now();
+    let sql = format!(
+        "INSERT INTO categories (id, name, description, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, 1, $4, $4) RETURNING {CATEGORY_COLUMNS}"
+    );
     let row = on_backend!(tx, conn => {
-        sqlx::query_as::<_, CategoryRow>(
-            "INSERT INTO categories (id, name, description, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, 1, $4, $4) \
-             RETURNING id, name, description, version, created_at, updated_at",
-        )
-        .bind(Uuid::now_v7())
-        .bind(new.name.as_str())
-        .bind(new.description.as_str())
-        .bind(now)
-        .fetch_one(conn)
-        .await
+        sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql))
+            .bind(Uuid::now_v7())
+            .bind(new.name.as_str())
+            .bind(new.description.as_str())
+            .bind(Timestamp::now())
+            .fetch_one(conn)
+            .await
     })
-    .map_err(category_write_error)?;
+    .map_err(|error| CATEGORIES.error(error))?;
     Ok(row.into())
 }
 
 #[tracing::instrument(skip_all, fields(category_id = %id))]
 pub async fn get_category(tx: &mut Transaction, id: Uuid) -> Result<Option<Category>, Error> {
-    let row = on_backend!(tx, conn => {
-        sqlx::query_as::<_, CategoryRow>(
-            "SELECT id, name, description, version, created_at, updated_at FROM categories WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-    })?;
-    Ok(row.map(Category::from))
+    Ok(get_categories(tx, &[id]).await?.pop())
 }
 
 #[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
 pub async fn get_categories(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Category>, Error> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {CATEGORY_COLUMNS} FROM categories WHERE id IN ({})",
-        chassis::storage::placeholders(1, ids.len())
-    );
+    let placeholders = chassis::storage::placeholders(1, ids.len());
+    let sql = format!("SELECT {CATEGORY_COLUMNS} FROM categories WHERE id IN ({placeholders})");
     let rows = on_backend!(tx, conn => {
-        let mut query = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql));
-        for id in ids {
-            query = query.bind(*id);
-        }
-        query.fetch_all(conn).await
+        let query = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql));
+        chassis::storage::bind_all(query, ids.iter().copied()).fetch_all(conn).await
     })?;
     Ok(rows.into_iter().map(Category::from).collect())
 }
@@ -124,34 +123,14 @@ pub async fn list_categories(
     };
     let filter =
         "($1 IS NULL OR lower(name) LIKE $1 ESCAPE '\\' OR lower(description) LIKE $1 ESCAPE '\\')";
-    let (sql, count_sql) = chassis::storage::keyset_sql(
-        "categories",
-        CATEGORY_COLUMNS,
-        filter,
-        1,
-        column,
-        query.direction == Direction::Descending,
-        !page.is_first(),
-    );
+    let (sql, count_sql) = CATEGORIES.keyset_sql(filter, column, query.direction, page);
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
-    let limit = page.size + 1;
-    let (rows, total) = on_backend!(tx, conn => {
-        let select = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql))
-            .bind(pattern.as_deref())
-            .bind(limit);
-        let select = chassis::storage::bind_cursor(select, page)?;
-        let rows = select.fetch_all(&mut *conn).await?;
-        let count = sqlx::query_scalar(AssertSqlSafe(count_sql))
-            .bind(pattern.as_deref())
-            .fetch_one(&mut *conn);
-        let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
-        Ok::<_, Error>((rows, total))
+    let rows = on_backend!(tx, conn => {
+        let select = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql)).bind(pattern.as_deref());
+        let count = sqlx::query_scalar(AssertSqlSafe(count_sql)).bind(pattern.as_deref());
+        chassis::storage::fetch_page(conn, select, count, page).await
     })?;
-    Ok(Page::from_rows(
-        rows.into_iter().map(Category::from).collect(),
-        page.size,
-        total,
-    ))
+    Ok(rows.map(Category::from))
 }
 
 #[tracing::instrument(skip_all, fields(category_id = %id))]
@@ -160,31 +139,27 @@ pub async fn update_category(
     id: Uuid,
     changes: &CategoryChanges,
 ) -> Result<Category, Error> {
+    let sql = format!(
+        "UPDATE categories SET name = COALESCE($3, name), description = COALESCE($4, description), \
+         version = version + 1, updated_at = $5 \
+         WHERE id = $1 AND version = $2 RETURNING {CATEGORY_COLUMNS}"
+    );
     let row = on_backend!(tx, conn => {
-        sqlx::query_as::<_, CategoryRow>(
-            "UPDATE categories SET name = COALESCE($3, name), description = COALESCE($4, description), \
-             version = version + 1, updated_at = $5 \
-             WHERE id = $1 AND version = $2 \
-             RETURNING id, name, description, version, created_at, updated_at",
-        )
-        .bind(id)
-        .bind(changes.expected_version)
-        .bind(changes.name.as_ref().map(|name| name.as_str()))
-        .bind(changes.description.as_ref().map(|description| description.as_str()))
-        .bind(Timestamp::now())
-        .fetch_optional(conn)
-        .await
+        sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(changes.expected_version)
+            .bind(changes.name.as_ref().map(|name| name.as_str()))
+            .bind(changes.description.as_ref().map(|description| description.as_str()))
+            .bind(Timestamp::now())
+            .fetch_optional(conn)
+            .await
     })
-    .map_err(category_write_error)?;
-    match row {
-        Some(row) => Ok(row.into()),
-        None => Err(Error::missing_or_stale(
-            get_category(tx, id).await?.map(|c| c.version),
-            "category",
-            &id.to_string(),
-            changes.expected_version,
-        )),
-    }
+    .map_err(|error| CATEGORIES.error(error))?;
+    let Some(row) = row else {
+        let current = get_category(tx, id).await?.map(|category| category.version);
+        return Err(CATEGORIES.missing_or_stale(current, id, changes.expected_version));
+    };
+    Ok(row.into())
 }
 
 /// Deletes the category if it has no products; returns it as it was.
@@ -203,90 +178,68 @@ pub async fn delete_category(
     if n_products > 0 {
         return Err(category_in_use(n_products));
     }
+    let sql = format!(
+        "DELETE FROM categories WHERE id = $1 AND ($2 = 0 OR version = $2) \
+         RETURNING {CATEGORY_COLUMNS}"
+    );
     let row = on_backend!(tx, conn => {
-        sqlx::query_as::<_, CategoryRow>(
-            "DELETE FROM categories WHERE id = $1 AND ($2 = 0 OR version = $2) \
-             RETURNING id, name, description, version, created_at, updated_at",
-        )
-        .bind(id)
-        .bind(expected_version)
-        .fetch_optional(conn)
-        .await
+        sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(expected_version)
+            .fetch_optional(conn)
+            .await
     })
     .map_err(|error| match constraint_violation(&error) {
         // A product was added concurrently: the foreign key keeps the category.
         Some(ConstraintViolation::ForeignKey) => category_in_use(1),
         _ => Error::from(error),
     })?;
-    match row {
-        Some(row) => Ok(row.into()),
-        None => Err(Error::missing_or_stale(
-            get_category(tx, id).await?.map(|c| c.version),
-            "category",
-            &id.to_string(),
-            expected_version,
-        )),
-    }
+    let Some(row) = row else {
+        let current = get_category(tx, id).await?.map(|category| category.version);
+        return Err(CATEGORIES.missing_or_stale(current, id, expected_version));
+    };
+    Ok(row.into())
 }
 
 // === products ===
 
 #[tracing::instrument(skip_all)]
 pub async fn insert_product(tx: &mut Transaction, new: &NewProduct) -> Result<Product, Error> {
-    let now = Timestamp::now();
+    let sql = format!(
+        "INSERT INTO products (id, sku, name, description, category_id, price_minor, currency, \
+         stock_on_hand, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) RETURNING {PRODUCT_COLUMNS}"
+    );
     let row = on_backend!(tx, conn => {
-        sqlx::query_as::<_, ProductRow>(
-            "INSERT INTO products (id, sku, name, description, category_id, price_minor, currency, \
-             stock_on_hand, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) \
-             RETURNING id, sku, name, description, category_id, price_minor, currency, stock_on_hand, \
-             version, created_at, updated_at",
-        )
-        .bind(Uuid::now_v7())
-        .bind(new.sku.as_str())
-        .bind(new.name.as_str())
-        .bind(new.description.as_str())
-        .bind(new.category_id)
-        .bind(new.price.amount_minor)
-        .bind(new.price.currency.as_str())
-        .bind(new.stock_on_hand.units())
-        .bind(now)
-        .fetch_one(conn)
-        .await
+        sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql))
+            .bind(Uuid::now_v7())
+            .bind(new.sku.as_str())
+            .bind(new.name.as_str())
+            .bind(new.description.as_str())
+            .bind(new.category_id)
+            .bind(new.price.amount_minor)
+            .bind(new.price.currency.as_str())
+            .bind(new.stock_on_hand.units())
+            .bind(Timestamp::now())
+            .fetch_one(conn)
+            .await
     })
-    .map_err(product_write_error)?;
+    .map_err(|error| PRODUCTS.error(error))?;
     Ok(row.into())
 }
 
 #[tracing::instrument(skip_all, fields(product_id = %id))]
 pub async fn get_product(tx: &mut Transaction, id: Uuid) -> Result<Option<Product>, Error> {
-    let row = on_backend!(tx, conn => {
-        sqlx::query_as::<_, ProductRow>(
-            "SELECT id, sku, name, description, category_id, price_minor, currency, stock_on_hand, \
-             version, created_at, updated_at FROM products WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-    })?;
-    Ok(row.map(Product::from))
+    Ok(get_products(tx, &[id]).await?.pop())
 }
 
 #[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
 pub async fn get_products(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Product>, Error> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({})",
-        chassis::storage::placeholders(1, ids.len())
-    );
+    let placeholders = chassis::storage::placeholders(1, ids.len());
+    let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({placeholders})");
     let rows = on_backend!(tx, conn => {
-        let mut query = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql));
-        for id in ids {
-            query = query.bind(*id);
-        }
-        query.fetch_all(conn).await
+        let query = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql));
+        chassis::storage::bind_all(query, ids.iter().copied()).fetch_all(conn).await
     })?;
     Ok(rows.into_iter().map(Product::from).collect())
 }
@@ -307,39 +260,21 @@ pub async fn list_products(
     let filter = "($1 IS NULL OR category_id = $1) \
                   AND ($2 IS NULL OR lower(name) LIKE $2 ESCAPE '\\' OR lower(description) LIKE $2 ESCAPE '\\') \
                   AND ($3 IS NULL OR sku = $3)";
-    let (sql, count_sql) = chassis::storage::keyset_sql(
-        "products",
-        PRODUCT_COLUMNS,
-        filter,
-        3,
-        column,
-        query.direction == Direction::Descending,
-        !page.is_first(),
-    );
+    let (sql, count_sql) = PRODUCTS.keyset_sql(filter, column, query.direction, page);
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
     let sku = query.sku.as_ref().map(|sku| sku.as_str());
-    let limit = page.size + 1;
-    let (rows, total) = on_backend!(tx, conn => {
+    let rows = on_backend!(tx, conn => {
         let select = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql))
             .bind(query.category_id)
             .bind(pattern.as_deref())
-            .bind(sku)
-            .bind(limit);
-        let select = chassis::storage::bind_cursor(select, page)?;
-        let rows = select.fetch_all(&mut *conn).await?;
+            .bind(sku);
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql))
             .bind(query.category_id)
             .bind(pattern.as_deref())
-            .bind(sku)
-            .fetch_one(&mut *conn);
-        let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
-        Ok::<_, Error>((rows, total))
+            .bind(sku);
+        chassis::storage::fetch_page(conn, select, count, page).await
     })?;
-    Ok(Page::from_rows(
-        rows.into_iter().map(Product::from).collect(),
-        page.size,
-        total,
-    ))
+    Ok(rows.map(Product::from))
 }
 
 #[tracing::instrument(skip_all, fields(product_id = %id))]
@@ -348,39 +283,34 @@ pub async fn update_product(
     id: Uuid,
     changes: &ProductChanges,
 ) -> Result<Product, Error> {
+    let sql = format!(
+        "UPDATE products SET sku = COALESCE($3, sku), name = COALESCE($4, name), \
+         description = COALESCE($5, description), category_id = COALESCE($6, category_id), \
+         price_minor = COALESCE($7, price_minor), currency = COALESCE($8, currency), \
+         stock_on_hand = COALESCE($9, stock_on_hand), version = version + 1, updated_at = $10 \
+         WHERE id = $1 AND version = $2 RETURNING {PRODUCT_COLUMNS}"
+    );
     let row = on_backend!(tx, conn => {
-        sqlx::query_as::<_, ProductRow>(
-            "UPDATE products SET sku = COALESCE($3, sku), name = COALESCE($4, name), \
-             description = COALESCE($5, description), category_id = COALESCE($6, category_id), \
-             price_minor = COALESCE($7, price_minor), currency = COALESCE($8, currency), \
-             stock_on_hand = COALESCE($9, stock_on_hand), version = version + 1, updated_at = $10 \
-             WHERE id = $1 AND version = $2 \
-             RETURNING id, sku, name, description, category_id, price_minor, currency, stock_on_hand, \
-             version, created_at, updated_at",
-        )
-        .bind(id)
-        .bind(changes.expected_version)
-        .bind(changes.sku.as_ref().map(|sku| sku.as_str()))
-        .bind(changes.name.as_ref().map(|name| name.as_str()))
-        .bind(changes.description.as_ref().map(|description| description.as_str()))
-        .bind(changes.category_id)
-        .bind(changes.price.as_ref().map(|price| price.amount_minor))
-        .bind(changes.price.as_ref().map(|price| price.currency.as_str()))
-        .bind(changes.stock_on_hand.map(|stock| stock.units()))
-        .bind(Timestamp::now())
-        .fetch_optional(conn)
-        .await
+        sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(changes.expected_version)
+            .bind(changes.sku.as_ref().map(|sku| sku.as_str()))
+            .bind(changes.name.as_ref().map(|name| name.as_str()))
+            .bind(changes.description.as_ref().map(|description| description.as_str()))
+            .bind(changes.category_id)
+            .bind(changes.price.as_ref().map(|price| price.amount_minor))
+            .bind(changes.price.as_ref().map(|price| price.currency.as_str()))
+            .bind(changes.stock_on_hand.map(|stock| stock.units()))
+            .bind(Timestamp::now())
+            .fetch_optional(conn)
+            .await
     })
-    .map_err(product_write_error)?;
-    match row {
-        Some(row) => Ok(row.into()),
-        None => Err(Error::missing_or_stale(
-            get_product(tx, id).await?.map(|p| p.version),
-            "product",
-            &id.to_string(),
-            changes.expected_version,
-        )),
-    }
+    .map_err(|error| PRODUCTS.error(error))?;
+    let Some(row) = row else {
+        let current = get_product(tx, id).await?.map(|product| product.version);
+        return Err(PRODUCTS.missing_or_stale(current, id, changes.expected_version));
+    };
+    Ok(row.into())
 }
 
 /// Deletes the product; returns it as it was.
@@ -390,26 +320,22 @@ pub async fn delete_product(
     id: Uuid,
     expected_version: i64,
 ) -> Result<Product, Error> {
+    let sql = format!(
+        "DELETE FROM products WHERE id = $1 AND ($2 = 0 OR version = $2) \
+         RETURNING {PRODUCT_COLUMNS}"
+    );
     let row = on_backend!(tx, conn => {
-        sqlx::query_as::<_, ProductRow>(
-            "DELETE FROM products WHERE id = $1 AND ($2 = 0 OR version = $2) \
-             RETURNING id, sku, name, description, category_id, price_minor, currency, stock_on_hand, \
-             version, created_at, updated_at",
-        )
-        .bind(id)
-        .bind(expected_version)
-        .fetch_optional(conn)
-        .await
+        sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(expected_version)
+            .fetch_optional(conn)
+            .await
     })?;
-    match row {
-        Some(row) => Ok(row.into()),
-        None => Err(Error::missing_or_stale(
-            get_product(tx, id).await?.map(|p| p.version),
-            "product",
-            &id.to_string(),
-            expected_version,
-        )),
-    }
+    let Some(row) = row else {
+        let current = get_product(tx, id).await?.map(|product| product.version);
+        return Err(PRODUCTS.missing_or_stale(current, id, expected_version));
+    };
+    Ok(row.into())
 }
 
 /// The cursor that continues a list after `product`.
@@ -421,10 +347,7 @@ pub fn product_cursor(product: &Product, order: ProductOrder) -> Cursor {
         ProductOrder::CreatedAt => SortKey::time(product.created_at),
         ProductOrder::UpdatedAt => SortKey::time(product.updated_at),
     };
-    Cursor {
-        key,
-        id: product.id,
-    }
+    Cursor::new(key, product.id)
 }
 
 /// The cursor that continues a list after `category`.
@@ -434,10 +357,7 @@ pub fn category_cursor(category: &Category, order: CategoryOrder) -> Cursor {
         CategoryOrder::CreatedAt => SortKey::time(category.created_at),
         CategoryOrder::UpdatedAt => SortKey::time(category.updated_at),
     };
-    Cursor {
-        key,
-        id: category.id,
-    }
+    Cursor::new(key, category.id)
 }
 
 // === helpers ===
@@ -446,32 +366,6 @@ fn category_in_use(n_products: i64) -> Error {
     Error::FailedPrecondition(format!(
         "the category still has {n_products} product(s); move or delete them first"
     ))
-}
-
-fn category_write_error(error: sqlx::Error) -> Error {
-    match constraint_violation(&error) {
-        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
-            resource: "category",
-            field: "name",
-        },
-        _ => invalid_field(&error, "categories", CATEGORY_FIELDS)
-            .unwrap_or_else(|| Error::from(error)),
-    }
-}
-
-fn product_write_error(error: sqlx::Error) -> Error {
-    match constraint_violation(&error) {
-        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
-            resource: "product",
-            field: "sku",
-        },
-        Some(ConstraintViolation::ForeignKey) => {
-            Error::invalid("category_id", "no category has this id")
-        }
-        _ => {
-            invalid_field(&error, "products", PRODUCT_FIELDS).unwrap_or_else(|| Error::from(error))
-        }
-    }
 }
 
 impl From<CategoryRow> for Category {

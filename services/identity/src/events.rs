@@ -6,7 +6,6 @@
 //! confused by it. Schemas: docs/events.md.
 
 use chassis::outbox::{Actor, NewEvent};
-use emporium_proto::EventType;
 use emporium_proto::identity::v1::{self as proto, events};
 
 use crate::domain::{Account, Client, Role};
@@ -43,17 +42,17 @@ impl IdentityEvent<'_> {
     pub fn into_new_event(self, actor: &Actor) -> NewEvent {
         let mut event = match self {
             IdentityEvent::AccountCreated(account) => {
-                account_event(events::ACCOUNT_CREATED, account, account.version)
+                NewEvent::change(events::ACCOUNT_CREATED, &account_to_proto(account.clone()))
             }
             IdentityEvent::AccountUpdated(account) => {
-                account_event(events::ACCOUNT_UPDATED, account, account.version)
+                NewEvent::change(events::ACCOUNT_UPDATED, &account_to_proto(account.clone()))
             }
-            IdentityEvent::PasswordChanged(account) => {
-                account_event(events::ACCOUNT_PASSWORD_CHANGED, account, account.version)
-            }
-            // A deletion is one more version of the record.
+            IdentityEvent::PasswordChanged(account) => NewEvent::change(
+                events::ACCOUNT_PASSWORD_CHANGED,
+                &account_to_proto(account.clone()),
+            ),
             IdentityEvent::AccountDeleted(account) => {
-                account_event(events::ACCOUNT_DELETED, account, account.version + 1)
+                NewEvent::deletion(events::ACCOUNT_DELETED, &account_to_proto(account.clone()))
             }
             // Not a change: the version the reader saw. Published outside the account's subject
             // tree, so no consumer applies it as one.
@@ -70,56 +69,29 @@ impl IdentityEvent<'_> {
                 },
             ),
             IdentityEvent::RoleCreated(role) => {
-                role_event(events::ROLE_CREATED, role, role.version)
+                NewEvent::change(events::ROLE_CREATED, &role_to_proto(role.clone()))
             }
             IdentityEvent::RoleUpdated(role) => {
-                role_event(events::ROLE_UPDATED, role, role.version)
+                NewEvent::change(events::ROLE_UPDATED, &role_to_proto(role.clone()))
             }
             IdentityEvent::RoleDeleted(role) => {
-                role_event(events::ROLE_DELETED, role, role.version + 1)
+                NewEvent::deletion(events::ROLE_DELETED, &role_to_proto(role.clone()))
             }
             IdentityEvent::ClientCreated(client) => {
-                client_event(events::CLIENT_CREATED, client, client.version)
+                NewEvent::change(events::CLIENT_CREATED, &client_to_proto(client.clone()))
             }
             IdentityEvent::ClientUpdated(client) => {
-                client_event(events::CLIENT_UPDATED, client, client.version)
+                NewEvent::change(events::CLIENT_UPDATED, &client_to_proto(client.clone()))
             }
             IdentityEvent::ClientDeleted(client) => {
-                client_event(events::CLIENT_DELETED, client, client.version + 1)
+                NewEvent::deletion(events::CLIENT_DELETED, &client_to_proto(client.clone()))
             }
-            IdentityEvent::ClientSecretReset(client) => {
-                client_event(events::CLIENT_SECRET_RESET, client, client.version)
-            }
+            IdentityEvent::ClientSecretReset(client) => NewEvent::change(
+                events::CLIENT_SECRET_RESET,
+                &client_to_proto(client.clone()),
+            ),
         };
         event.actor = Some(actor.clone());
         event
     }
-}
-
-fn account_event(
-    event_type: EventType<proto::Account>,
-    account: &Account,
-    version: i64,
-) -> NewEvent {
-    let data = proto::Account {
-        version,
-        ..account_to_proto(account.clone())
-    };
-    NewEvent::new(event_type, account.id, version, &data)
-}
-
-fn role_event(event_type: EventType<proto::Role>, role: &Role, version: i64) -> NewEvent {
-    let data = proto::Role {
-        version,
-        ..role_to_proto(role.clone())
-    };
-    NewEvent::new(event_type, role.id, version, &data)
-}
-
-fn client_event(event_type: EventType<proto::Client>, client: &Client, version: i64) -> NewEvent {
-    let data = proto::Client {
-        version,
-        ..client_to_proto(client.clone())
-    };
-    NewEvent::new(event_type, client.id, version, &data)
 }

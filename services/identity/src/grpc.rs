@@ -10,8 +10,8 @@
 use chassis::auth;
 use chassis::error::Error;
 use chassis::grpc::in_request_order;
-use chassis::outbox::Actor;
 use chassis::pagination::PageRequest;
+use chassis::validation::{MAX_BATCH_IDS, parse_delete, parse_id, parse_ids};
 use chassis::{Checked, Violations};
 use emporium_proto::audit::v1 as audit;
 use emporium_proto::identity::v1 as proto;
@@ -26,12 +26,9 @@ use crate::domain::{
     Password, PersonName, RedirectUri, RoleChanges, RoleDescription, RoleName, SearchText,
     sorted_roles,
 };
-use crate::service::{Identity, MAX_BATCH_IDS};
+use crate::service::Identity;
 use crate::store;
 use crate::wire::{account_to_proto, client_to_proto, role_to_proto};
-
-const DEFAULT_PAGE_SIZE: i64 = 50;
-const MAX_PAGE_SIZE: i64 = 500;
 
 /// The tonic service over [`Identity`].
 #[derive(Clone, Debug)]
@@ -51,12 +48,9 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::CreateAccountRequest>,
     ) -> Result<Response<proto::Account>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let new = parse_new_account(request.into_inner())?;
-        let account = self
-            .identity
-            .create_account(new, &Actor::from(&caller))
-            .await?;
+        let account = self.identity.create_account(new, &actor).await?;
         Ok(Response::new(account_to_proto(account)))
     }
 
@@ -64,9 +58,9 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::GetAccountRequest>,
     ) -> Result<Response<proto::Account>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let id = parse_id(&request.get_ref().id)?;
-        let account = self.identity.get_account(id, &Actor::from(&caller)).await?;
+        let account = self.identity.get_account(id, &actor).await?;
         Ok(Response::new(account_to_proto(account)))
     }
 
@@ -74,12 +68,9 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::BatchGetAccountsRequest>,
     ) -> Result<Response<proto::BatchGetAccountsResponse>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let ids = parse_ids(&request.get_ref().ids)?;
-        let found = self
-            .identity
-            .get_accounts(&ids, &Actor::from(&caller))
-            .await?;
+        let found = self.identity.get_accounts(&ids, &actor).await?;
         let (accounts, missing_ids) = in_request_order(&ids, found, |account| account.id);
         Ok(Response::new(proto::BatchGetAccountsResponse {
             accounts: accounts.into_iter().map(account_to_proto).collect(),
@@ -91,13 +82,9 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::ListAccountsRequest>,
     ) -> Result<Response<proto::ListAccountsResponse>, Status> {
-        let caller = auth::authenticated(&request)?;
-        let request = request.into_inner();
-        let (query, page) = parse_account_list(&request)?;
-        let found = self
-            .identity
-            .list_accounts(&query, &page, &Actor::from(&caller))
-            .await?;
+        let actor = auth::actor(&request)?;
+        let (query, page) = parse_account_list(request.get_ref())?;
+        let found = self.identity.list_accounts(&query, &page, &actor).await?;
         Ok(Response::new(proto::ListAccountsResponse {
             next_page_token: page
                 .next_page_token(&found, |last| store::account_cursor(last, query.order)),
@@ -110,12 +97,9 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::UpdateAccountRequest>,
     ) -> Result<Response<proto::Account>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let (id, changes) = parse_account_changes(request.into_inner())?;
-        let account = self
-            .identity
-            .update_account(id, changes, &Actor::from(&caller))
-            .await?;
+        let account = self.identity.update_account(id, changes, &actor).await?;
         Ok(Response::new(account_to_proto(account)))
     }
 
@@ -123,11 +107,11 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::DeleteAccountRequest>,
     ) -> Result<Response<proto::DeleteAccountResponse>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let request = request.into_inner();
         let (id, expected_version) = parse_delete(&request.id, request.expected_version)?;
         self.identity
-            .delete_account(id, expected_version, &Actor::from(&caller))
+            .delete_account(id, expected_version, &actor)
             .await?;
         Ok(Response::new(proto::DeleteAccountResponse {}))
     }
@@ -136,11 +120,11 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::SetPasswordRequest>,
     ) -> Result<Response<proto::Account>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let (id, expected_version, password) = parse_set_password(request.into_inner())?;
         let account = self
             .identity
-            .set_password(id, expected_version, password, &Actor::from(&caller))
+            .set_password(id, expected_version, password, &actor)
             .await?;
         Ok(Response::new(account_to_proto(account)))
     }
@@ -149,12 +133,9 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::CreateRoleRequest>,
     ) -> Result<Response<proto::Role>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let new = parse_new_role(request.into_inner())?;
-        let role = self
-            .identity
-            .create_role(new, &Actor::from(&caller))
-            .await?;
+        let role = self.identity.create_role(new, &actor).await?;
         Ok(Response::new(role_to_proto(role)))
     }
 
@@ -201,11 +182,11 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::UpdateRoleRequest>,
     ) -> Result<Response<proto::Role>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let (name, changes) = parse_role_changes(request.into_inner())?;
         let role = self
             .identity
-            .update_role(name.as_str(), changes, &Actor::from(&caller))
+            .update_role(name.as_str(), changes, &actor)
             .await?;
         Ok(Response::new(role_to_proto(role)))
     }
@@ -214,7 +195,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::DeleteRoleRequest>,
     ) -> Result<Response<proto::DeleteRoleResponse>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let request = request.into_inner();
         let (name, expected_version) = parse_keyed_change(
             "name",
@@ -223,7 +204,7 @@ impl IdentityService for IdentityGrpc {
             true,
         )?;
         self.identity
-            .delete_role(name.as_str(), expected_version, &Actor::from(&caller))
+            .delete_role(name.as_str(), expected_version, &actor)
             .await?;
         Ok(Response::new(proto::DeleteRoleResponse {}))
     }
@@ -232,18 +213,13 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::GrantRoleRequest>,
     ) -> Result<Response<proto::Account>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let request = request.into_inner();
         let (account_id, role, expected_version) =
             parse_grant(&request.account_id, &request.role, request.expected_version)?;
         let account = self
             .identity
-            .grant_role(
-                account_id,
-                role.as_str(),
-                expected_version,
-                &Actor::from(&caller),
-            )
+            .grant_role(account_id, role.as_str(), expected_version, &actor)
             .await?;
         Ok(Response::new(account_to_proto(account)))
     }
@@ -252,18 +228,13 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::RevokeRoleRequest>,
     ) -> Result<Response<proto::Account>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let request = request.into_inner();
         let (account_id, role, expected_version) =
             parse_grant(&request.account_id, &request.role, request.expected_version)?;
         let account = self
             .identity
-            .revoke_role(
-                account_id,
-                role.as_str(),
-                expected_version,
-                &Actor::from(&caller),
-            )
+            .revoke_role(account_id, role.as_str(), expected_version, &actor)
             .await?;
         Ok(Response::new(account_to_proto(account)))
     }
@@ -272,12 +243,9 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::CreateClientRequest>,
     ) -> Result<Response<proto::CreateClientResponse>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let new = parse_new_client(request.into_inner())?;
-        let (client, secret) = self
-            .identity
-            .create_client(new, &Actor::from(&caller))
-            .await?;
+        let (client, secret) = self.identity.create_client(new, &actor).await?;
         Ok(Response::new(proto::CreateClientResponse {
             client: Some(client_to_proto(client)),
             client_secret: secret.as_ref().map(expose_once).unwrap_or_default(),
@@ -332,11 +300,11 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::UpdateClientRequest>,
     ) -> Result<Response<proto::Client>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let (client_id, changes) = parse_client_changes(request.into_inner())?;
         let client = self
             .identity
-            .update_client(client_id.as_str(), changes, &Actor::from(&caller))
+            .update_client(client_id.as_str(), changes, &actor)
             .await?;
         Ok(Response::new(client_to_proto(client)))
     }
@@ -345,7 +313,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::DeleteClientRequest>,
     ) -> Result<Response<proto::DeleteClientResponse>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let request = request.into_inner();
         let (client_id, expected_version) = parse_keyed_change(
             "client_id",
@@ -354,7 +322,7 @@ impl IdentityService for IdentityGrpc {
             true,
         )?;
         self.identity
-            .delete_client(client_id.as_str(), expected_version, &Actor::from(&caller))
+            .delete_client(client_id.as_str(), expected_version, &actor)
             .await?;
         Ok(Response::new(proto::DeleteClientResponse {}))
     }
@@ -363,7 +331,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<proto::ResetClientSecretRequest>,
     ) -> Result<Response<proto::ResetClientSecretResponse>, Status> {
-        let caller = auth::authenticated(&request)?;
+        let actor = auth::actor(&request)?;
         let request = request.into_inner();
         let (client_id, expected_version) = parse_keyed_change(
             "client_id",
@@ -373,7 +341,7 @@ impl IdentityService for IdentityGrpc {
         )?;
         let (client, secret) = self
             .identity
-            .reset_client_secret(client_id.as_str(), expected_version, &Actor::from(&caller))
+            .reset_client_secret(client_id.as_str(), expected_version, &actor)
             .await?;
         Ok(Response::new(proto::ResetClientSecretResponse {
             client: Some(client_to_proto(client)),
@@ -423,8 +391,7 @@ fn parse_account_changes(
 ) -> Result<(Uuid, AccountChanges), Error> {
     let mut violations = Violations::new();
     let id = violations.id("id", &request.id);
-    let expected_version =
-        violations.expected_version("expected_version", request.expected_version);
+    let expected_version = violations.expected_version(request.expected_version);
     let email = violations.check_optional("email", request.email.as_deref().map(Email::parse));
     let first_name = violations.check_optional(
         "first_name",
@@ -471,8 +438,7 @@ fn parse_customer_id(text: &str) -> Result<Option<Uuid>, String> {
 fn parse_set_password(request: proto::SetPasswordRequest) -> Result<(Uuid, i64, Password), Error> {
     let mut violations = Violations::new();
     let id = violations.id("id", &request.id);
-    let expected_version =
-        violations.expected_version("expected_version", request.expected_version);
+    let expected_version = violations.expected_version(request.expected_version);
     let password = violations.check("password", Password::parse(request.password));
     let valid = violations.finish()?;
     Ok((
@@ -486,12 +452,7 @@ fn parse_account_list(
     request: &proto::ListAccountsRequest,
 ) -> Result<(AccountListQuery, PageRequest), Error> {
     let mut violations = Violations::new();
-    let page_size = violations.page_size(
-        "page_size",
-        request.page_size,
-        DEFAULT_PAGE_SIZE,
-        MAX_PAGE_SIZE,
-    );
+    let page = violations.page(request.page_size, &request.page_token);
     let country = violations.check_optional(
         "country",
         (!request.country.is_empty()).then(|| Country::parse(&request.country)),
@@ -512,21 +473,16 @@ fn parse_account_list(
         order: valid.take(order),
         direction: valid.take(direction),
     };
-    let page = PageRequest::parse(
-        "accounts",
-        &query,
-        valid.take(page_size),
-        &request.page_token,
-    )?;
+    let page = valid.take(page).for_list("accounts", &query)?;
     Ok((query, page))
 }
 
 /// A list with no filters or orderings: only its page.
 fn parse_page(resource: &str, page_size: i32, page_token: &str) -> Result<PageRequest, Error> {
     let mut violations = Violations::new();
-    let size = violations.page_size("page_size", page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
+    let page = violations.page(page_size, page_token);
     let valid = violations.finish()?;
-    PageRequest::parse(resource, &(), valid.take(size), page_token)
+    valid.take(page).for_list(resource, &())
 }
 
 fn parse_new_role(request: proto::CreateRoleRequest) -> Result<NewRole, Error> {
@@ -543,8 +499,7 @@ fn parse_new_role(request: proto::CreateRoleRequest) -> Result<NewRole, Error> {
 fn parse_role_changes(request: proto::UpdateRoleRequest) -> Result<(RoleName, RoleChanges), Error> {
     let mut violations = Violations::new();
     let name = violations.check("name", RoleName::parse(&request.name));
-    let expected_version =
-        violations.expected_version("expected_version", request.expected_version);
+    let expected_version = violations.expected_version(request.expected_version);
     let description = violations.check_optional(
         "description",
         request.description.as_deref().map(RoleDescription::parse),
@@ -569,9 +524,9 @@ fn parse_keyed_change<K, E: std::fmt::Display>(
     let mut violations = Violations::new();
     let key = violations.check(field, key);
     let expected_version = if delete {
-        violations.delete_version("expected_version", expected_version)
+        violations.delete_version(expected_version)
     } else {
-        violations.expected_version("expected_version", expected_version)
+        violations.expected_version(expected_version)
     };
     let valid = violations.finish()?;
     Ok((valid.take(key), valid.take(expected_version)))
@@ -589,35 +544,13 @@ fn parse_grant(
     let mut violations = Violations::new();
     let account_id = violations.id("account_id", account_id);
     let role = violations.check("role", RoleName::parse(role));
-    let expected_version = violations.expected_version("expected_version", expected_version);
+    let expected_version = violations.expected_version(expected_version);
     let valid = violations.finish()?;
     Ok((
         valid.take(account_id),
         valid.take(role),
         valid.take(expected_version),
     ))
-}
-
-fn parse_id(id: &str) -> Result<Uuid, Error> {
-    let mut violations = Violations::new();
-    let id = violations.id("id", id);
-    let valid = violations.finish()?;
-    Ok(valid.take(id))
-}
-
-fn parse_delete(id: &str, expected_version: i64) -> Result<(Uuid, i64), Error> {
-    let mut violations = Violations::new();
-    let id = violations.id("id", id);
-    let expected_version = violations.delete_version("expected_version", expected_version);
-    let valid = violations.finish()?;
-    Ok((valid.take(id), valid.take(expected_version)))
-}
-
-fn parse_ids(ids: &[String]) -> Result<Vec<Uuid>, Error> {
-    let mut violations = Violations::new();
-    let ids = violations.ids("ids", ids, MAX_BATCH_IDS);
-    let valid = violations.finish()?;
-    Ok(valid.take(ids))
 }
 
 /// A batch of records named by `field` (`names`, `client_ids`): at most [`MAX_BATCH_IDS`],
@@ -683,8 +616,7 @@ fn parse_client_changes(
 ) -> Result<(ClientId, ClientChanges), Error> {
     let mut violations = Violations::new();
     let client_id = violations.check("client_id", ClientId::parse(&request.client_id));
-    let expected_version =
-        violations.expected_version("expected_version", request.expected_version);
+    let expected_version = violations.expected_version(request.expected_version);
     let name = violations.check_optional("name", request.name.as_deref().map(ClientName::parse));
     let redirect_uris = match &request.redirect_uris {
         Some(list) => parse_redirect_uris(&mut violations, "redirect_uris", &list.values).map(Some),

@@ -1,7 +1,7 @@
 //! The identity service's use cases: each opens a transaction, applies the change through the
-//! store, records its event in the outbox, and commits — all or nothing. Every read of accounts
-//! (get, batch get, list) records an `audit.account.accessed` audit event per account returned,
-//! naming the reader, before the accounts are returned. Password hashing and verification
+//! store, and commits it with its event (`Transaction::commit_with`) — all or nothing. Every
+//! read of accounts (get, batch get, list) records an `audit.account.accessed` audit event per
+//! account returned, naming the reader, before the accounts are returned. Password hashing and verification
 //! run on blocking threads; client secrets are hashed with plain SHA-256 (see
 //! [`domain::ClientSecret`]), which needs no such care. No transport here.
 
@@ -11,7 +11,7 @@ use anyhow::Context;
 use chassis::error::Error;
 use chassis::outbox::{self, Actor};
 use chassis::pagination::PageRequest;
-use chassis::storage::Database;
+use chassis::storage::{Database, Transaction};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -35,9 +35,6 @@ fn system_actor() -> Actor {
         client_id: SYSTEM_ACTOR.to_owned(),
     }
 }
-
-/// Ids in one batch get at most.
-pub const MAX_BATCH_IDS: usize = 500;
 
 #[derive(Clone, Debug)]
 pub struct Identity {
@@ -67,12 +64,8 @@ impl Identity {
         };
         let mut tx = self.database.begin().await?;
         let account = store::insert_account(&mut tx, &new, password_hash.as_ref()).await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::AccountCreated(&account).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::AccountCreated(&account).into_new_event(actor))
+            .await?;
         Ok(account)
     }
 
@@ -109,12 +102,8 @@ impl Identity {
         };
         store::insert_account_role(&mut tx, account.id, role).await?;
         let account = changed_account(&mut tx, account.id).await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::AccountCreated(&account).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::AccountCreated(&account).into_new_event(actor))
+            .await?;
         Ok(Some(account))
     }
 
@@ -124,10 +113,7 @@ impl Identity {
         let mut tx = self.database.begin().await?;
         let account = store::get_account(&mut tx, id)
             .await?
-            .ok_or_else(|| Error::NotFound {
-                resource: "account",
-                id: id.to_string(),
-            })?;
+            .ok_or_else(|| Error::not_found("account", id))?;
         record_access(&mut tx, &account, accessed_by).await?;
         tx.commit().await?;
         Ok(account)
@@ -159,9 +145,8 @@ impl Identity {
         page: &PageRequest,
         accessed_by: &Actor,
     ) -> Result<Page<Account>, Error> {
-        let mut tx = self.database.begin_read().await?;
-        let page = store::list_accounts(&mut tx, query, page).await?;
-        tx.commit().await?;
+        let list = async |tx: &mut Transaction| store::list_accounts(tx, query, page).await;
+        let page = self.database.read_snapshot(list).await?;
         if !page.items.is_empty() {
             let mut tx = self.database.begin().await?;
             for account in &page.items {
@@ -181,12 +166,8 @@ impl Identity {
     ) -> Result<Account, Error> {
         let mut tx = self.database.begin().await?;
         let account = store::update_account(&mut tx, id, &changes).await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::AccountUpdated(&account).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::AccountUpdated(&account).into_new_event(actor))
+            .await?;
         Ok(account)
     }
 
@@ -202,12 +183,8 @@ impl Identity {
         let mut tx = self.database.begin().await?;
         let account =
             store::set_password_hash(&mut tx, id, expected_version, &password_hash).await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::PasswordChanged(&account).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::PasswordChanged(&account).into_new_event(actor))
+            .await?;
         Ok(account)
     }
 
@@ -220,12 +197,8 @@ impl Identity {
     ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let account = store::delete_account(&mut tx, id, expected_version).await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::AccountDeleted(&account).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::AccountDeleted(&account).into_new_event(actor))
+            .await?;
         Ok(())
     }
 
@@ -242,12 +215,8 @@ impl Identity {
         store::touch_account(&mut tx, account_id, expected_version).await?;
         store::insert_account_role(&mut tx, account_id, role).await?;
         let account = changed_account(&mut tx, account_id).await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::AccountUpdated(&account).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::AccountUpdated(&account).into_new_event(actor))
+            .await?;
         Ok(account)
     }
 
@@ -264,12 +233,8 @@ impl Identity {
         store::touch_account(&mut tx, account_id, expected_version).await?;
         store::delete_account_role(&mut tx, account_id, role).await?;
         let account = changed_account(&mut tx, account_id).await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::AccountUpdated(&account).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::AccountUpdated(&account).into_new_event(actor))
+            .await?;
         Ok(account)
     }
 
@@ -358,41 +323,29 @@ impl Identity {
     pub async fn create_role(&self, new: NewRole, actor: &Actor) -> Result<Role, Error> {
         let mut tx = self.database.begin().await?;
         let role = store::insert_role(&mut tx, &new).await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::RoleCreated(&role).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::RoleCreated(&role).into_new_event(actor))
+            .await?;
         Ok(role)
     }
 
     #[tracing::instrument(skip_all, fields(role = name))]
     pub async fn get_role(&self, name: &str) -> Result<Role, Error> {
-        let mut tx = self.database.begin_read().await?;
-        let role = store::get_role(&mut tx, name).await?;
-        tx.commit().await?;
-        role.ok_or_else(|| Error::NotFound {
-            resource: "role",
-            id: name.to_owned(),
-        })
+        let read = async |tx: &mut Transaction| store::get_role(tx, name).await;
+        let role = self.database.read(read).await?;
+        role.ok_or_else(|| Error::not_found("role", name))
     }
 
     /// The roles among `names`, in no particular order.
     #[tracing::instrument(skip_all)]
     pub async fn get_roles(&self, names: &[RoleName]) -> Result<Vec<Role>, Error> {
-        let mut tx = self.database.begin_read().await?;
-        let roles = store::get_roles(&mut tx, names).await?;
-        tx.commit().await?;
-        Ok(roles)
+        let roles = async |tx: &mut Transaction| store::get_roles(tx, names).await;
+        self.database.read(roles).await
     }
 
     #[tracing::instrument(skip_all)]
     pub async fn list_roles(&self, page: &PageRequest) -> Result<Page<Role>, Error> {
-        let mut tx = self.database.begin_page_read(page.is_first()).await?;
-        let roles = store::list_roles(&mut tx, page).await?;
-        tx.commit().await?;
-        Ok(roles)
+        let list = async |tx: &mut Transaction| store::list_roles(tx, page).await;
+        self.database.read_page(page, list).await
     }
 
     #[tracing::instrument(skip_all, fields(role = name))]
@@ -404,12 +357,8 @@ impl Identity {
     ) -> Result<Role, Error> {
         let mut tx = self.database.begin().await?;
         let role = store::update_role(&mut tx, name, &changes).await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::RoleUpdated(&role).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::RoleUpdated(&role).into_new_event(actor))
+            .await?;
         Ok(role)
     }
 
@@ -422,12 +371,8 @@ impl Identity {
     ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let role = store::delete_role(&mut tx, name, expected_version).await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::RoleDeleted(&role).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::RoleDeleted(&role).into_new_event(actor))
+            .await?;
         Ok(())
     }
 
@@ -450,41 +395,29 @@ impl Identity {
         };
         let mut tx = self.database.begin().await?;
         let client = store::insert_client(&mut tx, &new, secret_hash.as_deref()).await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::ClientCreated(&client).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::ClientCreated(&client).into_new_event(actor))
+            .await?;
         Ok((client, secret))
     }
 
     #[tracing::instrument(skip_all, fields(client_id = client_id))]
     pub async fn get_client(&self, client_id: &str) -> Result<Client, Error> {
-        let mut tx = self.database.begin_read().await?;
-        let client = store::get_client(&mut tx, client_id).await?;
-        tx.commit().await?;
-        client.ok_or_else(|| Error::NotFound {
-            resource: "client",
-            id: client_id.to_owned(),
-        })
+        let read = async |tx: &mut Transaction| store::get_client(tx, client_id).await;
+        let client = self.database.read_snapshot(read).await?;
+        client.ok_or_else(|| Error::not_found("client", client_id))
     }
 
     /// The clients among `client_ids`, in no particular order.
     #[tracing::instrument(skip_all)]
     pub async fn get_clients(&self, client_ids: &[ClientId]) -> Result<Vec<Client>, Error> {
-        let mut tx = self.database.begin_read().await?;
-        let clients = store::get_clients(&mut tx, client_ids).await?;
-        tx.commit().await?;
-        Ok(clients)
+        let clients = async |tx: &mut Transaction| store::get_clients(tx, client_ids).await;
+        self.database.read_snapshot(clients).await
     }
 
     #[tracing::instrument(skip_all)]
     pub async fn list_clients(&self, page: &PageRequest) -> Result<Page<Client>, Error> {
-        let mut tx = self.database.begin_read().await?;
-        let page = store::list_clients(&mut tx, page).await?;
-        tx.commit().await?;
-        Ok(page)
+        let list = async |tx: &mut Transaction| store::list_clients(tx, page).await;
+        self.database.read_snapshot(list).await
     }
 
     /// Applies `changes` if the client is still at their expected version and keeps the rules of
@@ -515,12 +448,8 @@ impl Identity {
             }
         }
         let client = store::update_client(&mut tx, client_id, &changes).await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::ClientUpdated(&client).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::ClientUpdated(&client).into_new_event(actor))
+            .await?;
         Ok(client)
     }
 
@@ -533,12 +462,8 @@ impl Identity {
     ) -> Result<(), Error> {
         let mut tx = self.database.begin().await?;
         let client = store::delete_client(&mut tx, client_id, expected_version).await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::ClientDeleted(&client).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::ClientDeleted(&client).into_new_event(actor))
+            .await?;
         Ok(())
     }
 
@@ -556,28 +481,21 @@ impl Identity {
         let client =
             store::set_client_secret_hash(&mut tx, client_id, expected_version, &secret_hash)
                 .await?;
-        outbox::record(
-            &mut tx,
-            IdentityEvent::ClientSecretReset(&client).into_new_event(actor),
-        )
-        .await?;
-        tx.commit().await?;
+        tx.commit_with(IdentityEvent::ClientSecretReset(&client).into_new_event(actor))
+            .await?;
         Ok((client, secret))
     }
 }
 
 /// The account as a grant or revoke left it (it exists: the version bump just matched it).
-async fn changed_account(
-    tx: &mut chassis::storage::Transaction,
-    account_id: Uuid,
-) -> Result<Account, Error> {
+async fn changed_account(tx: &mut Transaction, account_id: Uuid) -> Result<Account, Error> {
     store::get_account(tx, account_id)
         .await?
         .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the changed account vanished")))
 }
 
 async fn record_access(
-    tx: &mut chassis::storage::Transaction,
+    tx: &mut Transaction,
     account: &Account,
     accessed_by: &Actor,
 ) -> Result<(), Error> {

@@ -9,10 +9,8 @@ use std::collections::HashMap;
 use anyhow::Context;
 use chassis::error::Error;
 use chassis::on_backend;
-use chassis::pagination::{Cursor, PageRequest, SortKey, total_size};
-use chassis::storage::{
-    ConstraintViolation, Timestamp, Transaction, constraint_violation, invalid_field,
-};
+use chassis::pagination::{Cursor, PageRequest, SortKey};
+use chassis::storage::{ConstraintViolation, Table, Timestamp, Transaction, constraint_violation};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
@@ -117,7 +115,7 @@ pub async fn insert_account(
             .fetch_one(conn)
             .await
     })
-    .map_err(account_write_error)?;
+    .map_err(|error| ACCOUNTS.error(error))?;
     Ok(row.into_account(Vec::new()))
 }
 
@@ -129,19 +127,11 @@ pub async fn get_account(tx: &mut Transaction, id: Uuid) -> Result<Option<Accoun
 
 #[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
 pub async fn get_accounts(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Account>, Error> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({})",
-        chassis::storage::placeholders(1, ids.len())
-    );
+    let placeholders = chassis::storage::placeholders(1, ids.len());
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({placeholders})");
     let rows = on_backend!(tx, conn => {
-        let mut query = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql));
-        for id in ids {
-            query = query.bind(*id);
-        }
-        query.fetch_all(conn).await
+        let query = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql));
+        chassis::storage::bind_all(query, ids.iter().copied()).fetch_all(conn).await
     })?;
     with_roles(tx, rows).await
 }
@@ -193,34 +183,24 @@ pub async fn list_accounts(
                   OR lower(first_name) LIKE $2 ESCAPE '\\' \
                   OR lower(last_name) LIKE $2 ESCAPE '\\' \
                   OR lower(nickname) LIKE $2 ESCAPE '\\')";
-    let (sql, count_sql) = chassis::storage::keyset_sql(
-        "accounts",
-        ACCOUNT_COLUMNS,
-        filter,
-        2,
-        column,
-        query.direction == Direction::Descending,
-        !page.is_first(),
-    );
+    let (sql, count_sql) = ACCOUNTS.keyset_sql(filter, column, query.direction, page);
     let country = query.country.as_ref().map(|country| country.as_str());
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
-    let limit = page.size + 1;
-    let (rows, total) = on_backend!(tx, conn => {
+    let rows = on_backend!(tx, conn => {
         let select = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql))
             .bind(country)
-            .bind(pattern.as_deref())
-            .bind(limit);
-        let select = chassis::storage::bind_cursor(select, page)?;
-        let rows = select.fetch_all(&mut *conn).await?;
+            .bind(pattern.as_deref());
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql))
             .bind(country)
-            .bind(pattern.as_deref())
-            .fetch_one(&mut *conn);
-        let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
-        Ok::<_, Error>((rows, total))
+            .bind(pattern.as_deref());
+        chassis::storage::fetch_page(conn, select, count, page).await
     })?;
-    let accounts = with_roles(tx, rows).await?;
-    Ok(Page::from_rows(accounts, page.size, total))
+    let accounts = with_roles(tx, rows.items).await?;
+    Ok(Page {
+        items: accounts,
+        has_more: rows.has_more,
+        total: rows.total,
+    })
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %id))]
@@ -254,7 +234,7 @@ pub async fn update_account(
             .fetch_optional(conn)
             .await
     })
-    .map_err(account_write_error)?;
+    .map_err(|error| ACCOUNTS.error(error))?;
     account_after_write(tx, row, id, changes.expected_version).await
 }
 
@@ -302,15 +282,10 @@ pub async fn touch_account(
         .map(|done| done.rows_affected())
     })?;
     if n_updated == 1 {
-        Ok(())
-    } else {
-        Err(Error::missing_or_stale(
-            get_account(tx, id).await?.map(|account| account.version),
-            "account",
-            &id.to_string(),
-            expected_version,
-        ))
+        return Ok(());
     }
+    let current = get_account(tx, id).await?.map(|account| account.version);
+    Err(ACCOUNTS.missing_or_stale(current, id, expected_version))
 }
 
 /// Grants `role`; fails if the role does not exist or is already held.
@@ -375,12 +350,7 @@ pub async fn delete_account(
     expected_version: i64,
 ) -> Result<Account, Error> {
     let Some(account) = get_account(tx, id).await? else {
-        return Err(Error::missing_or_stale(
-            None,
-            "account",
-            &id.to_string(),
-            expected_version,
-        ));
+        return Err(Error::not_found("account", id));
     };
     let n_deleted = on_backend!(tx, conn => {
         sqlx::query("DELETE FROM accounts WHERE id = $1 AND ($2 = 0 OR version = $2)")
@@ -391,15 +361,10 @@ pub async fn delete_account(
             .map(|done| done.rows_affected())
     })?;
     if n_deleted == 1 {
-        Ok(account)
-    } else {
-        Err(Error::missing_or_stale(
-            Some(account.version),
-            "account",
-            &id.to_string(),
-            expected_version,
-        ))
+        return Ok(account);
     }
+    let current = Some(account.version);
+    Err(ACCOUNTS.missing_or_stale(current, id, expected_version))
 }
 
 // === roles ===
@@ -421,7 +386,7 @@ pub async fn insert_role(tx: &mut Transaction, new: &NewRole) -> Result<Role, Er
             .fetch_one(conn)
             .await
     })
-    .map_err(role_write_error)?;
+    .map_err(|error| ROLES.error(error))?;
     Ok(row.into())
 }
 
@@ -440,19 +405,12 @@ pub async fn get_role(tx: &mut Transaction, name: &str) -> Result<Option<Role>, 
 /// The roles among `names` (in no particular order).
 #[tracing::instrument(skip_all)]
 pub async fn get_roles(tx: &mut Transaction, names: &[RoleName]) -> Result<Vec<Role>, Error> {
-    if names.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {ROLE_COLUMNS} FROM roles WHERE name IN ({})",
-        chassis::storage::placeholders(1, names.len())
-    );
+    let placeholders = chassis::storage::placeholders(1, names.len());
+    let sql = format!("SELECT {ROLE_COLUMNS} FROM roles WHERE name IN ({placeholders})");
     let rows = on_backend!(tx, conn => {
-        let mut query = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql));
-        for name in names {
-            query = query.bind(name.as_str());
-        }
-        query.fetch_all(conn).await
+        let query = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql));
+        let names = names.iter().map(RoleName::as_str);
+        chassis::storage::bind_all(query, names).fetch_all(conn).await
     })?;
     Ok(rows.into_iter().map(Role::from).collect())
 }
@@ -460,34 +418,18 @@ pub async fn get_roles(tx: &mut Transaction, names: &[RoleName]) -> Result<Vec<R
 /// A page of roles by name.
 #[tracing::instrument(skip_all)]
 pub async fn list_roles(tx: &mut Transaction, page: &PageRequest) -> Result<Page<Role>, Error> {
-    let (sql, count_sql) = chassis::storage::keyset_sql(
-        "roles",
-        ROLE_COLUMNS,
-        "1 = 1",
-        0,
-        "name",
-        false,
-        !page.is_first(),
-    );
-    let limit = page.size + 1;
-    let (rows, total) = on_backend!(tx, conn => {
-        let select = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql)).bind(limit);
-        let select = chassis::storage::bind_cursor(select, page)?;
-        let rows = select.fetch_all(&mut *conn).await?;
-        let count = sqlx::query_scalar(AssertSqlSafe(count_sql)).fetch_one(&mut *conn);
-        let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
-        Ok::<_, Error>((rows, total))
+    let (sql, count_sql) = ROLES.keyset_sql("1 = 1", "name", Direction::Ascending, page);
+    let rows = on_backend!(tx, conn => {
+        let select = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql));
+        let count = sqlx::query_scalar(AssertSqlSafe(count_sql));
+        chassis::storage::fetch_page(conn, select, count, page).await
     })?;
-    let roles = rows.into_iter().map(Role::from).collect();
-    Ok(Page::from_rows(roles, page.size, total))
+    Ok(rows.map(Role::from))
 }
 
 /// The cursor that continues a list of roles after `role`.
 pub fn role_cursor(role: &Role) -> Cursor {
-    Cursor {
-        key: SortKey::Text(role.name.clone()),
-        id: role.id,
-    }
+    Cursor::new(SortKey::Text(role.name.clone()), role.id)
 }
 
 #[tracing::instrument(skip_all, fields(role = name))]
@@ -509,16 +451,12 @@ pub async fn update_role(
             .fetch_optional(conn)
             .await
     })
-    .map_err(role_write_error)?;
-    match row {
-        Some(row) => Ok(row.into()),
-        None => Err(Error::missing_or_stale(
-            get_role(tx, name).await?.map(|role| role.version),
-            "role",
-            name,
-            changes.expected_version,
-        )),
-    }
+    .map_err(|error| ROLES.error(error))?;
+    let Some(row) = row else {
+        let current = get_role(tx, name).await?.map(|role| role.version);
+        return Err(ROLES.missing_or_stale(current, name, changes.expected_version));
+    };
+    Ok(row.into())
 }
 
 /// Inserts the built-in role unless a role of its name exists: the new role, or `None`. Of two
@@ -588,12 +526,7 @@ pub async fn delete_role(
     expected_version: i64,
 ) -> Result<Role, Error> {
     let Some(role) = get_role(tx, name).await? else {
-        return Err(Error::missing_or_stale(
-            None,
-            "role",
-            name,
-            expected_version,
-        ));
+        return Err(Error::not_found("role", name));
     };
     if role.builtin {
         return Err(Error::FailedPrecondition(format!(
@@ -601,12 +534,8 @@ pub async fn delete_role(
         )));
     }
     if expected_version != 0 && role.version != expected_version {
-        return Err(Error::missing_or_stale(
-            Some(role.version),
-            "role",
-            name,
-            expected_version,
-        ));
+        let current = Some(role.version);
+        return Err(ROLES.missing_or_stale(current, name, expected_version));
     }
     let (n_accounts, n_clients): (i64, i64) = on_backend!(tx, conn => {
         sqlx::query_as(
@@ -644,10 +573,7 @@ pub fn account_cursor(account: &Account, order: AccountOrder) -> Cursor {
         AccountOrder::Email => SortKey::Text(account.email.clone()),
         AccountOrder::CreatedAt => SortKey::time(account.created_at),
     };
-    Cursor {
-        key,
-        id: account.id,
-    }
+    Cursor::new(key, account.id)
 }
 
 // === clients ===
@@ -682,7 +608,7 @@ pub async fn insert_client(
             .fetch_one(conn)
             .await
     })
-    .map_err(client_write_error)?;
+    .map_err(|error| CLIENTS.error(error))?;
     insert_client_roles(tx, row.id, &new.roles).await?;
     client_after_write(tx, Some(row), new.client_id.as_str(), 1).await
 }
@@ -708,19 +634,13 @@ pub async fn get_clients(
     tx: &mut Transaction,
     client_ids: &[ClientId],
 ) -> Result<Vec<Client>, Error> {
-    if client_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id IN ({})",
-        chassis::storage::placeholders(1, client_ids.len())
-    );
+    let placeholders = chassis::storage::placeholders(1, client_ids.len());
+    let sql =
+        format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id IN ({placeholders})");
     let rows = on_backend!(tx, conn => {
-        let mut query = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql));
-        for client_id in client_ids {
-            query = query.bind(client_id.as_str());
-        }
-        query.fetch_all(conn).await
+        let query = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql));
+        let client_ids = client_ids.iter().map(ClientId::as_str);
+        chassis::storage::bind_all(query, client_ids).fetch_all(conn).await
     })?;
     with_client_roles(tx, rows).await
 }
@@ -761,26 +681,18 @@ pub async fn find_client_credentials(
 /// A page of clients by `client_id`.
 #[tracing::instrument(skip_all)]
 pub async fn list_clients(tx: &mut Transaction, page: &PageRequest) -> Result<Page<Client>, Error> {
-    let (sql, count_sql) = chassis::storage::keyset_sql(
-        "oauth_clients",
-        CLIENT_COLUMNS,
-        "1 = 1",
-        0,
-        "client_id",
-        false,
-        !page.is_first(),
-    );
-    let limit = page.size + 1;
-    let (rows, total) = on_backend!(tx, conn => {
-        let select = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql)).bind(limit);
-        let select = chassis::storage::bind_cursor(select, page)?;
-        let rows = select.fetch_all(&mut *conn).await?;
-        let count = sqlx::query_scalar(AssertSqlSafe(count_sql)).fetch_one(&mut *conn);
-        let total = total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
-        Ok::<_, Error>((rows, total))
+    let (sql, count_sql) = CLIENTS.keyset_sql("1 = 1", "client_id", Direction::Ascending, page);
+    let rows = on_backend!(tx, conn => {
+        let select = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql));
+        let count = sqlx::query_scalar(AssertSqlSafe(count_sql));
+        chassis::storage::fetch_page(conn, select, count, page).await
     })?;
-    let clients = with_client_roles(tx, rows).await?;
-    Ok(Page::from_rows(clients, page.size, total))
+    let clients = with_client_roles(tx, rows.items).await?;
+    Ok(Page {
+        items: clients,
+        has_more: rows.has_more,
+        total: rows.total,
+    })
 }
 
 /// Applies `changes` (roles replaced when given) and bumps the version. The caller has checked
@@ -820,7 +732,7 @@ pub async fn update_client(
             .fetch_optional(conn)
             .await
     })
-    .map_err(client_write_error)?;
+    .map_err(|error| CLIENTS.error(error))?;
     if let (Some(row), Some(roles)) = (&row, &changes.roles) {
         let client_uuid = row.id;
         on_backend!(tx, conn => {
@@ -873,12 +785,7 @@ pub async fn delete_client(
     expected_version: i64,
 ) -> Result<Client, Error> {
     let Some(client) = get_client(tx, client_id).await? else {
-        return Err(Error::missing_or_stale(
-            None,
-            "client",
-            client_id,
-            expected_version,
-        ));
+        return Err(Error::not_found("client", client_id));
     };
     let n_deleted = on_backend!(tx, conn => {
         sqlx::query("DELETE FROM oauth_clients WHERE client_id = $1 AND ($2 = 0 OR version = $2)")
@@ -889,23 +796,18 @@ pub async fn delete_client(
             .map(|done| done.rows_affected())
     })?;
     if n_deleted == 1 {
-        Ok(client)
-    } else {
-        Err(Error::missing_or_stale(
-            Some(client.version),
-            "client",
-            client_id,
-            expected_version,
-        ))
+        return Ok(client);
     }
+    let current = Some(client.version);
+    Err(CLIENTS.missing_or_stale(current, client_id, expected_version))
 }
 
 /// The cursor that continues the client list after `client`.
 pub fn client_cursor(client: &Client) -> Cursor {
-    Cursor {
-        key: SortKey::Text(client.client_id.as_str().to_owned()),
-        id: client.id,
-    }
+    Cursor::new(
+        SortKey::Text(client.client_id.as_str().to_owned()),
+        client.id,
+    )
 }
 
 /// The error for a secret operation on a public client, which has none.
@@ -952,18 +854,12 @@ async fn account_after_write(
     id: Uuid,
     expected_version: i64,
 ) -> Result<Account, Error> {
-    match row {
-        Some(row) => Ok(with_roles(tx, vec![row])
-            .await?
-            .pop()
-            .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the written account vanished")))?),
-        None => Err(Error::missing_or_stale(
-            get_account(tx, id).await?.map(|account| account.version),
-            "account",
-            &id.to_string(),
-            expected_version,
-        )),
-    }
+    let Some(row) = row else {
+        let current = get_account(tx, id).await?.map(|account| account.version);
+        return Err(ACCOUNTS.missing_or_stale(current, id, expected_version));
+    };
+    let account = with_roles(tx, vec![row]).await?.pop();
+    account.ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the written account vanished")))
 }
 
 fn role_in_use(name: &str, holders: &str) -> Error {
@@ -1034,61 +930,59 @@ async fn client_after_write(
     client_id: &str,
     expected_version: i64,
 ) -> Result<Client, Error> {
-    match row {
-        Some(row) => with_client_roles(tx, vec![row])
+    let Some(row) = row else {
+        let current = get_client(tx, client_id)
             .await?
-            .pop()
-            .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the written client vanished"))),
-        None => Err(Error::missing_or_stale(
-            get_client(tx, client_id)
-                .await?
-                .map(|client| client.version),
-            "client",
-            client_id,
-            expected_version,
-        )),
-    }
+            .map(|client| client.version);
+        return Err(CLIENTS.missing_or_stale(current, client_id, expected_version));
+    };
+    let client = with_client_roles(tx, vec![row]).await?.pop();
+    client.ok_or_else(|| Error::Unexpected(anyhow::anyhow!("the written client vanished")))
 }
 
-/// The columns a caller's value reaches, and the request field each comes from: a CHECK or NOT
-/// NULL violation on one is that field's error. (Versions, times, `builtin`, `kind`'s pairing
-/// with the secret hash and the lock-out's `scope` are set by the service itself, so a violation
-/// there is a bug, rightly INTERNAL.)
-const ACCOUNT_FIELDS: &[(&str, &str)] = &[
-    ("email", "email"),
-    ("first_name", "first_name"),
-    ("last_name", "last_name"),
-    ("nickname", "nickname"),
-    ("country", "country"),
-];
-const ROLE_FIELDS: &[(&str, &str)] = &[("name", "name"), ("description", "description")];
-const CLIENT_FIELDS: &[(&str, &str)] = &[
-    ("client_id", "client_id"),
-    ("name", "name"),
-    ("redirect_uris", "redirect_uris"),
-    ("post_logout_redirect_uris", "post_logout_redirect_uris"),
-];
+/// The accounts table: its row's columns, and how a write's constraint violations read to the
+/// caller; it can collide on `email` or on `customer_id`. (Versions, times, `builtin`, `kind`'s
+/// pairing with the secret hash and the lock-out's `scope` are set by the service itself, so a
+/// violation there is a bug, rightly INTERNAL.)
+const ACCOUNTS: Table = Table {
+    name: "accounts",
+    columns: ACCOUNT_COLUMNS,
+    resource: "account",
+    unique: &["email", "customer_id"],
+    foreign_keys: &[],
+    fields: &[
+        ("email", "email"),
+        ("first_name", "first_name"),
+        ("last_name", "last_name"),
+        ("nickname", "nickname"),
+        ("country", "country"),
+    ],
+};
 
-fn client_write_error(error: sqlx::Error) -> Error {
-    match constraint_violation(&error) {
-        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
-            resource: "client",
-            field: "client_id",
-        },
-        _ => invalid_field(&error, "oauth_clients", CLIENT_FIELDS)
-            .unwrap_or_else(|| Error::from(error)),
-    }
-}
+/// The roles table.
+const ROLES: Table = Table {
+    name: "roles",
+    columns: ROLE_COLUMNS,
+    resource: "role",
+    unique: &["name"],
+    foreign_keys: &[],
+    fields: &[("name", "name"), ("description", "description")],
+};
 
-fn role_write_error(error: sqlx::Error) -> Error {
-    match constraint_violation(&error) {
-        Some(ConstraintViolation::Unique) => Error::AlreadyExists {
-            resource: "role",
-            field: "name",
-        },
-        _ => invalid_field(&error, "roles", ROLE_FIELDS).unwrap_or_else(|| Error::from(error)),
-    }
-}
+/// The OAuth clients table.
+const CLIENTS: Table = Table {
+    name: "oauth_clients",
+    columns: CLIENT_COLUMNS,
+    resource: "client",
+    unique: &["client_id"],
+    foreign_keys: &[],
+    fields: &[
+        ("client_id", "client_id"),
+        ("name", "name"),
+        ("redirect_uris", "redirect_uris"),
+        ("post_logout_redirect_uris", "post_logout_redirect_uris"),
+    ],
+};
 
 fn uri_list_json(uris: &[RedirectUri]) -> Result<String, Error> {
     let texts: Vec<&str> = uris.iter().map(RedirectUri::as_str).collect();
@@ -1113,30 +1007,6 @@ fn stored_uri_list(column: &str, json: &str) -> Result<Vec<RedirectUri>, Error> 
         .iter()
         .map(|text| stored(column, RedirectUri::parse(text)))
         .collect()
-}
-
-/// An account write can collide on `email` or on `customer_id`; PostgreSQL names the index that
-/// refused it, SQLite the column.
-fn account_write_error(error: sqlx::Error) -> Error {
-    match constraint_violation(&error) {
-        Some(ConstraintViolation::Unique) => {
-            let on_customer_id = error.as_database_error().is_some_and(|database_error| {
-                database_error.constraint() == Some("accounts_customer_id_unique")
-                    || database_error.message().contains("accounts.customer_id")
-            });
-            Error::AlreadyExists {
-                resource: "account",
-                field: if on_customer_id {
-                    "customer_id"
-                } else {
-                    "email"
-                },
-            }
-        }
-        _ => {
-            invalid_field(&error, "accounts", ACCOUNT_FIELDS).unwrap_or_else(|| Error::from(error))
-        }
-    }
 }
 
 impl AccountRow {

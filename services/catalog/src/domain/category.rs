@@ -2,14 +2,21 @@
 //! deleted.
 
 use chassis::storage::Timestamp;
-use chassis::text::TextRule;
+use chassis::text::{Text, TextField, TextRule};
 use uuid::Uuid;
 
 use super::{Description, Direction, SearchText};
 
 /// One line of 1 to 200 characters after trimming, without control characters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CategoryName(String);
+pub type CategoryName = Text<CategoryNameRule>;
+
+/// The rule of a [`CategoryName`].
+#[derive(Debug)]
+pub enum CategoryNameRule {}
+
+impl TextField for CategoryNameRule {
+    const RULE: TextRule = TextRule::single_line(200);
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Category {
@@ -49,18 +56,6 @@ pub struct CategoryListQuery {
     pub text: Option<SearchText>,
     pub order: CategoryOrder,
     pub direction: Direction,
-}
-
-impl CategoryName {
-    pub const RULE: TextRule = TextRule::single_line(200);
-
-    pub fn parse(text: &str) -> Result<CategoryName, String> {
-        Ok(CategoryName(Self::RULE.parse(text)?))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Products: what is sold, at what price, with how much stock on hand.
 
 use chassis::storage::Timestamp;
-use chassis::text::TextRule;
+use chassis::text::{Text, TextField, TextRule};
 use uuid::Uuid;
 
 use super::{Description, Direction, SearchText};
@@ -11,8 +11,15 @@ use super::{Description, Direction, SearchText};
 pub struct Sku(String);
 
 /// One line of 1 to 200 characters after trimming, without control characters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProductName(String);
+pub type ProductName = Text<ProductNameRule>;
+
+/// The rule of a [`ProductName`].
+#[derive(Debug)]
+pub enum ProductNameRule {}
+
+impl TextField for ProductNameRule {
+    const RULE: TextRule = TextRule::single_line(200);
+}
 
 /// A circulating currency of ISO 4217 list one, by its code (`EUR`): the list comes from the
 /// `iso_currency` crate. Codes that are not money to price in are refused: superseded ones
@@ -103,20 +110,6 @@ impl Sku {
             return Err(format!("must use only A-Z a-z 0-9 - _ . / (found {bad:?})"));
         }
         Ok(Sku(text))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-// === impl ProductName ===
-
-impl ProductName {
-    pub const RULE: TextRule = TextRule::single_line(200);
-
-    pub fn parse(text: &str) -> Result<ProductName, String> {
-        Ok(ProductName(Self::RULE.parse(text)?))
     }
 
     pub fn as_str(&self) -> &str {

@@ -1,31 +1,24 @@
 //! Free-text values shared by categories and products, each a thin newtype over the chassis'
 //! text rule (`chassis::text`): no control characters, length in characters, trimmed.
 
-use chassis::text::TextRule;
+use chassis::text::{Text, TextField, TextRule};
 
 /// A description: up to 5000 characters over any number of lines (`\r\n` stored as `\n`, tabs
 /// allowed), surrounding whitespace trimmed; may be empty.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Description(String);
+pub type Description = Text<DescriptionRule>;
+
+/// The rule of a [`Description`].
+#[derive(Debug)]
+pub enum DescriptionRule {}
+
+impl TextField for DescriptionRule {
+    const RULE: TextRule = TextRule::multi_line(5000).allowing_empty();
+}
 
 /// A case-insensitive substring to search for in names and descriptions: one line of up to 200
 /// characters, trimmed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchText(String);
-
-// === impl Description ===
-
-impl Description {
-    pub const RULE: TextRule = TextRule::multi_line(5000).allowing_empty();
-
-    pub fn parse(text: &str) -> Result<Description, String> {
-        Ok(Description(Self::RULE.parse(text)?))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 // === impl SearchText ===
 

@@ -3,7 +3,7 @@
 //! own one customer record (of the customers service), and no two accounts own the same one.
 
 use chassis::storage::Timestamp;
-use chassis::text::TextRule;
+use chassis::text::{Text, TextField, TextRule};
 use uuid::Uuid;
 
 use super::{Direction, Password, SearchText};
@@ -14,12 +14,26 @@ pub struct Email(String);
 
 /// A first or last name: one line of 1 to 100 characters after trimming, without control
 /// characters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PersonName(String);
+pub type PersonName = Text<PersonNameRule>;
+
+/// The rule of a [`PersonName`].
+#[derive(Debug)]
+pub enum PersonNameRule {}
+
+impl TextField for PersonNameRule {
+    const RULE: TextRule = TextRule::single_line(100);
+}
 
 /// One line of up to 100 characters after trimming; may be empty.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Nickname(String);
+pub type Nickname = Text<NicknameRule>;
+
+/// The rule of a [`Nickname`].
+#[derive(Debug)]
+pub enum NicknameRule {}
+
+impl TextField for NicknameRule {
+    const RULE: TextRule = TextRule::single_line(100).allowing_empty();
+}
 
 /// An assigned ISO 3166-1 alpha-2 code (`FR`), from the `rust_iso3166` crate's list; the
 /// user-assigned codes (`XX`, `ZZ`, `XK`) and withdrawn ones (`AN`) are refused.
@@ -111,34 +125,6 @@ impl Email {
             return Err("must be an email address like name@example.com".to_owned());
         }
         Ok(Email(email))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-// === impl PersonName ===
-
-impl PersonName {
-    pub const RULE: TextRule = TextRule::single_line(100);
-
-    pub fn parse(text: &str) -> Result<PersonName, String> {
-        Ok(PersonName(Self::RULE.parse(text)?))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-// === impl Nickname ===
-
-impl Nickname {
-    pub const RULE: TextRule = TextRule::single_line(100).allowing_empty();
-
-    pub fn parse(text: &str) -> Result<Nickname, String> {
-        Ok(Nickname(Self::RULE.parse(text)?))
     }
 
     pub fn as_str(&self) -> &str {

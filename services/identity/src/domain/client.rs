@@ -6,7 +6,7 @@
 
 use chassis::error::FieldViolation;
 use chassis::storage::Timestamp;
-use chassis::text::{TextRule, is_forbidden_character};
+use chassis::text::{Text, TextField, TextRule, is_forbidden_character};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -17,8 +17,15 @@ use super::RoleName;
 pub struct ClientId(String);
 
 /// One line of 1 to 100 characters after trimming, without control characters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientName(String);
+pub type ClientName = Text<ClientNameRule>;
+
+/// The rule of a [`ClientName`].
+#[derive(Debug)]
+pub enum ClientNameRule {}
+
+impl TextField for ClientNameRule {
+    const RULE: TextRule = TextRule::single_line(100);
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientKind {
@@ -110,20 +117,6 @@ impl ClientId {
             return Err(format!("must use only a-z 0-9 . _ - (found {bad:?})"));
         }
         Ok(ClientId(text))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-// === impl ClientName ===
-
-impl ClientName {
-    pub const RULE: TextRule = TextRule::single_line(100);
-
-    pub fn parse(text: &str) -> Result<ClientName, String> {
-        Ok(ClientName(Self::RULE.parse(text)?))
     }
 
     pub fn as_str(&self) -> &str {

@@ -3,7 +3,7 @@
 //! held by an account or a client cannot be deleted either.
 
 use chassis::storage::Timestamp;
-use chassis::text::TextRule;
+use chassis::text::{Text, TextField, TextRule};
 use uuid::Uuid;
 
 /// 1 to 64 of `a-z 0-9 -`.
@@ -12,8 +12,15 @@ pub struct RoleName(String);
 
 /// Up to 500 characters over any number of lines (`\r\n` stored as `\n`), surrounding whitespace
 /// trimmed, without control characters; may be empty.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RoleDescription(String);
+pub type RoleDescription = Text<RoleDescriptionRule>;
+
+/// The rule of a [`RoleDescription`].
+#[derive(Debug)]
+pub enum RoleDescriptionRule {}
+
+impl TextField for RoleDescriptionRule {
+    const RULE: TextRule = TextRule::multi_line(500).allowing_empty();
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Role {
@@ -91,20 +98,6 @@ impl RoleName {
             return Err(format!("must use only a-z 0-9 - (found {bad:?})"));
         }
         Ok(RoleName(text))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-// === impl RoleDescription ===
-
-impl RoleDescription {
-    pub const RULE: TextRule = TextRule::multi_line(500).allowing_empty();
-
-    pub fn parse(text: &str) -> Result<RoleDescription, String> {
-        Ok(RoleDescription(Self::RULE.parse(text)?))
     }
 
     pub fn as_str(&self) -> &str {
