@@ -18,8 +18,8 @@ const PRODUCT_COLUMNS: &str = "id, sku, name, description, category_id, price_mi
                                stock_on_hand, version, created_at, updated_at";
 
 /// The categories table: its row's columns, and how a write's constraint violations read to the
-/// caller. (`version`, `created_at`
-/// and `updated_at` are set by the SQL itself, so a violation there is a bug, rightly INTERNAL.)
+/// caller. (`version`, `created_at` and `updated_at` are set by the SQL itself, so a violation
+/// there is a bug, rightly INTERNAL.)
 const CATEGORIES: Table = Table {
     name: "categories",
     columns: CATEGORY_COLUMNS,
