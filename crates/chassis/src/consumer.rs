@@ -576,7 +576,16 @@ impl<H: EventHandler> Consumer<H> {
                 handler_failures: None,
             };
         };
-        match self.apply(&event, event_id, aggregate_id).await {
+        // The handling is a child of the event's trace context (or starts a trace): the
+        // handler's log lines, the events it records and the calls it makes carry it.
+        let traceparent = crate::telemetry::continue_trace(event.traceparent.as_deref());
+        crate::telemetry::attach_trace_context(&tracing::Span::current(), traceparent.clone());
+        let applied = crate::telemetry::with_traceparent(
+            traceparent,
+            self.apply(&event, event_id, aggregate_id),
+        )
+        .await;
+        match applied {
             Ok(ApplyOutcome::Applied) => Settlement::Ack(Outcome::Applied),
             Ok(ApplyOutcome::Duplicate) => Settlement::Ack(Outcome::Duplicate),
             Ok(ApplyOutcome::Stale) => Settlement::Ack(Outcome::Stale),

@@ -215,7 +215,7 @@ struct SpanTraceContext(String);
 
 /// Keeps `traceparent` with `span`, so that every line logged inside it, on whatever thread,
 /// carries its ids.
-fn attach_trace_context(span: &tracing::Span, traceparent: String) {
+pub(crate) fn attach_trace_context(span: &tracing::Span, traceparent: String) {
     span.with_subscriber(|(id, dispatch)| {
         if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
             && let Some(span) = registry.span(id)
@@ -226,7 +226,7 @@ fn attach_trace_context(span: &tracing::Span, traceparent: String) {
 }
 
 /// `00-<trace id>-<new span id>-<flags>`: continues a valid incoming context, else starts a trace.
-fn continue_trace(incoming: Option<&str>) -> String {
+pub(crate) fn continue_trace(incoming: Option<&str>) -> String {
     let span_id = &uuid::Uuid::new_v4().simple().to_string()[..16];
     if let Some(parts) = incoming.map(|text| text.split('-').collect::<Vec<_>>())
         && parts.len() == 4

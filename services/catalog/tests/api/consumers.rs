@@ -33,6 +33,7 @@ both_backends!(
     one_failing_delivery_does_not_hold_up_the_rest_of_its_batch,
     the_inbox_is_pruned_past_the_duplicate_window_and_keeps_recent_event_ids,
     a_message_that_is_no_cloudevent_is_dead_lettered_at_once_and_later_events_flow,
+    a_handler_runs_in_a_child_of_its_events_trace_context,
 );
 
 /// How long a test waits for something the consumer should do soon.
@@ -342,6 +343,53 @@ async fn a_refused_event_is_dead_lettered_and_a_redrive_applies_it_exactly_once(
     healthy_consumer.stop().await;
 }
 
+async fn a_handler_runs_in_a_child_of_its_events_trace_context(backend: Backend) {
+    let app = spawn_app(backend).without_relay().await;
+    let database = app.database().await;
+    create_projection_table(&database, "traced_names").await;
+    let traced = CloudEvent {
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()),
+        ..envelope(uuid::Uuid::new_v4(), 1, "traced")
+    };
+    let untraced = envelope(uuid::Uuid::new_v4(), 1, "untraced");
+    publish(&app, "catalog.traced.product", &[&traced, &untraced]).await;
+    let projection = NameProjection::new("traced_names");
+    let options = fast_options(&app, "test-traced", "catalog.traced.>");
+    let consumer = RunningConsumer::start(&database, &app.bus, options, projection.clone());
+
+    eventually(PATIENCE, "both events to be applied", || async {
+        (projection.n_applied() == 2).then_some(())
+    })
+    .await;
+    consumer.stop().await;
+
+    // (trace id, span id) of each handling, in whatever order they ran.
+    let mut contexts: Vec<(String, String)> = projection
+        .traceparents()
+        .into_iter()
+        .map(|traceparent| {
+            let traceparent = traceparent.expect("every handling has a trace context");
+            let parts: Vec<&str> = traceparent.split('-').collect();
+            (parts[1].to_owned(), parts[2].to_owned())
+        })
+        .collect();
+    let traced_at = contexts
+        .iter()
+        .position(|(trace_id, _)| trace_id == "4bf92f3577b34da6a3ce929d0e0e4736")
+        .expect("the traced event's handling continues its trace");
+    let (_, traced_span_id) = contexts.remove(traced_at);
+    assert_ne!(traced_span_id, "00f067aa0ba902b7", "in a span of its own");
+    assert_eq!(traced_span_id.len(), 16);
+    let [(untraced_trace_id, _)] = contexts.as_slice() else {
+        panic!("two handlings, one per event: {contexts:?}");
+    };
+    assert_eq!(
+        untraced_trace_id.len(),
+        32,
+        "an event without one starts a trace"
+    );
+}
+
 async fn latest_version_wins_applies_the_first_version_seen_and_skips_older_ones(backend: Backend) {
     // Arrange: history the consumer never saw before version 3 (it started late).
     let app = spawn_app(backend).without_relay().await;
@@ -502,6 +550,8 @@ struct NameProjection {
     n_applied: Arc<AtomicUsize>,
     n_attempts: Arc<AtomicUsize>,
     refusing: Arc<AtomicBool>,
+    /// The trace context each handling ran in.
+    traceparents: Arc<std::sync::Mutex<Vec<Option<String>>>>,
 }
 
 impl NameProjection {
@@ -511,7 +561,12 @@ impl NameProjection {
             n_applied: Arc::new(AtomicUsize::new(0)),
             n_attempts: Arc::new(AtomicUsize::new(0)),
             refusing: Arc::new(AtomicBool::new(false)),
+            traceparents: Arc::default(),
         }
+    }
+
+    fn traceparents(&self) -> Vec<Option<String>> {
+        self.traceparents.lock().unwrap().clone()
     }
 
     fn refuse(&self, refusing: bool) {
@@ -530,6 +585,10 @@ impl NameProjection {
 impl EventHandler for NameProjection {
     async fn handle(&self, tx: &mut Transaction, event: &CloudEvent) -> anyhow::Result<()> {
         self.n_attempts.fetch_add(1, Ordering::SeqCst);
+        self.traceparents
+            .lock()
+            .unwrap()
+            .push(chassis::telemetry::current_traceparent());
         anyhow::ensure!(
             !self.refusing.load(Ordering::SeqCst),
             "the projection refused on purpose"
