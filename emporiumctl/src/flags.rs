@@ -108,10 +108,12 @@ pub(crate) fn to_args(flags: &[Flag], file_id: Option<&str>) -> Vec<Arg> {
                     } else {
                         arg.action(ArgAction::Set)
                     };
-                    if kind.is_numeric() {
-                        arg.allow_negative_numbers(true)
-                    } else {
-                        arg
+                    // A negative amount is the flag's value (the server says what is wrong
+                    // with it), not an unknown option: `--price -1.00EUR`.
+                    match kind {
+                        ValueKind::Money(_) => arg.allow_hyphen_values(true),
+                        _ if kind.is_numeric() => arg.allow_negative_numbers(true),
+                        _ => arg,
                     }
                 }
                 Input::Clear => arg.action(ArgAction::SetTrue),

@@ -30,6 +30,7 @@ both_backends!(
     get_with_several_ids_reads_them_in_one_batch,
     an_update_with_the_current_version_succeeds_and_a_stale_one_is_a_conflict,
     an_invalid_currency_is_reported_by_field,
+    a_negative_price_reaches_the_server_and_is_reported_by_field,
     a_duplicate_sku_names_the_field,
     a_category_with_products_cannot_be_deleted,
     a_deleted_product_is_not_found,
@@ -327,6 +328,35 @@ async fn an_invalid_currency_is_reported_by_field(backend: Backend) {
         "{message}"
     );
     assert!(message.contains("ISO 4217"), "{message}");
+}
+
+async fn a_negative_price_reaches_the_server_and_is_reported_by_field(backend: Backend) {
+    // Arrange
+    let suite = spawn_suite(backend).await;
+    let category_id = suite.create_category("Shoes").await;
+
+    // Act: `-1.00EUR` is the flag's value, not an unknown option.
+    let error = suite
+        .ctl_error(&[
+            "product",
+            "create",
+            "--sku",
+            "SHOE-1",
+            "--name",
+            "Boot",
+            "--category-id",
+            &category_id,
+            "--price",
+            "-1.00EUR",
+        ])
+        .await;
+
+    // Assert
+    assert_eq!(error.code(), Some(Code::InvalidArgument), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "invalid request\n  price.amount_minor: must not be negative"
+    );
 }
 
 async fn a_duplicate_sku_names_the_field(backend: Backend) {
