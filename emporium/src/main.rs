@@ -5,7 +5,7 @@
 //! The services come from one table (`services.rs`) and run on the chassis runtime. Where a
 //! service with HTTP routes runs (identity), the process also serves the suite's HTTP origin
 //! (`EMPORIUM_HTTP_ADDR`): the sign-in pages, token endpoint and JWKS, beside the health probes
-//! (`/healthz`, `/readyz`), which `EMPORIUM_METRICS_ADDR` also serves on their own.
+//! (`/healthz`, `/readyz`) and `/metrics`, which `EMPORIUM_METRICS_ADDR` also serves on their own.
 
 /// Prints a line for the person at the terminal (the banner, not a log line). A closed stdout
 /// (`emporium up | head`) must not stop the suite, so write errors are ignored.
@@ -179,7 +179,7 @@ async fn run(settings: &Settings, entries: &[&ServiceEntry], mode: Mode) -> anyh
         tracing::info!(%addr, issuer = %settings.auth.issuer, "Serving HTTP");
     }
     if let Some(addr) = host.ops_addr() {
-        tracing::info!(%addr, "Serving /healthz and /readyz");
+        tracing::info!(%addr, "Serving /metrics, /healthz and /readyz");
     }
     let shutdown = CancellationToken::new();
     let mut served = tokio::spawn(host.run_until_stopped(shutdown.clone()));

@@ -702,6 +702,11 @@ impl AccessTable {
         Ok(AccessTable { rules })
     }
 
+    /// The gRPC path of every method of the served services.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.rules.keys().map(String::as_str)
+    }
+
     /// Whether the call to `path`, authenticated as `authentication`, may reach its handler.
     /// Paths outside the contract (health, reflection, unknown methods) are not this table's
     /// business and pass.

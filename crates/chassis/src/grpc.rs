@@ -20,6 +20,7 @@ use crate::auth::{AccessTable, AuthLayer};
 use crate::bus::Bus;
 use crate::error::Error;
 use crate::health::{Readiness, ServiceStatus};
+use crate::metrics::RpcMetricsLayer;
 use crate::storage::{Database, Timestamp};
 use crate::telemetry::TraceContextLayer;
 
@@ -153,13 +154,15 @@ impl GrpcListener {
             .flat_map(|served| served.health_names.iter().copied())
             .collect();
         let access = AccessTable::from_descriptor_set(service.file_descriptor_set, &service_names)?;
+        let metrics = RpcMetricsLayer::new(access.paths());
         let auth = match service.verifier {
             Some(verifier) => AuthLayer::new(verifier, access),
             None => AuthLayer::disabled(access),
         };
-        // Layer order, outermost first: the request span, then the trace context the outbox
-        // copies into events, then token verification and the contract's access rules (so a
-        // refusal is traced), then the routes.
+        // Layer order, outermost first: the request span, then the RPC metrics (every call
+        // counted, refusals too), the trace context the outbox copies into events, then token
+        // verification and the contract's access rules (so a refusal is traced), then the
+        // routes.
         let server = tonic::transport::Server::builder()
             .trace_fn(|request| {
                 // `caller` is filled in by the auth layer once the token is verified.
@@ -170,6 +173,7 @@ impl GrpcListener {
                     caller = tracing::field::Empty
                 )
             })
+            .layer(metrics)
             .layer(TraceContextLayer)
             .layer(auth)
             .add_routes(routes)

@@ -65,12 +65,14 @@ impl Readiness {
         !statuses.is_empty() && statuses.iter().all(|status| status.serving)
     }
 
-    /// `GET /healthz` and `GET /readyz`.
+    /// The operations endpoints: `GET /healthz`, `GET /readyz` and `GET /metrics` (the
+    /// process's Prometheus metrics, [`crate::metrics`]).
     pub fn router(&self) -> axum::Router {
         let readiness = self.clone();
         axum::Router::new()
             .route("/healthz", get(live))
             .route("/readyz", get(move || ready(readiness.clone())))
+            .route("/metrics", get(metrics))
     }
 }
 
@@ -111,6 +113,20 @@ async fn ready(readiness: Readiness) -> impl IntoResponse {
             status: status_name(is_ready),
             services,
         },
+    )
+}
+
+/// The text exposition format, version 0.0.4, which every Prometheus scrapes.
+async fn metrics() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        crate::metrics::render(),
     )
 }
 

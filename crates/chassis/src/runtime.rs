@@ -146,7 +146,8 @@ pub struct ServiceHost {
     verifier: Arc<TokenVerifier>,
     units: Vec<ServiceUnit>,
     http_listener: Option<TcpListener>,
-    /// Serves only the probes (`/healthz`, `/readyz`), e.g. for a service with no HTTP origin.
+    /// Serves only the operations endpoints (`/metrics`, `/healthz`, `/readyz`), e.g. for a
+    /// service with no HTTP origin.
     ops_listener: Option<TcpListener>,
     shutdown_delay: Duration,
     grace: Duration,
@@ -367,13 +368,13 @@ impl ServiceHost {
     }
 
     /// Serves the hosted services' HTTP routes on `listener`, and the health probes
-    /// (`/healthz`, `/readyz`) beside them.
+    /// (`/healthz`, `/readyz`) and `/metrics` beside them.
     pub fn with_http_listener(mut self, listener: TcpListener) -> ServiceHost {
         self.http_listener = Some(listener);
         self
     }
 
-    /// Serves the health probes (`/healthz`, `/readyz`) on `listener`, on their own.
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `listener`, on their own.
     pub fn with_ops_listener(mut self, listener: TcpListener) -> ServiceHost {
         self.ops_listener = Some(listener);
         self
@@ -427,6 +428,7 @@ impl ServiceHost {
         };
         // Background work stops on its own token, only once calls have drained.
         let background_shutdown = CancellationToken::new();
+        let metrics_upkeep = tokio::spawn(crate::metrics::run_upkeep(background_shutdown.clone()));
         let mut routes = RoutesBuilder::default();
         let mut served = Vec::with_capacity(units.len());
         let mut running = Vec::with_capacity(units.len());
@@ -507,6 +509,9 @@ impl ServiceHost {
         background_shutdown.cancel();
         for unit in running.into_iter().rev() {
             unit.stop().await;
+        }
+        if let Err(error) = metrics_upkeep.await {
+            tracing::error!(error.message = %error, "The metrics upkeep task panicked");
         }
         grpc_served.and(http_served)
     }

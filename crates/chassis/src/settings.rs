@@ -46,7 +46,7 @@ pub struct Settings {
     /// sign-in pages, token endpoint and JWKS; default `127.0.0.1:8080`).
     pub http_addr: SocketAddr,
     /// `EMPORIUM_METRICS_ADDR`: where the process also serves its operations endpoints on their
-    /// own, `/healthz` and `/readyz` (default none: they are served on the HTTP origin only, when
+    /// own, `/metrics`, `/healthz` and `/readyz` (default none: they are served on the HTTP origin only, when
     /// the process has one). Set it for `emporium serve <service>` behind a load balancer or
     /// Kubernetes probes.
     pub metrics_addr: Option<SocketAddr>,

@@ -167,6 +167,7 @@ async fn the_relay_catches_up_after_nats_restarts() {
         ),
         "/readyz once NATS is back"
     );
+    crate::assert_promtool_accepts(&catalog.metrics().await);
     wait_for_outbox_to_drain(&database, Duration::from_secs(60)).await;
     let (outbox_ids, _) = committed_events_and_products(&database).await;
     let n_events = 1 + n_created_before + n_created_while_down; // and the category's
@@ -474,6 +475,26 @@ impl CatalogProcess {
             }
         })
         .await;
+    }
+
+    /// `GET /metrics` on the probes' address.
+    async fn metrics(&self) -> String {
+        use http_body_util::BodyExt as _;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let uri = format!("http://{}/metrics", self.probes_addr)
+            .parse()
+            .expect("a valid URI");
+        let response = client.get(uri).await.expect("/metrics answers");
+        assert_eq!(response.status(), 200, "/metrics");
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("the metrics arrive")
+            .to_bytes();
+        String::from_utf8(body.to_vec()).expect("the metrics are text")
     }
 
     /// `GET path` on the probes' address: the status code and the JSON body.

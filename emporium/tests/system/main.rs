@@ -5,3 +5,29 @@ mod deadletter;
 mod faults;
 mod one_address;
 mod up;
+
+/// `promtool check metrics` (Debian's prometheus package, which `./scripts/test` installs)
+/// accepts `exposition`.
+pub(crate) fn assert_promtool_accepts(exposition: &str) {
+    use std::io::Write as _;
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (./scripts/test installs Debian's prometheus package)");
+    promtool
+        .stdin
+        .take()
+        .expect("a piped stdin")
+        .write_all(exposition.as_bytes())
+        .expect("promtool reads the metrics");
+    let output = promtool.wait_with_output().expect("promtool finishes");
+    assert!(
+        output.status.success(),
+        "promtool check metrics refused /metrics:\n{}{}\n{exposition}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -105,7 +105,7 @@ async fn up_serves_every_service_on_one_address() {
         .connect()
         .await
         .expect("up accepts connections on EMPORIUM_GRPC_ADDR");
-    let mut health = HealthClient::new(channel);
+    let mut health = HealthClient::new(channel.clone());
     let mut statuses = Vec::new();
     for service in [
         "emporium.identity.v1.IdentityService",
@@ -121,10 +121,24 @@ async fn up_serves_every_service_on_one_address() {
         statuses.push((service, status.map_err(|status| status.code())));
     }
     let names = test_support::reflected_service_names(addr).await;
+    // A call without a token: refused before its handler, and counted with its code.
+    let refused =
+        emporium_proto::catalog::v1::catalog_service_client::CatalogServiceClient::new(channel)
+            .list_products(emporium_proto::catalog::v1::ListProductsRequest::default())
+            .await
+            .map(drop)
+            .map_err(|status| status.code());
     let (readyz_status, _, readyz) = Browser::new()
         .send(
             "GET",
             &format!("http://{}/readyz", suite.http_addr),
+            Vec::new(),
+        )
+        .await;
+    let (metrics_status, _, metrics) = Browser::new()
+        .send(
+            "GET",
+            &format!("http://{}/metrics", suite.http_addr),
             Vec::new(),
         )
         .await;
@@ -160,6 +174,33 @@ async fn up_serves_every_service_on_one_address() {
             })
         ),
         "/readyz on the HTTP origin"
+    );
+    assert_eq!(metrics_status, 200, "/metrics on the HTTP origin");
+    crate::assert_promtool_accepts(&metrics);
+    // The three health checks above, counted by method and code.
+    let handled_checks = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("grpc_server_handled_total{")
+                && line.contains(r#"grpc_service="grpc.health.v1.Health""#)
+                && line.contains(r#"grpc_method="Check""#)
+                && line.contains(r#"grpc_code="OK""#)
+        })
+        .unwrap_or_else(|| panic!("no count of health checks in:\n{metrics}"));
+    assert!(handled_checks.ends_with(" 3"), "{handled_checks}");
+    assert_eq!(refused, Err(tonic::Code::Unauthenticated));
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("grpc_server_handled_total{")
+                && line.contains(r#"grpc_method="ListProducts""#)
+                && line.contains(r#"grpc_code="Unauthenticated""#)
+                && line.ends_with(" 1")),
+        "the refused call is counted by its code:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE grpc_server_handling_seconds histogram"),
+        "{metrics}"
     );
     assert_eq!(
         names,

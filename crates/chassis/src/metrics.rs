@@ -1,0 +1,232 @@
+//! Prometheus metrics: one recorder per process behind the `metrics` facade, rendered in the
+//! text exposition format at `/metrics` beside the health probes. Per RPC the established
+//! `grpc_server_*` names of the gRPC ecosystem's Prometheus middleware (go-grpc-prometheus,
+//! and the Grafana dashboards built on it), from [`RpcMetricsLayer`]; docs/operations.md lists
+//! every metric and its labels. Labels never carry ids or emails: an RPC is named only if the
+//! contract (or the standard health and reflection services) declares it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Upper bounds, in seconds, of the latency histograms' buckets: from a cached read (well under
+/// a millisecond) to a call that waits out a timeout.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How often the recorder drains its histograms' samples into their buckets (and so bounds the
+/// memory they hold between scrapes).
+pub const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's recorder, installed on first use. If another recorder was installed first (a
+/// test harness of its own), the metrics go there and this one renders what it has: nothing.
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+            .map(PrometheusBuilder::build_recorder);
+        let recorder = match recorder {
+            Ok(recorder) => recorder,
+            // The bucket list above is not empty, the one thing that can fail here.
+            Err(error) => {
+                tracing::error!(error.message = %error, "Invalid histogram buckets; using summaries");
+                PrometheusBuilder::new().build_recorder()
+            }
+        };
+        let handle = recorder.handle();
+        if ::metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("A metrics recorder was installed already; /metrics renders nothing");
+        }
+        describe();
+        handle
+    })
+}
+
+/// The help text of every metric (Prometheus shows it; `promtool check metrics` requires it).
+fn describe() {
+    ::metrics::describe_counter!(
+        "grpc_server_started_total",
+        "gRPC calls started on the server."
+    );
+    ::metrics::describe_counter!(
+        "grpc_server_handled_total",
+        "gRPC calls completed on the server, by status code."
+    );
+    ::metrics::describe_histogram!(
+        "grpc_server_handling_seconds",
+        "Seconds from a gRPC call's arrival to its response headers (a unary call's whole time)."
+    );
+}
+
+/// The `/metrics` body.
+pub fn render() -> String {
+    handle().render()
+}
+
+/// Drains the histograms every [`UPKEEP_PERIOD`] until `shutdown`.
+pub async fn run_upkeep(shutdown: tokio_util::sync::CancellationToken) {
+    let handle = handle();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(UPKEEP_PERIOD) => handle.run_upkeep(),
+        }
+    }
+}
+
+/// Counts and times every gRPC call, by service, method and status code:
+/// `grpc_server_started_total`, `grpc_server_handled_total` (with `grpc_code`, the code's name
+/// as gRPC spells it: `OK`, `InvalidArgument`, …) and `grpc_server_handling_seconds` (a
+/// histogram, until the response's headers: a unary call's whole time). A path no served
+/// service declares is counted as `grpc_service="unknown"`, `grpc_method="unknown"`.
+#[derive(Clone, Debug)]
+pub struct RpcMetricsLayer {
+    methods: Arc<HashMap<String, MethodLabels>>,
+}
+
+#[derive(Clone, Debug)]
+struct MethodLabels {
+    service: String,
+    method: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct RpcMetricsService<S> {
+    inner: S,
+    methods: Arc<HashMap<String, MethodLabels>>,
+}
+
+// === impl RpcMetricsLayer ===
+
+impl RpcMetricsLayer {
+    /// Names the methods at `paths` (`/<package>.<Service>/<Method>`), and those of the standard
+    /// health and reflection services.
+    pub fn new<'a>(paths: impl IntoIterator<Item = &'a str>) -> RpcMetricsLayer {
+        let standard = [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ];
+        let methods = paths
+            .into_iter()
+            .chain(standard)
+            .filter_map(|path| {
+                let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+                let labels = MethodLabels {
+                    service: service.to_owned(),
+                    method: method.to_owned(),
+                };
+                Some((path.to_owned(), labels))
+            })
+            .collect();
+        RpcMetricsLayer {
+            methods: Arc::new(methods),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcMetricsService {
+            inner,
+            methods: Arc::clone(&self.methods),
+        }
+    }
+}
+
+// === impl RpcMetricsService ===
+
+impl<S, B, ResBody> tower::Service<http::Request<B>> for RpcMetricsService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<ResBody>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let (service, method) = match self.methods.get(request.uri().path()) {
+            Some(labels) => (labels.service.clone(), labels.method.clone()),
+            None => ("unknown".to_owned(), "unknown".to_owned()),
+        };
+        ::metrics::counter!(
+            "grpc_server_started_total",
+            "grpc_service" => service.clone(),
+            "grpc_method" => method.clone(),
+        )
+        .increment(1);
+        let started = Instant::now();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let result = future.await;
+            let code = match &result {
+                // A call that failed before its body (every refusal and error of a unary call)
+                // is a trailers-only response: its status is in the headers. Otherwise the
+                // status comes in the trailers after the message, and a unary handler that
+                // returned a message succeeded.
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.parse::<i32>().ok())
+                    .map_or("OK", code_name),
+                Err(_) => "Unknown",
+            };
+            ::metrics::histogram!(
+                "grpc_server_handling_seconds",
+                "grpc_service" => service.clone(),
+                "grpc_method" => method.clone(),
+            )
+            .record(started.elapsed().as_secs_f64());
+            ::metrics::counter!(
+                "grpc_server_handled_total",
+                "grpc_service" => service,
+                "grpc_method" => method,
+                "grpc_code" => code,
+            )
+            .increment(1);
+            result
+        })
+    }
+}
+
+/// A status code's name as gRPC spells it (`codes.Code.String()` in grpc-go, which the
+/// established dashboards match on).
+fn code_name(code: i32) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "Canceled",
+        2 => "Unknown",
+        3 => "InvalidArgument",
+        4 => "DeadlineExceeded",
+        5 => "NotFound",
+        6 => "AlreadyExists",
+        7 => "PermissionDenied",
+        8 => "ResourceExhausted",
+        9 => "FailedPrecondition",
+        10 => "Aborted",
+        11 => "OutOfRange",
+        12 => "Unimplemented",
+        13 => "Internal",
+        14 => "Unavailable",
+        15 => "DataLoss",
+        16 => "Unauthenticated",
+        _ => "Unknown",
+    }
+}
