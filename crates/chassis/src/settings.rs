@@ -252,7 +252,7 @@ impl Settings {
             Some(text) => Some(text.parse().map_err(|_| SettingsError {
                 variable: "EMPORIUM_METRICS_ADDR".to_owned(),
                 value: text.clone(),
-                reason: "expected host:port, e.g. 0.0.0.0:9090".to_owned(),
+                reason: "expected host:port, e.g. 0.0.0.0:9464".to_owned(),
             })?),
         };
         let trusted_proxies = match get("EMPORIUM_TRUSTED_PROXIES") {
