@@ -61,8 +61,7 @@ impl Readiness {
 
     /// Ready when there is at least one service and every one is serving.
     pub fn is_ready(&self) -> bool {
-        let statuses = self.statuses.borrow();
-        !statuses.is_empty() && statuses.iter().all(|status| status.serving)
+        all_serving(&self.statuses.borrow())
     }
 
     /// The operations endpoints: `GET /healthz`, `GET /readyz` and `GET /metrics` (the
@@ -96,9 +95,10 @@ async fn live() -> impl IntoResponse {
 
 /// 200 while every hosted service is ready, 503 otherwise; the body names each one's status.
 async fn ready(readiness: Readiness) -> impl IntoResponse {
-    let is_ready = readiness.is_ready();
-    let services = readiness
-        .statuses()
+    // One read of the statuses, so the code and the body agree.
+    let statuses = readiness.statuses();
+    let is_ready = all_serving(&statuses);
+    let services = statuses
         .into_iter()
         .map(|status| (status.name, status_name(status.serving)))
         .collect();
@@ -128,6 +128,10 @@ async fn metrics() -> impl IntoResponse {
         ],
         crate::metrics::render(),
     )
+}
+
+fn all_serving(statuses: &[ServiceStatus]) -> bool {
+    !statuses.is_empty() && statuses.iter().all(|status| status.serving)
 }
 
 fn probe_response(code: StatusCode, body: ProbeBody) -> impl IntoResponse {

@@ -418,10 +418,7 @@ impl Database {
         &self,
         read: impl AsyncFnOnce(&mut Transaction) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut tx = self.single_read().await?;
-        let value = read(&mut tx).await?;
-        tx.commit().await?;
-        Ok(value)
+        run_and_commit(self.single_read().await?, read).await
     }
 
     /// Runs `read`, reads that must agree (a record and its grants), in one
@@ -430,10 +427,7 @@ impl Database {
         &self,
         read: impl AsyncFnOnce(&mut Transaction) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut tx = self.begin_read().await?;
-        let value = read(&mut tx).await?;
-        tx.commit().await?;
-        Ok(value)
+        run_and_commit(self.begin_read().await?, read).await
     }
 
     /// Runs `read`, the reads of one page of a list, in [`Database::begin_page_read`]: a
@@ -443,10 +437,7 @@ impl Database {
         page: &PageRequest,
         read: impl AsyncFnOnce(&mut Transaction) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut tx = self.begin_page_read(page.is_first()).await?;
-        let value = read(&mut tx).await?;
-        tx.commit().await?;
-        Ok(value)
+        run_and_commit(self.begin_page_read(page.is_first()).await?, read).await
     }
 
     /// Waits until a transaction that recorded events commits (or returns at once if one did
@@ -513,6 +504,16 @@ impl Database {
             commit_notifier: self.commit_notifier.clone(),
         }
     }
+}
+
+/// Runs `read` in `tx` and commits it (for a read, gives the connection back).
+async fn run_and_commit<T>(
+    mut tx: Transaction,
+    read: impl AsyncFnOnce(&mut Transaction) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let value = read(&mut tx).await?;
+    tx.commit().await?;
+    Ok(value)
 }
 
 /// The write queue of the SQLite file at `path`, shared with every other `Database` open on it

@@ -479,26 +479,25 @@ impl CatalogProcess {
 
     /// `GET /metrics` on the probes' address.
     async fn metrics(&self) -> String {
-        use http_body_util::BodyExt as _;
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Empty<bytes::Bytes>>();
-        let uri = format!("http://{}/metrics", self.probes_addr)
-            .parse()
-            .expect("a valid URI");
-        let response = client.get(uri).await.expect("/metrics answers");
-        assert_eq!(response.status(), 200, "/metrics");
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("the metrics arrive")
-            .to_bytes();
-        String::from_utf8(body.to_vec()).expect("the metrics are text")
+        let (code, body) = self.get("/metrics").await;
+        assert_eq!(code, 200, "/metrics");
+        String::from_utf8(body).expect("the metrics are text")
     }
 
     /// `GET path` on the probes' address: the status code and the JSON body.
     async fn probe(&self, path: &str) -> (u16, serde_json::Value) {
+        let (code, body) = self.get(path).await;
+        let body = serde_json::from_slice(&body).unwrap_or_else(|error| {
+            panic!(
+                "{path} answers JSON ({error}): {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
+        (code, body)
+    }
+
+    /// `GET path` on the probes' address: the status code and the body.
+    async fn get(&self, path: &str) -> (u16, Vec<u8>) {
         use http_body_util::BodyExt as _;
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -518,11 +517,9 @@ impl CatalogProcess {
             .into_body()
             .collect()
             .await
-            .expect("the probe's body arrives")
+            .expect("the body arrives")
             .to_bytes();
-        let body = serde_json::from_slice(&body)
-            .unwrap_or_else(|error| panic!("{path} answers JSON ({error}): {body:?}"));
-        (code, body)
+        (code, body.to_vec())
     }
 
     fn kill(&mut self) {
