@@ -65,13 +65,14 @@ impl Readiness {
     }
 
     /// The operations endpoints: `GET /healthz`, `GET /readyz` and `GET /metrics` (the
-    /// process's Prometheus metrics, [`crate::metrics`]).
-    pub fn router(&self) -> axum::Router {
+    /// process's Prometheus metrics, [`crate::metrics`], with the figures of `sources` read at
+    /// each scrape).
+    pub fn router(&self, sources: crate::metrics::ScrapeSources) -> axum::Router {
         let readiness = self.clone();
         axum::Router::new()
             .route("/healthz", get(live))
             .route("/readyz", get(move || ready(readiness.clone())))
-            .route("/metrics", get(metrics))
+            .route("/metrics", get(move || metrics(sources.clone())))
     }
 }
 
@@ -117,7 +118,8 @@ async fn ready(readiness: Readiness) -> impl IntoResponse {
 }
 
 /// The text exposition format, version 0.0.4, which every Prometheus scrapes.
-async fn metrics() -> impl IntoResponse {
+async fn metrics(sources: crate::metrics::ScrapeSources) -> impl IntoResponse {
+    sources.collect().await;
     (
         [
             (
@@ -152,7 +154,7 @@ mod tests {
 
     async fn get_probe(readiness: &Readiness, path: &str) -> (StatusCode, serde_json::Value) {
         let response = readiness
-            .router()
+            .router(crate::metrics::ScrapeSources::default())
             .oneshot(
                 http::Request::get(path)
                     .body(Body::empty())

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+mod process;
+
 /// Upper bounds, in seconds, of the latency histograms' buckets: from a cached read (well under
 /// a millisecond) to a call that waits out a timeout.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -64,11 +66,111 @@ fn describe() {
         "grpc_server_handling_seconds",
         "Seconds from a gRPC call's arrival to its response headers (a unary call's whole time)."
     );
+    ::metrics::describe_gauge!(
+        "emporium_db_pool_connections",
+        "Connections the service's database pool holds, by state (idle, in_use)."
+    );
+    ::metrics::describe_gauge!(
+        "emporium_db_pool_max_connections",
+        "The most connections the service's database pool opens."
+    );
+    ::metrics::describe_gauge!(
+        "emporium_outbox_unpublished_events",
+        "Events recorded in the service's outbox and not yet published (parked ones excluded)."
+    );
+    ::metrics::describe_gauge!(
+        "emporium_outbox_oldest_unpublished_age_seconds",
+        "Seconds since the oldest unpublished event was recorded (0 when none waits)."
+    );
+    ::metrics::describe_gauge!(
+        "emporium_outbox_parked_events",
+        "Events the relay parked because the bus refuses them for good."
+    );
+    ::metrics::describe_counter!(
+        "emporium_outbox_published_total",
+        "Events the relay published from the service's outbox."
+    );
+    ::metrics::describe_counter!(
+        "emporium_outbox_parked_total",
+        "Events the relay parked since the process started."
+    );
+    ::metrics::describe_counter!(
+        "emporium_scrape_failures_total",
+        "Scrapes at which the service's database figures could not be read (left at their last value)."
+    );
 }
 
-/// The `/metrics` body.
+/// The `/metrics` body: what the recorder holds, then the process collector's figures.
 pub fn render() -> String {
-    handle().render()
+    let mut body = handle().render();
+    process::render(&mut body);
+    body
+}
+
+/// The hosted services whose databases `/metrics` reads at each scrape: outbox backlog, the
+/// age of its oldest event, parked events, and the pool's connections. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct ScrapeSources {
+    services: Arc<Vec<(&'static str, crate::storage::Database)>>,
+}
+
+/// How long one service's figures may take at a scrape before they are left out of it (a
+/// database that does not answer must not stall the whole scrape).
+const SCRAPE_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl ScrapeSources {
+    pub fn new(services: Vec<(&'static str, crate::storage::Database)>) -> ScrapeSources {
+        ScrapeSources {
+            services: Arc::new(services),
+        }
+    }
+
+    /// Reads every service's figures into the recorder's gauges; a service whose database fails
+    /// or times out keeps its last figures and counts a failed scrape.
+    pub async fn collect(&self) {
+        let reads = self.services.iter().map(|(service, database)| async move {
+            let (size, idle) = database.pool_connections();
+            let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
+            ::metrics::gauge!("emporium_db_pool_connections", "service" => *service, "state" => "idle")
+                .set(f64::from(idle));
+            ::metrics::gauge!("emporium_db_pool_connections", "service" => *service, "state" => "in_use")
+                .set(f64::from(size - idle));
+            ::metrics::gauge!("emporium_db_pool_max_connections", "service" => *service)
+                .set(f64::from(database.max_connections()));
+            let outbox = async {
+                let unpublished = crate::outbox::unpublished_count(database).await?;
+                let parked = crate::outbox::parked_count(database).await?;
+                let oldest = crate::outbox::oldest_unpublished(database).await?;
+                Ok::<_, sqlx::Error>((unpublished, parked, oldest))
+            };
+            match tokio::time::timeout(SCRAPE_QUERY_TIMEOUT, outbox).await {
+                Ok(Ok((unpublished, parked, oldest))) => {
+                    let age = oldest.map_or(0.0, |oldest| {
+                        (time::OffsetDateTime::now_utc() - oldest.into_inner())
+                            .as_seconds_f64()
+                            .max(0.0)
+                    });
+                    ::metrics::gauge!("emporium_outbox_unpublished_events", "service" => *service)
+                        .set(unpublished as f64);
+                    ::metrics::gauge!("emporium_outbox_parked_events", "service" => *service)
+                        .set(parked as f64);
+                    ::metrics::gauge!("emporium_outbox_oldest_unpublished_age_seconds", "service" => *service)
+                        .set(age);
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(service, error.message = %error, "Failed to read the outbox for /metrics");
+                    ::metrics::counter!("emporium_scrape_failures_total", "service" => *service)
+                        .increment(1);
+                }
+                Err(_) => {
+                    tracing::debug!(service, "Reading the outbox for /metrics timed out");
+                    ::metrics::counter!("emporium_scrape_failures_total", "service" => *service)
+                        .increment(1);
+                }
+            }
+        });
+        futures::future::join_all(reads).await;
+    }
 }
 
 /// Drains the histograms every [`UPKEEP_PERIOD`] until `shutdown`.

@@ -322,6 +322,21 @@ pub async fn parked_count(database: &Database) -> Result<i64, sqlx::Error> {
     .await
 }
 
+/// When the oldest event neither published nor parked was recorded, if there is one.
+pub async fn oldest_unpublished(database: &Database) -> Result<Option<Timestamp>, sqlx::Error> {
+    let mut tx = database.single_read().await?;
+    let occurred_at = on_backend!(tx, conn => {
+        sqlx::query_scalar::<_, Timestamp>(
+            "SELECT occurred_at FROM outbox_events \
+             WHERE published_at IS NULL AND parked_at IS NULL ORDER BY sequence LIMIT 1",
+        )
+        .fetch_optional(conn)
+        .await
+    })?;
+    tx.commit().await?;
+    Ok(occurred_at)
+}
+
 async fn count_events(database: &Database, sql: &'static str) -> Result<i64, sqlx::Error> {
     let mut tx = database.begin_read().await?;
     let n_events = on_backend!(tx, conn => {
@@ -521,6 +536,7 @@ impl Relay {
                 tx.commit()
                     .await
                     .context("Failed to commit published marks")?;
+                self.count_settled(&outcome);
                 Ok(events.len())
             }
             // One process owns a SQLite file and runs one relay per service. Reading outside the
@@ -538,8 +554,20 @@ impl Relay {
                 tx.commit()
                     .await
                     .context("Failed to commit published marks")?;
+                self.count_settled(&outcome);
                 Ok(events.len())
             }
+        }
+    }
+
+    /// Counts a committed batch at `/metrics`.
+    fn count_settled(&self, outcome: &BatchOutcome) {
+        let service = self.route.service;
+        ::metrics::counter!("emporium_outbox_published_total", "service" => service)
+            .increment(outcome.published.len() as u64);
+        if !outcome.parked.is_empty() {
+            ::metrics::counter!("emporium_outbox_parked_total", "service" => service)
+                .increment(outcome.parked.len() as u64);
         }
     }
 

@@ -433,7 +433,13 @@ impl ServiceHost {
         let mut served = Vec::with_capacity(units.len());
         let mut running = Vec::with_capacity(units.len());
         let readiness = Readiness::new();
-        let mut http_router = readiness.router();
+        let sources = crate::metrics::ScrapeSources::new(
+            units
+                .iter()
+                .map(|unit| (unit.definition.name, unit.context.database.clone()))
+                .collect(),
+        );
+        let mut http_router = readiness.router(sources.clone());
         for unit in units {
             (unit.add_grpc_routes)(&mut routes);
             served.push(ServedService {
@@ -479,7 +485,7 @@ impl ServiceHost {
         };
         let http = [
             http_listener.map(|listener| (listener, http_router)),
-            ops_listener.map(|listener| (listener, readiness.router())),
+            ops_listener.map(|listener| (listener, readiness.router(sources.clone()))),
         ]
         .into_iter()
         .flatten()

@@ -471,6 +471,14 @@ impl Database {
         }
     }
 
+    /// Connections the pool holds now, and how many of them are idle.
+    pub fn pool_connections(&self) -> (u32, usize) {
+        match &self.pool {
+            Pool::Postgres(pool) => (pool.size(), pool.num_idle()),
+            Pool::Sqlite(pool, _) => (pool.size(), pool.num_idle()),
+        }
+    }
+
     /// SQLite: what the file's write queue in this process has done (group commits, the writes
     /// they made durable) and how many writers wait in it now; `None` on PostgreSQL.
     pub fn write_queue_stats(&self) -> Option<WriteQueueStats> {

@@ -188,6 +188,30 @@ async fn up_serves_every_service_on_one_address() {
         })
         .unwrap_or_else(|| panic!("no count of health checks in:\n{metrics}"));
     assert!(handled_checks.ends_with(" 3"), "{handled_checks}");
+    // Every hosted service's outbox and pool, read at the scrape, and the process collector.
+    for service in ["identity", "catalog"] {
+        for gauge in [
+            "emporium_outbox_unpublished_events",
+            "emporium_outbox_oldest_unpublished_age_seconds",
+            "emporium_outbox_parked_events",
+            "emporium_db_pool_max_connections",
+        ] {
+            let series = format!(r#"{gauge}{{service="{service}"}} "#);
+            assert!(metrics.contains(&series), "no {series} in:\n{metrics}");
+        }
+    }
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|line| line.starts_with(&format!("{name} "))),
+            "no {name} in:\n{metrics}"
+        );
+    }
     assert_eq!(refused, Err(tonic::Code::Unauthenticated));
     assert!(
         metrics
