@@ -130,44 +130,37 @@ impl ScrapeSources {
     pub async fn collect(&self) {
         let reads = self.services.iter().map(|(service, database)| async move {
             let (size, idle) = database.pool_connections();
-            let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
             ::metrics::gauge!("emporium_db_pool_connections", "service" => *service, "state" => "idle")
                 .set(f64::from(idle));
             ::metrics::gauge!("emporium_db_pool_connections", "service" => *service, "state" => "in_use")
                 .set(f64::from(size - idle));
             ::metrics::gauge!("emporium_db_pool_max_connections", "service" => *service)
                 .set(f64::from(database.max_connections()));
-            let outbox = async {
-                let unpublished = crate::outbox::unpublished_count(database).await?;
-                let parked = crate::outbox::parked_count(database).await?;
-                let oldest = crate::outbox::oldest_unpublished(database).await?;
-                Ok::<_, sqlx::Error>((unpublished, parked, oldest))
+            let read = tokio::time::timeout(SCRAPE_QUERY_TIMEOUT, crate::outbox::backlog(database));
+            let backlog = match read.await {
+                Ok(Ok(backlog)) => backlog,
+                failed => {
+                    let reason = match failed {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => format!("no answer within {SCRAPE_QUERY_TIMEOUT:?}"),
+                    };
+                    tracing::debug!(service, reason, "Failed to read the outbox for /metrics");
+                    ::metrics::counter!("emporium_scrape_failures_total", "service" => *service)
+                        .increment(1);
+                    return;
+                }
             };
-            match tokio::time::timeout(SCRAPE_QUERY_TIMEOUT, outbox).await {
-                Ok(Ok((unpublished, parked, oldest))) => {
-                    let age = oldest.map_or(0.0, |oldest| {
-                        (time::OffsetDateTime::now_utc() - oldest.into_inner())
-                            .as_seconds_f64()
-                            .max(0.0)
-                    });
-                    ::metrics::gauge!("emporium_outbox_unpublished_events", "service" => *service)
-                        .set(unpublished as f64);
-                    ::metrics::gauge!("emporium_outbox_parked_events", "service" => *service)
-                        .set(parked as f64);
-                    ::metrics::gauge!("emporium_outbox_oldest_unpublished_age_seconds", "service" => *service)
-                        .set(age);
-                }
-                Ok(Err(error)) => {
-                    tracing::debug!(service, error.message = %error, "Failed to read the outbox for /metrics");
-                    ::metrics::counter!("emporium_scrape_failures_total", "service" => *service)
-                        .increment(1);
-                }
-                Err(_) => {
-                    tracing::debug!(service, "Reading the outbox for /metrics timed out");
-                    ::metrics::counter!("emporium_scrape_failures_total", "service" => *service)
-                        .increment(1);
-                }
-            }
+            let age = backlog.oldest_unpublished.map_or(0.0, |oldest| {
+                (time::OffsetDateTime::now_utc() - oldest.into_inner())
+                    .as_seconds_f64()
+                    .max(0.0)
+            });
+            ::metrics::gauge!("emporium_outbox_unpublished_events", "service" => *service)
+                .set(backlog.unpublished as f64);
+            ::metrics::gauge!("emporium_outbox_parked_events", "service" => *service)
+                .set(backlog.parked as f64);
+            ::metrics::gauge!("emporium_outbox_oldest_unpublished_age_seconds", "service" => *service)
+                .set(age);
         });
         futures::future::join_all(reads).await;
     }

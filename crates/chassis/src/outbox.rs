@@ -306,36 +306,48 @@ pub async fn list_events(
 
 /// Number of recorded events not yet published and not parked: the outbox lag.
 pub async fn unpublished_count(database: &Database) -> Result<i64, sqlx::Error> {
-    count_events(
-        database,
-        "SELECT count(*) FROM outbox_events WHERE published_at IS NULL AND parked_at IS NULL",
-    )
-    .await
+    count_events(database, UNPUBLISHED_COUNT).await
 }
 
 /// Number of events the relay parked because the bus refuses them for good.
 pub async fn parked_count(database: &Database) -> Result<i64, sqlx::Error> {
-    count_events(
-        database,
-        "SELECT count(*) FROM outbox_events WHERE parked_at IS NOT NULL",
-    )
-    .await
+    count_events(database, PARKED_COUNT).await
 }
 
-/// When the oldest event neither published nor parked was recorded, if there is one.
-pub async fn oldest_unpublished(database: &Database) -> Result<Option<Timestamp>, sqlx::Error> {
-    let mut tx = database.single_read().await?;
-    let occurred_at = on_backend!(tx, conn => {
-        sqlx::query_scalar::<_, Timestamp>(
+/// The outbox's backlog, read in one snapshot: what [`unpublished_count`] and [`parked_count`]
+/// count, and when the oldest unpublished event was recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backlog {
+    pub unpublished: i64,
+    pub parked: i64,
+    pub oldest_unpublished: Option<Timestamp>,
+}
+
+/// The outbox's [`Backlog`], in one read transaction.
+pub async fn backlog(database: &Database) -> Result<Backlog, sqlx::Error> {
+    let mut tx = database.begin_read().await?;
+    let backlog = on_backend!(tx, conn => {
+        let unpublished = sqlx::query_scalar::<_, i64>(UNPUBLISHED_COUNT)
+            .fetch_one(&mut *conn)
+            .await?;
+        let parked = sqlx::query_scalar::<_, i64>(PARKED_COUNT)
+            .fetch_one(&mut *conn)
+            .await?;
+        let oldest_unpublished = sqlx::query_scalar::<_, Timestamp>(
             "SELECT occurred_at FROM outbox_events \
              WHERE published_at IS NULL AND parked_at IS NULL ORDER BY sequence LIMIT 1",
         )
-        .fetch_optional(conn)
-        .await
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok::<_, sqlx::Error>(Backlog { unpublished, parked, oldest_unpublished })
     })?;
     tx.commit().await?;
-    Ok(occurred_at)
+    Ok(backlog)
 }
+
+const UNPUBLISHED_COUNT: &str =
+    "SELECT count(*) FROM outbox_events WHERE published_at IS NULL AND parked_at IS NULL";
+const PARKED_COUNT: &str = "SELECT count(*) FROM outbox_events WHERE parked_at IS NOT NULL";
 
 async fn count_events(database: &Database, sql: &'static str) -> Result<i64, sqlx::Error> {
     let mut tx = database.begin_read().await?;

@@ -472,11 +472,12 @@ impl Database {
     }
 
     /// Connections the pool holds now, and how many of them are idle.
-    pub fn pool_connections(&self) -> (u32, usize) {
-        match &self.pool {
+    pub fn pool_connections(&self) -> (u32, u32) {
+        let (size, idle) = match &self.pool {
             Pool::Postgres(pool) => (pool.size(), pool.num_idle()),
             Pool::Sqlite(pool, _) => (pool.size(), pool.num_idle()),
-        }
+        };
+        (size, u32::try_from(idle).unwrap_or(size).min(size))
     }
 
     /// SQLite: what the file's write queue in this process has done (group commits, the writes
