@@ -5,7 +5,6 @@
 //! arguments and prints a table or JSON.
 
 use std::io::Write;
-use std::time::SystemTime;
 
 use anyhow::Context;
 use chassis::bus::Bus;
@@ -98,7 +97,7 @@ pub(crate) async fn run(
             match output {
                 OutputFormat::Json => {
                     let json: Vec<serde_json::Value> =
-                        dead_letters.iter().map(dead_letter_json).collect();
+                        dead_letters.iter().map(DeadLetter::to_json).collect();
                     writeln!(stdout, "{}", serde_json::to_string_pretty(&json)?)?;
                 }
                 OutputFormat::Table if dead_letters.is_empty() => {
@@ -118,7 +117,7 @@ pub(crate) async fn run(
                 OutputFormat::Json => writeln!(
                     stdout,
                     "{}",
-                    serde_json::to_string_pretty(&dead_letter_json(&dead_letter))?
+                    serde_json::to_string_pretty(&dead_letter.to_json())?
                 )?,
                 OutputFormat::Table => write_one(&mut stdout, &dead_letter)?,
             }
@@ -136,7 +135,8 @@ pub(crate) async fn run(
             let redriven = deadletter::redrive(&bus, namespace, &filter).await?;
             match output {
                 OutputFormat::Json => {
-                    let json: Vec<serde_json::Value> = redriven.iter().map(redriven_json).collect();
+                    let json: Vec<serde_json::Value> =
+                        redriven.iter().map(Redriven::to_json).collect();
                     writeln!(stdout, "{}", serde_json::to_string_pretty(&json)?)?;
                 }
                 OutputFormat::Table if redriven.is_empty() => {
@@ -180,7 +180,7 @@ fn write_list(out: &mut impl Write, dead_letters: &[DeadLetter]) -> std::io::Res
                 dead_letter
                     .handler_failures
                     .map_or_else(|| "-".to_owned(), |n| n.to_string()),
-                timestamp(dead_letter.dead_lettered_at),
+                deadletter::rfc3339(dead_letter.dead_lettered_at),
                 shorten(&single_line(&dead_letter.reason), REASON_WIDTH),
             ]
         })
@@ -217,7 +217,10 @@ fn write_one(out: &mut impl Write, dead_letter: &DeadLetter) -> std::io::Result<
             "original subject",
             dead_letter.original_subject.clone().unwrap_or_default(),
         ),
-        ("parked at", timestamp(dead_letter.dead_lettered_at)),
+        (
+            "parked at",
+            deadletter::rfc3339(dead_letter.dead_lettered_at),
+        ),
         ("reason", single_line(&dead_letter.reason)),
         (
             "handler failures",
@@ -286,47 +289,6 @@ fn write_table(
         writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
-}
-
-fn dead_letter_json(dead_letter: &DeadLetter) -> serde_json::Value {
-    let payload =
-        serde_json::from_slice::<serde_json::Value>(&dead_letter.payload).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&dead_letter.payload).into_owned())
-        });
-    serde_json::json!({
-        "sequence": dead_letter.sequence,
-        "consumer": dead_letter.consumer,
-        "original_subject": dead_letter.original_subject,
-        "reason": dead_letter.reason,
-        "dead_lettered_at": timestamp(dead_letter.dead_lettered_at),
-        "delivery_count": dead_letter.delivery_count,
-        "handler_failures": dead_letter.handler_failures,
-        "event": dead_letter.event.as_ref().map(|event| serde_json::json!({
-            "id": event.id,
-            "type": event.event_type,
-            "subject": event.subject,
-            "aggregate_version": event.aggregate_version,
-        })),
-        "headers": dead_letter.headers,
-        "payload": payload,
-    })
-}
-
-fn redriven_json(redriven: &Redriven) -> serde_json::Value {
-    serde_json::json!({
-        "sequence": redriven.dead_letter.sequence,
-        "consumer": redriven.dead_letter.consumer,
-        "event_id": redriven.dead_letter.event.as_ref().map(|event| event.id.as_str()),
-        "subject": redriven.subject,
-        "stream_sequence": redriven.stream_sequence,
-    })
-}
-
-/// RFC 3339 in UTC.
-fn timestamp(at: SystemTime) -> String {
-    time::OffsetDateTime::from(at)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// Control characters would break the table's lines.

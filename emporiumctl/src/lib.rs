@@ -12,6 +12,7 @@ pub mod credentials;
 mod error;
 mod flags;
 pub mod oauth;
+mod ops;
 mod render;
 mod table;
 mod values;
@@ -22,7 +23,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgMatches, Args, FromArgMatches, ValueEnum};
+use clap::{ArgMatches, Args, FromArgMatches, Subcommand as _, ValueEnum};
 use contract::resources::{self, Resource};
 use prost_reflect::{DynamicMessage, FieldDescriptor, MethodDescriptor, ReflectMessage, Value};
 use tonic::service::interceptor::InterceptedService;
@@ -33,6 +34,7 @@ use crate::commands::VerbKind;
 use crate::credentials::CredentialStore;
 pub use crate::error::CliError;
 use crate::flags::Assignment;
+pub use crate::ops::{OpsCall, OpsCommand};
 
 /// Where `emporium up` serves every service (`EMPORIUM_GRPC_ADDR`'s default). A service served
 /// alone (`emporium serve catalog`) listens on its own address.
@@ -150,6 +152,8 @@ pub enum Action {
     Whoami,
     /// Print a shell completion script.
     Completion(clap_complete::Shell),
+    /// Print the running suite's ops view, or re-drive dead letters.
+    Ops(OpsCall),
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +234,23 @@ pub async fn run_with(
             clap_complete::generate(shell, &mut Cli::command(), "emporiumctl", &mut script);
             return out.write_all(&script).map_err(CliError::Output);
         }
+        Action::Ops(call) => {
+            let store = store.ok();
+            let stored = match store.as_ref() {
+                Some(store) => store.load().map_err(CliError::Other)?,
+                None => None,
+            };
+            let token = match cli.token {
+                Some(AccessToken(token)) => Some(token),
+                None => stored_access_token(store.as_ref()).await?,
+            };
+            let origin = call
+                .origin
+                .clone()
+                .or_else(|| stored.map(|credentials| credentials.issuer))
+                .unwrap_or_else(|| oauth::DEFAULT_ISSUER.to_owned());
+            return ops::run(call, &origin, token.as_deref(), cli.output, out).await;
+        }
         Action::Resource(call) => call,
     };
     // Secrets and files are read before connecting: a usage error costs no round trip.
@@ -279,6 +300,10 @@ impl Cli {
             Some(("login", login)) => Action::Login(LoginArgs::from_arg_matches(login)?),
             Some(("logout", _)) => Action::Logout,
             Some(("whoami", _)) => Action::Whoami,
+            Some(("ops", ops)) => Action::Ops(OpsCall {
+                origin: ops::OpsArgs::from_arg_matches(ops)?.origin,
+                command: OpsCommand::from_arg_matches(ops)?,
+            }),
             Some(("completion", completion)) => Action::Completion(
                 completion
                     .get_one::<clap_complete::Shell>("shell")
@@ -566,6 +591,14 @@ fn command_tree(model: &[Resource]) -> clap::Command {
             "Print who the stored (or --token) access token speaks for: subject, roles, expiry. \
              Read from the token itself without verifying it; the server is the one that verifies.",
         ))
+        .subcommand(ops::OpsArgs::augment_args(OpsCommand::augment_subcommands(
+            clap::Command::new("ops")
+                .about("The running suite's ops view: health, outbox backlog, consumer lag, dead letters (admins only)")
+                .subcommand_required(true)
+                .after_help(
+                    "Examples:\n  emporiumctl ops status\n  emporiumctl ops dead-letters --consumer catalog-projection\n  emporiumctl ops redrive --sequence 3",
+                ),
+        )))
         .subcommand(
             clap::Command::new("completion")
                 .about("Print a completion script for a shell, e.g. `source <(emporiumctl completion bash)`")

@@ -376,7 +376,7 @@ async fn post_form(
     send(request, Bytes::from(body), url).await
 }
 
-async fn send(
+pub(crate) async fn send(
     request: http::request::Builder,
     body: Bytes,
     url: &str,

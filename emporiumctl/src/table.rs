@@ -44,6 +44,10 @@ impl Table {
         self.rows.push(cells);
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
     pub(crate) fn write(&self, out: &mut impl Write) -> io::Result<()> {
         let headers = &self.headers;
         let mut widths: Vec<usize> = headers.iter().map(|header| width(header)).collect();

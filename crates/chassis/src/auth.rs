@@ -98,6 +98,20 @@ pub enum TokenError {
     KeysUnavailable(#[source] anyhow::Error),
 }
 
+impl TokenError {
+    /// Why the token was refused, as the caller may be told (the detail is for the log).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Expired => "the token has expired; log in again",
+            TokenError::KeysUnavailable(_) => "the token cannot be checked right now",
+            TokenError::NotAnAccessToken(_) => {
+                "this is not an access token (an ID token cannot call APIs)"
+            }
+            _ => "the token is not valid",
+        }
+    }
+}
+
 /// Where a verifier gets the issuer's public keys.
 #[derive(Clone, Debug)]
 pub enum KeySource {
@@ -815,17 +829,7 @@ where
                     Err(error) => {
                         // Per call, and a client's mistake: debug, so garbage cannot flood the log.
                         tracing::debug!(error.message = %error, "Refused a bearer token");
-                        let reason = match error {
-                            TokenError::Expired => "the token has expired; log in again",
-                            TokenError::KeysUnavailable(_) => {
-                                "the token cannot be checked right now"
-                            }
-                            TokenError::NotAnAccessToken(_) => {
-                                "this is not an access token (an ID token cannot call APIs)"
-                            }
-                            _ => "the token is not valid",
-                        };
-                        Authentication::Refused(reason)
+                        Authentication::Refused(error.reason())
                     }
                 };
                 request.extensions_mut().insert(authentication);
@@ -842,7 +846,8 @@ where
     }
 }
 
-fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
+/// The token of an `Authorization: Bearer …` header, if the request has one.
+pub(crate) fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme

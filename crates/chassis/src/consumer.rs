@@ -112,8 +112,46 @@ pub enum Outcome {
     Unavailable,
 }
 
+impl Outcome {
+    /// Every outcome, in the order of [`Outcome::label`]'s table.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Applied,
+        Outcome::Duplicate,
+        Outcome::Stale,
+        Outcome::Gap,
+        Outcome::Retry,
+        Outcome::DeadLettered,
+        Outcome::Unavailable,
+    ];
+
+    /// The outcome as `/metrics` labels it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+            Outcome::Gap => "gap",
+            Outcome::Retry => "retried",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+
+    fn index(&self) -> usize {
+        match self {
+            Outcome::Applied => 0,
+            Outcome::Duplicate => 1,
+            Outcome::Stale => 2,
+            Outcome::Gap => 3,
+            Outcome::Retry => 4,
+            Outcome::DeadLettered => 5,
+            Outcome::Unavailable => 6,
+        }
+    }
+}
+
 /// How many deliveries ended each way since the consumer was built.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ConsumerCounts {
     pub applied: u64,
     pub duplicates: u64,
@@ -124,8 +162,9 @@ pub struct ConsumerCounts {
     pub infrastructure_failures: u64,
 }
 
-/// Live counters of a [`Consumer`], readable while it runs (see [`Consumer::stats`]).
-#[derive(Debug, Default)]
+/// Live counters of a [`Consumer`], readable while it runs (see [`Consumer::stats`]), and the
+/// same counts at `/metrics` as `emporium_consumer_deliveries_total{consumer, outcome}`.
+#[derive(Debug)]
 pub struct ConsumerStats {
     applied: AtomicU64,
     duplicates: AtomicU64,
@@ -134,6 +173,9 @@ pub struct ConsumerStats {
     handler_failures: AtomicU64,
     dead_lettered: AtomicU64,
     infrastructure_failures: AtomicU64,
+    /// One registered counter per outcome, in [`Outcome::ALL`]'s order, so counting a
+    /// delivery looks nothing up.
+    exported: Vec<::metrics::Counter>,
 }
 
 /// Runs a consumer until cancelled.
@@ -238,7 +280,7 @@ impl ConsumerOptions {
     }
 
     fn dead_letter_subject(&self) -> String {
-        format!("{}.deadletter.{}", self.namespace, self.name)
+        dead_letter_subject(&self.namespace, &self.name)
     }
 
     /// The delay after the `n_failures`-th failure (1-based).
@@ -260,6 +302,11 @@ impl ConsumerOptions {
             .saturating_add(self.max_backoff.saturating_mul(2))
             .saturating_add(gap_timeout)
     }
+}
+
+/// Where the consumer `consumer` of `namespace` parks its dead letters.
+pub fn dead_letter_subject(namespace: &str, consumer: &str) -> String {
+    format!("{namespace}.deadletter.{consumer}")
 }
 
 /// The dead-letter stream of a namespace: `<NAMESPACE>_DEADLETTER` over `<namespace>.deadletter.>`.
@@ -358,6 +405,33 @@ fn is_outage(error: &sqlx::Error) -> bool {
 // === impl ConsumerStats ===
 
 impl ConsumerStats {
+    /// Counters for the consumer `name`, registered at `/metrics` at once (at zero), so a
+    /// consumer with nothing to do yet shows as such.
+    pub fn new(name: &str) -> ConsumerStats {
+        // Registered handles only count once the recorder is installed.
+        crate::metrics::handle();
+        let exported = Outcome::ALL
+            .iter()
+            .map(|outcome| {
+                ::metrics::counter!(
+                    "emporium_consumer_deliveries_total",
+                    "consumer" => name.to_owned(),
+                    "outcome" => outcome.label(),
+                )
+            })
+            .collect();
+        ConsumerStats {
+            applied: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            handler_failures: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            infrastructure_failures: AtomicU64::new(0),
+            exported,
+        }
+    }
+
     pub fn counts(&self) -> ConsumerCounts {
         ConsumerCounts {
             applied: self.applied.load(Ordering::Relaxed),
@@ -381,6 +455,7 @@ impl ConsumerStats {
             Outcome::Unavailable => &self.infrastructure_failures,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.exported[outcome.index()].increment(1);
     }
 }
 
@@ -388,15 +463,21 @@ impl ConsumerStats {
 
 impl<H: EventHandler> Consumer<H> {
     pub fn new(database: Database, bus: Bus, options: ConsumerOptions, handler: H) -> Consumer<H> {
+        let stats = Arc::new(ConsumerStats::new(&options.name));
         Consumer {
             database,
             bus,
             options,
             handler,
-            stats: Arc::new(ConsumerStats::default()),
+            stats,
             attempts: Mutex::new(HashMap::new()),
             consecutive_infrastructure_failures: AtomicU32::new(0),
         }
+    }
+
+    /// What it consumes, and how.
+    pub fn options(&self) -> &ConsumerOptions {
+        &self.options
     }
 
     /// The consumer's counters; keep the handle to watch them after [`Consumer::run`] took it.

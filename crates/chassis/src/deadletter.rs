@@ -77,6 +77,51 @@ pub const REDRIVEN_FROM: &str = "Emporium-Redriven-From";
 /// Dead letters read per request while listing.
 const PAGE: usize = 256;
 
+// === impl DeadLetter ===
+
+impl DeadLetter {
+    /// The dead letter as the tools print it in JSON (`emporium deadletter`, the ops API): its
+    /// payload as JSON when it is JSON, as text otherwise.
+    pub fn to_json(&self) -> serde_json::Value {
+        let payload =
+            serde_json::from_slice::<serde_json::Value>(&self.payload).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&self.payload).into_owned())
+            });
+        serde_json::json!({
+            "sequence": self.sequence,
+            "consumer": self.consumer,
+            "original_subject": self.original_subject,
+            "reason": self.reason,
+            "dead_lettered_at": rfc3339(self.dead_lettered_at),
+            "delivery_count": self.delivery_count,
+            "handler_failures": self.handler_failures,
+            "event": self.event.as_ref().map(|event| serde_json::json!({
+                "id": event.id,
+                "type": event.event_type,
+                "subject": event.subject,
+                "aggregate_version": event.aggregate_version,
+            })),
+            "headers": self.headers,
+            "payload": payload,
+        })
+    }
+}
+
+// === impl Redriven ===
+
+impl Redriven {
+    /// What a redrive did, in JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "sequence": self.dead_letter.sequence,
+            "consumer": self.dead_letter.consumer,
+            "event_id": self.dead_letter.event.as_ref().map(|event| event.id.as_str()),
+            "subject": self.subject,
+            "stream_sequence": self.stream_sequence,
+        })
+    }
+}
+
 // === impl DeadLetterFilter ===
 
 impl DeadLetterFilter {
@@ -225,6 +270,13 @@ pub async fn redrive(
 }
 
 // === helpers ===
+
+/// RFC 3339 in UTC.
+pub fn rfc3339(at: SystemTime) -> String {
+    time::OffsetDateTime::from(at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
 
 fn dead_letter(namespace: &str, message: StoredMessage) -> DeadLetter {
     let header = |name: &str| message.headers.get(name).cloned();

@@ -53,6 +53,8 @@ pub struct GrpcService {
 /// One service behind a [`GrpcService`], as health and reflection see it.
 #[derive(Clone, Debug)]
 pub struct ServedService {
+    /// The service's name (`catalog`), as the ops API reports it.
+    pub name: &'static str,
     /// Fully qualified names of the service's gRPC services, e.g.
     /// `emporium.catalog.v1.CatalogService`.
     pub health_names: Vec<&'static str>,
@@ -316,6 +318,13 @@ impl Statuses {
     /// is. The HTTP probes' readiness is set first, so that whatever gRPC health reports,
     /// `/readyz` already says.
     async fn set(&self, services: &[ServedService], ready: &[bool]) {
+        self.readiness.set_services(
+            services
+                .iter()
+                .zip(ready)
+                .map(|(served, is_ready)| (served.name, *is_ready))
+                .collect(),
+        );
         self.readiness.set(
             services
                 .iter()

@@ -18,6 +18,9 @@ use tokio::sync::watch;
 #[derive(Clone, Debug)]
 pub struct Readiness {
     statuses: Arc<watch::Sender<Vec<ServiceStatus>>>,
+    /// The same, by hosted service (`catalog`), for the ops API: a service with no gRPC
+    /// service of its own (only consumers) is here too.
+    services: Arc<watch::Sender<Vec<(&'static str, bool)>>>,
 }
 
 /// One gRPC service name and whether it is serving.
@@ -46,12 +49,26 @@ impl Readiness {
     pub fn new() -> Readiness {
         Readiness {
             statuses: Arc::new(watch::Sender::new(Vec::new())),
+            services: Arc::new(watch::Sender::new(Vec::new())),
         }
     }
 
     /// Replaces every service's status.
     pub(crate) fn set(&self, statuses: Vec<ServiceStatus>) {
         self.statuses.send_replace(statuses);
+    }
+
+    /// Replaces every hosted service's status.
+    pub(crate) fn set_services(&self, services: Vec<(&'static str, bool)>) {
+        self.services.send_replace(services);
+    }
+
+    /// Whether the hosted service `name` (`catalog`) is serving; false before the first check.
+    pub fn is_service_ready(&self, name: &str) -> bool {
+        self.services
+            .borrow()
+            .iter()
+            .any(|(service, serving)| *service == name && *serving)
     }
 
     /// The statuses as last set.

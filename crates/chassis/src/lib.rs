@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod health;
 pub mod metrics;
 pub mod net;
+pub mod ops;
 pub mod outbox;
 pub mod pagination;
 pub mod proxies;

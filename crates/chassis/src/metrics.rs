@@ -95,8 +95,24 @@ fn describe() {
         "Events the relay parked since the process started."
     );
     ::metrics::describe_counter!(
+        "emporium_consumer_deliveries_total",
+        "Deliveries the consumer settled, by outcome (applied, duplicate, stale, gap, retried, dead_lettered, unavailable)."
+    );
+    ::metrics::describe_gauge!(
+        "emporium_consumer_pending_messages",
+        "Messages on the stream matching the consumer's filter that it has not been delivered yet: its lag."
+    );
+    ::metrics::describe_gauge!(
+        "emporium_consumer_ack_pending_messages",
+        "Messages delivered to the consumer and not settled yet."
+    );
+    ::metrics::describe_gauge!(
+        "emporium_consumer_dead_letters",
+        "Dead letters the consumer parked that wait in the dead-letter stream (a re-drive removes them)."
+    );
+    ::metrics::describe_counter!(
         "emporium_scrape_failures_total",
-        "Scrapes at which the service's database figures could not be read (left at their last value)."
+        "Scrapes at which one of the service's figures (database or bus) could not be read (left at their last value)."
     );
 }
 
@@ -107,63 +123,267 @@ pub fn render() -> String {
     body
 }
 
-/// The hosted services whose databases `/metrics` reads at each scrape: outbox backlog, the
-/// age of its oldest event, parked events, and the pool's connections. Cheap to clone.
+/// What the process hosts, read at each scrape of `/metrics` and by the ops API
+/// ([`crate::ops`]): each service's outbox backlog, the age of its oldest event, parked events
+/// and pool connections, and each of its consumers' position on the bus and dead letters. Cheap
+/// to clone.
 #[derive(Clone, Debug, Default)]
 pub struct ScrapeSources {
-    services: Arc<Vec<(&'static str, crate::storage::Database)>>,
+    inner: Arc<Sources>,
 }
 
-/// How long one service's figures may take at a scrape before they are left out of it (a
-/// database that does not answer must not stall the whole scrape).
+#[derive(Debug, Default)]
+struct Sources {
+    services: Vec<SourceService>,
+    /// The bus the consumers consume from (none: a host with no service yet).
+    bus: Option<crate::bus::Bus>,
+    /// The bus namespace, whose dead-letter stream holds the consumers' dead letters.
+    namespace: String,
+}
+
+/// One hosted service, as the scrape reads it.
+#[derive(Clone, Debug)]
+pub struct SourceService {
+    pub name: &'static str,
+    pub database: crate::storage::Database,
+    pub consumers: Vec<HostedConsumer>,
+}
+
+/// A consumer the host runs: what it consumes and its live counts.
+#[derive(Clone, Debug)]
+pub struct HostedConsumer {
+    /// Its durable name.
+    pub name: String,
+    pub stream: String,
+    pub filter_subject: String,
+    pub stats: Arc<crate::consumer::ConsumerStats>,
+}
+
+/// The figures of every hosted service at one moment.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Snapshot {
+    pub services: Vec<ServiceSnapshot>,
+}
+
+/// One service's figures; a part that could not be read in time is `None` (and counted in
+/// `emporium_scrape_failures_total`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ServiceSnapshot {
+    pub name: &'static str,
+    pub pool: PoolFigures,
+    pub outbox: Option<OutboxFigures>,
+    pub consumers: Vec<ConsumerSnapshot>,
+}
+
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct PoolFigures {
+    pub idle: u32,
+    pub in_use: u32,
+    pub max: u32,
+}
+
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct OutboxFigures {
+    pub unpublished: u64,
+    pub parked: u64,
+    /// Seconds since the oldest unpublished event was recorded (0 when none waits).
+    pub oldest_unpublished_age_seconds: f64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ConsumerSnapshot {
+    pub name: String,
+    pub stream: String,
+    pub filter_subject: String,
+    /// Its position on the bus: `pending` is its lag. None: not readable, or not created yet.
+    pub position: Option<crate::bus::ConsumerPosition>,
+    /// Dead letters it parked that wait in the dead-letter stream.
+    pub dead_letters: Option<u64>,
+    /// How its deliveries ended since the process started.
+    pub deliveries: crate::consumer::ConsumerCounts,
+}
+
+/// How long one service's figures (or the bus's) may take at a scrape before they are left out
+/// of it (a database that does not answer must not stall the whole scrape).
 const SCRAPE_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl ScrapeSources {
-    pub fn new(services: Vec<(&'static str, crate::storage::Database)>) -> ScrapeSources {
+    /// Reads `services`, whose consumers consume from `bus` in `namespace`.
+    pub fn new(
+        services: Vec<SourceService>,
+        bus: crate::bus::Bus,
+        namespace: &str,
+    ) -> ScrapeSources {
         ScrapeSources {
-            services: Arc::new(services),
+            inner: Arc::new(Sources {
+                services,
+                bus: Some(bus),
+                namespace: namespace.to_owned(),
+            }),
         }
     }
 
-    /// Reads every service's figures into the recorder's gauges; a service whose database fails
-    /// or times out keeps its last figures and counts a failed scrape.
-    pub async fn collect(&self) {
-        let reads = self.services.iter().map(|(service, database)| async move {
-            let (size, idle) = database.pool_connections();
-            ::metrics::gauge!("emporium_db_pool_connections", "service" => *service, "state" => "idle")
-                .set(f64::from(idle));
-            ::metrics::gauge!("emporium_db_pool_connections", "service" => *service, "state" => "in_use")
-                .set(f64::from(size - idle));
-            ::metrics::gauge!("emporium_db_pool_max_connections", "service" => *service)
-                .set(f64::from(database.max_connections()));
-            let read = tokio::time::timeout(SCRAPE_QUERY_TIMEOUT, crate::outbox::backlog(database));
-            let backlog = match read.await {
-                Ok(Ok(backlog)) => backlog,
-                failed => {
-                    let reason = match failed {
-                        Ok(Err(error)) => error.to_string(),
-                        _ => format!("no answer within {SCRAPE_QUERY_TIMEOUT:?}"),
-                    };
-                    tracing::debug!(service, reason, "Failed to read the outbox for /metrics");
-                    ::metrics::counter!("emporium_scrape_failures_total", "service" => *service)
-                        .increment(1);
-                    return;
-                }
-            };
-            let age = backlog.oldest_unpublished.map_or(0.0, |oldest| {
-                (time::OffsetDateTime::now_utc() - oldest.into_inner())
-                    .as_seconds_f64()
-                    .max(0.0)
-            });
-            ::metrics::gauge!("emporium_outbox_unpublished_events", "service" => *service)
-                .set(backlog.unpublished as f64);
-            ::metrics::gauge!("emporium_outbox_parked_events", "service" => *service)
-                .set(backlog.parked as f64);
-            ::metrics::gauge!("emporium_outbox_oldest_unpublished_age_seconds", "service" => *service)
-                .set(age);
-        });
-        futures::future::join_all(reads).await;
+    /// The bus the consumers consume from, and its namespace.
+    pub fn bus(&self) -> Option<(&crate::bus::Bus, &str)> {
+        self.inner
+            .bus
+            .as_ref()
+            .map(|bus| (bus, self.inner.namespace.as_str()))
     }
+
+    /// The durable names of every hosted consumer.
+    pub fn consumer_names(&self) -> impl Iterator<Item = &str> {
+        self.inner
+            .services
+            .iter()
+            .flat_map(|service| service.consumers.iter())
+            .map(|consumer| consumer.name.as_str())
+    }
+
+    /// Reads every service's figures, each read bounded by a timeout; what fails or times out is
+    /// `None` in the snapshot and counts a failed scrape for its service.
+    pub async fn snapshot(&self) -> Snapshot {
+        let dead_letters = self.dead_letter_counts().await;
+        let reads = self.inner.services.iter().map(|service| {
+            let dead_letters = dead_letters.as_ref();
+            async move {
+                let (size, idle) = service.database.pool_connections();
+                let outbox = bounded(
+                    service.name,
+                    "outbox",
+                    crate::outbox::backlog(&service.database),
+                )
+                .await
+                .map(|backlog| OutboxFigures {
+                    unpublished: u64::try_from(backlog.unpublished).unwrap_or(0),
+                    parked: u64::try_from(backlog.parked).unwrap_or(0),
+                    oldest_unpublished_age_seconds: backlog.oldest_unpublished.map_or(
+                        0.0,
+                        |oldest| {
+                            (time::OffsetDateTime::now_utc() - oldest.into_inner())
+                                .as_seconds_f64()
+                                .max(0.0)
+                        },
+                    ),
+                });
+                let consumers = service.consumers.iter().map(|consumer| async move {
+                    let position = match &self.inner.bus {
+                        Some(bus) => bounded(
+                            service.name,
+                            "consumer position",
+                            bus.consumer_position(&consumer.stream, &consumer.name),
+                        )
+                        .await
+                        .flatten(),
+                        None => None,
+                    };
+                    let dead_letters = dead_letters.map(|counts| {
+                        let subject = crate::consumer::dead_letter_subject(
+                            &self.inner.namespace,
+                            &consumer.name,
+                        );
+                        counts.get(&subject).copied().unwrap_or(0)
+                    });
+                    ConsumerSnapshot {
+                        name: consumer.name.clone(),
+                        stream: consumer.stream.clone(),
+                        filter_subject: consumer.filter_subject.clone(),
+                        position,
+                        dead_letters,
+                        deliveries: consumer.stats.counts(),
+                    }
+                });
+                ServiceSnapshot {
+                    name: service.name,
+                    pool: PoolFigures {
+                        idle,
+                        in_use: size.saturating_sub(idle),
+                        max: service.database.max_connections(),
+                    },
+                    outbox,
+                    consumers: futures::future::join_all(consumers).await,
+                }
+            }
+        });
+        Snapshot {
+            services: futures::future::join_all(reads).await,
+        }
+    }
+
+    /// Reads every figure ([`ScrapeSources::snapshot`]) into the recorder's gauges; what could
+    /// not be read keeps its last value.
+    pub async fn collect(&self) {
+        for service in self.snapshot().await.services {
+            let name = service.name;
+            ::metrics::gauge!("emporium_db_pool_connections", "service" => name, "state" => "idle")
+                .set(f64::from(service.pool.idle));
+            ::metrics::gauge!("emporium_db_pool_connections", "service" => name, "state" => "in_use")
+                .set(f64::from(service.pool.in_use));
+            ::metrics::gauge!("emporium_db_pool_max_connections", "service" => name)
+                .set(f64::from(service.pool.max));
+            if let Some(outbox) = service.outbox {
+                ::metrics::gauge!("emporium_outbox_unpublished_events", "service" => name)
+                    .set(outbox.unpublished as f64);
+                ::metrics::gauge!("emporium_outbox_parked_events", "service" => name)
+                    .set(outbox.parked as f64);
+                ::metrics::gauge!("emporium_outbox_oldest_unpublished_age_seconds", "service" => name)
+                    .set(outbox.oldest_unpublished_age_seconds);
+            }
+            for consumer in service.consumers {
+                if let Some(position) = consumer.position {
+                    ::metrics::gauge!("emporium_consumer_pending_messages", "consumer" => consumer.name.clone())
+                        .set(position.pending as f64);
+                    ::metrics::gauge!("emporium_consumer_ack_pending_messages", "consumer" => consumer.name.clone())
+                        .set(position.ack_pending as f64);
+                }
+                if let Some(dead_letters) = consumer.dead_letters {
+                    ::metrics::gauge!("emporium_consumer_dead_letters", "consumer" => consumer.name)
+                        .set(dead_letters as f64);
+                }
+            }
+        }
+    }
+
+    /// The dead letters waiting in the namespace's dead-letter stream, by subject; none when
+    /// the process hosts no consumer or the stream cannot be read.
+    async fn dead_letter_counts(&self) -> Option<std::collections::BTreeMap<String, u64>> {
+        let bus = self.inner.bus.as_ref()?;
+        let first = self
+            .inner
+            .services
+            .iter()
+            .find(|service| !service.consumers.is_empty())?;
+        let stream = crate::consumer::dead_letter_stream(&self.inner.namespace);
+        let filter = format!("{}.deadletter.>", self.inner.namespace);
+        bounded(
+            first.name,
+            "dead letters",
+            bus.count_by_subject(&stream.name, &filter),
+        )
+        .await
+    }
+}
+
+/// Awaits `read` for at most [`SCRAPE_QUERY_TIMEOUT`]; a failure or timeout is logged, counted
+/// against `service` and read as `None`.
+async fn bounded<T, E: std::fmt::Display>(
+    service: &'static str,
+    what: &'static str,
+    read: impl Future<Output = Result<T, E>>,
+) -> Option<T> {
+    let reason = match tokio::time::timeout(SCRAPE_QUERY_TIMEOUT, read).await {
+        Ok(Ok(value)) => return Some(value),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no answer within {SCRAPE_QUERY_TIMEOUT:?}"),
+    };
+    tracing::debug!(
+        service,
+        what,
+        reason,
+        "Failed to read a figure for /metrics"
+    );
+    ::metrics::counter!("emporium_scrape_failures_total", "service" => service).increment(1);
+    None
 }
 
 /// Drains the histograms every [`UPKEEP_PERIOD`] until `shutdown`.

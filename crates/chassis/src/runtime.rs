@@ -104,6 +104,7 @@ pub struct HttpOrigin {
 
 /// A consumer the runtime starts with its service and stops, before the pool closes, at shutdown.
 pub struct ConsumerTask {
+    hosted: crate::metrics::HostedConsumer,
     run: Box<dyn FnOnce(CancellationToken) -> BoxedTask + Send>,
 }
 
@@ -157,7 +158,15 @@ pub struct ServiceHost {
 
 impl ConsumerTask {
     pub fn new<H: EventHandler>(consumer: Consumer<H>) -> ConsumerTask {
+        let options = consumer.options();
+        let hosted = crate::metrics::HostedConsumer {
+            name: options.name.clone(),
+            stream: options.stream.clone(),
+            filter_subject: options.filter_subject.clone(),
+            stats: consumer.stats(),
+        };
         ConsumerTask {
+            hosted,
             run: Box::new(move |shutdown| Box::pin(consumer.run(shutdown))),
         }
     }
@@ -169,7 +178,9 @@ impl ConsumerTask {
 
 impl std::fmt::Debug for ConsumerTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsumerTask").finish_non_exhaustive()
+        f.debug_struct("ConsumerTask")
+            .field("name", &self.hosted.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -433,16 +444,36 @@ impl ServiceHost {
         let mut served = Vec::with_capacity(units.len());
         let mut running = Vec::with_capacity(units.len());
         let readiness = Readiness::new();
+        let namespace = units
+            .first()
+            .map(|unit| unit.context.namespace.clone())
+            .unwrap_or_default();
         let sources = crate::metrics::ScrapeSources::new(
             units
                 .iter()
-                .map(|unit| (unit.definition.name, unit.context.database.clone()))
+                .map(|unit| crate::metrics::SourceService {
+                    name: unit.definition.name,
+                    database: unit.context.database.clone(),
+                    consumers: unit
+                        .consumers
+                        .iter()
+                        .map(|consumer| consumer.hosted.clone())
+                        .collect(),
+                })
                 .collect(),
+            bus.clone(),
+            &namespace,
         );
-        let mut http_router = readiness.router(sources.clone());
+        // The probes, /metrics and the ops API, on the origin and on the ops listener alike.
+        let ops_router = readiness.router(sources.clone()).merge(
+            crate::ops::OpsApi::new(sources.clone(), readiness.clone(), Arc::clone(&verifier))
+                .router(),
+        );
+        let mut http_router = ops_router.clone();
         for unit in units {
             (unit.add_grpc_routes)(&mut routes);
             served.push(ServedService {
+                name: unit.definition.name,
                 health_names: unit.definition.health_names.to_vec(),
                 database: unit.context.database.clone(),
             });
@@ -485,7 +516,7 @@ impl ServiceHost {
         };
         let http = [
             http_listener.map(|listener| (listener, http_router)),
-            ops_listener.map(|listener| (listener, readiness.router(sources.clone()))),
+            ops_listener.map(|listener| (listener, ops_router)),
         ]
         .into_iter()
         .flatten()

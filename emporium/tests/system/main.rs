@@ -4,6 +4,7 @@
 mod deadletter;
 mod faults;
 mod one_address;
+mod ops;
 mod up;
 
 /// `promtool check metrics` (Debian's prometheus package, which `./scripts/test` installs)

@@ -40,7 +40,8 @@ use tokio::sync::{Mutex, MutexGuard, watch};
 use tokio::time::Instant;
 
 use super::{
-    BusError, ConsumerSpec, OutgoingMessage, PublishAck, StoredMessage, StreamSpec, subject_matches,
+    BusError, ConsumerPosition, ConsumerSpec, OutgoingMessage, PublishAck, StoredMessage,
+    StreamSpec, subject_matches,
 };
 
 /// The longest a waiting fetch goes without looking at the database. Writers in this process wake
@@ -433,6 +434,77 @@ impl EmbeddedBus {
             }
         }
         Ok(messages)
+    }
+
+    /// Where a durable consumer stands; see [`super::Bus::consumer_position`]. Reads the
+    /// subjects after its cursor (only those: a consumer that keeps up has none to read).
+    pub async fn consumer_position(
+        &self,
+        stream: &str,
+        durable_name: &str,
+    ) -> Result<Option<ConsumerPosition>, BusError> {
+        // One read transaction, so the cursor and what lies past it agree.
+        let mut transaction = self
+            .inner
+            .pool
+            .begin()
+            .await
+            .map_err(database_error("Failed to begin a bus read"))?;
+        let consumer: Option<(String, i64)> = sqlx::query_as(
+            "SELECT filter_subject, delivered_seq FROM consumers WHERE stream = $1 AND name = $2",
+        )
+        .bind(stream)
+        .bind(durable_name)
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(database_error("Failed to read the consumer"))?;
+        let Some((filter_subject, delivered_seq)) = consumer else {
+            return Ok(None);
+        };
+        let subjects: Vec<String> =
+            sqlx::query_scalar("SELECT subject FROM messages WHERE stream = $1 AND seq > $2")
+                .bind(stream)
+                .bind(delivered_seq)
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(database_error("Failed to read the consumer's backlog"))?;
+        let ack_pending: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM pending WHERE stream = $1 AND consumer = $2")
+                .bind(stream)
+                .bind(durable_name)
+                .fetch_one(&mut *transaction)
+                .await
+                .map_err(database_error(
+                    "Failed to count the consumer's pending deliveries",
+                ))?;
+        let pending = subjects
+            .iter()
+            .filter(|subject| subject_matches(&filter_subject, subject))
+            .count();
+        Ok(Some(ConsumerPosition {
+            pending: u64::try_from(pending).unwrap_or(u64::MAX),
+            ack_pending: sequence_from_db(ack_pending)?,
+        }))
+    }
+
+    /// Messages per subject; see [`super::Bus::count_by_subject`].
+    pub async fn count_by_subject(
+        &self,
+        stream: &str,
+        filter_subject: &str,
+    ) -> Result<BTreeMap<String, u64>, BusError> {
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT subject, COUNT(*) FROM messages WHERE stream = $1 GROUP BY subject",
+        )
+        .bind(stream)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(database_error("Failed to count the stream's messages"))?;
+        counts
+            .into_iter()
+            .filter(|(subject, _)| subject_matches(filter_subject, subject))
+            .map(|(subject, count)| Ok((subject, sequence_from_db(count)?)))
+            .collect()
     }
 
     /// Deletes one message and every consumer's pending delivery of it.

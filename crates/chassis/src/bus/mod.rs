@@ -101,6 +101,16 @@ pub struct StoredMessage {
     pub stored_at: std::time::SystemTime,
 }
 
+/// Where a durable consumer stands in its stream: what an operator reads as its lag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConsumerPosition {
+    /// Messages matching its filter that it has not been delivered yet (JetStream's
+    /// `num_pending`).
+    pub pending: u64,
+    /// Messages delivered to it and neither acknowledged nor terminated yet (`num_ack_pending`).
+    pub ack_pending: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("no stream holds subject {0}")]
@@ -241,6 +251,32 @@ impl Bus {
         match self {
             Bus::Nats(bus) => bus.delete_message(stream, sequence).await,
             Bus::Embedded(bus) => bus.delete_message(stream, sequence).await,
+        }
+    }
+
+    /// Where the durable consumer `durable_name` of `stream` stands; none when it does not exist
+    /// (yet).
+    pub async fn consumer_position(
+        &self,
+        stream: &str,
+        durable_name: &str,
+    ) -> Result<Option<ConsumerPosition>, BusError> {
+        match self {
+            Bus::Nats(bus) => bus.consumer_position(stream, durable_name).await,
+            Bus::Embedded(bus) => bus.consumer_position(stream, durable_name).await,
+        }
+    }
+
+    /// How many messages `stream` holds per subject, for the subjects matching `filter_subject`
+    /// (e.g. the dead letters of each consumer). Subjects with no message are absent.
+    pub async fn count_by_subject(
+        &self,
+        stream: &str,
+        filter_subject: &str,
+    ) -> Result<BTreeMap<String, u64>, BusError> {
+        match self {
+            Bus::Nats(bus) => bus.count_by_subject(stream, filter_subject).await,
+            Bus::Embedded(bus) => bus.count_by_subject(stream, filter_subject).await,
         }
     }
 

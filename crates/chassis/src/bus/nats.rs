@@ -10,8 +10,8 @@ use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use futures::StreamExt;
 
 use super::{
-    Acker, BusError, ConsumerSpec, Delivery, NatsStreamSettings, NatsStreamStorage,
-    OutgoingMessage, PublishAck, StoredMessage, StreamSpec,
+    Acker, BusError, ConsumerPosition, ConsumerSpec, Delivery, NatsStreamSettings,
+    NatsStreamStorage, OutgoingMessage, PublishAck, StoredMessage, StreamSpec,
 };
 
 /// How many times creating a stream is tried before the start fails.
@@ -265,6 +265,62 @@ impl NatsBus {
             });
         }
         Ok(messages)
+    }
+
+    pub async fn consumer_position(
+        &self,
+        stream: &str,
+        durable_name: &str,
+    ) -> Result<Option<ConsumerPosition>, BusError> {
+        use jetstream::context::ConsumerInfoErrorKind;
+        let stream = self
+            .jetstream
+            .get_stream_no_info(stream)
+            .await
+            .with_context(|| format!("Failed to find stream {stream}"))?;
+        match stream.consumer_info(durable_name).await {
+            Ok(info) => Ok(Some(ConsumerPosition {
+                pending: info.num_pending,
+                ack_pending: u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX),
+            })),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(anyhow::Error::from(error)
+                .context(format!("Failed to read consumer {durable_name}"))
+                .into()),
+        }
+    }
+
+    pub async fn count_by_subject(
+        &self,
+        stream: &str,
+        filter_subject: &str,
+    ) -> Result<BTreeMap<String, u64>, BusError> {
+        use futures::TryStreamExt as _;
+        let stream = self
+            .jetstream
+            .get_stream_no_info(stream)
+            .await
+            .with_context(|| format!("Failed to find stream {stream}"))?;
+        let mut subjects = stream
+            .info_with_subjects(filter_subject)
+            .await
+            .context("Failed to read the stream's subjects")?;
+        let mut counts = BTreeMap::new();
+        while let Some((subject, count)) = subjects
+            .try_next()
+            .await
+            .context("Failed to read the stream's subjects")?
+        {
+            counts.insert(subject, u64::try_from(count).unwrap_or(u64::MAX));
+        }
+        Ok(counts)
     }
 
     pub async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool, BusError> {
