@@ -99,6 +99,20 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// The refusal's `reason` label at `/metrics`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TokenError::Malformed => "malformed",
+            TokenError::WrongAlgorithm(_) => "wrong_algorithm",
+            TokenError::NotAnAccessToken(_) => "not_an_access_token",
+            TokenError::MissingKeyId => "missing_key_id",
+            TokenError::UnknownKey(_) => "unknown_key",
+            TokenError::Expired => "expired",
+            TokenError::Invalid(_) => "invalid",
+            TokenError::KeysUnavailable(_) => "keys_unavailable",
+        }
+    }
+
     /// Why the token was refused, as the caller may be told (the detail is for the log).
     pub fn reason(&self) -> &'static str {
         match self {
@@ -257,6 +271,15 @@ impl TokenVerifier {
     /// Verifies `token` as of `now` (seconds since the Unix epoch) and returns who it speaks for,
     /// from the cache when this very token was verified before and has not expired.
     pub async fn verify_at(&self, token: &str, now: i64) -> Result<Arc<Caller>, TokenError> {
+        let verified = self.verify_uncounted(token, now).await;
+        if let Err(error) = &verified {
+            ::metrics::counter!("emporium_auth_tokens_refused_total", "reason" => error.label())
+                .increment(1);
+        }
+        verified
+    }
+
+    async fn verify_uncounted(&self, token: &str, now: i64) -> Result<Arc<Caller>, TokenError> {
         let digest: TokenDigest = sha2::Sha256::digest(token.as_bytes()).into();
         if let Some(caller) = self.lock_verified().get(&digest, now) {
             return Ok(caller);
@@ -365,7 +388,13 @@ impl TokenVerifier {
         }
         let fetched = match &self.source {
             KeySource::Fixed(key_set) => Ok(key_set.clone()),
-            KeySource::Url(url) => fetch_key_set(url, &self.extra_roots).await,
+            KeySource::Url(url) => {
+                let fetched = fetch_key_set(url, &self.extra_roots).await;
+                let outcome = if fetched.is_ok() { "ok" } else { "error" };
+                ::metrics::counter!("emporium_auth_jwks_fetches_total", "outcome" => outcome)
+                    .increment(1);
+                fetched
+            }
         };
         *self
             .last_fetch

@@ -66,6 +66,18 @@ fn describe() {
         "grpc_server_handling_seconds",
         "Seconds from a gRPC call's arrival to its response headers (a unary call's whole time)."
     );
+    ::metrics::describe_histogram!(
+        "emporium_db_acquire_seconds",
+        "Seconds a transaction or read waited for its pooled connection (writes on SQLite: for their turn in the file's write queue too), by kind (read, write)."
+    );
+    ::metrics::describe_counter!(
+        "emporium_db_acquire_failures_total",
+        "Transactions or reads that got no connection (the pool's wait ran out, or the database refused)."
+    );
+    ::metrics::describe_histogram!(
+        "emporium_db_transaction_seconds",
+        "Seconds from a write transaction's begin to its commit (its fsync included) or rollback, by outcome (commit, rollback)."
+    );
     ::metrics::describe_gauge!(
         "emporium_db_pool_connections",
         "Connections the service's database pool holds, by state (idle, in_use)."
@@ -109,6 +121,14 @@ fn describe() {
     ::metrics::describe_gauge!(
         "emporium_consumer_dead_letters",
         "Dead letters the consumer parked that wait in the dead-letter stream (a re-drive removes them)."
+    );
+    ::metrics::describe_counter!(
+        "emporium_auth_tokens_refused_total",
+        "Bearer tokens the process refused, by reason (malformed, wrong_algorithm, not_an_access_token, missing_key_id, unknown_key, expired, invalid, keys_unavailable)."
+    );
+    ::metrics::describe_counter!(
+        "emporium_auth_jwks_fetches_total",
+        "Fetches of the issuer's JWKS to verify tokens, by outcome (ok, error)."
     );
     ::metrics::describe_counter!(
         "emporium_scrape_failures_total",

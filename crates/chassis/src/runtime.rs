@@ -200,7 +200,8 @@ impl<S: Service> Built<S> {
             settings.database_max_connections,
             definition.migrations,
         )
-        .await?;
+        .await?
+        .named(definition.name);
         let route = EventRoute::new(definition.name, &settings.namespace);
         let context = ServiceContext {
             database,

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sqlx::migrate::Migrator;
@@ -95,6 +95,19 @@ pub struct Database {
     commit_notifier: Option<CommitNotifier>,
     /// How long a write waits for its turn before it fails, like the pool's acquire timeout.
     write_wait: Duration,
+    /// What it exports at `/metrics`, once named by its service ([`Database::named`]).
+    metrics: Option<Arc<DatabaseMetrics>>,
+}
+
+/// A named database's series, registered once: how long each begin waited for its connection
+/// (and on SQLite its write turn), begins that failed, and how long write transactions took.
+#[derive(Debug)]
+struct DatabaseMetrics {
+    acquire_write: ::metrics::Histogram,
+    acquire_read: ::metrics::Histogram,
+    acquire_failures: ::metrics::Counter,
+    committed: ::metrics::Histogram,
+    rolled_back: ::metrics::Histogram,
 }
 
 #[derive(Clone, Debug)]
@@ -115,6 +128,8 @@ pub struct Transaction {
     outbox_signal: Arc<Notify>,
     /// On PostgreSQL, tells other processes' relays of a commit that recorded events.
     commit_notifier: Option<CommitNotifier>,
+    /// A write transaction of a named database: when it began, timed at commit or rollback.
+    timed: Option<(Arc<DatabaseMetrics>, Instant)>,
 }
 
 /// Tells the relays of other processes that a transaction which recorded outbox events has
@@ -306,7 +321,25 @@ impl Database {
             outbox_signal: Arc::new(Notify::new()),
             commit_notifier,
             write_wait: wait,
+            metrics: None,
         })
+    }
+
+    /// Exports the pool's waits and the write transactions' latency at `/metrics`, labelled
+    /// `service`: `emporium_db_acquire_seconds{kind}`, `emporium_db_acquire_failures_total` and
+    /// `emporium_db_transaction_seconds{outcome}`.
+    pub fn named(mut self, service: &'static str) -> Database {
+        crate::metrics::handle();
+        let acquire = |kind: &'static str| ::metrics::histogram!("emporium_db_acquire_seconds", "service" => service, "kind" => kind);
+        let transaction = |outcome: &'static str| ::metrics::histogram!("emporium_db_transaction_seconds", "service" => service, "outcome" => outcome);
+        self.metrics = Some(Arc::new(DatabaseMetrics {
+            acquire_write: acquire("write"),
+            acquire_read: acquire("read"),
+            acquire_failures: ::metrics::counter!("emporium_db_acquire_failures_total", "service" => service),
+            committed: transaction("commit"),
+            rolled_back: transaction("rollback"),
+        }));
+        self
     }
 
     /// Runs pending migrations: the chassis tables first, then the service's.
@@ -363,28 +396,34 @@ impl Database {
     /// concurrent writers queue in order instead of backing off in SQLite's busy handler or
     /// failing on lock upgrade, and share their commit's fsync.
     pub async fn begin(&self) -> Result<Transaction, sqlx::Error> {
-        match &self.pool {
-            Pool::Postgres(pool) => {
-                Ok(self.transaction(TransactionConnection::Postgres(pool.begin().await?)))
-            }
-            Pool::Sqlite(pool, write_queue) => {
-                let member = Member::join(write_queue, pool, self.write_wait).await?;
-                Ok(self.transaction(TransactionConnection::SqliteWrite(member)))
-            }
-        }
+        let asked = Instant::now();
+        let connection = match &self.pool {
+            Pool::Postgres(pool) => pool.begin().await.map(TransactionConnection::Postgres),
+            Pool::Sqlite(pool, write_queue) => Member::join(write_queue, pool, self.write_wait)
+                .await
+                .map(TransactionConnection::SqliteWrite),
+        };
+        let connection = self.timed_acquire(asked, true, connection)?;
+        let mut transaction = self.transaction(connection);
+        transaction.timed = self
+            .metrics
+            .as_ref()
+            .map(|metrics| (Arc::clone(metrics), Instant::now()));
+        Ok(transaction)
     }
 
     /// Begins a transaction for reads only: a consistent snapshot (e.g. a page and its total)
     /// that never blocks writers.
     pub async fn begin_read(&self) -> Result<Transaction, sqlx::Error> {
+        let asked = Instant::now();
         let connection = match &self.pool {
-            Pool::Postgres(pool) => TransactionConnection::Postgres(
-                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    .await?,
-            ),
-            Pool::Sqlite(pool, _) => TransactionConnection::Sqlite(pool.begin().await?),
+            Pool::Postgres(pool) => pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await
+                .map(TransactionConnection::Postgres),
+            Pool::Sqlite(pool, _) => pool.begin().await.map(TransactionConnection::Sqlite),
         };
-        Ok(self.transaction(connection))
+        Ok(self.transaction(self.timed_acquire(asked, false, connection)?))
     }
 
     /// A connection for one read statement, in autocommit mode: no `BEGIN` and `COMMIT` around
@@ -392,13 +431,35 @@ impl Database {
     /// snapshot by itself; a read of several statements that must agree (a page and its total)
     /// takes [`Database::begin_read`]. [`Transaction::commit`] gives the connection back.
     pub async fn single_read(&self) -> Result<Transaction, sqlx::Error> {
+        let asked = Instant::now();
         let connection = match &self.pool {
-            Pool::Postgres(pool) => {
-                TransactionConnection::PostgresAutocommit(pool.acquire().await?)
-            }
-            Pool::Sqlite(pool, _) => TransactionConnection::SqliteAutocommit(pool.acquire().await?),
+            Pool::Postgres(pool) => pool
+                .acquire()
+                .await
+                .map(TransactionConnection::PostgresAutocommit),
+            Pool::Sqlite(pool, _) => pool
+                .acquire()
+                .await
+                .map(TransactionConnection::SqliteAutocommit),
         };
-        Ok(self.transaction(connection))
+        Ok(self.transaction(self.timed_acquire(asked, false, connection)?))
+    }
+
+    /// Records how long a begin asked at `asked` waited, or that it failed.
+    fn timed_acquire(
+        &self,
+        asked: Instant,
+        write: bool,
+        connection: Result<TransactionConnection, sqlx::Error>,
+    ) -> Result<TransactionConnection, sqlx::Error> {
+        if let Some(metrics) = &self.metrics {
+            match &connection {
+                Ok(_) if write => metrics.acquire_write.record(asked.elapsed()),
+                Ok(_) => metrics.acquire_read.record(asked.elapsed()),
+                Err(_) => metrics.acquire_failures.increment(1),
+            }
+        }
+        connection
     }
 
     /// For one page of a list: a later page is one statement, its total carried in the page
@@ -511,6 +572,7 @@ impl Database {
             wrote_events: false,
             outbox_signal: Arc::clone(&self.outbox_signal),
             commit_notifier: self.commit_notifier.clone(),
+            timed: None,
         }
     }
 }
@@ -619,6 +681,9 @@ impl Transaction {
             )
             | None => {}
         }
+        if let Some((metrics, began)) = self.timed.take() {
+            metrics.committed.record(began.elapsed());
+        }
         if self.wrote_events {
             self.outbox_signal.notify_one();
             if let Some(notifier) = &self.commit_notifier {
@@ -637,6 +702,7 @@ impl Transaction {
     }
 
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        self.record_rollback();
         match self.connection.take() {
             Some(TransactionConnection::Postgres(transaction)) => transaction.rollback().await,
             Some(TransactionConnection::Sqlite(transaction)) => transaction.rollback().await,
@@ -646,6 +712,13 @@ impl Transaction {
                 | TransactionConnection::SqliteAutocommit(_),
             )
             | None => Ok(()),
+        }
+    }
+
+    /// A timed write transaction ends without its commit.
+    fn record_rollback(&mut self) {
+        if let Some((metrics, began)) = self.timed.take() {
+            metrics.rolled_back.record(began.elapsed());
         }
     }
 
@@ -699,6 +772,8 @@ impl Drop for Transaction {
     /// the next writer finds the group as it was. Without a runtime (the process is ending) the
     /// group is left to fail.
     fn drop(&mut self) {
+        // Unfinished, or its commit failed: either way it did not commit.
+        self.record_rollback();
         let Some(TransactionConnection::SqliteWrite(member)) = self.connection.take() else {
             return;
         };

@@ -165,6 +165,11 @@ async fn the_ops_api_is_for_admins_only(backend: Backend) {
     assert!(refusal.contains("admin"), "{refusal}");
     let refusal = unknown_consumer.expect_err("an unknown consumer is refused");
     assert!(refusal.contains("nobody"), "{refusal}");
+    // The forged token is counted by reason (the process's count: other tests refuse some too).
+    let malformed = suite
+        .series(r#"emporium_auth_tokens_refused_total{reason="malformed"} "#)
+        .await;
+    assert!(malformed >= 1.0, "{malformed} malformed tokens counted");
     suite.stop().await;
 }
 

@@ -68,6 +68,49 @@ async fn a_new_user_signs_in_with_the_cli_and_changes_the_catalog() {
     assert!(created.unwrap().contains("Tea"));
     let refused = anonymous.expect_err("without a login the catalog refuses");
     assert!(refused.contains("not signed in"), "{refused}");
+    // The admin's ops view: both services serving (the origin is the login's issuer).
+    let status = suite
+        .ctl(&config_dir, &["ops", "status"])
+        .await
+        .expect("the admin reads the ops status");
+    for service in ["identity", "catalog"] {
+        assert!(
+            status.lines().any(|line| {
+                let mut cells = line.split_whitespace();
+                cells.next() == Some(service) && cells.next() == Some("SERVING")
+            }),
+            "{service} SERVING in:\n{status}"
+        );
+    }
+    // What happened is counted: the sign-in, the token, the catalog's write transaction.
+    let (_, _, metrics) = Browser::new()
+        .send(
+            "GET",
+            &format!("http://{}/metrics", suite.http_addr),
+            Vec::new(),
+        )
+        .await;
+    crate::assert_promtool_accepts(&metrics);
+    for series in [
+        r#"emporium_identity_sign_ins_total{outcome="success"} 1"#,
+        r#"emporium_identity_sign_ins_total{outcome="wrong_credentials"} 0"#,
+        r#"emporium_identity_tokens_issued_total{grant_type="authorization_code"} 1"#,
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == series),
+            "no {series} in:\n{metrics}"
+        );
+    }
+    let commits = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("emporium_db_transaction_seconds_count{")
+                && line.contains(r#"service="catalog""#)
+                && line.contains(r#"outcome="commit""#)
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no catalog commits counted in:\n{metrics}"));
+    assert!(commits >= 1.0, "{commits} catalog commits");
 
     first.stop();
     let mut second = suite.start();

@@ -95,6 +95,7 @@ impl Service for IdentityParts {
             options.key_policy,
         );
         keys.ensure_readable().await?;
+        oauth::register_metrics();
         Ok(IdentityParts {
             database: context.database.clone(),
             keys,

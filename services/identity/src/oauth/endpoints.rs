@@ -445,6 +445,7 @@ async fn sign_in(
     // nothing is recorded, and such text never reaches the database.
     let Ok(parsed_email) = Email::parse(&email) else {
         tracing::info!(client_id = %request.client.client_id, "A sign-in failed: not an email address");
+        count_sign_in("wrong_credentials");
         return wrong_credentials();
     };
     let account_key = parsed_email.as_str().to_owned();
@@ -453,6 +454,7 @@ async fn sign_in(
     let refusal = match admit_attempt(&provider, &account_key, &address_key, now).await {
         Ok(Admission::Admitted) => None,
         Ok(Admission::LockedOut) => {
+            count_sign_in("locked_out");
             let minutes = provider.settings().lockout.window.as_secs().div_ceil(60);
             Some((
                 format!(
@@ -462,6 +464,7 @@ async fn sign_in(
             ))
         }
         Ok(Admission::Delayed(wait)) => {
+            count_sign_in("throttled");
             let seconds = wait.as_secs().max(1);
             let unit = if seconds == 1 { "second" } else { "seconds" };
             Some((
@@ -498,6 +501,7 @@ async fn sign_in(
         Ok(None) => {
             // The attempt was recorded as a failure when it was admitted.
             tracing::info!(client_id = %request.client.client_id, "A sign-in failed");
+            count_sign_in("wrong_credentials");
             return wrong_credentials();
         }
         Err(error) => return internal_error_page(&error),
@@ -523,6 +527,7 @@ async fn sign_in(
     match started.await {
         Ok(Some(location)) => {
             tracing::info!(client_id = %request.client.client_id, account_id = %account.id, "Signed in");
+            count_sign_in("success");
             let session_cookie = cookie_header(
                 &provider,
                 SESSION_COOKIE,
@@ -538,6 +543,37 @@ async fn sign_in(
         ))),
         Err(error) => internal_error_page(&error),
     }
+}
+
+/// The sign-in outcomes and grant types `/metrics` counts.
+const SIGN_IN_OUTCOMES: [&str; 4] = ["success", "wrong_credentials", "locked_out", "throttled"];
+const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+
+/// Describes the provider's series at `/metrics` and starts each at zero, so a rate over a
+/// quiet period reads 0, not nothing.
+pub(crate) fn register_metrics() {
+    ::metrics::describe_counter!(
+        "emporium_identity_sign_ins_total",
+        "Sign-in attempts at the provider's form, by outcome (success, wrong_credentials, locked_out, throttled)."
+    );
+    ::metrics::describe_counter!(
+        "emporium_identity_tokens_issued_total",
+        "Access tokens the token endpoint issued, by grant type."
+    );
+    for outcome in SIGN_IN_OUTCOMES {
+        ::metrics::counter!("emporium_identity_sign_ins_total", "outcome" => outcome).increment(0);
+    }
+    for grant_type in GRANT_TYPES {
+        ::metrics::counter!("emporium_identity_tokens_issued_total", "grant_type" => grant_type)
+            .increment(0);
+    }
+}
+
+/// Counts a sign-in attempt at `/metrics` by its outcome: `success`, `wrong_credentials` (an
+/// unknown or malformed email, a wrong password, a disabled account), `locked_out` (a lockout
+/// limit was reached) or `throttled` (the email's growing delay has not passed).
+fn count_sign_in(outcome: &'static str) {
+    ::metrics::counter!("emporium_identity_sign_ins_total", "outcome" => outcome).increment(1);
 }
 
 /// The sign-in page for `request`, with a fresh CSRF token.
@@ -815,16 +851,32 @@ async fn exchange(
     }
     let params = Params::parse(body);
     let client = authenticate_client(provider, headers, &params).await?;
-    match params.get("grant_type")? {
-        Some("authorization_code") => authorization_code_grant(provider, &client, &params).await,
-        Some("refresh_token") => refresh_token_grant(provider, &client, &params).await,
-        Some("client_credentials") => client_credentials_grant(provider, &client).await,
-        Some(other) => Err(OAuthError::new(
-            "unsupported_grant_type",
-            format!("grant_type {other:?} is not supported"),
-        )),
-        None => Err(OAuthError::invalid_request("grant_type is required")),
+    let (grant_type, issued) = match params.get("grant_type")? {
+        Some("authorization_code") => (
+            "authorization_code",
+            authorization_code_grant(provider, &client, &params).await,
+        ),
+        Some("refresh_token") => (
+            "refresh_token",
+            refresh_token_grant(provider, &client, &params).await,
+        ),
+        Some("client_credentials") => (
+            "client_credentials",
+            client_credentials_grant(provider, &client).await,
+        ),
+        Some(other) => {
+            return Err(OAuthError::new(
+                "unsupported_grant_type",
+                format!("grant_type {other:?} is not supported"),
+            ));
+        }
+        None => return Err(OAuthError::invalid_request("grant_type is required")),
+    };
+    if issued.is_ok() {
+        ::metrics::counter!("emporium_identity_tokens_issued_total", "grant_type" => grant_type)
+            .increment(1);
     }
+    issued
 }
 
 /// The client making a token or revocation request, authenticated by `client_secret_basic`,

@@ -23,6 +23,7 @@ use chassis::proxies::TrustedProxies;
 use chassis::storage::{Database, Timestamp};
 use time::OffsetDateTime;
 
+pub(crate) use endpoints::register_metrics;
 pub use endpoints::router;
 
 use crate::keys::SigningKeys;
