@@ -17,12 +17,14 @@ use chassis::grpc::GrpcListener;
 use chassis::runtime::{Built, ConsumerTask, Service, ServiceContext, ServiceDefinition};
 use chassis::settings::ServiceSettings;
 use chassis::storage::Transaction;
+use emporium_proto::catalog::v1 as catalog_proto;
 use test_support::{Backend, TestBus, TestDatabase, TestIssuer, both_backends, eventually};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 both_backends!(
     a_held_back_consumer_lags_and_a_poison_message_is_a_dead_letter_until_redriven,
+    the_outbox_backlog_shows_until_a_relay_publishes_it,
     the_ops_api_is_for_admins_only,
 );
 
@@ -133,6 +135,65 @@ async fn a_held_back_consumer_lags_and_a_poison_message_is_a_dead_letter_until_r
     suite.stop().await;
 }
 
+async fn the_outbox_backlog_shows_until_a_relay_publishes_it(backend: Backend) {
+    // Arrange: the catalog beside the projection, without its relay.
+    let suite = Suite::start_with_catalog(backend).await;
+    let admin = suite.issuer.token("admin-1", &[roles::ADMIN]);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", suite.grpc_addr))
+        .expect("an endpoint")
+        .connect()
+        .await
+        .expect("the host accepts connections");
+    let mut catalog_client =
+        catalog_proto::catalog_service_client::CatalogServiceClient::new(channel);
+
+    // Act: two changes, recorded in the outbox and not published.
+    for name in ["Tea", "Coffee"] {
+        catalog_client
+            .create_category(test_support::with_token(
+                catalog_proto::CreateCategoryRequest {
+                    name: name.to_owned(),
+                    description: String::new(),
+                },
+                &admin,
+            ))
+            .await
+            .expect("the category is created");
+    }
+    let waiting = suite.outbox(&admin).await;
+    let relay = tokio::spawn(
+        chassis::outbox::Relay::new(
+            suite.catalog_database.clone().expect("the catalog runs"),
+            suite.bus.clone(),
+            chassis::outbox::EventRoute::new(catalog::NAME, &suite.namespace),
+        )
+        .run(suite.shutdown.clone()),
+    );
+    let drained = eventually(PATIENCE, "the relay to drain the outbox", || async {
+        let outbox = suite.outbox(&admin).await;
+        (outbox["unpublished"] == 0).then_some(outbox)
+    })
+    .await;
+
+    // Assert
+    assert_eq!(waiting["unpublished"], 2, "{waiting}");
+    assert_eq!(waiting["parked"], 0, "{waiting}");
+    assert!(
+        waiting["oldest_unpublished_age_seconds"]
+            .as_f64()
+            .is_some_and(|age| age >= 0.0),
+        "{waiting}"
+    );
+    assert_eq!(drained["oldest_unpublished_age_seconds"], 0.0, "{drained}");
+    let (_, metrics) = suite.get("/metrics", None).await;
+    assert!(
+        metrics.contains(r#"emporium_outbox_unpublished_events{service="catalog"} "#),
+        "{metrics}"
+    );
+    suite.stop().await;
+    relay.await.expect("the relay stops");
+}
+
 async fn the_ops_api_is_for_admins_only(backend: Backend) {
     // Arrange
     let suite = Suite::start(backend).await;
@@ -184,14 +245,25 @@ struct Suite {
     consumer: String,
     gate: Gate,
     http_addr: std::net::SocketAddr,
+    grpc_addr: std::net::SocketAddr,
+    /// The catalog's database, when it runs beside the projection (without its relay).
+    catalog_database: Option<chassis::storage::Database>,
     shutdown: CancellationToken,
     served: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _database: TestDatabase,
+    _databases: Vec<TestDatabase>,
     _test_bus: TestBus,
 }
 
 impl Suite {
     async fn start(backend: Backend) -> Suite {
+        Suite::host(backend, false).await
+    }
+
+    async fn start_with_catalog(backend: Backend) -> Suite {
+        Suite::host(backend, true).await
+    }
+
+    async fn host(backend: Backend, with_catalog: bool) -> Suite {
         let database = TestDatabase::new(backend, "projection").await;
         let test_bus = TestBus::new(backend).await;
         let bus = test_bus.connect().await;
@@ -232,6 +304,27 @@ impl Suite {
             .with_http_listener(http)
             .with_grace(Duration::from_secs(5));
         host.add(built.into_unit(None));
+        let grpc_addr = host.local_addr();
+        let mut databases = vec![database];
+        let mut catalog_database = None;
+        if with_catalog {
+            let database = TestDatabase::new(backend, "catalog").await;
+            let catalog = Built::<catalog::CatalogParts>::build(
+                &ServiceSettings {
+                    name: catalog::NAME,
+                    database_url: database.secret_url(),
+                    ..settings.clone()
+                },
+                bus.clone(),
+                (),
+            )
+            .await
+            .expect("the catalog builds")
+            .without_relay();
+            catalog_database = Some(catalog.database().clone());
+            host.add(catalog.into_unit(None));
+            databases.push(database);
+        }
         let shutdown = CancellationToken::new();
         let served = tokio::spawn(host.run_until_stopped(shutdown.clone()));
         Suite {
@@ -241,9 +334,11 @@ impl Suite {
             consumer,
             gate,
             http_addr,
+            grpc_addr,
+            catalog_database,
             shutdown,
             served,
-            _database: database,
+            _databases: databases,
             _test_bus: test_bus,
         }
     }
@@ -276,6 +371,18 @@ impl Suite {
             condition(&consumer).then_some(consumer)
         })
         .await
+    }
+
+    /// The catalog's outbox figures in the ops API.
+    async fn outbox(&self, admin: &str) -> serde_json::Value {
+        let (code, body) = self.get("/ops/v1/status", Some(admin)).await;
+        assert_eq!(code, 200, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        status["services"]
+            .as_array()
+            .and_then(|services| services.iter().find(|service| service["name"] == "catalog"))
+            .map(|catalog| catalog["outbox"].clone())
+            .unwrap_or_else(|| panic!("no catalog in {status}"))
     }
 
     /// The value of this consumer's series of `gauge` at a scrape of `/metrics`.
