@@ -636,7 +636,10 @@ mod tests {
 
     use secrecy::ExposeSecret;
 
-    use super::{AuthSettings, BusSettings, NatsStreamSettings, NatsStreamStorage, Settings};
+    use super::{
+        AuthSettings, BusSettings, NatsStreamSettings, NatsStreamStorage, Settings,
+        TelemetrySettings, TraceSampler,
+    };
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, super::SettingsError> {
         Settings::from_map(
@@ -661,6 +664,88 @@ mod tests {
         assert_eq!(format(Some("text")).unwrap(), LogFormat::Text);
         let error = format(Some("pretty")).unwrap_err();
         assert_eq!(error.variable, "EMPORIUM_LOG_FORMAT");
+    }
+
+    #[test]
+    fn tracing_defaults_to_no_export_and_the_last_hundred_traces_in_memory() {
+        let telemetry = settings(&[]).unwrap().telemetry;
+
+        assert_eq!(telemetry, TelemetrySettings::default());
+        assert_eq!(telemetry.otlp_endpoint, None);
+        assert_eq!(telemetry.sampler, TraceSampler::ParentBasedAlwaysOn);
+        assert_eq!(telemetry.traces_kept, 100);
+    }
+
+    #[test]
+    fn tracing_follows_the_standard_opentelemetry_variables() {
+        let telemetry = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_SERVICE_NAME", "catalog-eu"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=prod, team=commerce%20core",
+            ),
+            ("EMPORIUM_TRACES_KEPT", "0"),
+        ])
+        .unwrap()
+        .telemetry;
+
+        assert_eq!(
+            telemetry.otlp_endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(telemetry.service_name.as_deref(), Some("catalog-eu"));
+        assert_eq!(
+            telemetry.sampler,
+            TraceSampler::ParentBasedTraceIdRatio(0.25)
+        );
+        assert_eq!(
+            telemetry.resource_attributes,
+            [
+                ("deployment.environment.name".to_owned(), "prod".to_owned()),
+                ("team".to_owned(), "commerce core".to_owned()),
+            ]
+        );
+        assert_eq!(telemetry.traces_kept, 0);
+    }
+
+    #[test]
+    fn the_traces_endpoint_overrides_the_general_one() {
+        let telemetry = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4317"),
+        ])
+        .unwrap()
+        .telemetry;
+
+        assert_eq!(
+            telemetry.otlp_endpoint.as_deref(),
+            Some("http://traces:4317")
+        );
+    }
+
+    #[test]
+    fn a_bad_tracing_value_names_its_variable() {
+        for (variable, value) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "grpc://collector"),
+            ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "team"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "team=a%zz"),
+            ("EMPORIUM_TRACES_KEPT", "-1"),
+            ("EMPORIUM_TRACES_KEPT", "10001"),
+        ] {
+            let error = settings(&[(variable, value)]).unwrap_err();
+            assert_eq!(error.variable, variable, "{value}");
+        }
+        let error = settings(&[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.variable, "OTEL_TRACES_SAMPLER_ARG");
     }
 
     #[test]
