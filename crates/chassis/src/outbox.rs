@@ -662,7 +662,8 @@ impl Relay {
             messaging.operation.type = "send",
             messaging.operation.name = "publish",
             messaging.destination.name = destination.as_deref(),
-            messaging.batch.message_count = events.len(),
+            // An integer attribute (tracing-opentelemetry writes unsigned ones as text).
+            messaging.batch.message_count = events.len() as i64,
             service = self.route.service,
         );
         crate::telemetry::set_parent_from(&span, None);

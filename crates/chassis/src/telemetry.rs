@@ -574,7 +574,7 @@ where
             let result = future.await;
             if let Ok(response) = &result {
                 let status = response.status();
-                span.record("http.response.status_code", status.as_u16());
+                span.record("http.response.status_code", i64::from(status.as_u16()));
                 if status.is_server_error() {
                     span.record("otel.status_code", "error");
                 }
@@ -840,6 +840,73 @@ mod tests {
         assert!(lines[0].contains("Inside"), "{}", lines[0]);
         assert!(!lines[1].contains("trace_id"), "{}", lines[1]);
         assert!(lines[1].contains("Outside"), "{}", lines[1]);
+    }
+
+    #[tokio::test]
+    async fn the_http_origin_traces_its_routes_in_the_callers_trace_but_not_its_probes() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::Layer as _;
+
+        // Arrange: spans kept in a ring, as a process without an OTLP endpoint keeps them.
+        let recent = super::recent::RecentTraces::new(10);
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(recent.processor())
+            .build();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("test"))
+                .with_filter(super::ExportedSpans),
+        );
+        let _default = tracing::subscriber::set_default(subscriber);
+        let mut router = axum::Router::new()
+            .route("/oauth2/token", axum::routing::post(|| async { "token" }))
+            .route("/healthz", axum::routing::get(|| async { "live" }))
+            .layer(super::HttpTraceLayer);
+        let request = |method: &str, path: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("traceparent", TRACEPARENT)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+
+        // Act
+        for (method, path) in [("POST", "/oauth2/token"), ("GET", "/healthz")] {
+            let response = tower::Service::call(&mut router, request(method, path))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), http::StatusCode::OK, "{path}");
+        }
+
+        // Assert: one span, the token request's, a child of the caller's span.
+        let traces = recent.summaries();
+        assert_eq!(traces.len(), 1, "{traces:#?}");
+        assert_eq!(traces[0].trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        let spans = &traces[0].spans;
+        assert_eq!(spans.len(), 1, "{spans:#?}");
+        assert_eq!(spans[0].name, "POST /oauth2/token");
+        assert_eq!(spans[0].kind, "server");
+        assert_eq!(spans[0].parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(spans[0].attributes["http.route"], "/oauth2/token");
+        assert_eq!(spans[0].attributes["http.response.status_code"], 200);
+    }
+
+    #[test]
+    fn parses_only_well_formed_traceparents() {
+        let parsed = super::parse_traceparent(TRACEPARENT).expect("a valid traceparent");
+        assert_eq!(super::traceparent_of(&parsed), TRACEPARENT);
+        for malformed in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert!(super::parse_traceparent(malformed).is_none(), "{malformed}");
+        }
     }
 
     #[test]
