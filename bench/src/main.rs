@@ -90,10 +90,15 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    chassis::telemetry::init(&TelemetrySettings {
-        filter: cli.log.clone(),
-        format: LogFormat::Json,
-    })?;
+    // No OTLP endpoint: the services keep their recent traces in memory, as they do by default.
+    let telemetry = chassis::telemetry::init(
+        &TelemetrySettings {
+            filter: cli.log.clone(),
+            format: LogFormat::Json,
+            ..TelemetrySettings::default()
+        },
+        "emporium-bench",
+    )?;
     // The servers get a runtime of their own, as they would in their own process; the clients
     // run on this one. Both have one worker per core, tokio's default.
     let servers = tokio::runtime::Builder::new_multi_thread()
@@ -109,7 +114,7 @@ fn main() -> anyhow::Result<()> {
     let report = clients.block_on(run(&cli, servers.handle()))?;
     println!("{}", report.render());
     servers.shutdown_timeout(Duration::from_secs(5));
-    Ok(())
+    telemetry.shutdown()
 }
 
 async fn run(cli: &Cli, servers: &tokio::runtime::Handle) -> anyhow::Result<Report> {

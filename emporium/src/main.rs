@@ -81,7 +81,12 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::from_env()?;
-    chassis::telemetry::init(&settings.telemetry)?;
+    // Spans name the service a process runs (unless OTEL_SERVICE_NAME says otherwise).
+    let service_name = match &cli.command {
+        Command::Serve { service } => format!("emporium-{service}"),
+        _ => "emporium".to_owned(),
+    };
+    let telemetry = chassis::telemetry::init(&settings.telemetry, &service_name)?;
     let all_services: Vec<&ServiceEntry> = SERVICES.iter().collect();
     let result = match cli.command {
         Command::Up => run(&settings, &all_services, Mode::Up).await,
@@ -96,6 +101,16 @@ async fn main() -> anyhow::Result<()> {
     };
     if let Err(error) = &result {
         tracing::error!(error.cause_chain = ?error, error.message = %error, "emporium failed");
+    }
+    // The spans still queued for the collector go out before the process ends.
+    match tokio::task::spawn_blocking(move || telemetry.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(error.cause_chain = ?error, error.message = %error, "Failed to export the last spans");
+        }
+        Err(error) => {
+            tracing::warn!(error.message = %error, "The span exporter's shutdown panicked")
+        }
     }
     result
 }

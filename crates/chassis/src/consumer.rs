@@ -582,8 +582,40 @@ impl<H: EventHandler> Consumer<H> {
     /// Handles one delivery and settles it; whatever fails is logged and reflected in the
     /// outcome (the handler's failures as [`Outcome::Retry`], the database's or the bus's as
     /// [`Outcome::Unavailable`]).
-    #[tracing::instrument(skip_all, fields(consumer = %self.options.name, subject = %delivery.subject, stream_sequence = delivery.stream_sequence, delivery_count = delivery.delivery_count))]
+    ///
+    /// It runs in a `process <subject>` span (kind consumer), a child of the event's
+    /// `traceparent` (the bus message's header, else the CloudEvent's), so the handling, its
+    /// transaction and whatever the handler calls continue the trace of the request that
+    /// recorded the event.
     pub async fn process(&self, delivery: Delivery) -> Outcome {
+        let span = tracing::info_span!(
+            "process",
+            otel.name = %format_args!("process {}", delivery.subject),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = self.bus.messaging_system(),
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.destination.name = %delivery.subject,
+            messaging.consumer.group.name = %self.options.name,
+            messaging.message.id = tracing::field::Empty,
+            consumer = %self.options.name,
+            subject = %delivery.subject,
+            stream_sequence = delivery.stream_sequence,
+            delivery_count = delivery.delivery_count,
+            outcome = tracing::field::Empty,
+        );
+        crate::telemetry::set_parent_from(&span, event_traceparent(&delivery).as_deref());
+        let outcome =
+            tracing::Instrument::instrument(self.process_in_span(delivery), span.clone()).await;
+        span.record("outcome", tracing::field::debug(&outcome));
+        if matches!(outcome, Outcome::Retry | Outcome::DeadLettered) {
+            span.record("otel.status_code", "error");
+        }
+        outcome
+    }
+
+    async fn process_in_span(&self, delivery: Delivery) -> Outcome {
         let settlement = self.decide(&delivery).await;
         let stream_sequence = delivery.stream_sequence;
         let outcome = match settlement {
@@ -657,15 +689,21 @@ impl<H: EventHandler> Consumer<H> {
                 handler_failures: None,
             };
         };
+        tracing::Span::current().record("messaging.message.id", event.id.as_str());
         // The handling is a child of the event's trace context (or starts a trace): the
-        // handler's log lines, the events it records and the calls it makes carry it.
-        let traceparent = crate::telemetry::continue_trace(event.traceparent.as_deref());
-        crate::telemetry::attach_trace_context(&tracing::Span::current(), traceparent.clone());
-        let applied = crate::telemetry::with_traceparent(
-            traceparent,
-            self.apply(&event, event_id, aggregate_id),
-        )
-        .await;
+        // handler's log lines, the events it records and the calls it makes carry it. The
+        // `process` span is that child; without a subscriber, the task-local carries it.
+        let applied = if crate::telemetry::exports_spans() {
+            self.apply(&event, event_id, aggregate_id).await
+        } else {
+            let traceparent = crate::telemetry::continue_trace(event.traceparent.as_deref());
+            crate::telemetry::attach_trace_context(&tracing::Span::current(), traceparent.clone());
+            crate::telemetry::with_traceparent(
+                traceparent,
+                self.apply(&event, event_id, aggregate_id),
+            )
+            .await
+        };
         match applied {
             Ok(ApplyOutcome::Applied) => Settlement::Ack(Outcome::Applied),
             Ok(ApplyOutcome::Duplicate) => Settlement::Ack(Outcome::Duplicate),
@@ -920,6 +958,21 @@ fn attempts_of(attempts: &mut HashMap<u64, Attempts>, stream_sequence: u64) -> &
     });
     entry.last_seen = Instant::now();
     entry
+}
+
+/// The trace context an event was recorded in: its bus message's `traceparent` header, or (for a
+/// message published without one) its CloudEvent's.
+fn event_traceparent(delivery: &Delivery) -> Option<String> {
+    if let Some(traceparent) = delivery.headers.get("traceparent") {
+        return Some(traceparent.clone());
+    }
+    #[derive(serde::Deserialize)]
+    struct TraceExtension {
+        traceparent: Option<String>,
+    }
+    serde_json::from_slice::<TraceExtension>(&delivery.payload)
+        .ok()
+        .and_then(|extension| extension.traceparent)
 }
 
 #[cfg(test)]

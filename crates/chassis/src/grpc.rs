@@ -161,20 +161,13 @@ impl GrpcListener {
             Some(verifier) => AuthLayer::new(verifier, access),
             None => AuthLayer::disabled(access),
         };
-        // Layer order, outermost first: the request span, then the RPC metrics (every call
-        // counted, refusals too), the trace context the outbox copies into events, then token
+        // Layer order, outermost first: the request span (a child of the caller's
+        // `traceparent`), then the RPC metrics (every call counted, refusals too), the span's
+        // status code and the task-local trace context (without a subscriber), then token
         // verification and the contract's access rules (so a refusal is traced), then the
         // routes.
         let server = tonic::transport::Server::builder()
-            .trace_fn(|request| {
-                // `caller` is filled in by the auth layer once the token is verified.
-                tracing::info_span!(
-                    "grpc",
-                    rpc = %request.uri().path(),
-                    otel.kind = "server",
-                    caller = tracing::field::Empty
-                )
-            })
+            .trace_fn(crate::telemetry::grpc_server_span::<()>)
             .layer(metrics)
             .layer(TraceContextLayer)
             .layer(auth)

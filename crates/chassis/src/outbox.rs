@@ -225,9 +225,32 @@ enum PublishFailure {
 /// the change commits, and never if it rolls back. Returns the event id. A second change event
 /// for one record at one version is refused: two writers changed the record without locking its
 /// row, and one of them must fail rather than publish a version twice.
-#[tracing::instrument(skip_all, fields(event_type = event.event_type, aggregate_id = %event.aggregate_id))]
+///
+/// It runs in a `record` span (kind producer, `messaging.operation.type` `create`), a child of
+/// the transaction's span; the event carries that span's context as its `traceparent`, so
+/// consumers continue the trace from here.
 pub async fn record(tx: &mut Transaction, event: NewEvent) -> Result<Uuid, Error> {
     let event_id = Uuid::now_v7();
+    let parent = tx.span().clone();
+    let span = tracing::info_span!(
+        parent: parent.id().or_else(|| tracing::Span::current().id()),
+        "record",
+        otel.kind = "producer",
+        messaging.operation.type = "create",
+        messaging.message.id = %event_id,
+        cloudevents.event_id = %event_id,
+        cloudevents.event_type = event.event_type,
+        cloudevents.event_subject = %event.aggregate_id,
+        aggregate_version = event.aggregate_version,
+    );
+    tracing::Instrument::instrument(insert_event(tx, event_id, event), span).await
+}
+
+async fn insert_event(
+    tx: &mut Transaction,
+    event_id: Uuid,
+    event: NewEvent,
+) -> Result<Uuid, Error> {
     let data = event.data.to_string();
     let occurred_at = Timestamp::now();
     on_backend!(tx, conn => {
@@ -385,6 +408,11 @@ impl EventRoute {
             "Content-Type".to_owned(),
             cloudevents::CONTENT_TYPE.to_owned(),
         );
+        // Where the event was recorded, as the CloudEvent's `traceparent` says too: consumers
+        // read it from here without decoding the payload.
+        if let Some(traceparent) = &event.traceparent {
+            headers.insert("traceparent".to_owned(), traceparent.clone());
+        }
         Ok(OutgoingMessage {
             subject: self.subject(&event.event_type),
             id: event.id.to_string(),
@@ -530,7 +558,7 @@ impl Relay {
             // stays open across the bus round trip, bounded by the publish timeout; it holds no
             // row locks (the read takes none), so writers are never blocked by it.
             Backend::Postgres => {
-                let mut tx = self.database.begin().await?;
+                let mut tx = self.database.begin_untraced().await?;
                 let lock_key = relay_lock_key(self.route.service);
                 let locked: bool = on_backend!(tx, conn => {
                     sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
@@ -561,7 +589,7 @@ impl Relay {
                     return Ok(0);
                 }
                 let outcome = self.publish(&events).await?;
-                let mut tx = self.database.begin().await?;
+                let mut tx = self.database.begin_untraced().await?;
                 settle(&mut tx, &outcome).await?;
                 tx.commit()
                     .await
@@ -602,11 +630,51 @@ impl Relay {
     /// Publishes `events` in order within the publish timeout. When the bus refuses the batch
     /// for good, publishes the events one at a time, still in order, to find which ones it
     /// refuses: those are parked, the others published.
+    ///
+    /// The batch is published in a `publish <subject>` span (kind producer; the subject's name
+    /// when the whole batch goes to one, else `publish`), which starts a trace of its own linked
+    /// to every event's `traceparent`: the relay works for many requests at once, each event's
+    /// consumers continue its request's trace, not the relay's.
     async fn publish(&self, events: &[EventRecord]) -> anyhow::Result<BatchOutcome> {
-        let mut outcome = BatchOutcome::default();
         if events.is_empty() {
-            return Ok(outcome);
+            return Ok(BatchOutcome::default());
         }
+        let span = self.publish_span(events);
+        tracing::Instrument::instrument(self.publish_in_span(events), span).await
+    }
+
+    fn publish_span(&self, events: &[EventRecord]) -> tracing::Span {
+        let first_subject = self.route.subject(&events[0].event_type);
+        let one_subject = events
+            .iter()
+            .all(|event| self.route.subject(&event.event_type) == first_subject);
+        let destination = one_subject.then_some(first_subject);
+        let name = match &destination {
+            Some(subject) => format!("publish {subject}"),
+            None => "publish".to_owned(),
+        };
+        let span = tracing::info_span!(
+            parent: None,
+            "publish",
+            otel.name = %name,
+            otel.kind = "producer",
+            messaging.system = self.bus.messaging_system(),
+            messaging.operation.type = "send",
+            messaging.operation.name = "publish",
+            messaging.destination.name = destination.as_deref(),
+            // An integer attribute (tracing-opentelemetry writes unsigned ones as text).
+            messaging.batch.message_count = events.len() as i64,
+            service = self.route.service,
+        );
+        crate::telemetry::set_parent_from(&span, None);
+        for event in events {
+            crate::telemetry::add_link_to(&span, event.traceparent.as_deref());
+        }
+        span
+    }
+
+    async fn publish_in_span(&self, events: &[EventRecord]) -> anyhow::Result<BatchOutcome> {
+        let mut outcome = BatchOutcome::default();
         let publishing = async {
             let mut messages = Vec::with_capacity(events.len());
             let mut sendable = Vec::with_capacity(events.len());

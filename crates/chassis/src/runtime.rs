@@ -516,7 +516,13 @@ impl ServiceHost {
             readiness: readiness.clone(),
         };
         let http = [
-            http_listener.map(|listener| (listener, http_router)),
+            // The origin's requests are traced (a span per route, the probes left out).
+            http_listener.map(|listener| {
+                (
+                    listener,
+                    http_router.layer(crate::telemetry::HttpTraceLayer),
+                )
+            }),
             ops_listener.map(|listener| (listener, ops_router)),
         ]
         .into_iter()

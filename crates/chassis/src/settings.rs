@@ -75,13 +75,51 @@ pub struct AuthSettings {
     pub jwks_trusted_certificates: Vec<CertificateDer<'static>>,
 }
 
-#[derive(Clone, Debug)]
+/// Logs and traces. The `OTEL_*` variables are OpenTelemetry's standard ones, read here like
+/// every other setting (the OpenTelemetry SDK is never left to read the environment itself).
+#[derive(Clone, Debug, PartialEq)]
 pub struct TelemetrySettings {
     /// `EMPORIUM_LOG` (or `RUST_LOG`): a tracing filter (default `info`).
     pub filter: String,
     /// `EMPORIUM_LOG_FORMAT`: `json` or `text`; unset, text when stderr is a terminal and JSON
     /// otherwise.
     pub format: LogFormat,
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`: the OTLP/gRPC
+    /// collector spans are exported to, e.g. `http://localhost:4317` (default none: nothing is
+    /// exported, and the process keeps its recent traces in memory instead).
+    pub otlp_endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME`: the `service.name` of every span (default: the binary's own name
+    /// for what it runs, e.g. `emporium` for `up`, `emporium-catalog` for `serve catalog`).
+    pub service_name: Option<String>,
+    /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (default `parentbased_always_on`).
+    pub sampler: TraceSampler,
+    /// `OTEL_RESOURCE_ATTRIBUTES`: `key=value` pairs, comma-separated (values percent-decoded),
+    /// added to every span's resource; `service.name` here is used when `OTEL_SERVICE_NAME` is
+    /// unset.
+    pub resource_attributes: Vec<(String, String)>,
+    /// `EMPORIUM_TRACES_KEPT`: how many recent traces the process keeps in memory when it exports
+    /// none (default 100, at most 10000; 0 keeps none). Each keeps at most
+    /// [`crate::telemetry::SPANS_KEPT_PER_TRACE`] spans.
+    pub traces_kept: usize,
+}
+
+/// Which traces are recorded, as `OTEL_TRACES_SAMPLER` names them. A trace that is not sampled
+/// still carries its ids (logs and events keep them), it is only not recorded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TraceSampler {
+    /// `always_on`
+    AlwaysOn,
+    /// `always_off`
+    AlwaysOff,
+    /// `traceidratio`: this fraction of traces, chosen by trace id.
+    TraceIdRatio(f64),
+    /// `parentbased_always_on` (the default): follow the caller's decision, record new traces.
+    ParentBasedAlwaysOn,
+    /// `parentbased_always_off`: follow the caller's decision, record no new trace.
+    ParentBasedAlwaysOff,
+    /// `parentbased_traceidratio`: follow the caller's decision, record this fraction of new
+    /// traces.
+    ParentBasedTraceIdRatio(f64),
 }
 
 /// How log lines are written to stderr.
@@ -201,6 +239,11 @@ impl Settings {
         let filter = get("EMPORIUM_LOG")
             .or_else(|| get("RUST_LOG"))
             .unwrap_or_else(|| "info".to_owned());
+        let telemetry = TelemetrySettings {
+            filter,
+            format,
+            ..TelemetrySettings::from_otel_variables(&get)?
+        };
         let shutdown_grace = match get("EMPORIUM_SHUTDOWN_GRACE_SECONDS") {
             None => Duration::from_secs(30),
             Some(text) => Duration::from_secs(text.parse().map_err(|_| SettingsError {
@@ -267,7 +310,7 @@ impl Settings {
             data_dir,
             bus,
             namespace,
-            telemetry: TelemetrySettings { filter, format },
+            telemetry,
             shutdown_grace,
             shutdown_delay,
             auth,
@@ -334,6 +377,149 @@ impl Settings {
             database_max_connections: self.database_max_connections,
         })
     }
+}
+
+// === impl TelemetrySettings ===
+
+impl Default for TelemetrySettings {
+    /// Logs at `info` in the terminal's format, no export, the last 100 traces kept in memory.
+    fn default() -> TelemetrySettings {
+        TelemetrySettings {
+            filter: "info".to_owned(),
+            format: LogFormat::Auto,
+            otlp_endpoint: None,
+            service_name: None,
+            sampler: TraceSampler::ParentBasedAlwaysOn,
+            resource_attributes: Vec::new(),
+            traces_kept: DEFAULT_TRACES_KEPT,
+        }
+    }
+}
+
+/// [`TelemetrySettings::traces_kept`] unless `EMPORIUM_TRACES_KEPT` says otherwise.
+pub const DEFAULT_TRACES_KEPT: usize = 100;
+
+impl TelemetrySettings {
+    /// The tracing settings, from OpenTelemetry's standard variables and `EMPORIUM_TRACES_KEPT`
+    /// (the log filter and format left at their defaults).
+    fn from_otel_variables(
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<TelemetrySettings, SettingsError> {
+        let endpoint_variable = if get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some() {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        } else {
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        };
+        let otlp_endpoint = get(endpoint_variable);
+        if let Some(endpoint) = &otlp_endpoint {
+            check_http_url(endpoint_variable, endpoint)?;
+        }
+        let service_name = get("OTEL_SERVICE_NAME");
+        let sampler_argument = get("OTEL_TRACES_SAMPLER_ARG");
+        let ratio = || -> Result<f64, SettingsError> {
+            let Some(text) = sampler_argument.as_deref() else {
+                return Ok(1.0);
+            };
+            text.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|ratio| (0.0..=1.0).contains(ratio))
+                .ok_or_else(|| SettingsError {
+                    variable: "OTEL_TRACES_SAMPLER_ARG".to_owned(),
+                    value: text.to_owned(),
+                    reason: "expected a sampling ratio from 0 to 1, e.g. 0.25".to_owned(),
+                })
+        };
+        let sampler = match get("OTEL_TRACES_SAMPLER").as_deref() {
+            None | Some("parentbased_always_on") => TraceSampler::ParentBasedAlwaysOn,
+            Some("always_on") => TraceSampler::AlwaysOn,
+            Some("always_off") => TraceSampler::AlwaysOff,
+            Some("traceidratio") => TraceSampler::TraceIdRatio(ratio()?),
+            Some("parentbased_always_off") => TraceSampler::ParentBasedAlwaysOff,
+            Some("parentbased_traceidratio") => TraceSampler::ParentBasedTraceIdRatio(ratio()?),
+            Some(other) => {
+                return Err(SettingsError {
+                    variable: "OTEL_TRACES_SAMPLER".to_owned(),
+                    value: other.to_owned(),
+                    reason: "expected always_on, always_off, traceidratio, parentbased_always_on, \
+                             parentbased_always_off or parentbased_traceidratio"
+                        .to_owned(),
+                });
+            }
+        };
+        let resource_attributes = match get("OTEL_RESOURCE_ATTRIBUTES") {
+            None => Vec::new(),
+            Some(text) => parse_resource_attributes(&text).map_err(|reason| SettingsError {
+                variable: "OTEL_RESOURCE_ATTRIBUTES".to_owned(),
+                value: text.clone(),
+                reason,
+            })?,
+        };
+        let traces_kept = match get("EMPORIUM_TRACES_KEPT") {
+            None => DEFAULT_TRACES_KEPT,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|n_traces| *n_traces <= 10_000)
+                .ok_or_else(|| SettingsError {
+                    variable: "EMPORIUM_TRACES_KEPT".to_owned(),
+                    value: text.clone(),
+                    reason: "expected a whole number of traces from 0 to 10000".to_owned(),
+                })?,
+        };
+        Ok(TelemetrySettings {
+            otlp_endpoint,
+            service_name,
+            sampler,
+            resource_attributes,
+            traces_kept,
+            ..TelemetrySettings::default()
+        })
+    }
+}
+
+/// `key1=value1,key2=value2` (W3C Baggage-like, as OpenTelemetry specifies the variable), each
+/// value percent-decoded; blanks around entries are ignored.
+fn parse_resource_attributes(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut attributes = Vec::new();
+    for entry in text
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let Some((key, value)) = entry.split_once('=') else {
+            return Err(format!(
+                "expected key=value pairs separated by commas, not {entry:?}"
+            ));
+        };
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(format!("an attribute has no key: {entry:?}"));
+        }
+        let value = percent_decode(value.trim())
+            .ok_or_else(|| format!("the value of {key} is not valid percent-encoded UTF-8"))?;
+        attributes.push((key.to_owned(), value));
+    }
+    Ok(attributes)
+}
+
+/// `a%20b` → `a b`; `None` for a malformed escape or bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, after)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = after
+                .get(..2)
+                .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))?;
+            bytes.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            rest = &after[2..];
+        } else {
+            bytes.push(byte);
+            rest = after;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 // === impl AuthSettings ===
@@ -450,7 +636,10 @@ mod tests {
 
     use secrecy::ExposeSecret;
 
-    use super::{AuthSettings, BusSettings, NatsStreamSettings, NatsStreamStorage, Settings};
+    use super::{
+        AuthSettings, BusSettings, NatsStreamSettings, NatsStreamStorage, Settings,
+        TelemetrySettings, TraceSampler,
+    };
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, super::SettingsError> {
         Settings::from_map(
@@ -475,6 +664,88 @@ mod tests {
         assert_eq!(format(Some("text")).unwrap(), LogFormat::Text);
         let error = format(Some("pretty")).unwrap_err();
         assert_eq!(error.variable, "EMPORIUM_LOG_FORMAT");
+    }
+
+    #[test]
+    fn tracing_defaults_to_no_export_and_the_last_hundred_traces_in_memory() {
+        let telemetry = settings(&[]).unwrap().telemetry;
+
+        assert_eq!(telemetry, TelemetrySettings::default());
+        assert_eq!(telemetry.otlp_endpoint, None);
+        assert_eq!(telemetry.sampler, TraceSampler::ParentBasedAlwaysOn);
+        assert_eq!(telemetry.traces_kept, 100);
+    }
+
+    #[test]
+    fn tracing_follows_the_standard_opentelemetry_variables() {
+        let telemetry = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_SERVICE_NAME", "catalog-eu"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=prod, team=commerce%20core",
+            ),
+            ("EMPORIUM_TRACES_KEPT", "0"),
+        ])
+        .unwrap()
+        .telemetry;
+
+        assert_eq!(
+            telemetry.otlp_endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(telemetry.service_name.as_deref(), Some("catalog-eu"));
+        assert_eq!(
+            telemetry.sampler,
+            TraceSampler::ParentBasedTraceIdRatio(0.25)
+        );
+        assert_eq!(
+            telemetry.resource_attributes,
+            [
+                ("deployment.environment.name".to_owned(), "prod".to_owned()),
+                ("team".to_owned(), "commerce core".to_owned()),
+            ]
+        );
+        assert_eq!(telemetry.traces_kept, 0);
+    }
+
+    #[test]
+    fn the_traces_endpoint_overrides_the_general_one() {
+        let telemetry = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4317"),
+        ])
+        .unwrap()
+        .telemetry;
+
+        assert_eq!(
+            telemetry.otlp_endpoint.as_deref(),
+            Some("http://traces:4317")
+        );
+    }
+
+    #[test]
+    fn a_bad_tracing_value_names_its_variable() {
+        for (variable, value) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "grpc://collector"),
+            ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "team"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "team=a%zz"),
+            ("EMPORIUM_TRACES_KEPT", "-1"),
+            ("EMPORIUM_TRACES_KEPT", "10001"),
+        ] {
+            let error = settings(&[(variable, value)]).unwrap_err();
+            assert_eq!(error.variable, variable, "{value}");
+        }
+        let error = settings(&[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.variable, "OTEL_TRACES_SAMPLER_ARG");
     }
 
     #[test]

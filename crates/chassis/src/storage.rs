@@ -84,6 +84,16 @@ pub enum Backend {
     Sqlite,
 }
 
+impl Backend {
+    /// The backend's `db.system.name`, as OpenTelemetry's conventions spell it.
+    pub fn system_name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgresql",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
 /// A connection pool to a service's own database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -130,6 +140,10 @@ pub struct Transaction {
     commit_notifier: Option<CommitNotifier>,
     /// A write transaction of a named database: when it began, timed at commit or rollback.
     timed: Option<(Arc<DatabaseMetrics>, Instant)>,
+    /// A write transaction's `transaction` span, from `begin` until it commits, rolls back or is
+    /// dropped; the outbox's `record` span is its child. None for reads, and for writes made
+    /// outside any span (background upkeep), which would each start a trace of their own.
+    span: tracing::Span,
 }
 
 /// Tells the relays of other processes that a transaction which recorded outbox events has
@@ -395,7 +409,27 @@ impl Database {
     /// commit or opens one, taking SQLite's write lock up front (`BEGIN IMMEDIATE`), so
     /// concurrent writers queue in order instead of backing off in SQLite's busy handler or
     /// failing on lock upgrade, and share their commit's fsync.
+    ///
+    /// Inside a span (a call, a consumer's handling) the transaction gets a `transaction` span
+    /// of its own, from here until it ends (`db.system.name`: `postgresql` or `sqlite`).
     pub async fn begin(&self) -> Result<Transaction, sqlx::Error> {
+        let span = if tracing::Span::current().is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "transaction",
+                otel.kind = "client",
+                db.system.name = self.backend().system_name(),
+            )
+        };
+        let mut transaction = self.begin_untraced().await?;
+        transaction.span = span;
+        Ok(transaction)
+    }
+
+    /// [`Database::begin`] without a span: for the relay, whose look at the outbox every poll
+    /// interval is no one's request. Timed like every write ([`Database::named`]).
+    pub(crate) async fn begin_untraced(&self) -> Result<Transaction, sqlx::Error> {
         let asked = Instant::now();
         let connection = match &self.pool {
             Pool::Postgres(pool) => pool.begin().await.map(TransactionConnection::Postgres),
@@ -573,6 +607,7 @@ impl Database {
             outbox_signal: Arc::clone(&self.outbox_signal),
             commit_notifier: self.commit_notifier.clone(),
             timed: None,
+            span: tracing::Span::none(),
         }
     }
 }
@@ -763,6 +798,11 @@ impl Transaction {
 
     pub(crate) fn mark_events_written(&mut self) {
         self.wrote_events = true;
+    }
+
+    /// The transaction's span (none for reads and untraced writes).
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
     }
 }
 

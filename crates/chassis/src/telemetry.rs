@@ -1,50 +1,234 @@
 //! Telemetry, initialised once per process: tracing with JSON or text logs (text when stderr is a
-//! terminal, unless `EMPORIUM_LOG_FORMAT` says otherwise), and the W3C trace
-//! context of the current request, which the outbox copies into each event. Every log line
-//! written inside a request's trace context carries its `trace_id` and `span_id`
-//! ([`WithTraceIds`]), so a request's lines can be found together and beside its trace.
+//! terminal, unless `EMPORIUM_LOG_FORMAT` says otherwise), and OpenTelemetry traces: exported
+//! over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, else the last traces kept in
+//! memory ([`recent_traces`]). Every log line written inside a trace carries its `trace_id` and
+//! `span_id` ([`WithTraceIds`]), so a request's lines can be found beside its trace.
 //!
-//! Seam for OpenTelemetry: [`init`] is the one place that builds the subscriber; an OTLP export
-//! layer joins it there, and [`current_traceparent`] then reads the active OTel span instead of the
-//! request's task-local context.
+//! One trace follows a request: the gRPC server span ([`grpc_server_span`], continuing the
+//! caller's `traceparent`), the use case's spans, its write transaction (`transaction`), the
+//! outbox `record` (whose context the event carries, in its CloudEvent and its bus message's
+//! `traceparent` header), each consumer's `process <subject>` (a child of the event's context)
+//! and the gRPC calls a handler makes ([`GrpcClientTraceLayer`]). The relay's `publish <subject>`
+//! starts a trace of its own, linked to each event's context. Names and attributes follow
+//! OpenTelemetry's semantic conventions for RPC, database and messaging spans.
+//!
+//! Without a subscriber (the services' own tests) the request's W3C context still travels, in a
+//! task-local ([`TraceContextLayer`], [`with_traceparent`]), so events carry it all the same.
+
+mod recent;
 
 use std::future::Future;
 use std::io::IsTerminal as _;
 use std::pin::Pin;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use tracing::{Event, Subscriber};
+use anyhow::Context as _;
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState, TracerProvider as _,
+};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::{Event, Metadata, Subscriber};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Filter, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::settings::{LogFormat, TelemetrySettings};
+pub use recent::{SPANS_KEPT_PER_TRACE, SpanLink, SpanSummary, TraceSummary};
+
+use crate::settings::{LogFormat, TelemetrySettings, TraceSampler};
 
 tokio::task_local! {
     static TRACEPARENT: String;
 }
 
-/// Installs the global subscriber. Call once, first thing in `main`.
-pub fn init(settings: &TelemetrySettings) -> anyhow::Result<()> {
+/// The ring [`recent_traces`] reads, once [`init`] made one (no OTLP endpoint).
+static RECENT_TRACES: OnceLock<recent::RecentTraces> = OnceLock::new();
+
+/// Set by [`init`]: spans are OpenTelemetry spans, whose contexts the task-local need not carry.
+static EXPORTS_SPANS: AtomicBool = AtomicBool::new(false);
+
+/// The process's tracing, from [`init`]. Call [`Telemetry::shutdown`] before the process exits,
+/// so the spans still queued for export are sent.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+/// Installs the global subscriber: logs filtered by `EMPORIUM_LOG`, and spans at `info` and
+/// above (whatever the log filter) as OpenTelemetry spans of `service.name` from
+/// `OTEL_SERVICE_NAME`, or `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, or
+/// `default_service_name`. Call once, first thing in `main`; with an OTLP endpoint, inside the
+/// tokio runtime (the exporter's connection runs on it).
+pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_new(&settings.filter)
         .map_err(|error| anyhow::anyhow!("invalid EMPORIUM_LOG filter: {error}"))?;
-    let registry = tracing_subscriber::registry().with(filter);
+    let provider = tracer_provider(settings, default_service_name)?;
+    let tracer = provider.tracer("emporium");
+    // Only what the semantic conventions name: no thread, target or busy/idle attributes.
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_filter(ExportedSpans);
     let json = match settings.format {
         LogFormat::Json => true,
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    let registry = tracing_subscriber::registry().with(spans);
     if json {
-        registry.with(json_layer(std::io::stderr)).try_init()?;
+        registry
+            .with(json_layer(std::io::stderr).with_filter(filter))
+            .try_init()?;
     } else {
         registry
-            .with(text_layer(std::io::stderr, std::io::stderr().is_terminal()))
+            .with(text_layer(std::io::stderr, std::io::stderr().is_terminal()).with_filter(filter))
             .try_init()?;
     }
-    Ok(())
+    EXPORTS_SPANS.store(true, Ordering::Relaxed);
+    Ok(Telemetry { provider })
+}
+
+/// The traces kept in memory, most recent first: the last `EMPORIUM_TRACES_KEPT` (default 100),
+/// at most [`SPANS_KEPT_PER_TRACE`] spans each. Empty when traces are exported over OTLP
+/// instead, and before [`init`].
+pub fn recent_traces() -> Vec<TraceSummary> {
+    RECENT_TRACES
+        .get()
+        .map(recent::RecentTraces::summaries)
+        .unwrap_or_default()
+}
+
+// === impl Telemetry ===
+
+impl Telemetry {
+    /// Sends the spans queued for export now (waits for the collector, at most its timeout).
+    /// Blocks the thread: from async code, call it in `spawn_blocking`.
+    pub fn force_flush(&self) -> anyhow::Result<()> {
+        self.provider
+            .force_flush()
+            .context("Failed to export the queued spans")
+    }
+
+    /// Exports the queued spans and stops the exporter. Blocks the thread, at most 5 s: from
+    /// async code, call it in `spawn_blocking`.
+    pub fn shutdown(self) -> anyhow::Result<()> {
+        self.provider
+            .shutdown_with_timeout(Duration::from_secs(5))
+            .context("Failed to export the last spans")
+    }
+}
+
+/// The SDK's provider: a batch exporter over OTLP/gRPC with an endpoint, else the in-memory
+/// ring. The resource and sampler come from the settings alone (the SDK reads no variable).
+fn tracer_provider(
+    settings: &TelemetrySettings,
+    default_service_name: &str,
+) -> anyhow::Result<SdkTracerProvider> {
+    let service_name = settings
+        .service_name
+        .clone()
+        .or_else(|| {
+            settings
+                .resource_attributes
+                .iter()
+                .find(|(key, _)| key == "service.name")
+                .map(|(_, value)| value.clone())
+        })
+        .unwrap_or_else(|| default_service_name.to_owned());
+    let resource = opentelemetry_sdk::Resource::builder_empty()
+        .with_attributes(
+            settings
+                .resource_attributes
+                .iter()
+                .map(|(key, value)| opentelemetry::KeyValue::new(key.clone(), value.clone())),
+        )
+        .with_service_name(service_name)
+        .build();
+    let builder = SdkTracerProvider::builder()
+        .with_sampler(sampler_of(settings.sampler))
+        .with_resource(resource);
+    let builder = match &settings.otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .build()
+                .with_context(|| format!("Failed to set up the OTLP exporter to {endpoint}"))?;
+            builder.with_batch_exporter(exporter)
+        }
+        None => {
+            let recent = RECENT_TRACES
+                .get_or_init(|| recent::RecentTraces::new(settings.traces_kept))
+                .clone();
+            builder.with_span_processor(recent.processor())
+        }
+    };
+    Ok(builder.build())
+}
+
+fn sampler_of(sampler: TraceSampler) -> Sampler {
+    match sampler {
+        TraceSampler::AlwaysOn => Sampler::AlwaysOn,
+        TraceSampler::AlwaysOff => Sampler::AlwaysOff,
+        TraceSampler::TraceIdRatio(ratio) => Sampler::TraceIdRatioBased(ratio),
+        TraceSampler::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        TraceSampler::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        TraceSampler::ParentBasedTraceIdRatio(ratio) => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+        }
+    }
+}
+
+/// Which spans (and events, which become span events) reach OpenTelemetry: `info` and above,
+/// whatever the log filter says, so debug spans never become exported ones; less the relay's
+/// look at the outbox, which runs every 500 ms whether or not there is anything to publish (its
+/// `publish <subject>` span records the publishes). Decided by the callsite alone, so tracing
+/// caches it.
+#[derive(Clone, Copy, Debug)]
+struct ExportedSpans;
+
+impl ExportedSpans {
+    fn exports(metadata: &Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::INFO
+            && !(metadata.is_span()
+                && metadata.name() == "publish_pending"
+                && metadata.target() == "chassis::outbox")
+    }
+}
+
+impl<S> Filter<S> for ExportedSpans {
+    fn enabled(
+        &self,
+        metadata: &Metadata<'_>,
+        _context: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        ExportedSpans::exports(metadata)
+    }
+
+    fn callsite_enabled(
+        &self,
+        metadata: &'static Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if ExportedSpans::exports(metadata) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::INFO)
+    }
 }
 
 /// One JSON object per line: the event's fields flattened, the current span's fields under
@@ -152,18 +336,50 @@ fn trace_ids(traceparent: &str) -> Option<(&str, &str)> {
     (trace_id.len() == 32 && span_id.len() == 16).then_some((trace_id, span_id))
 }
 
-/// The W3C `traceparent` of the request being handled, if any.
+/// The W3C `traceparent` of the current span: the innermost OpenTelemetry span entered on this
+/// thread, or without one (no subscriber) the request's or event's context in the task-local.
 pub fn current_traceparent() -> Option<String> {
+    let context = opentelemetry::Context::current();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        return Some(traceparent_of(&span_context));
+    }
     TRACEPARENT.try_with(Clone::clone).ok()
 }
 
-/// Runs `future` with `traceparent` as the current trace context.
+/// Runs `future` with `traceparent` as the current trace context where there is no
+/// OpenTelemetry span (see [`current_traceparent`]).
 pub async fn with_traceparent<F: Future>(traceparent: String, future: F) -> F::Output {
     TRACEPARENT.scope(traceparent, future).await
 }
 
-/// A tower layer giving each incoming request a trace context: the caller's `traceparent`
-/// continued with a new span id, or a new trace.
+/// The span of one incoming gRPC call, for tonic's `trace_fn`: named `<package>.<Service>/<Method>`
+/// with `rpc.system`, `rpc.service` and `rpc.method` (and `rpc.grpc.status_code` once
+/// [`TraceContextLayer`] saw the answer), a child of the caller's `traceparent` metadata, or a
+/// new trace without one. `caller` is filled in by the auth layer once the token is verified.
+pub fn grpc_server_span<B>(request: &http::Request<B>) -> tracing::Span {
+    let path = request.uri().path();
+    let name = path.strip_prefix('/').unwrap_or(path);
+    let (service, method) = name.split_once('/').unwrap_or((name, ""));
+    let span = tracing::info_span!(
+        "grpc",
+        otel.name = name,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        caller = tracing::field::Empty,
+    );
+    set_parent_from(&span, traceparent_header(request.headers()));
+    span
+}
+
+/// A tower layer on every gRPC server, inside the request span: it records the call's status
+/// code on that span, and (for processes without an OpenTelemetry subscriber) keeps the request's
+/// W3C context in a task-local: the caller's `traceparent` continued with a new span id, or a
+/// new trace.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TraceContextLayer;
 
@@ -180,9 +396,9 @@ impl<S> tower::Layer<S> for TraceContextLayer {
     }
 }
 
-impl<S, B> tower::Service<http::Request<B>> for TraceContextService<S>
+impl<S, B, ResBody> tower::Service<http::Request<B>> for TraceContextService<S>
 where
-    S: tower::Service<http::Request<B>> + Send,
+    S: tower::Service<http::Request<B>, Response = http::Response<ResBody>> + Send,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -194,27 +410,294 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let incoming = request
-            .headers()
-            .get("traceparent")
-            .and_then(|value| value.to_str().ok());
-        let traceparent = continue_trace(incoming);
+        let traceparent =
+            (!exports_spans()).then(|| continue_trace(traceparent_header(request.headers())));
         let future = self.inner.call(request);
-        Box::pin(TRACEPARENT.scope(traceparent.clone(), async move {
-            // The request's span (tonic's `trace_fn`) is entered while this is polled: lines
-            // logged in it on other threads (the SQLite driver's worker) find the ids there.
-            attach_trace_context(&tracing::Span::current(), traceparent);
-            future.await
-        }))
+        Box::pin(async move {
+            // The request's span (tonic's `trace_fn`) is entered while this is polled.
+            let span = tracing::Span::current();
+            let result = match traceparent {
+                Some(traceparent) => {
+                    // Lines logged in the span on other threads (the SQLite driver's worker)
+                    // find the ids there.
+                    attach_trace_context(&span, traceparent.clone());
+                    TRACEPARENT.scope(traceparent, future).await
+                }
+                None => future.await,
+            };
+            let code = match &result {
+                Ok(response) => grpc_status_of(response.headers()),
+                Err(_) => 2,
+            };
+            record_grpc_status(&span, code, SERVER_ERROR_CODES);
+            result
+        })
     }
 }
 
-/// A span's W3C trace context, kept in its extensions for [`WithTraceIds`].
+/// A tower layer for outgoing gRPC calls: each call gets a client span
+/// (`<package>.<Service>/<Method>`, `rpc.*`) in the current trace, and its context goes along
+/// in the `traceparent` metadata, so the server continues the trace. Wrap a channel with it:
+/// `tower::ServiceBuilder::new().layer(GrpcClientTraceLayer).service(channel)`, or
+/// [`GrpcClientTraceLayer::wrap`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcClientTraceLayer;
+
+#[derive(Clone, Debug)]
+pub struct GrpcClientTraceService<S> {
+    inner: S,
+}
+
+impl GrpcClientTraceLayer {
+    /// `channel` (or any gRPC client service) with client spans and context propagation.
+    pub fn wrap<S>(channel: S) -> GrpcClientTraceService<S> {
+        GrpcClientTraceService { inner: channel }
+    }
+}
+
+impl<S> tower::Layer<S> for GrpcClientTraceLayer {
+    type Service = GrpcClientTraceService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcClientTraceService { inner }
+    }
+}
+
+impl<S, B, ResBody> tower::Service<http::Request<B>> for GrpcClientTraceService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        let name = path.strip_prefix('/').unwrap_or(path);
+        let (service, method) = name.split_once('/').unwrap_or((name, ""));
+        let span = tracing::info_span!(
+            "grpc client",
+            otel.name = name,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        // The client span's own context, or (no OpenTelemetry subscriber) the current one.
+        let traceparent = span_traceparent(&span).or_else(current_traceparent);
+        if let Some(traceparent) = traceparent
+            && let Ok(value) = http::HeaderValue::from_str(&traceparent)
+        {
+            request.headers_mut().insert("traceparent", value);
+        }
+        let future = tracing::Instrument::instrument(self.inner.call(request), span.clone());
+        Box::pin(async move {
+            let result = future.await;
+            let code = match &result {
+                Ok(response) => grpc_status_of(response.headers()),
+                // The transport failed: no answer came.
+                Err(_) => 14,
+            };
+            record_grpc_status(&span, code, CLIENT_ERROR_CODES);
+            result
+        })
+    }
+}
+
+/// A tower layer for the HTTP origin (axum): a server span per request, named
+/// `<method> <route>` (`http.request.method`, `http.route`, `url.path`,
+/// `http.response.status_code`), a child of the caller's `traceparent`. The probes and the
+/// metrics scrape (`/healthz`, `/readyz`, `/metrics`) get none: they are polled all day.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpTraceLayer;
+
+#[derive(Clone, Debug)]
+pub struct HttpTraceService<S> {
+    inner: S,
+}
+
+impl<S> tower::Layer<S> for HttpTraceLayer {
+    type Service = HttpTraceService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpTraceService { inner }
+    }
+}
+
+impl<S, B, ResBody> tower::Service<http::Request<B>> for HttpTraceService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+            return Box::pin(self.inner.call(request));
+        }
+        let method = request.method().as_str();
+        let route = request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(axum::extract::MatchedPath::as_str);
+        let name = match route {
+            Some(route) => format!("{method} {route}"),
+            None => method.to_owned(),
+        };
+        let span = tracing::info_span!(
+            "http",
+            otel.name = %name,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = method,
+            http.route = route,
+            url.path = path,
+            http.response.status_code = tracing::field::Empty,
+        );
+        set_parent_from(&span, traceparent_header(request.headers()));
+        let future = tracing::Instrument::instrument(self.inner.call(request), span.clone());
+        Box::pin(async move {
+            let result = future.await;
+            if let Ok(response) = &result {
+                let status = response.status();
+                span.record("http.response.status_code", i64::from(status.as_u16()));
+                if status.is_server_error() {
+                    span.record("otel.status_code", "error");
+                }
+            }
+            result
+        })
+    }
+}
+
+/// Whether this process's spans are OpenTelemetry spans ([`init`] ran), so that
+/// [`current_traceparent`] reads their contexts and the task-local is not needed.
+pub(crate) fn exports_spans() -> bool {
+    EXPORTS_SPANS.load(Ordering::Relaxed)
+}
+
+/// Makes `span` a child of `traceparent`, the W3C context of another process's span (a caller,
+/// an event's producer), or a new trace's root when there is none or it is malformed. Call it
+/// before the span is first entered.
+pub(crate) fn set_parent_from(span: &tracing::Span, traceparent: Option<&str>) {
+    let parent = match traceparent.and_then(parse_traceparent) {
+        Some(span_context) => opentelemetry::Context::new().with_remote_span_context(span_context),
+        None => opentelemetry::Context::new(),
+    };
+    // Fails only without an OpenTelemetry subscriber, where there is nothing to parent.
+    let _ = span.set_parent(parent);
+}
+
+/// Links `span` to the span `traceparent` names (the relay's publish to each event's producer).
+pub(crate) fn add_link_to(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(span_context) = traceparent.and_then(parse_traceparent) {
+        span.add_link(span_context);
+    }
+}
+
+/// The `traceparent` of `span` itself, when OpenTelemetry records it.
+fn span_traceparent(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| traceparent_of(&span_context))
+}
+
+/// `00-<trace id>-<span id>-<flags>`.
+fn traceparent_of(span_context: &SpanContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        span_context.trace_id(),
+        span_context.span_id(),
+        span_context.trace_flags().to_u8()
+    )
+}
+
+/// A remote span context from a version-00 `traceparent`; `None` unless well formed, with a
+/// non-zero trace id and span id.
+fn parse_traceparent(traceparent: &str) -> Option<SpanContext> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace_id, span_id, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let is_hex = |text: &str, len: usize| {
+        text.len() == len && text.bytes().all(|byte| byte.is_ascii_hexdigit())
+    };
+    if version != "00"
+        || parts.next().is_some()
+        || !is_hex(trace_id, 32)
+        || !is_hex(span_id, 16)
+        || !is_hex(flags, 2)
+    {
+        return None;
+    }
+    let trace_id = TraceId::from_hex(trace_id).ok()?;
+    let span_id = SpanId::from_hex(span_id).ok()?;
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    let span_context = SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::new(flags & 0x01),
+        true,
+        TraceState::default(),
+    );
+    span_context.is_valid().then_some(span_context)
+}
+
+fn traceparent_header(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+}
+
+/// The status of a gRPC answer from its headers: a call that failed before its body (every
+/// refusal and error of a unary call) is a trailers-only response, its status in the headers;
+/// otherwise the status comes in the trailers after the message, and a unary answer with a
+/// message succeeded.
+fn grpc_status_of(headers: &http::HeaderMap) -> i64 {
+    headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i64>().ok())
+        .unwrap_or(0)
+}
+
+/// The codes that mark a server span as failed (the semantic conventions: the server's own
+/// faults, not the caller's mistakes).
+const SERVER_ERROR_CODES: &[i64] = &[2, 4, 12, 13, 14, 15];
+
+/// The codes that mark a client span as failed: every one but OK.
+const CLIENT_ERROR_CODES: &[i64] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
+
+fn record_grpc_status(span: &tracing::Span, code: i64, error_codes: &[i64]) {
+    span.record("rpc.grpc.status_code", code);
+    if error_codes.contains(&code) {
+        span.record("otel.status_code", "error");
+    }
+}
+
+/// A span's W3C trace context, kept in its extensions for [`WithTraceIds`] (without an
+/// OpenTelemetry subscriber).
 #[derive(Clone, Debug)]
 struct SpanTraceContext(String);
 
 /// Keeps `traceparent` with `span`, so that every line logged inside it, on whatever thread,
-/// carries its ids.
+/// carries its ids (without an OpenTelemetry subscriber: with one, entering the span makes its
+/// context current on that thread).
 pub(crate) fn attach_trace_context(span: &tracing::Span, traceparent: String) {
     span.with_subscriber(|(id, dispatch)| {
         if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
@@ -357,6 +840,73 @@ mod tests {
         assert!(lines[0].contains("Inside"), "{}", lines[0]);
         assert!(!lines[1].contains("trace_id"), "{}", lines[1]);
         assert!(lines[1].contains("Outside"), "{}", lines[1]);
+    }
+
+    #[tokio::test]
+    async fn the_http_origin_traces_its_routes_in_the_callers_trace_but_not_its_probes() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::Layer as _;
+
+        // Arrange: spans kept in a ring, as a process without an OTLP endpoint keeps them.
+        let recent = super::recent::RecentTraces::new(10);
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(recent.processor())
+            .build();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("test"))
+                .with_filter(super::ExportedSpans),
+        );
+        let _default = tracing::subscriber::set_default(subscriber);
+        let mut router = axum::Router::new()
+            .route("/oauth2/token", axum::routing::post(|| async { "token" }))
+            .route("/healthz", axum::routing::get(|| async { "live" }))
+            .layer(super::HttpTraceLayer);
+        let request = |method: &str, path: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("traceparent", TRACEPARENT)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+
+        // Act
+        for (method, path) in [("POST", "/oauth2/token"), ("GET", "/healthz")] {
+            let response = tower::Service::call(&mut router, request(method, path))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), http::StatusCode::OK, "{path}");
+        }
+
+        // Assert: one span, the token request's, a child of the caller's span.
+        let traces = recent.summaries();
+        assert_eq!(traces.len(), 1, "{traces:#?}");
+        assert_eq!(traces[0].trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        let spans = &traces[0].spans;
+        assert_eq!(spans.len(), 1, "{spans:#?}");
+        assert_eq!(spans[0].name, "POST /oauth2/token");
+        assert_eq!(spans[0].kind, "server");
+        assert_eq!(spans[0].parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(spans[0].attributes["http.route"], "/oauth2/token");
+        assert_eq!(spans[0].attributes["http.response.status_code"], 200);
+    }
+
+    #[test]
+    fn parses_only_well_formed_traceparents() {
+        let parsed = super::parse_traceparent(TRACEPARENT).expect("a valid traceparent");
+        assert_eq!(super::traceparent_of(&parsed), TRACEPARENT);
+        for malformed in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert!(super::parse_traceparent(malformed).is_none(), "{malformed}");
+        }
     }
 
     #[test]

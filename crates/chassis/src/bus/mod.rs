@@ -295,6 +295,15 @@ impl Bus {
             Bus::Embedded(_) => "embedded",
         }
     }
+
+    /// The bus's `messaging.system` on spans: `nats`, or `emporium_embedded` for the embedded
+    /// bus (no standard name: it is Emporium's own).
+    pub fn messaging_system(&self) -> &'static str {
+        match self {
+            Bus::Nats(_) => "nats",
+            Bus::Embedded(_) => "emporium_embedded",
+        }
+    }
 }
 
 // === impl Consumer ===
