@@ -29,6 +29,16 @@ pub enum OpsCommand {
     },
     /// Publish dead letters again to the subject they came from (fix what refused them first).
     Redrive(RedriveArgs),
+    /// The most recent traces the suite kept in memory (when it exports none over OTLP), or one
+    /// trace's spans as a tree.
+    Traces {
+        /// How many, most recent first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print this trace's spans, each under its parent, with their durations.
+        #[arg(long)]
+        trace_id: Option<String>,
+    },
 }
 
 /// Which dead letters to re-drive: at least one of these.
@@ -92,6 +102,32 @@ pub(crate) async fn run(
             };
             request(origin, &path, None, token).await?
         }
+        OpsCommand::Traces { limit, trace_id } => {
+            // One trace is looked for among all that are kept.
+            let path = match trace_id {
+                Some(_) => "/ops/v1/traces".to_owned(),
+                None => format!("/ops/v1/traces?limit={}", (*limit).max(1)),
+            };
+            let mut answer = request(origin, &path, None, token).await?;
+            if let Some(trace_id) = trace_id {
+                let found = answer["traces"].as_array().and_then(|traces| {
+                    traces
+                        .iter()
+                        .find(|trace| trace["trace_id"].as_str() == Some(trace_id.as_str()))
+                        .cloned()
+                });
+                answer = found.ok_or_else(|| {
+                    CliError::from_status(
+                        tonic::Status::not_found(format!(
+                            "no trace {trace_id} is kept (see `emporiumctl ops traces`)"
+                        )),
+                        origin,
+                        None,
+                    )
+                })?;
+            }
+            answer
+        }
         OpsCommand::Redrive(selection) => {
             let body = serde_json::json!({
                 "consumer": selection.consumer,
@@ -113,6 +149,10 @@ pub(crate) async fn run(
             OpsCommand::Status => write_status(out, &answer)?,
             OpsCommand::DeadLetters { .. } => write_dead_letters(out, &answer)?,
             OpsCommand::Redrive(_) => write_redriven(out, &answer)?,
+            OpsCommand::Traces { trace_id: None, .. } => write_traces(out, &answer)?,
+            OpsCommand::Traces {
+                trace_id: Some(_), ..
+            } => write_trace(out, &answer)?,
         },
     }
     Ok(())
@@ -291,6 +331,101 @@ fn write_redriven(out: &mut impl Write, redriven: &Value) -> std::io::Result<()>
         ]);
     }
     table.write(out)
+}
+
+fn write_traces(out: &mut impl Write, answer: &Value) -> std::io::Result<()> {
+    let empty = Vec::new();
+    let traces = answer["traces"].as_array().unwrap_or(&empty);
+    if answer["kept_in_memory"].as_bool() != Some(true) {
+        return writeln!(
+            out,
+            "No traces are kept here: the suite exports them over OTLP (see its collector)."
+        );
+    }
+    if traces.is_empty() {
+        return writeln!(out, "No traces yet.");
+    }
+    let mut table = Table::new(&columns(&[
+        ("TRACE ID", Align::Left),
+        ("ROOT", Align::Left),
+        ("START", Align::Left),
+        ("MS", Align::Right),
+        ("SPANS", Align::Right),
+    ]));
+    for trace in traces {
+        table.push(vec![
+            text(&trace["trace_id"]),
+            text(&trace["root_span_name"]),
+            text(&trace["start_time"]),
+            milliseconds(&trace["duration_micros"]),
+            trace["spans"]
+                .as_array()
+                .map_or_else(|| "-".to_owned(), |spans| spans.len().to_string()),
+        ]);
+    }
+    table.write(out)
+}
+
+/// One trace's spans, each under its parent, earliest first, with kind, duration and status.
+fn write_trace(out: &mut impl Write, trace: &Value) -> std::io::Result<()> {
+    let empty = Vec::new();
+    let mut spans: Vec<&Value> = trace["spans"].as_array().unwrap_or(&empty).iter().collect();
+    spans.sort_by(|a, b| text(&a["start_time"]).cmp(&text(&b["start_time"])));
+    writeln!(
+        out,
+        "Trace {} ({} ms)",
+        text(&trace["trace_id"]),
+        milliseconds(&trace["duration_micros"])
+    )?;
+    let ids: std::collections::HashSet<String> =
+        spans.iter().map(|span| text(&span["span_id"])).collect();
+    // Roots: no parent, or a parent in another process.
+    let roots: Vec<&Value> = spans
+        .iter()
+        .copied()
+        .filter(|span| !ids.contains(&text(&span["parent_span_id"])))
+        .collect();
+    for root in roots {
+        write_span(out, root, &spans, 1)?;
+    }
+    Ok(())
+}
+
+fn write_span(
+    out: &mut impl Write,
+    span: &Value,
+    all: &[&Value],
+    depth: usize,
+) -> std::io::Result<()> {
+    let status = match span["status"].as_str() {
+        Some("error") => format!("  ERROR {}", text(&span["status_message"])),
+        _ => String::new(),
+    };
+    writeln!(
+        out,
+        "{:indent$}{}  [{}] {} ms{status}",
+        "",
+        text(&span["name"]),
+        text(&span["kind"]),
+        milliseconds(&span["duration_micros"]),
+        indent = depth * 2
+    )?;
+    let id = text(&span["span_id"]);
+    for child in all
+        .iter()
+        .filter(|child| text(&child["parent_span_id"]) == id)
+    {
+        write_span(out, child, all, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// Microseconds as milliseconds with one decimal.
+fn milliseconds(micros: &Value) -> String {
+    micros.as_u64().map_or_else(
+        || "-".to_owned(),
+        |micros| format!("{:.1}", micros as f64 / 1000.0),
+    )
 }
 
 fn columns(columns: &[(&str, Align)]) -> Vec<(String, Align)> {

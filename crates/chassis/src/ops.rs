@@ -9,7 +9,9 @@
 //! - `GET /ops/v1/dead-letters[?consumer=…&event_id=…]`: the dead letters of the hosted
 //!   consumers, oldest first;
 //! - `POST /ops/v1/dead-letters/redrive` with `{"consumer": …}`, `{"event_id": …}`,
-//!   `{"sequence": …}` or `{"all": true}`: re-drives them ([`crate::deadletter::redrive`]).
+//!   `{"sequence": …}` or `{"all": true}`: re-drives them ([`crate::deadletter::redrive`]);
+//! - `GET /ops/v1/traces[?limit=N]`: the most recent traces the process kept in memory (when it
+//!   exports none over OTLP), most recent first ([`crate::telemetry::recent_traces`]).
 //!
 //! Only the dead letters of consumers this process hosts are listed or re-driven: the
 //! namespace's dead-letter stream is shared, and another process's consumers are its own
@@ -106,6 +108,7 @@ impl OpsApi {
             .route("/ops/v1/status", get(status))
             .route("/ops/v1/dead-letters", get(list_dead_letters))
             .route("/ops/v1/dead-letters/redrive", post(redrive_dead_letters))
+            .route("/ops/v1/traces", get(recent_traces))
             .with_state(self)
     }
 
@@ -258,6 +261,45 @@ async fn redrive_dead_letters(
         redriven.extend(done.iter().map(deadletter::Redriven::to_json));
     }
     Ok(json(redriven))
+}
+
+/// The body of `GET /ops/v1/traces`.
+#[derive(Debug, Serialize)]
+struct RecentTraces {
+    /// False when the process exports its traces over OTLP (look in the collector) or traces
+    /// nothing: then `traces` is empty.
+    kept_in_memory: bool,
+    traces: Vec<crate::telemetry::TraceSummary>,
+}
+
+async fn recent_traces(
+    State(api): State<OpsApi>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, OpsError> {
+    api.authorize(&headers).await?;
+    let mut limit = None;
+    for (name, value) in form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes()) {
+        match (name.as_ref(), value.parse::<usize>()) {
+            ("limit", Ok(n)) if n > 0 && limit.is_none() => limit = Some(n),
+            ("limit", _) => {
+                return Err(OpsError::bad_request(format!(
+                    "limit must be given once, as a whole number of 1 or more (got {value:?})"
+                )));
+            }
+            (other, _) => {
+                return Err(OpsError::bad_request(format!(
+                    "unknown query parameter {other:?}: only limit is taken"
+                )));
+            }
+        }
+    }
+    let mut traces = crate::telemetry::recent_traces();
+    traces.truncate(limit.unwrap_or(usize::MAX));
+    Ok(json(RecentTraces {
+        kept_in_memory: crate::telemetry::keeps_traces(),
+        traces,
+    }))
 }
 
 fn json(body: impl Serialize) -> Response {

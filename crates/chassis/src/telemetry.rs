@@ -584,6 +584,12 @@ where
     }
 }
 
+/// Whether this process keeps its recent traces in memory ([`init`] ran without an OTLP
+/// endpoint); false when it exports them, or traces nothing.
+pub fn keeps_traces() -> bool {
+    RECENT_TRACES.get().is_some()
+}
+
 /// Whether this process's spans are OpenTelemetry spans ([`init`] ran), so that
 /// [`current_traceparent`] reads their contexts and the task-local is not needed.
 pub(crate) fn exports_spans() -> bool {

@@ -82,6 +82,46 @@ async fn a_new_user_signs_in_with_the_cli_and_changes_the_catalog() {
             "{service} SERVING in:\n{status}"
         );
     }
+    // Kept in memory (no OTLP endpoint): the create's trace, its transaction beneath its call.
+    let traces = suite
+        .ctl(&config_dir, &["ops", "traces", "--output", "json"])
+        .await
+        .expect("the admin reads the recent traces");
+    let traces: serde_json::Value = serde_json::from_str(&traces).expect("JSON");
+    assert_eq!(traces["kept_in_memory"], true, "{traces}");
+    let create = traces["traces"]
+        .as_array()
+        .and_then(|traces| {
+            traces.iter().find(|trace| {
+                trace["root_span_name"] == "emporium.catalog.v1.CatalogService/CreateCategory"
+            })
+        })
+        .unwrap_or_else(|| panic!("no CreateCategory trace in {traces}"));
+    let tree = suite
+        .ctl(
+            &config_dir,
+            &[
+                "ops",
+                "traces",
+                "--trace-id",
+                create["trace_id"].as_str().unwrap_or_default(),
+            ],
+        )
+        .await
+        .expect("the admin reads one trace");
+    let call_line = tree
+        .lines()
+        .position(|line| {
+            line.trim_start()
+                .starts_with("emporium.catalog.v1.CatalogService/CreateCategory")
+        })
+        .unwrap_or_else(|| panic!("no call span in:\n{tree}"));
+    assert!(
+        tree.lines()
+            .skip(call_line + 1)
+            .any(|line| line.starts_with("    transaction")),
+        "the transaction under the call in:\n{tree}"
+    );
     // What happened is counted: the sign-in, the token, the catalog's write transaction.
     let (_, _, metrics) = Browser::new()
         .send(
