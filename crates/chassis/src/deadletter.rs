@@ -216,9 +216,19 @@ pub async fn redrive(
     namespace: &str,
     filter: &DeadLetterFilter,
 ) -> anyhow::Result<Vec<Redriven>> {
+    let dead_letters = list(bus, namespace, filter).await?;
+    redrive_listed(bus, namespace, dead_letters).await
+}
+
+/// Re-drives `dead_letters`, as [`list`] gave them, oldest first; see [`redrive`].
+pub async fn redrive_listed(
+    bus: &Bus,
+    namespace: &str,
+    dead_letters: Vec<DeadLetter>,
+) -> anyhow::Result<Vec<Redriven>> {
     let stream = dead_letter_stream(namespace);
     let mut redriven = Vec::new();
-    for dead_letter in list(bus, namespace, filter).await? {
+    for dead_letter in dead_letters {
         let Some(subject) = dead_letter.original_subject.clone() else {
             anyhow::bail!(
                 "dead letter {} has no {} header, so there is nowhere to re-drive it",

@@ -515,12 +515,7 @@ where
                 // is a trailers-only response: its status is in the headers. Otherwise the
                 // status comes in the trailers after the message, and a unary handler that
                 // returned a message succeeded.
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|value| value.to_str().ok())
-                    .and_then(|value| value.parse::<i32>().ok())
-                    .map_or("OK", code_name),
+                Ok(response) => code_name(crate::telemetry::grpc_status_of(response.headers())),
                 Err(_) => "Unknown",
             };
             ::metrics::histogram!(
@@ -543,7 +538,7 @@ where
 
 /// A status code's name as gRPC spells it (`codes.Code.String()` in grpc-go, which the
 /// established dashboards match on).
-fn code_name(code: i32) -> &'static str {
+fn code_name(code: i64) -> &'static str {
     match code {
         0 => "OK",
         1 => "Canceled",

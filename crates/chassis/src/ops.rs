@@ -241,25 +241,19 @@ async fn redrive_dead_letters(
         event_id: request.event_id,
         sequence: request.sequence,
     };
-    // Re-drive one by one the selected dead letters of the consumers hosted here.
-    let selected: Vec<u64> = deadletter::list(bus, namespace, &filter)
+    // The selected dead letters of the consumers hosted here, read once.
+    let selected: Vec<deadletter::DeadLetter> = deadletter::list(bus, namespace, &filter)
         .await
         .map_err(OpsError::bus)?
         .into_iter()
         .filter(|dead_letter| hosted.contains(&dead_letter.consumer))
-        .map(|dead_letter| dead_letter.sequence)
         .collect();
-    let mut redriven = Vec::with_capacity(selected.len());
-    for sequence in selected {
-        let one = DeadLetterFilter {
-            sequence: Some(sequence),
-            ..DeadLetterFilter::default()
-        };
-        let done = deadletter::redrive(bus, namespace, &one)
-            .await
-            .map_err(OpsError::bus)?;
-        redriven.extend(done.iter().map(deadletter::Redriven::to_json));
-    }
+    let redriven: Vec<serde_json::Value> = deadletter::redrive_listed(bus, namespace, selected)
+        .await
+        .map_err(OpsError::bus)?
+        .iter()
+        .map(deadletter::Redriven::to_json)
+        .collect();
     Ok(json(redriven))
 }
 

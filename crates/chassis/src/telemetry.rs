@@ -674,7 +674,9 @@ fn traceparent_header(headers: &http::HeaderMap) -> Option<&str> {
 /// refusal and error of a unary call) is a trailers-only response, its status in the headers;
 /// otherwise the status comes in the trailers after the message, and a unary answer with a
 /// message succeeded.
-fn grpc_status_of(headers: &http::HeaderMap) -> i64 {
+/// The `grpc-status` a response's headers carry; 0 (OK) when they carry none (a unary answer
+/// whose status follows in the trailers).
+pub(crate) fn grpc_status_of(headers: &http::HeaderMap) -> i64 {
     headers
         .get("grpc-status")
         .and_then(|value| value.to_str().ok())

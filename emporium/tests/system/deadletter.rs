@@ -54,7 +54,7 @@ async fn the_cli_lists_shows_and_redrives_a_dead_letter_which_is_then_applied_on
         Consumer::new(database.clone(), bus.clone(), options, handler.clone())
             .run(shutdown.clone()),
     );
-    let event = envelope(uuid::Uuid::new_v4());
+    let event = crate::product_created(uuid::Uuid::new_v4());
     bus.publish(OutgoingMessage {
         subject: format!("{namespace}.catalog.product.created"),
         id: event.id.clone(),
@@ -179,24 +179,5 @@ impl Cli {
 
     async fn json(&self, arguments: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.stdout(arguments).await).expect("the output is JSON")
-    }
-}
-
-fn envelope(product_id: uuid::Uuid) -> CloudEvent {
-    CloudEvent {
-        specversion: "1.0".to_owned(),
-        id: uuid::Uuid::new_v4().to_string(),
-        source: "/emporium/catalog".to_owned(),
-        event_type: "emporium.catalog.product.created".to_owned(),
-        subject: product_id.to_string(),
-        time: "2026-11-23T12:00:00.000000Z".to_owned(),
-        datacontenttype: "application/json".to_owned(),
-        dataschema: Some("urn:emporium:proto:emporium.catalog.v1.Product".to_owned()),
-        data: serde_json::json!({ "name": "Sencha" }),
-        aggregateversion: 1,
-        aggregatetype: "product".to_owned(),
-        traceparent: None,
-        actor: None,
-        actorclientid: None,
     }
 }

@@ -32,3 +32,23 @@ pub(crate) fn assert_promtool_accepts(exposition: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A catalog `product.created` CloudEvent about `product_id`, with an id of its own.
+pub(crate) fn product_created(product_id: uuid::Uuid) -> chassis::cloudevents::CloudEvent {
+    chassis::cloudevents::CloudEvent {
+        specversion: "1.0".to_owned(),
+        id: uuid::Uuid::new_v4().to_string(),
+        source: "/emporium/catalog".to_owned(),
+        event_type: "emporium.catalog.product.created".to_owned(),
+        subject: product_id.to_string(),
+        time: "2026-11-23T12:00:00.000000Z".to_owned(),
+        datacontenttype: "application/json".to_owned(),
+        dataschema: Some("urn:emporium:proto:emporium.catalog.v1.Product".to_owned()),
+        data: serde_json::json!({ "name": "Sencha" }),
+        aggregateversion: 1,
+        aggregatetype: "product".to_owned(),
+        traceparent: None,
+        actor: None,
+        actorclientid: None,
+    }
+}

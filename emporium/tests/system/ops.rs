@@ -37,7 +37,9 @@ async fn a_held_back_consumer_lags_and_a_poison_message_is_a_dead_letter_until_r
     let suite = Suite::start(backend).await;
     let admin = suite.issuer.token("admin-1", &[roles::ADMIN]);
     suite.gate.hold();
-    suite.publish(CloudEvent::example()).await;
+    suite
+        .publish(crate::product_created(uuid::Uuid::new_v4()))
+        .await;
     suite
         .until("the held consumer to take its first event", |consumer| {
             consumer["position"]["ack_pending"] == 1
@@ -47,7 +49,9 @@ async fn a_held_back_consumer_lags_and_a_poison_message_is_a_dead_letter_until_r
     // Act and assert: its lag grows with every event published while it is held.
     let mut lags = Vec::new();
     for expected_lag in 1..=3 {
-        suite.publish(CloudEvent::example()).await;
+        suite
+            .publish(crate::product_created(uuid::Uuid::new_v4()))
+            .await;
         suite
             .until("the lag to grow", |consumer| {
                 consumer["position"]["pending"] == expected_lag
@@ -70,7 +74,7 @@ async fn a_held_back_consumer_lags_and_a_poison_message_is_a_dead_letter_until_r
     assert_eq!(suite.gauge("emporium_consumer_pending_messages").await, 0.0);
 
     // A poison message: refused once (max_deliver 1), it is parked as a dead letter.
-    let poison = CloudEvent::example();
+    let poison = crate::product_created(uuid::Uuid::new_v4());
     suite.gate.refuse(&poison.id);
     suite.publish(poison.clone()).await;
     suite
@@ -579,31 +583,5 @@ impl EventHandler for Gate {
             "the handler refused on purpose"
         );
         Ok(())
-    }
-}
-
-/// Example events, each its own id and record.
-trait Example {
-    fn example() -> CloudEvent;
-}
-
-impl Example for CloudEvent {
-    fn example() -> CloudEvent {
-        CloudEvent {
-            specversion: "1.0".to_owned(),
-            id: uuid::Uuid::new_v4().to_string(),
-            source: "/emporium/catalog".to_owned(),
-            event_type: "emporium.catalog.product.created".to_owned(),
-            subject: uuid::Uuid::new_v4().to_string(),
-            time: "2026-12-02T12:00:00.000000Z".to_owned(),
-            datacontenttype: "application/json".to_owned(),
-            dataschema: Some("urn:emporium:proto:emporium.catalog.v1.Product".to_owned()),
-            data: serde_json::json!({ "name": "Sencha" }),
-            aggregateversion: 1,
-            aggregatetype: "product".to_owned(),
-            traceparent: None,
-            actor: None,
-            actorclientid: None,
-        }
     }
 }
