@@ -12,6 +12,8 @@ use test_support::BearerToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use crate::cpu;
+
 /// A catalog client that sends the bench's bearer token with every call.
 pub(crate) type Client = CatalogServiceClient<InterceptedService<Channel, BearerToken>>;
 
@@ -41,6 +43,9 @@ pub(crate) struct Measurement {
     /// The first error a client saw, to say what went wrong.
     pub(crate) first_error: Option<String>,
     pub(crate) seconds: f64,
+    /// CPU time the process's serving threads (all but the clients') spent in the window; `None`
+    /// without `/proc`. PostgreSQL's and NATS's own processes are not in it.
+    pub(crate) serving_cpu: Option<Duration>,
     /// Latency of every successful call completed in the window, in microseconds, sorted.
     latencies_micros: Vec<u32>,
 }
@@ -74,11 +79,20 @@ where
             measure_until,
         )));
     }
+    // The window's CPU time, sampled at its edges (the clients count their calls by the same
+    // clock).
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let at_start = cpu::Sample::now();
+        tokio::time::sleep_until(measure_until.into()).await;
+        cpu::Sample::now().serving_since(&at_start)
+    });
     let mut measurement = Measurement {
         n_calls: 0,
         n_errors: 0,
         first_error: None,
         seconds: window.measure.as_secs_f64(),
+        serving_cpu: None,
         latencies_micros: Vec::new(),
     };
     for worker in workers {
@@ -90,6 +104,7 @@ where
         }
         measurement.latencies_micros.extend(tally.latencies_micros);
     }
+    measurement.serving_cpu = cpu.await.context("The CPU sampler panicked")?;
     measurement.latencies_micros.sort_unstable();
     Ok(measurement)
 }
@@ -113,6 +128,12 @@ pub(crate) async fn connect(addr: SocketAddr, token: &str) -> anyhow::Result<Cli
 impl Measurement {
     pub(crate) fn calls_per_second(&self) -> f64 {
         self.n_calls as f64 / self.seconds
+    }
+
+    /// CPU time of the serving threads per successful call, in microseconds.
+    pub(crate) fn serving_cpu_micros_per_call(&self) -> Option<f64> {
+        let cpu = self.serving_cpu?;
+        (self.n_calls > 0).then(|| cpu.as_secs_f64() * 1e6 / self.n_calls as f64)
     }
 
     /// The latency below which a share `quantile` (0 to 1) of the calls completed (nearest rank).

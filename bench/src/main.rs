@@ -9,6 +9,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bare;
+mod cpu;
 mod load;
 mod machine;
 mod pgbench;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chassis::auth::roles;
-use chassis::settings::{LogFormat, TelemetrySettings};
+use chassis::settings::{LogFormat, TelemetrySettings, TraceSampler};
 use clap::{Parser, ValueEnum};
 use test_support::{Backend, TestIssuer};
 
@@ -90,15 +91,15 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // No OTLP endpoint: the services keep their recent traces in memory, as they do by default.
-    let telemetry = chassis::telemetry::init(
-        &TelemetrySettings {
-            filter: cli.log.clone(),
-            format: LogFormat::Json,
-            ..TelemetrySettings::default()
-        },
-        "emporium-bench",
-    )?;
+    // Traces as the `OTEL_*` variables say, as a service reads them: by default no OTLP
+    // endpoint, so the services keep their recent traces in memory; `OTEL_SDK_DISABLED=true`
+    // measures them without OpenTelemetry spans.
+    let telemetry_settings = TelemetrySettings {
+        filter: cli.log.clone(),
+        format: LogFormat::Json,
+        ..TelemetrySettings::from_env()?
+    };
+    let telemetry = chassis::telemetry::init(&telemetry_settings, "emporium-bench")?;
     // The servers get a runtime of their own, as they would in their own process; the clients
     // run on this one. Both have one worker per core, tokio's default.
     let servers = tokio::runtime::Builder::new_multi_thread()
@@ -107,17 +108,22 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("Failed to start the servers' runtime")?;
     let clients = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("client")
+        .thread_name(cpu::CLIENT_THREAD_NAME)
         .enable_all()
         .build()
         .context("Failed to start the clients' runtime")?;
-    let report = clients.block_on(run(&cli, servers.handle()))?;
+    let traces = traces_of(&telemetry_settings);
+    let report = clients.block_on(run(&cli, traces, servers.handle()))?;
     println!("{}", report.render());
     servers.shutdown_timeout(Duration::from_secs(5));
     telemetry.shutdown()
 }
 
-async fn run(cli: &Cli, servers: &tokio::runtime::Handle) -> anyhow::Result<Report> {
+async fn run(
+    cli: &Cli,
+    traces: String,
+    servers: &tokio::runtime::Handle,
+) -> anyhow::Result<Report> {
     let window = Window {
         warm_up: Duration::from_secs(cli.warm_up_seconds),
         measure: Duration::from_secs(cli.seconds.max(1)),
@@ -128,7 +134,12 @@ async fn run(cli: &Cli, servers: &tokio::runtime::Handle) -> anyhow::Result<Repo
         Backends::Both => &[Backend::SqliteEmbedded, Backend::PostgresNats],
     };
     let parts = &cli.only;
-    let mut report = Report::new(machine::Machine::describe(), command_line(cli), window);
+    let mut report = Report::new(
+        machine::Machine::describe(),
+        command_line(cli),
+        traces,
+        window,
+    );
     if backends.contains(&Backend::PostgresNats) {
         report.servers = server_versions().await;
     }
@@ -417,6 +428,25 @@ async fn server_versions() -> Vec<String> {
 }
 
 /// The command as typed (`./scripts/bench …`) and the binary it ran.
+/// What the services do with their spans, as the `OTEL_*` variables set it.
+fn traces_of(settings: &TelemetrySettings) -> String {
+    if settings.sdk_disabled {
+        return "no OpenTelemetry spans (`OTEL_SDK_DISABLED=true`)".to_owned();
+    }
+    let sampled = match settings.sampler {
+        TraceSampler::AlwaysOff | TraceSampler::ParentBasedAlwaysOff => "none sampled",
+        TraceSampler::TraceIdRatio(_) | TraceSampler::ParentBasedTraceIdRatio(_) => "some sampled",
+        TraceSampler::AlwaysOn | TraceSampler::ParentBasedAlwaysOn => "every one sampled",
+    };
+    match &settings.otlp_endpoint {
+        Some(endpoint) => format!("OpenTelemetry spans, {sampled}, exported to {endpoint}"),
+        None => format!(
+            "OpenTelemetry spans, {sampled}, the last {} traces kept in memory",
+            settings.traces_kept
+        ),
+    }
+}
+
 fn command_line(cli: &Cli) -> String {
     let binary: Vec<String> = std::env::args().collect();
     match &cli.invoked_as {

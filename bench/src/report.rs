@@ -18,6 +18,8 @@ pub(crate) const BARE: &str = "bare tonic";
 pub(crate) struct Report {
     machine: Machine,
     command: String,
+    /// What the services did with their OpenTelemetry spans.
+    traces: String,
     window: Window,
     /// PostgreSQL's and NATS's versions, when they were used.
     pub(crate) servers: Vec<String>,
@@ -64,10 +66,11 @@ pub(crate) fn backend_name(backend: Backend) -> &'static str {
 // === impl Report ===
 
 impl Report {
-    pub(crate) fn new(machine: Machine, command: String, window: Window) -> Report {
+    pub(crate) fn new(machine: Machine, command: String, traces: String, window: Window) -> Report {
         Report {
             machine,
             command,
+            traces,
             window,
             servers: Vec::new(),
             rows: Vec::new(),
@@ -102,6 +105,7 @@ impl Report {
         )?;
         writeln!(text, "- commit: {}", machine.commit)?;
         writeln!(text, "- command: {}", self.command)?;
+        writeln!(text, "- traces: {}", self.traces)?;
         for server in &self.servers {
             writeln!(text, "- {server}")?;
         }
@@ -110,7 +114,7 @@ impl Report {
             "- each figure: a {} s window after a {} s warm-up; every client on its own HTTP/2 \
              connection, one call at a time, with a bearer token; clients and servers in one \
              process on two tokio runtimes of {} workers each; ListProducts pages through the \
-             table {} at a time from the first page, following `next_page_token`",
+             table {} at a time from the first page, following `next_page_token`; CPU µs/call              is the CPU time of the process's serving threads (all but the clients') in the              window per call, without PostgreSQL's and NATS's own processes",
             self.window.measure.as_secs(),
             self.window.warm_up.as_secs(),
             machine.n_cores,
@@ -121,9 +125,9 @@ impl Report {
         writeln!(text)?;
         writeln!(
             text,
-            "| call | clients | server | calls/s | p50 ms | p99 ms | errors | ratio | goal | met |"
+            "| call | clients | server | calls/s | p50 ms | p99 ms | CPU µs/call | errors | ratio | goal | met |"
         )?;
-        writeln!(text, "|---|--:|---|--:|--:|--:|--:|--:|---|---|")?;
+        writeln!(text, "|---|--:|---|--:|--:|--:|--:|--:|--:|---|---|")?;
         for row in &self.rows {
             let measurement = &row.measurement;
             let ratio = row.ratio.as_ref().map_or_else(String::new, |ratio| {
@@ -134,13 +138,16 @@ impl Report {
             });
             writeln!(
                 text,
-                "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
                 row.call,
                 row.n_clients,
                 row.server,
                 measurement.calls_per_second(),
                 milliseconds(measurement.latency(0.50)),
                 milliseconds(measurement.latency(0.99)),
+                measurement
+                    .serving_cpu_micros_per_call()
+                    .map_or_else(|| "n/a".to_owned(), |micros| format!("{micros:.0}")),
                 measurement.n_errors,
                 ratio,
                 goal,

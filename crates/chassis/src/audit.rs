@@ -12,7 +12,7 @@ use crate::storage::Database;
 use crate::validation::Violations;
 
 /// Answers `ListEvents` for the service owning `database`.
-#[tracing::instrument(skip_all, fields(aggregate_id = %request.aggregate_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(aggregate_id = %request.aggregate_id))]
 pub async fn list_events(
     database: &Database,
     request: proto::ListEventsRequest,

@@ -532,6 +532,7 @@ impl Relay {
                         stream_ready = false;
                     }
                     tracing::warn!(
+                        service = self.route.service,
                         error.cause_chain = ?error,
                         error.message = %error,
                         retry_in_ms = backoff.as_millis() as u64,
@@ -550,7 +551,7 @@ impl Relay {
 
     /// Publishes one batch of pending events in sequence order and marks them; parks those the
     /// bus refuses for good. Returns how many events it settled.
-    #[tracing::instrument(skip_all, fields(service = self.route.service))]
+    #[tracing::instrument(level = "debug", skip_all, fields(service = self.route.service))]
     pub async fn publish_pending(&self) -> anyhow::Result<usize> {
         match self.database.backend() {
             // Replicas share the database: a transaction-scoped advisory lock lets one relay at a

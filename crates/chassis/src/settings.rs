@@ -97,6 +97,10 @@ pub struct TelemetrySettings {
     /// added to every span's resource; `service.name` here is used when `OTEL_SERVICE_NAME` is
     /// unset.
     pub resource_attributes: Vec<(String, String)>,
+    /// `OTEL_SDK_DISABLED=true`: make no OpenTelemetry spans at all (default false). Logs still
+    /// carry each request's trace and span ids, and events their `traceparent`; nothing is
+    /// exported or kept in memory.
+    pub sdk_disabled: bool,
     /// `EMPORIUM_TRACES_KEPT`: how many recent traces the process keeps in memory when it exports
     /// none (default 100, at most 10000; 0 keeps none). Each keeps at most
     /// [`crate::telemetry::SPANS_KEPT_PER_TRACE`] spans.
@@ -391,6 +395,7 @@ impl Default for TelemetrySettings {
             service_name: None,
             sampler: TraceSampler::ParentBasedAlwaysOn,
             resource_attributes: Vec::new(),
+            sdk_disabled: false,
             traces_kept: DEFAULT_TRACES_KEPT,
         }
     }
@@ -400,6 +405,12 @@ impl Default for TelemetrySettings {
 pub const DEFAULT_TRACES_KEPT: usize = 100;
 
 impl TelemetrySettings {
+    /// The tracing settings from this process's environment, as [`ServiceSettings`] reads them
+    /// (for tools that run services in-process, e.g. the benchmark).
+    pub fn from_env() -> Result<TelemetrySettings, SettingsError> {
+        TelemetrySettings::from_otel_variables(&|variable| std::env::var(variable).ok())
+    }
+
     /// The tracing settings, from OpenTelemetry's standard variables and `EMPORIUM_TRACES_KEPT`
     /// (the log filter and format left at their defaults).
     fn from_otel_variables(
@@ -455,6 +466,21 @@ impl TelemetrySettings {
                 reason,
             })?,
         };
+        // The specification's value is case-insensitive `true`; anything else leaves it on.
+        let sdk_disabled = match get("OTEL_SDK_DISABLED") {
+            None => false,
+            Some(text) if text.trim().eq_ignore_ascii_case("true") => true,
+            Some(text) if text.trim().eq_ignore_ascii_case("false") || text.trim().is_empty() => {
+                false
+            }
+            Some(text) => {
+                return Err(SettingsError {
+                    variable: "OTEL_SDK_DISABLED".to_owned(),
+                    value: text,
+                    reason: "expected true or false".to_owned(),
+                });
+            }
+        };
         let traces_kept = match get("EMPORIUM_TRACES_KEPT") {
             None => DEFAULT_TRACES_KEPT,
             Some(text) => text
@@ -472,6 +498,7 @@ impl TelemetrySettings {
             service_name,
             sampler,
             resource_attributes,
+            sdk_disabled,
             traces_kept,
             ..TelemetrySettings::default()
         })
@@ -674,6 +701,7 @@ mod tests {
         assert_eq!(telemetry.otlp_endpoint, None);
         assert_eq!(telemetry.sampler, TraceSampler::ParentBasedAlwaysOn);
         assert_eq!(telemetry.traces_kept, 100);
+        assert!(!telemetry.sdk_disabled);
     }
 
     #[test]
@@ -688,6 +716,7 @@ mod tests {
                 "deployment.environment.name=prod, team=commerce%20core",
             ),
             ("EMPORIUM_TRACES_KEPT", "0"),
+            ("OTEL_SDK_DISABLED", "TRUE"),
         ])
         .unwrap()
         .telemetry;
@@ -709,6 +738,7 @@ mod tests {
             ]
         );
         assert_eq!(telemetry.traces_kept, 0);
+        assert!(telemetry.sdk_disabled);
     }
 
     #[test]
@@ -736,6 +766,7 @@ mod tests {
             ("OTEL_RESOURCE_ATTRIBUTES", "team=a%zz"),
             ("EMPORIUM_TRACES_KEPT", "-1"),
             ("EMPORIUM_TRACES_KEPT", "10001"),
+            ("OTEL_SDK_DISABLED", "yes"),
         ] {
             let error = settings(&[(variable, value)]).unwrap_err();
             assert_eq!(error.variable, variable, "{value}");

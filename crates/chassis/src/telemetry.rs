@@ -59,26 +59,23 @@ static EXPORTS_SPANS: AtomicBool = AtomicBool::new(false);
 /// so the spans still queued for export are sent.
 #[derive(Debug)]
 pub struct Telemetry {
-    provider: SdkTracerProvider,
+    /// None with `OTEL_SDK_DISABLED`.
+    provider: Option<SdkTracerProvider>,
 }
 
 /// Installs the global subscriber: logs filtered by `EMPORIUM_LOG`, and spans at `info` and
 /// above (whatever the log filter) as OpenTelemetry spans of `service.name` from
 /// `OTEL_SERVICE_NAME`, or `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, or
-/// `default_service_name`. Call once, first thing in `main`; with an OTLP endpoint, inside the
-/// tokio runtime (the exporter's connection runs on it).
+/// `default_service_name` (none with `OTEL_SDK_DISABLED`: logs and events still carry trace
+/// ids). Call once, first thing in `main`; with an OTLP endpoint, inside the tokio runtime (the
+/// exporter's connection runs on it).
 pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_new(&settings.filter)
         .map_err(|error| anyhow::anyhow!("invalid EMPORIUM_LOG filter: {error}"))?;
-    let provider = tracer_provider(settings, default_service_name)?;
-    let tracer = provider.tracer("emporium");
-    // Only what the semantic conventions name: no thread, target or busy/idle attributes.
-    let spans = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_threads(false)
-        .with_target(false)
-        .with_tracked_inactivity(false)
-        .with_filter(ExportedSpans);
+    let provider = (!settings.sdk_disabled)
+        .then(|| tracer_provider(settings, default_service_name))
+        .transpose()?;
+    let spans = provider.as_ref().map(spans_layer);
     let json = match settings.format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -94,7 +91,7 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> anyhow:
             .with(text_layer(std::io::stderr, std::io::stderr().is_terminal()).with_filter(filter))
             .try_init()?;
     }
-    EXPORTS_SPANS.store(true, Ordering::Relaxed);
+    EXPORTS_SPANS.store(provider.is_some(), Ordering::Relaxed);
     Ok(Telemetry { provider })
 }
 
@@ -114,18 +111,40 @@ impl Telemetry {
     /// Sends the spans queued for export now (waits for the collector, at most its timeout).
     /// Blocks the thread: from async code, call it in `spawn_blocking`.
     pub fn force_flush(&self) -> anyhow::Result<()> {
-        self.provider
-            .force_flush()
-            .context("Failed to export the queued spans")
+        match &self.provider {
+            Some(provider) => provider
+                .force_flush()
+                .context("Failed to export the queued spans"),
+            None => Ok(()),
+        }
     }
 
     /// Exports the queued spans and stops the exporter. Blocks the thread, at most 5 s: from
     /// async code, call it in `spawn_blocking`.
     pub fn shutdown(self) -> anyhow::Result<()> {
-        self.provider
-            .shutdown_with_timeout(Duration::from_secs(5))
-            .context("Failed to export the last spans")
+        match self.provider {
+            Some(provider) => provider
+                .shutdown_with_timeout(Duration::from_secs(5))
+                .context("Failed to export the last spans"),
+            None => Ok(()),
+        }
     }
+}
+
+/// The layer that makes `provider`'s OpenTelemetry spans of the [`ExportedSpans`], with only
+/// what the semantic conventions name for them: no thread, target, busy/idle or code location
+/// attributes (a span's name says what it is; its source line is noise).
+fn spans_layer<S>(provider: &SdkTracerProvider) -> impl tracing_subscriber::Layer<S> + use<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("emporium"))
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_filter(ExportedSpans)
 }
 
 /// The SDK's provider: a batch exporter over OTLP/gRPC with an endpoint, else the in-memory
@@ -190,9 +209,8 @@ fn sampler_of(sampler: TraceSampler) -> Sampler {
 }
 
 /// Which spans (and events, which become span events) reach OpenTelemetry: `info` and above,
-/// whatever the log filter says, so debug spans never become exported ones; less the relay's
-/// look at the outbox, which runs every 500 ms whether or not there is anything to publish (its
-/// `publish <subject>` span records the publishes). Decided by the callsite alone, so tracing
+/// whatever the log filter says, so debug spans (the stores' functions, the relay's look at the
+/// outbox every 500 ms) never become exported ones. Decided by the callsite alone, so tracing
 /// caches it.
 #[derive(Clone, Copy, Debug)]
 struct ExportedSpans;
@@ -200,9 +218,6 @@ struct ExportedSpans;
 impl ExportedSpans {
     fn exports(metadata: &Metadata<'_>) -> bool {
         *metadata.level() <= tracing::Level::INFO
-            && !(metadata.is_span()
-                && metadata.name() == "publish_pending"
-                && metadata.target() == "chassis::outbox")
     }
 }
 
@@ -850,21 +865,51 @@ mod tests {
         assert!(lines[1].contains("Outside"), "{}", lines[1]);
     }
 
-    #[tokio::test]
-    async fn the_http_origin_traces_its_routes_in_the_callers_trace_but_not_its_probes() {
-        use opentelemetry::trace::TracerProvider as _;
-        use tracing_subscriber::Layer as _;
-
-        // Arrange: spans kept in a ring, as a process without an OTLP endpoint keeps them.
+    /// A subscriber making spans as [`super::init`] makes them, kept in a ring of ten traces as a
+    /// process without an OTLP endpoint keeps them.
+    fn kept_in_a_ring() -> (super::recent::RecentTraces, impl tracing::Subscriber) {
         let recent = super::recent::RecentTraces::new(10);
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
             .with_span_processor(recent.processor())
             .build();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("test"))
-                .with_filter(super::ExportedSpans),
-        );
+        let subscriber = tracing_subscriber::registry().with(super::spans_layer(&provider));
+        (recent, subscriber)
+    }
+
+    #[test]
+    fn debug_spans_are_not_exported_and_their_info_children_keep_the_trace() {
+        // Arrange: spans kept in a ring, as `init` keeps them without an OTLP endpoint.
+        let (recent, subscriber) = kept_in_a_ring();
+
+        // Act: a call's span, a store function's debug span in it, a transaction in that.
+        tracing::subscriber::with_default(subscriber, || {
+            let call = tracing::info_span!("grpc", otel.name = "a.v1.A/Get");
+            call.in_scope(|| {
+                let store = tracing::debug_span!("get_product");
+                store.in_scope(|| {
+                    let _transaction = tracing::info_span!("transaction").entered();
+                });
+            });
+        });
+
+        // Assert: the call and its transaction, the transaction the call's child.
+        let traces = recent.summaries();
+        assert_eq!(traces.len(), 1, "{traces:#?}");
+        let spans = &traces[0].spans;
+        let names: Vec<&str> = spans.iter().map(|span| span.name.as_str()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        let call = spans.iter().find(|span| span.name == "a.v1.A/Get").unwrap();
+        let transaction = spans
+            .iter()
+            .find(|span| span.name == "transaction")
+            .unwrap();
+        assert_eq!(transaction.parent_span_id.as_ref(), Some(&call.span_id));
+    }
+
+    #[tokio::test]
+    async fn the_http_origin_traces_its_routes_in_the_callers_trace_but_not_its_probes() {
+        // Arrange: spans kept in a ring, as a process without an OTLP endpoint keeps them.
+        let (recent, subscriber) = kept_in_a_ring();
         let _default = tracing::subscriber::set_default(subscriber);
         let mut router = axum::Router::new()
             .route("/oauth2/token", axum::routing::post(|| async { "token" }))

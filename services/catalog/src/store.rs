@@ -75,7 +75,7 @@ struct ProductRow {
 
 // === categories ===
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn insert_category(tx: &mut Transaction, new: &NewCategory) -> Result<Category, Error> {
     let sql = format!(
         "INSERT INTO categories (id, name, description, version, created_at, updated_at) \
@@ -94,12 +94,12 @@ pub async fn insert_category(tx: &mut Transaction, new: &NewCategory) -> Result<
     Ok(row.into())
 }
 
-#[tracing::instrument(skip_all, fields(category_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(category_id = %id))]
 pub async fn get_category(tx: &mut Transaction, id: Uuid) -> Result<Option<Category>, Error> {
     Ok(get_categories(tx, &[id]).await?.pop())
 }
 
-#[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
+#[tracing::instrument(level = "debug", skip_all, fields(n_ids = ids.len()))]
 pub async fn get_categories(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Category>, Error> {
     let placeholders = chassis::storage::placeholders(1, ids.len());
     let sql = format!("SELECT {CATEGORY_COLUMNS} FROM categories WHERE id IN ({placeholders})");
@@ -110,7 +110,7 @@ pub async fn get_categories(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Ca
     Ok(rows.into_iter().map(Category::from).collect())
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list_categories(
     tx: &mut Transaction,
     query: &CategoryListQuery,
@@ -133,7 +133,7 @@ pub async fn list_categories(
     Ok(rows.map(Category::from))
 }
 
-#[tracing::instrument(skip_all, fields(category_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(category_id = %id))]
 pub async fn update_category(
     tx: &mut Transaction,
     id: Uuid,
@@ -163,7 +163,7 @@ pub async fn update_category(
 }
 
 /// Deletes the category if it has no products; returns it as it was.
-#[tracing::instrument(skip_all, fields(category_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(category_id = %id))]
 pub async fn delete_category(
     tx: &mut Transaction,
     id: Uuid,
@@ -203,7 +203,7 @@ pub async fn delete_category(
 
 // === products ===
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn insert_product(tx: &mut Transaction, new: &NewProduct) -> Result<Product, Error> {
     let sql = format!(
         "INSERT INTO products (id, sku, name, description, category_id, price_minor, currency, \
@@ -228,12 +228,12 @@ pub async fn insert_product(tx: &mut Transaction, new: &NewProduct) -> Result<Pr
     Ok(row.into())
 }
 
-#[tracing::instrument(skip_all, fields(product_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(product_id = %id))]
 pub async fn get_product(tx: &mut Transaction, id: Uuid) -> Result<Option<Product>, Error> {
     Ok(get_products(tx, &[id]).await?.pop())
 }
 
-#[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
+#[tracing::instrument(level = "debug", skip_all, fields(n_ids = ids.len()))]
 pub async fn get_products(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Product>, Error> {
     let placeholders = chassis::storage::placeholders(1, ids.len());
     let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({placeholders})");
@@ -244,7 +244,7 @@ pub async fn get_products(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Prod
     Ok(rows.into_iter().map(Product::from).collect())
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list_products(
     tx: &mut Transaction,
     query: &ProductListQuery,
@@ -277,7 +277,7 @@ pub async fn list_products(
     Ok(rows.map(Product::from))
 }
 
-#[tracing::instrument(skip_all, fields(product_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(product_id = %id))]
 pub async fn update_product(
     tx: &mut Transaction,
     id: Uuid,
@@ -314,7 +314,7 @@ pub async fn update_product(
 }
 
 /// Deletes the product; returns it as it was.
-#[tracing::instrument(skip_all, fields(product_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(product_id = %id))]
 pub async fn delete_product(
     tx: &mut Transaction,
     id: Uuid,

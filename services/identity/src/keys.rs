@@ -95,7 +95,7 @@ impl SigningKeys {
 
     /// The key new tokens are signed with: the newest one, or a new one if there is none yet or
     /// the newest is older than [`KeyPolicy::rotate_after`].
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn current(&self, now: OffsetDateTime) -> Result<SigningKey, Error> {
         if let Some(row) = self.newest().await?
             && row.created_at.into_inner() + self.policy.rotate_after > now
@@ -110,7 +110,7 @@ impl SigningKeys {
     /// Replaces the current key with a new one now, whatever its age (for operators who suspect
     /// a key leaked, or want to test rotation). Tokens signed with the old key keep verifying
     /// until they expire.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn rotate(&self, now: OffsetDateTime) -> Result<SigningKey, Error> {
         self.create(now).await
     }
@@ -120,7 +120,7 @@ impl SigningKeys {
     /// for the token lifetime plus [`CLOCK_SKEW_MARGIN`]. Keys past that are retired: their rows
     /// are deleted, since nothing they signed can verify any more and an unused private key is
     /// only a liability.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn key_set(&self, now: OffsetDateTime) -> Result<JwkSet, Error> {
         let rows = self.all().await?;
         let retire_until = self.policy.published_after(now);

@@ -88,7 +88,7 @@ struct ClientRow {
 // === accounts ===
 
 /// Inserts the account with `password_hash` (already computed; `None` for no password).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn insert_account(
     tx: &mut Transaction,
     new: &NewAccount,
@@ -119,13 +119,13 @@ pub async fn insert_account(
     Ok(row.into_account(Vec::new()))
 }
 
-#[tracing::instrument(skip_all, fields(account_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(account_id = %id))]
 pub async fn get_account(tx: &mut Transaction, id: Uuid) -> Result<Option<Account>, Error> {
     let mut accounts = get_accounts(tx, &[id]).await?;
     Ok(accounts.pop())
 }
 
-#[tracing::instrument(skip_all, fields(n_ids = ids.len()))]
+#[tracing::instrument(level = "debug", skip_all, fields(n_ids = ids.len()))]
 pub async fn get_accounts(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Account>, Error> {
     let placeholders = chassis::storage::placeholders(1, ids.len());
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({placeholders})");
@@ -137,7 +137,7 @@ pub async fn get_accounts(tx: &mut Transaction, ids: &[Uuid]) -> Result<Vec<Acco
 }
 
 /// The account with `email` and its password hash, for verifying a login.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn find_credentials(
     tx: &mut Transaction,
     email: &Email,
@@ -168,7 +168,7 @@ pub async fn find_credentials(
     }))
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list_accounts(
     tx: &mut Transaction,
     query: &AccountListQuery,
@@ -203,7 +203,7 @@ pub async fn list_accounts(
     })
 }
 
-#[tracing::instrument(skip_all, fields(account_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(account_id = %id))]
 pub async fn update_account(
     tx: &mut Transaction,
     id: Uuid,
@@ -239,7 +239,7 @@ pub async fn update_account(
 }
 
 /// Replaces the password hash and bumps the version.
-#[tracing::instrument(skip_all, fields(account_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(account_id = %id))]
 pub async fn set_password_hash(
     tx: &mut Transaction,
     id: Uuid,
@@ -263,7 +263,7 @@ pub async fn set_password_hash(
 }
 
 /// Bumps the account's version (for a grant or revoke), refusing a stale `expected_version`.
-#[tracing::instrument(skip_all, fields(account_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(account_id = %id))]
 pub async fn touch_account(
     tx: &mut Transaction,
     id: Uuid,
@@ -289,7 +289,7 @@ pub async fn touch_account(
 }
 
 /// Grants `role`; fails if the role does not exist or is already held.
-#[tracing::instrument(skip_all, fields(account_id = %account_id, role))]
+#[tracing::instrument(level = "debug", skip_all, fields(account_id = %account_id, role))]
 pub async fn insert_account_role(
     tx: &mut Transaction,
     account_id: Uuid,
@@ -318,7 +318,7 @@ pub async fn insert_account_role(
 }
 
 /// Revokes `role`; fails if the account does not hold it.
-#[tracing::instrument(skip_all, fields(account_id = %account_id, role))]
+#[tracing::instrument(level = "debug", skip_all, fields(account_id = %account_id, role))]
 pub async fn delete_account_role(
     tx: &mut Transaction,
     account_id: Uuid,
@@ -343,7 +343,7 @@ pub async fn delete_account_role(
 }
 
 /// Deletes the account (its grants go with it); returns it as it was.
-#[tracing::instrument(skip_all, fields(account_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(account_id = %id))]
 pub async fn delete_account(
     tx: &mut Transaction,
     id: Uuid,
@@ -369,7 +369,7 @@ pub async fn delete_account(
 
 // === roles ===
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn insert_role(tx: &mut Transaction, new: &NewRole) -> Result<Role, Error> {
     let now = Timestamp::now();
     let sql = format!(
@@ -390,7 +390,7 @@ pub async fn insert_role(tx: &mut Transaction, new: &NewRole) -> Result<Role, Er
     Ok(row.into())
 }
 
-#[tracing::instrument(skip_all, fields(role = name))]
+#[tracing::instrument(level = "debug", skip_all, fields(role = name))]
 pub async fn get_role(tx: &mut Transaction, name: &str) -> Result<Option<Role>, Error> {
     let sql = format!("SELECT {ROLE_COLUMNS} FROM roles WHERE name = $1");
     let row = on_backend!(tx, conn => {
@@ -403,7 +403,7 @@ pub async fn get_role(tx: &mut Transaction, name: &str) -> Result<Option<Role>, 
 }
 
 /// The roles among `names` (in no particular order).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn get_roles(tx: &mut Transaction, names: &[RoleName]) -> Result<Vec<Role>, Error> {
     let placeholders = chassis::storage::placeholders(1, names.len());
     let sql = format!("SELECT {ROLE_COLUMNS} FROM roles WHERE name IN ({placeholders})");
@@ -416,7 +416,7 @@ pub async fn get_roles(tx: &mut Transaction, names: &[RoleName]) -> Result<Vec<R
 }
 
 /// A page of roles by name.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list_roles(tx: &mut Transaction, page: &PageRequest) -> Result<Page<Role>, Error> {
     let (sql, count_sql) = ROLES.keyset_sql("1 = 1", "name", Direction::Ascending, page);
     let rows = on_backend!(tx, conn => {
@@ -432,7 +432,7 @@ pub fn role_cursor(role: &Role) -> Cursor {
     Cursor::new(SortKey::Text(role.name.clone()), role.id)
 }
 
-#[tracing::instrument(skip_all, fields(role = name))]
+#[tracing::instrument(level = "debug", skip_all, fields(role = name))]
 pub async fn update_role(
     tx: &mut Transaction,
     name: &str,
@@ -462,7 +462,7 @@ pub async fn update_role(
 /// Inserts the built-in role unless a role of its name exists: the new role, or `None`. Of two
 /// concurrent calls one inserts and the other (waiting on PostgreSQL for the first to commit)
 /// gets `None`.
-#[tracing::instrument(skip_all, fields(role = builtin.name))]
+#[tracing::instrument(level = "debug", skip_all, fields(role = builtin.name))]
 pub async fn insert_builtin_role_if_absent(
     tx: &mut Transaction,
     builtin: &BuiltinRole,
@@ -487,7 +487,7 @@ pub async fn insert_builtin_role_if_absent(
 
 /// Locks the role's row until `tx` ends (a no-op update: a row lock on PostgreSQL; SQLite's write
 /// transaction already holds the only write lock). Returns whether the role exists.
-#[tracing::instrument(skip_all, fields(role = name))]
+#[tracing::instrument(level = "debug", skip_all, fields(role = name))]
 pub async fn lock_role(tx: &mut Transaction, name: &str) -> Result<bool, Error> {
     let n_locked = on_backend!(tx, conn => {
         sqlx::query("UPDATE roles SET version = version WHERE name = $1")
@@ -500,7 +500,7 @@ pub async fn lock_role(tx: &mut Transaction, name: &str) -> Result<bool, Error> 
 }
 
 /// Whether the event log holds an event of `event_type` for the record `aggregate_id`.
-#[tracing::instrument(skip_all, fields(aggregate_id = %aggregate_id, event_type))]
+#[tracing::instrument(level = "debug", skip_all, fields(aggregate_id = %aggregate_id, event_type))]
 pub async fn has_event(
     tx: &mut Transaction,
     aggregate_id: Uuid,
@@ -519,7 +519,7 @@ pub async fn has_event(
 }
 
 /// Deletes a custom role no account or client holds; returns it as it was.
-#[tracing::instrument(skip_all, fields(role = name))]
+#[tracing::instrument(level = "debug", skip_all, fields(role = name))]
 pub async fn delete_role(
     tx: &mut Transaction,
     name: &str,
@@ -580,7 +580,7 @@ pub fn account_cursor(account: &Account, order: AccountOrder) -> Cursor {
 
 /// Inserts the client with its roles and `secret_hash` (already computed; `None` for a public
 /// client).
-#[tracing::instrument(skip_all, fields(client_id = new.client_id.as_str()))]
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = new.client_id.as_str()))]
 pub async fn insert_client(
     tx: &mut Transaction,
     new: &NewClient,
@@ -613,7 +613,7 @@ pub async fn insert_client(
     client_after_write(tx, Some(row), new.client_id.as_str(), 1).await
 }
 
-#[tracing::instrument(skip_all, fields(client_id = client_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = client_id))]
 pub async fn get_client(tx: &mut Transaction, client_id: &str) -> Result<Option<Client>, Error> {
     let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id = $1");
     let row = on_backend!(tx, conn => {
@@ -629,7 +629,7 @@ pub async fn get_client(tx: &mut Transaction, client_id: &str) -> Result<Option<
 }
 
 /// The clients among `client_ids` (in no particular order).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn get_clients(
     tx: &mut Transaction,
     client_ids: &[ClientId],
@@ -646,7 +646,7 @@ pub async fn get_clients(
 }
 
 /// The client with `client_id` and its secret hash, for authenticating it at the token endpoint.
-#[tracing::instrument(skip_all, fields(client_id = client_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = client_id))]
 pub async fn find_client_credentials(
     tx: &mut Transaction,
     client_id: &str,
@@ -679,7 +679,7 @@ pub async fn find_client_credentials(
 }
 
 /// A page of clients by `client_id`.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list_clients(tx: &mut Transaction, page: &PageRequest) -> Result<Page<Client>, Error> {
     let (sql, count_sql) = CLIENTS.keyset_sql("1 = 1", "client_id", Direction::Ascending, page);
     let rows = on_backend!(tx, conn => {
@@ -697,7 +697,7 @@ pub async fn list_clients(tx: &mut Transaction, page: &PageRequest) -> Result<Pa
 
 /// Applies `changes` (roles replaced when given) and bumps the version. The caller has checked
 /// the result against the rules of the client's kind.
-#[tracing::instrument(skip_all, fields(client_id = client_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = client_id))]
 pub async fn update_client(
     tx: &mut Transaction,
     client_id: &str,
@@ -748,7 +748,7 @@ pub async fn update_client(
 }
 
 /// Replaces the secret hash of a confidential client and bumps the version.
-#[tracing::instrument(skip_all, fields(client_id = client_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = client_id))]
 pub async fn set_client_secret_hash(
     tx: &mut Transaction,
     client_id: &str,
@@ -778,7 +778,7 @@ pub async fn set_client_secret_hash(
 }
 
 /// Deletes the client (its roles go with it); returns it as it was.
-#[tracing::instrument(skip_all, fields(client_id = client_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = client_id))]
 pub async fn delete_client(
     tx: &mut Transaction,
     client_id: &str,

@@ -172,7 +172,7 @@ type WriteTransaction = sqlx::Transaction<'static, Sqlite>;
 
 impl EmbeddedBus {
     /// Opens the bus at `path`, creating the directory, the file and the tables if absent.
-    #[tracing::instrument(skip_all, fields(path = %path.display()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(path = %path.display()))]
     pub async fn open(path: &Path) -> Result<EmbeddedBus, BusError> {
         if let Some(parent) = path
             .parent()
@@ -214,7 +214,7 @@ impl EmbeddedBus {
     }
 
     /// Creates the stream, or updates its subjects and duplicate window if it exists.
-    #[tracing::instrument(skip_all, fields(stream = %spec.name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %spec.name))]
     pub async fn ensure_stream(&self, spec: &StreamSpec) -> Result<(), BusError> {
         let subjects =
             serde_json::to_string(&spec.subjects).context("Failed to encode stream subjects")?;
@@ -238,7 +238,7 @@ impl EmbeddedBus {
 
     /// Stores the messages in order, in one transaction, and returns once it is committed. The
     /// batch is all or nothing: a message no stream holds fails the whole batch.
-    #[tracing::instrument(skip_all, fields(n_messages = messages.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(n_messages = messages.len()))]
     pub async fn publish_batch(
         &self,
         messages: Vec<OutgoingMessage>,
@@ -349,7 +349,7 @@ impl EmbeddedBus {
 
     /// Creates the durable consumer (delivering from the start of the stream) or binds to the
     /// existing one, updating its filter subject and ack wait.
-    #[tracing::instrument(skip_all, fields(stream = %spec.stream, consumer = %spec.durable_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %spec.stream, consumer = %spec.durable_name))]
     pub async fn consumer(&self, spec: &ConsumerSpec) -> Result<EmbeddedConsumer, BusError> {
         let (_write_guard, mut transaction) = self.begin_write().await?;
         let stream_exists: Option<i64> =
