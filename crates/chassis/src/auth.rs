@@ -532,21 +532,65 @@ pub fn parse_pem_certificates(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'
     Ok(certificates)
 }
 
-/// GETs a JWKS document over http or https.
+/// GETs a JWKS document over http or https, in a client span of its own (`GET`, with the HTTP
+/// semantic conventions' attributes) whose context goes along in `traceparent`: inside a call,
+/// the fetch its token caused is part of the call's trace.
 async fn fetch_key_set(
     url: &str,
     extra_roots: &[CertificateDer<'static>],
 ) -> anyhow::Result<JwkSet> {
-    use http_body_util::BodyExt;
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("Invalid JWKS URL {url}"))?;
+    let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    let span = tracing::info_span!(
+        "jwks",
+        otel.name = "GET",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = "GET",
+        url.full = url,
+        server.address = uri.host().unwrap_or_default(),
+        server.port = i64::from(uri.port_u16().unwrap_or(default_port)),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let fetched =
+        tracing::Instrument::instrument(get_key_set(url, uri, extra_roots, &span), span.clone())
+            .await;
+    if fetched.is_err() {
+        span.record("otel.status_code", "error");
+    }
+    fetched
+}
+
+async fn get_key_set(
+    url: &str,
+    uri: http::Uri,
+    extra_roots: &[CertificateDer<'static>],
+    span: &tracing::Span,
+) -> anyhow::Result<JwkSet> {
+    use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, http_body_util::Empty<bytes::Bytes>>(https_connector(extra_roots)?);
-    let response = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+    let mut request = http::Request::get(uri);
+    if let Some(traceparent) = crate::telemetry::current_traceparent() {
+        request = request.header("traceparent", traceparent);
+    }
+    let request = request
+        .body(http_body_util::Empty::new())
+        .context("Failed to make the JWKS request")?;
+    let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
         .await
         .context("Timed out fetching the JWKS")?
         .with_context(|| format!("Failed to fetch the JWKS from {url}"))?;
+    span.record(
+        "http.response.status_code",
+        i64::from(response.status().as_u16()),
+    );
     anyhow::ensure!(
         response.status().is_success(),
         "JWKS request answered {}",
@@ -1264,6 +1308,43 @@ mod tests {
             .expect("the old key still verifies");
     }
 
+    #[tokio::test]
+    async fn a_fetch_inside_a_call_is_a_client_span_of_its_trace_and_sends_its_context() {
+        // Arrange: spans kept in a ring, a call's span open, a token signed by an unseen key.
+        let (recent, subscriber) = crate::telemetry::kept_in_a_ring();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let key = SigningKey::generate().unwrap();
+        let server = JwksServer::start(&key_set(&[&key]), Answer::Document, None).await;
+        let verifier = TokenVerifier::new(ISSUER, AUDIENCE, KeySource::Url(server.url.clone()));
+        let call = tracing::info_span!("grpc", otel.name = "a.v1.A/Get", otel.kind = "server");
+
+        // Act
+        tracing::Instrument::instrument(
+            verifier.verify(&key.sign(&claims(300)).unwrap()),
+            call.clone(),
+        )
+        .await
+        .expect("the key is fetched");
+        drop(call);
+
+        // Assert: the fetch is the call's child, and the JWKS server got its context.
+        let traces = recent.summaries();
+        assert_eq!(traces.len(), 1, "{traces:#?}");
+        let spans = &traces[0].spans;
+        let call = spans.iter().find(|span| span.name == "a.v1.A/Get").unwrap();
+        let fetch = spans.iter().find(|span| span.name == "GET").unwrap();
+        assert_eq!(fetch.kind, "client");
+        assert_eq!(fetch.parent_span_id.as_ref(), Some(&call.span_id));
+        assert_eq!(fetch.attributes["http.request.method"], "GET");
+        assert_eq!(fetch.attributes["url.full"], server.url.as_str());
+        assert_eq!(fetch.attributes["server.address"], "127.0.0.1");
+        assert_eq!(fetch.attributes["http.response.status_code"], 200);
+        assert_eq!(
+            server.last_header("traceparent"),
+            Some(format!("00-{}-{}-01", traces[0].trace_id, fetch.span_id))
+        );
+    }
+
     /// A moment far from the real clock: the cache tests pass `now` themselves.
     const EXP: i64 = 2_000_000_000;
 
@@ -1703,6 +1784,8 @@ mod tests {
         url: String,
         document: Arc<std::sync::Mutex<String>>,
         n_requests: Arc<AtomicUsize>,
+        /// The head of the last request (its request line and headers).
+        last_request: Arc<std::sync::Mutex<String>>,
     }
 
     impl JwksServer {
@@ -1720,20 +1803,23 @@ mod tests {
                     serde_json::to_string(key_set).unwrap(),
                 )),
                 n_requests: Arc::new(AtomicUsize::new(0)),
+                last_request: Arc::default(),
             };
-            let document = Arc::clone(&server.document);
-            let n_requests = Arc::clone(&server.n_requests);
+            let seen = Seen {
+                document: Arc::clone(&server.document),
+                n_requests: Arc::clone(&server.n_requests),
+                last_request: Arc::clone(&server.last_request),
+            };
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    let document = Arc::clone(&document);
-                    let n_requests = Arc::clone(&n_requests);
+                    let seen = seen.clone();
                     let tls = tls.clone();
                     tokio::spawn(async move {
                         match tls {
-                            None => respond(stream, &document, answer, &n_requests).await,
+                            None => respond(stream, &seen, answer).await,
                             Some(acceptor) => {
                                 if let Ok(stream) = acceptor.accept(stream).await {
-                                    respond(stream, &document, answer, &n_requests).await;
+                                    respond(stream, &seen, answer).await;
                                 }
                             }
                         }
@@ -1750,24 +1836,41 @@ mod tests {
         fn n_requests(&self) -> usize {
             self.n_requests.load(Ordering::SeqCst)
         }
+
+        /// The value of the last request's `header` (lower case), if it had one.
+        fn last_header(&self, header: &str) -> Option<String> {
+            let request = self.last_request.lock().unwrap();
+            request.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case(header)
+                    .then(|| value.trim().to_owned())
+            })
+        }
     }
 
-    async fn respond<S>(
-        mut stream: S,
-        document: &std::sync::Mutex<String>,
-        answer: Answer,
-        n_requests: &AtomicUsize,
-    ) where
+    /// What the server answers with and what it saw, shared with its connections.
+    #[derive(Clone)]
+    struct Seen {
+        document: Arc<std::sync::Mutex<String>>,
+        n_requests: Arc<AtomicUsize>,
+        last_request: Arc<std::sync::Mutex<String>>,
+    }
+
+    async fn respond<S>(mut stream: S, seen: &Seen, answer: Answer)
+    where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut request = vec![0u8; 4096];
-        if !matches!(stream.read(&mut request).await, Ok(n) if n > 0) {
-            return;
-        }
-        n_requests.fetch_add(1, Ordering::SeqCst);
+        let n_read = match stream.read(&mut request).await {
+            Ok(n_read) if n_read > 0 => n_read,
+            _ => return,
+        };
+        *seen.last_request.lock().unwrap() =
+            String::from_utf8_lossy(&request[..n_read]).into_owned();
+        seen.n_requests.fetch_add(1, Ordering::SeqCst);
         let (status, body) = match answer {
-            Answer::Document => ("200 OK", document.lock().unwrap().clone()),
+            Answer::Document => ("200 OK", seen.document.lock().unwrap().clone()),
             Answer::ServerError => ("500 Internal Server Error", String::new()),
         };
         let response = format!(

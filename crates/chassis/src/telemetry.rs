@@ -752,6 +752,18 @@ pub(crate) fn continue_trace(incoming: Option<&str>) -> String {
     format!("00-{trace_id}-{span_id}-01")
 }
 
+/// A subscriber making spans as [`init`] makes them, kept in a ring of ten traces as a process
+/// without an OTLP endpoint keeps them (for tests: [`init`] sets the global one).
+#[cfg(test)]
+pub(crate) fn kept_in_a_ring() -> (recent::RecentTraces, impl Subscriber + Send + Sync) {
+    let recent = recent::RecentTraces::new(10);
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(recent.processor())
+        .build();
+    let subscriber = tracing_subscriber::registry().with(spans_layer(&provider));
+    (recent, subscriber)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -865,21 +877,10 @@ mod tests {
         assert!(lines[1].contains("Outside"), "{}", lines[1]);
     }
 
-    /// A subscriber making spans as [`super::init`] makes them, kept in a ring of ten traces as a
-    /// process without an OTLP endpoint keeps them.
-    fn kept_in_a_ring() -> (super::recent::RecentTraces, impl tracing::Subscriber) {
-        let recent = super::recent::RecentTraces::new(10);
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-            .with_span_processor(recent.processor())
-            .build();
-        let subscriber = tracing_subscriber::registry().with(super::spans_layer(&provider));
-        (recent, subscriber)
-    }
-
     #[test]
     fn debug_spans_are_not_exported_and_their_info_children_keep_the_trace() {
         // Arrange: spans kept in a ring, as `init` keeps them without an OTLP endpoint.
-        let (recent, subscriber) = kept_in_a_ring();
+        let (recent, subscriber) = super::kept_in_a_ring();
 
         // Act: a call's span, a store function's debug span in it, a transaction in that.
         tracing::subscriber::with_default(subscriber, || {
@@ -909,7 +910,7 @@ mod tests {
     #[tokio::test]
     async fn the_http_origin_traces_its_routes_in_the_callers_trace_but_not_its_probes() {
         // Arrange: spans kept in a ring, as a process without an OTLP endpoint keeps them.
-        let (recent, subscriber) = kept_in_a_ring();
+        let (recent, subscriber) = super::kept_in_a_ring();
         let _default = tracing::subscriber::set_default(subscriber);
         let mut router = axum::Router::new()
             .route("/oauth2/token", axum::routing::post(|| async { "token" }))
