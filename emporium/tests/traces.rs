@@ -104,7 +104,7 @@ async fn one_trace_spans_a_call_its_event_the_relay_and_a_consumer(backend: Back
         .expect("the host stops within its grace")
         .expect("the host task does not panic");
 
-    // Assert: client → server → … → transaction → record → process, one trace.
+    // Assert: client → server → use case → transaction → record → process, one trace.
     let method = "emporium.catalog.v1.CatalogService/CreateCategory";
     let client = only(&spans, |span| {
         span.name == method && span.kind == SpanKind::Client
@@ -154,9 +154,14 @@ async fn one_trace_spans_a_call_its_event_the_relay_and_a_consumer(backend: Back
         transaction.attribute("db.system.name"),
         Some(Value::StringValue(system_name.to_owned()))
     );
-    assert!(
-        ancestors(&spans, transaction).any(|ancestor| ancestor.span_id == server.span_id),
-        "the transaction is within the call: {spans:#?}"
+    let use_case = spans
+        .iter()
+        .find(|span| span.span_id == transaction.parent_span_id)
+        .expect("the transaction's parent is in the trace");
+    assert_eq!(use_case.name, "create_category", "{spans:#?}");
+    assert_eq!(
+        use_case.parent_span_id, server.span_id,
+        "the use case runs in the call: {spans:#?}"
     );
     let process = only(&spans, |span| span.name == format!("process {subject}"));
     assert_eq!(process.kind, SpanKind::Consumer);
@@ -433,19 +438,6 @@ fn only(spans: &[ExportedSpan], matches: impl Fn(&ExportedSpan) -> bool) -> &Exp
     let found: Vec<&ExportedSpan> = spans.iter().filter(|span| matches(span)).collect();
     assert_eq!(found.len(), 1, "one such span expected among {spans:#?}");
     found[0]
-}
-
-/// `span`'s parent, its parent's parent, … as far as they are in `spans`.
-fn ancestors<'a>(
-    spans: &'a [ExportedSpan],
-    span: &'a ExportedSpan,
-) -> impl Iterator<Item = &'a ExportedSpan> {
-    std::iter::successors(Some(span), |child| {
-        spans
-            .iter()
-            .find(|span| span.span_id == child.parent_span_id)
-    })
-    .skip(1)
 }
 
 fn hex(bytes: &[u8]) -> String {

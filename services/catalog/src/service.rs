@@ -1,7 +1,8 @@
 //! The catalog's use cases: each opens a transaction, applies the change through the store,
 //! and commits it with its event (`Transaction::commit_with`) — all or nothing. No transport
 //! here. Every change takes its `actor` (the verified caller's token subject and client id),
-//! which its event carries.
+//! which its event carries, and runs in a span of its own (the use case in the call's trace,
+//! its transaction inside it); reads add none to the call's span.
 
 use chassis::error::Error;
 use chassis::outbox::Actor;
@@ -30,6 +31,7 @@ impl Catalog {
         &self.database
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn create_category(
         &self,
         new: NewCategory,
@@ -62,6 +64,7 @@ impl Catalog {
         self.database.read_page(page, list).await
     }
 
+    #[tracing::instrument(skip_all, fields(category_id = %id))]
     pub async fn update_category(
         &self,
         id: Uuid,
@@ -75,6 +78,7 @@ impl Catalog {
         Ok(category)
     }
 
+    #[tracing::instrument(skip_all, fields(category_id = %id))]
     pub async fn delete_category(
         &self,
         id: Uuid,
@@ -87,6 +91,7 @@ impl Catalog {
             .await
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn create_product(&self, new: NewProduct, actor: &Actor) -> Result<Product, Error> {
         let mut tx = self.database.begin().await?;
         let product = store::insert_product(&mut tx, &new).await?;
@@ -115,6 +120,7 @@ impl Catalog {
         self.database.read_page(page, list).await
     }
 
+    #[tracing::instrument(skip_all, fields(product_id = %id))]
     pub async fn update_product(
         &self,
         id: Uuid,
@@ -128,6 +134,7 @@ impl Catalog {
         Ok(product)
     }
 
+    #[tracing::instrument(skip_all, fields(product_id = %id))]
     pub async fn delete_product(
         &self,
         id: Uuid,
