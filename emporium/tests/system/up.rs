@@ -82,7 +82,8 @@ async fn a_new_user_signs_in_with_the_cli_and_changes_the_catalog() {
             "{service} SERVING in:\n{status}"
         );
     }
-    // Kept in memory (no OTLP endpoint): the create's trace, its transaction beneath its call.
+    // Kept in memory (no OTLP endpoint): the create's trace, its use case beneath its call and
+    // its transaction beneath that.
     let traces = suite
         .ctl(&config_dir, &["ops", "traces", "--output", "json"])
         .await
@@ -116,11 +117,13 @@ async fn a_new_user_signs_in_with_the_cli_and_changes_the_catalog() {
                 .starts_with("emporium.catalog.v1.CatalogService/CreateCategory")
         })
         .unwrap_or_else(|| panic!("no call span in:\n{tree}"));
+    let under_call: Vec<&str> = tree.lines().skip(call_line + 1).collect();
     assert!(
-        tree.lines()
-            .skip(call_line + 1)
-            .any(|line| line.starts_with("    transaction")),
-        "the transaction under the call in:\n{tree}"
+        under_call
+            .windows(2)
+            .any(|lines| lines[0].starts_with("    create_category")
+                && lines[1].starts_with("      transaction")),
+        "the use case under the call, its transaction under it, in:\n{tree}"
     );
     // What happened is counted: the sign-in, the token, the catalog's write transaction.
     let (_, _, metrics) = Browser::new()
