@@ -2,11 +2,10 @@
 //! not written here: [`commands`] generates them at run time from the compiled-in contract
 //! (`emporium_proto::FILE_DESCRIPTOR_SET`) through the resource model of [`contract::resources`],
 //! so a resource or service added to the contract gets its commands with no CLI code. [`run`]
-//! executes one parsed command through one dynamic gRPC client ([`codec`]) and writes the
+//! executes one parsed command through one dynamic gRPC client ([`contract::grpc`]) and writes the
 //! result to the writer it is given, so tests capture exactly what a user would see. The CLI
 //! never touches a database.
 
-mod codec;
 mod commands;
 pub mod credentials;
 mod error;
@@ -406,7 +405,7 @@ impl Session {
             .unary(
                 tonic::Request::new(request),
                 path,
-                codec::DynamicCodec::new(method.output()),
+                contract::grpc::DynamicCodec::new(method.output()),
             )
             .await
             .map_err(|status| CliError::from_status(status, &self.server, hint))?;

@@ -4,11 +4,14 @@
 //! checks a contract keeps to the conventions (standard methods and fields, a behaviour on every
 //! field, references to existing resource types, declared access, comments), one rule per check;
 //! [`resources`] is the resource model (each resource, its service and methods, its fields'
-//! behaviours) that surfaces generic over the contract, such as the CLI, are built from.
+//! behaviours) that surfaces generic over the contract, such as the CLI, are built from; and
+//! with the `grpc` feature, [`grpc`] calls any of its methods with dynamic messages.
 
 pub mod access;
 pub mod docs;
 pub mod events;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod lint;
 pub mod resources;
 

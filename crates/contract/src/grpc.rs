@@ -1,6 +1,7 @@
-//! A tonic codec for messages known only at run time: it encodes any
+//! A tonic codec for messages known only at run time (feature `grpc`): it encodes any
 //! `prost_reflect::DynamicMessage` and decodes the bytes of a response into a dynamic message
-//! of the descriptor it was made with, so one gRPC client calls every method of the contract.
+//! of the descriptor it was made with, so one gRPC client calls every method of the contract
+//! (the CLI's and the gateway's).
 
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
@@ -9,22 +10,22 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 /// Encodes requests as they are and decodes responses as `response` messages.
 #[derive(Clone, Debug)]
-pub(crate) struct DynamicCodec {
+pub struct DynamicCodec {
     response: MessageDescriptor,
 }
 
 #[derive(Clone, Debug)]
-pub(crate) struct DynamicEncoder;
+pub struct DynamicEncoder;
 
 #[derive(Clone, Debug)]
-pub(crate) struct DynamicDecoder {
+pub struct DynamicDecoder {
     response: MessageDescriptor,
 }
 
 // === impl DynamicCodec ===
 
 impl DynamicCodec {
-    pub(crate) fn new(response: MessageDescriptor) -> DynamicCodec {
+    pub fn new(response: MessageDescriptor) -> DynamicCodec {
         DynamicCodec { response }
     }
 }
@@ -95,8 +96,8 @@ mod tests {
     #[test]
     fn a_dynamic_message_has_the_generated_type_s_encoding_both_ways() {
         // Arrange: the same request as a generated message and as a dynamic one.
-        let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
-            .expect("the contract decodes");
+        let pool =
+            crate::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET).expect("the contract decodes");
         let descriptor = pool
             .get_message_by_name("emporium.catalog.v1.CreateProductRequest")
             .expect("the message exists");
@@ -146,8 +147,8 @@ mod tests {
 
     #[test]
     fn bytes_that_are_not_the_message_fail_with_a_status() {
-        let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
-            .expect("the contract decodes");
+        let pool =
+            crate::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET).expect("the contract decodes");
         let descriptor = pool
             .get_message_by_name("emporium.catalog.v1.Product")
             .expect("the message exists");

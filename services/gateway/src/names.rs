@@ -1,0 +1,89 @@
+//! GraphQL names derived from the contract's: OpenCRUD's field and type names per resource, and
+//! orderBy values from a List request's order enum.
+
+/// `Product` for `product`: the GraphQL type of a resource is its message's name.
+pub(crate) fn create_field(type_name: &str) -> String {
+    format!("create{type_name}")
+}
+
+pub(crate) fn update_field(type_name: &str) -> String {
+    format!("update{type_name}")
+}
+
+pub(crate) fn delete_field(type_name: &str) -> String {
+    format!("delete{type_name}")
+}
+
+/// `lowerCamelCase` of an `UpperCamelCase` method name: `GrantRole` → `grantRole`.
+pub(crate) fn lower_camel(name: &str) -> String {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The `lowerCamelCase` field name an order value sorts by: `PRODUCT_ORDER_BY_STOCK_ON_HAND`
+/// of enum `ProductOrderBy` → `stockOnHand`. `None` for the unspecified value (the default
+/// order) and for values that do not carry the enum's prefix.
+pub(crate) fn order_field(enum_name: &str, value_name: &str) -> Option<String> {
+    let prefix = format!("{}_", screaming_snake(enum_name));
+    let rest = value_name.strip_prefix(&prefix)?;
+    if rest == "UNSPECIFIED" {
+        return None;
+    }
+    let mut field = String::new();
+    for (index, word) in rest.split('_').enumerate() {
+        let word = word.to_lowercase();
+        if index == 0 {
+            field.push_str(&word);
+        } else {
+            let mut chars = word.chars();
+            if let Some(first) = chars.next() {
+                field.extend(first.to_uppercase());
+                field.push_str(chars.as_str());
+            }
+        }
+    }
+    Some(field)
+}
+
+/// `ProductOrderBy` → `PRODUCT_ORDER_BY`.
+fn screaming_snake(name: &str) -> String {
+    let mut out = String::new();
+    for (index, c) in name.chars().enumerate() {
+        if c.is_uppercase() && index > 0 {
+            out.push('_');
+        }
+        out.extend(c.to_uppercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_values_name_the_field_they_sort_by() {
+        assert_eq!(
+            order_field("ProductOrderBy", "PRODUCT_ORDER_BY_NAME").as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            order_field("ProductOrderBy", "PRODUCT_ORDER_BY_STOCK_ON_HAND").as_deref(),
+            Some("stockOnHand")
+        );
+        assert_eq!(
+            order_field("ProductOrderBy", "PRODUCT_ORDER_BY_UNSPECIFIED"),
+            None
+        );
+        assert_eq!(order_field("ProductOrderBy", "SOMETHING_ELSE"), None);
+    }
+
+    #[test]
+    fn method_names_become_field_names() {
+        assert_eq!(lower_camel("GrantRole"), "grantRole");
+        assert_eq!(create_field("Product"), "createProduct");
+    }
+}

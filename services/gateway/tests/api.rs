@@ -1,0 +1,289 @@
+//! The gateway in front of the real catalog (port 0, a throwaway database and bus namespace, on
+//! both backends): OpenCRUD queries and mutations through the schema built from the contract,
+//! each resolved by a gRPC call with the caller's token, and the services' refusals as GraphQL
+//! error codes.
+
+use async_graphql::dynamic::Schema;
+use catalog::CatalogParts;
+use chassis::auth::roles;
+use serde_json::{Value, json};
+use test_support::{Backend, TestApp, both_backends, spawn_service};
+
+both_backends!(
+    a_product_is_created_read_listed_updated_and_deleted,
+    a_stale_version_is_a_conflict_and_changes_nothing,
+    without_a_token_every_mutation_is_refused_and_nothing_changes,
+    bad_input_names_the_field_and_changes_nothing,
+    arguments_the_service_cannot_do_are_refused_by_name,
+);
+
+struct Gateway {
+    app: TestApp<CatalogParts>,
+    schema: Schema,
+}
+
+impl Gateway {
+    async fn spawn(backend: Backend) -> Gateway {
+        let app = spawn_service::<CatalogParts>(backend, ())
+            .with_caller("catalog-manager-1", &[roles::CATALOG_MANAGER])
+            .await;
+        let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
+            .expect("the contract decodes");
+        let upstream = gateway::Upstream::new().with_every_service(&pool, &app.channel());
+        let schema = gateway::build(&pool, upstream).expect("the schema builds");
+        Gateway { app, schema }
+    }
+
+    /// Runs `query` as the catalog manager: its data, or the errors' codes as a panic.
+    async fn run(&self, query: &str) -> Value {
+        let answer = self.run_with(query, Some(&self.app.token)).await;
+        assert!(
+            answer["errors"].is_null(),
+            "{query} failed: {:#}",
+            answer["errors"]
+        );
+        answer["data"].clone()
+    }
+
+    /// The whole answer (`data` and `errors`) to `query` sent with `token`.
+    async fn run_with(&self, query: &str, token: Option<&str>) -> Value {
+        let mut request = async_graphql::Request::new(query);
+        if let Some(token) = token {
+            request = request.data(gateway::BearerToken(token.to_owned()));
+        }
+        let answer = self.schema.execute(request).await;
+        serde_json::to_value(&answer).expect("the answer is JSON")
+    }
+
+    async fn create_category(&self, name: &str) -> String {
+        let data = self
+            .run(&format!(
+                r#"mutation {{ createCategory(data: {{ name: "{name}", description: "All about {name}" }}) {{ id }} }}"#
+            ))
+            .await;
+        data["createCategory"]["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn create_product(&self, category_id: &str, sku: &str, name: &str) -> Value {
+        let data = self
+            .run(&format!(
+                r#"mutation {{ createProduct(data: {{ sku: "{sku}", name: "{name}", categoryId: "{category_id}", price: {{ amountMinor: 1299, currency: "EUR" }}, stockOnHand: 10 }}) {{ id sku name version price {{ amountMinor currency }} createTime }} }}"#
+            ))
+            .await;
+        data["createProduct"].clone()
+    }
+
+    /// The id of a new product, `TEA-1` "Sencha" at version 1, in a new category.
+    async fn sencha(&self) -> String {
+        let category_id = self.create_category("Tea").await;
+        let created = self.create_product(&category_id, "TEA-1", "Sencha").await;
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn product_count(&self) -> Value {
+        let data = self
+            .run("{ productsConnection(first: 1) { aggregate { count } } }")
+            .await;
+        data["productsConnection"]["aggregate"]["count"].clone()
+    }
+}
+
+/// The `extensions.code` of each error of `answer`.
+fn error_codes(answer: &Value) -> Vec<String> {
+    answer["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|error| {
+            error["extensions"]["code"]
+                .as_str()
+                .unwrap_or("none")
+                .to_owned()
+        })
+        .collect()
+}
+
+async fn a_product_is_created_read_listed_updated_and_deleted(backend: Backend) {
+    let gateway = Gateway::spawn(backend).await;
+    let category_id = gateway.create_category("Tea").await;
+
+    // Create: the answer in proto3 JSON's shapes (int64 as strings, RFC 3339 times).
+    let created = gateway
+        .create_product(&category_id, "TEA-1", "Sencha")
+        .await;
+    assert_eq!(created["sku"], "TEA-1");
+    assert_eq!(created["version"], "1");
+    assert_eq!(
+        created["price"],
+        json!({ "amountMinor": "1299", "currency": "EUR" })
+    );
+    assert!(
+        created["createTime"].as_str().unwrap().ends_with('Z'),
+        "{created}"
+    );
+    gateway
+        .create_product(&category_id, "TEA-2", "Gyokuro")
+        .await;
+    gateway
+        .create_product(&category_id, "TEA-3", "Bancha")
+        .await;
+    let id = created["id"].as_str().unwrap();
+
+    // Read, list with a filter and an order, and page through a connection.
+    let read = gateway
+        .run(&format!(
+            r#"{{ product(where: {{ id: "{id}" }}) {{ name }} }}"#
+        ))
+        .await;
+    assert_eq!(read["product"]["name"], "Sencha");
+    let listed = gateway
+        .run(&format!(
+            r#"{{ products(where: {{ categoryId: "{category_id}" }}, orderBy: sku_DESC, first: 2) {{ sku }} }}"#
+        ))
+        .await;
+    assert_eq!(
+        listed["products"],
+        json!([{ "sku": "TEA-3" }, { "sku": "TEA-2" }])
+    );
+    let first_page = gateway
+        .run("{ productsConnection(orderBy: name_ASC, first: 2) { edges { node { name } cursor } pageInfo { hasNextPage endCursor } aggregate { count } } }")
+        .await;
+    let connection = &first_page["productsConnection"];
+    assert_eq!(connection["aggregate"]["count"], "3");
+    assert_eq!(connection["pageInfo"]["hasNextPage"], true);
+    let cursor = connection["pageInfo"]["endCursor"].as_str().unwrap();
+    assert_eq!(connection["edges"][1]["cursor"], cursor);
+    let second_page = gateway
+        .run(&format!(
+            r#"{{ productsConnection(orderBy: name_ASC, first: 2, after: "{cursor}") {{ edges {{ node {{ name }} }} pageInfo {{ hasNextPage }} }} }}"#
+        ))
+        .await;
+    assert_eq!(
+        second_page["productsConnection"],
+        json!({ "edges": [{ "node": { "name": "Sencha" } }], "pageInfo": { "hasNextPage": false } })
+    );
+
+    // Update with the version read, then delete.
+    let updated = gateway
+        .run(&format!(
+            r#"mutation {{ updateProduct(where: {{ id: "{id}" }}, data: {{ expectedVersion: "1", name: "Sencha Superior" }}) {{ name version }} }}"#
+        ))
+        .await;
+    assert_eq!(
+        updated["updateProduct"],
+        json!({ "name": "Sencha Superior", "version": "2" })
+    );
+    let deleted = gateway
+        .run(&format!(
+            r#"mutation {{ deleteProduct(where: {{ id: "{id}" }}, data: {{ expectedVersion: "2" }}) }}"#
+        ))
+        .await;
+    assert_eq!(deleted["deleteProduct"], id);
+    let gone = gateway
+        .run(&format!(
+            r#"{{ product(where: {{ id: "{id}" }}) {{ name }} }}"#
+        ))
+        .await;
+    assert_eq!(gone["product"], Value::Null);
+}
+
+async fn a_stale_version_is_a_conflict_and_changes_nothing(backend: Backend) {
+    let gateway = Gateway::spawn(backend).await;
+    let id = gateway.sencha().await;
+    gateway
+        .run(&format!(
+            r#"mutation {{ updateProduct(where: {{ id: "{id}" }}, data: {{ expectedVersion: "1", name: "First" }}) {{ version }} }}"#
+        ))
+        .await;
+
+    let answer = gateway
+        .run_with(
+            &format!(
+                r#"mutation {{ updateProduct(where: {{ id: "{id}" }}, data: {{ expectedVersion: "1", name: "Second" }}) {{ version }} }}"#
+            ),
+            Some(&gateway.app.token),
+        )
+        .await;
+
+    assert_eq!(error_codes(&answer), ["CONFLICT"], "{answer:#}");
+    let read = gateway
+        .run(&format!(
+            r#"{{ product(where: {{ id: "{id}" }}) {{ name version }} }}"#
+        ))
+        .await;
+    assert_eq!(read["product"], json!({ "name": "First", "version": "2" }));
+}
+
+async fn without_a_token_every_mutation_is_refused_and_nothing_changes(backend: Backend) {
+    let gateway = Gateway::spawn(backend).await;
+    let id = gateway.sencha().await;
+    let customer = gateway.app.issuer.token("customer-1", &[roles::CUSTOMER]);
+
+    for (token, code) in [
+        (None, "UNAUTHENTICATED"),
+        (Some(customer.as_str()), "FORBIDDEN"),
+    ] {
+        for mutation in [
+            r#"mutation { createCategory(data: { name: "Coffee" }) { id } }"#.to_owned(),
+            format!(
+                r#"mutation {{ updateProduct(where: {{ id: "{id}" }}, data: {{ expectedVersion: "1", name: "Mine" }}) {{ id }} }}"#
+            ),
+            format!(r#"mutation {{ deleteProduct(where: {{ id: "{id}" }}) }}"#),
+        ] {
+            let answer = gateway.run_with(&mutation, token).await;
+            assert_eq!(error_codes(&answer), [code], "{mutation}: {answer:#}");
+        }
+    }
+    let read = gateway
+        .run(&format!(
+            r#"{{ product(where: {{ id: "{id}" }}) {{ name version }} }}"#
+        ))
+        .await;
+    assert_eq!(read["product"], json!({ "name": "Sencha", "version": "1" }));
+    assert_eq!(gateway.product_count().await, "1");
+}
+
+async fn bad_input_names_the_field_and_changes_nothing(backend: Backend) {
+    let gateway = Gateway::spawn(backend).await;
+    let category_id = gateway.create_category("Tea").await;
+
+    let answer = gateway
+        .run_with(
+            &format!(
+                r#"mutation {{ createProduct(data: {{ sku: "TEA-1", name: "Sencha", categoryId: "{category_id}", price: {{ amountMinor: -5, currency: "EUR" }} }}) {{ id }} }}"#
+            ),
+            Some(&gateway.app.token),
+        )
+        .await;
+
+    assert_eq!(error_codes(&answer), ["BAD_USER_INPUT"], "{answer:#}");
+    let fields: Vec<&str> = answer["errors"][0]["extensions"]["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|violation| violation["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["price.amount_minor"], "{answer:#}");
+    assert_eq!(gateway.product_count().await, "0");
+}
+
+async fn arguments_the_service_cannot_do_are_refused_by_name(backend: Backend) {
+    let gateway = Gateway::spawn(backend).await;
+
+    for (argument, query) in [
+        ("skip", "{ products(skip: 10) { id } }"),
+        ("last", "{ products(last: 5) { id } }"),
+        (
+            "before",
+            r#"{ productsConnection(before: "x") { aggregate { count } } }"#,
+        ),
+    ] {
+        let answer = gateway.run_with(query, Some(&gateway.app.token)).await;
+        assert_eq!(error_codes(&answer), ["BAD_USER_INPUT"], "{answer:#}");
+        let message = answer["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(argument) && message.contains("pages forward only"),
+            "{message}"
+        );
+    }
+}
