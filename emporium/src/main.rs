@@ -184,6 +184,11 @@ async fn run(settings: &Settings, entries: &[&ServiceEntry], mode: Mode) -> anyh
     for unit in units {
         host.add(unit);
     }
+    if mode == Mode::Up {
+        // The gateway is the suite's own client of its services, on their shared address.
+        let routes = gateway::suite_router(host.local_addr())?;
+        host = host.with_http_routes(routes);
+    }
     let grpc_addr = host.local_addr();
     let http_addr = host.http_addr();
     if mode == Mode::Up {
@@ -273,6 +278,7 @@ fn print_banner(
             "sign-in",
             settings.auth.issuer
         );
+        say!("  {:<10} HTTP  http://{addr}/graphql  (POST)", "GraphQL");
     }
     say!(
         "  {:<10} gRPC  http://{grpc_addr}  ({})",

@@ -147,6 +147,8 @@ pub struct ServiceHost {
     verifier: Arc<TokenVerifier>,
     units: Vec<ServiceUnit>,
     http_listener: Option<TcpListener>,
+    /// Routes of the origin that belong to no hosted service (the gateway's).
+    http_routes: Vec<axum::Router>,
     /// Serves only the operations endpoints (`/metrics`, `/healthz`, `/readyz`), e.g. for a
     /// service with no HTTP origin.
     ops_listener: Option<TcpListener>,
@@ -367,6 +369,7 @@ impl ServiceHost {
             verifier,
             units: Vec::new(),
             http_listener: None,
+            http_routes: Vec::new(),
             ops_listener: None,
             shutdown_delay: Duration::ZERO,
             grace: Duration::from_secs(30),
@@ -383,6 +386,13 @@ impl ServiceHost {
     /// (`/healthz`, `/readyz`) and `/metrics` beside them.
     pub fn with_http_listener(mut self, listener: TcpListener) -> ServiceHost {
         self.http_listener = Some(listener);
+        self
+    }
+
+    /// Serves `router` on the HTTP origin too, beside the hosted services' routes (the
+    /// gateway's `/graphql`, which belongs to no service). Needs an HTTP listener.
+    pub fn with_http_routes(mut self, router: axum::Router) -> ServiceHost {
+        self.http_routes.push(router);
         self
     }
 
@@ -431,6 +441,7 @@ impl ServiceHost {
             verifier,
             units,
             http_listener,
+            http_routes,
             ops_listener,
             shutdown_delay,
             grace,
@@ -471,6 +482,9 @@ impl ServiceHost {
                 .router(),
         );
         let mut http_router = ops_router.clone();
+        for router in http_routes {
+            http_router = http_router.merge(router);
+        }
         for unit in units {
             (unit.add_grpc_routes)(&mut routes);
             served.push(ServedService {

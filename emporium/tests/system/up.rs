@@ -68,6 +68,29 @@ async fn a_new_user_signs_in_with_the_cli_and_changes_the_catalog() {
     assert!(created.unwrap().contains("Tea"));
     let refused = anonymous.expect_err("without a login the catalog refuses");
     assert!(refused.contains("not signed in"), "{refused}");
+    // The GraphQL gateway on the same origin: the CLI's token lists what the CLI made; without a
+    // token the catalog refuses the mutation, and the code says so.
+    let listed = graphql(
+        &suite.http_addr,
+        Some(&credentials.access_token),
+        "{ categories(first: 10) { name } }",
+    )
+    .await;
+    assert_eq!(
+        listed["data"]["categories"],
+        serde_json::json!([{ "name": "Tea" }]),
+        "{listed}"
+    );
+    let refused = graphql(
+        &suite.http_addr,
+        None,
+        r#"mutation { createCategory(data: { name: "Coffee" }) { id } }"#,
+    )
+    .await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{refused}"
+    );
     // The admin's ops view: both services serving (the origin is the login's issuer).
     let status = suite
         .ctl(&config_dir, &["ops", "status"])
@@ -534,6 +557,27 @@ impl Drop for Up {
 fn free_addr() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().expect("an address").to_string()
+}
+
+/// POSTs `query` to the origin's `/graphql`, with `token` as the bearer token if given.
+async fn graphql(http_addr: &str, token: Option<&str>, query: &str) -> serde_json::Value {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{http_addr}/graphql"))
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let body = serde_json::json!({ "query": query }).to_string();
+    let response = client
+        .request(request.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .expect("the origin answers");
+    assert_eq!(response.status(), 200, "/graphql answers 200");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).expect("a JSON answer")
 }
 
 /// Just enough of a browser: keeps cookies, submits the sign-in form, follows the redirect to

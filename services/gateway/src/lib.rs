@@ -6,15 +6,38 @@
 //! by the same generic code through [`upstream::Upstream`], which calls the service's RPC with a
 //! dynamic message and the caller's bearer token. [`values`] converts between GraphQL and
 //! protobuf values through the proto3 JSON mapping; [`errors`] maps a gRPC status to a GraphQL
-//! error with its `extensions.code`, once.
+//! error with its `extensions.code`, once; [`http`] serves the schema at `POST /graphql`.
 //!
 //! The gateway holds no data and is not trusted: the services verify the forwarded token.
 
 pub mod errors;
+pub mod http;
 mod names;
 pub mod schema;
 pub mod upstream;
 mod values;
 
+pub use http::router;
 pub use schema::{BearerToken, build};
 pub use upstream::Upstream;
+
+/// The gateway of a suite whose services all listen on `grpc_addr` (`emporium up`): the
+/// compiled-in contract's schema, calling them there (connecting on first use), as routes for
+/// the suite's HTTP origin.
+pub fn suite_router(grpc_addr: std::net::SocketAddr) -> anyhow::Result<axum::Router> {
+    use anyhow::Context as _;
+    let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
+        .context("The compiled-in contract does not decode")?;
+    // A wildcard listening address is reached on loopback.
+    let host = if grpc_addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), grpc_addr.port())
+    } else {
+        grpc_addr
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{host}"))
+        .context("The services' address is not a URI")?
+        .tcp_nodelay(true)
+        .connect_lazy();
+    let upstream = Upstream::new().with_every_service(&pool, &channel);
+    Ok(router(build(&pool, upstream)?))
+}

@@ -1,9 +1,10 @@
 //! The services the gateway calls: one tonic channel per gRPC service of the contract (in `up`
 //! every service shares one address), each call a dynamic message with the caller's bearer
-//! token in its metadata.
+//! token in its metadata, in a client span whose context goes along (`traceparent`).
 
 use std::collections::HashMap;
 
+use chassis::telemetry::{GrpcClientTraceLayer, GrpcClientTraceService};
 use contract::grpc::DynamicCodec;
 use prost_reflect::{DynamicMessage, MethodDescriptor};
 use tonic::transport::Channel;
@@ -12,7 +13,7 @@ use tonic::transport::Channel;
 #[derive(Clone, Debug, Default)]
 pub struct Upstream {
     /// By the service's full name, `emporium.catalog.v1.CatalogService`.
-    channels: HashMap<String, Channel>,
+    channels: HashMap<String, GrpcClientTraceService<Channel>>,
 }
 
 impl Upstream {
@@ -22,7 +23,8 @@ impl Upstream {
 
     /// Sends the calls of `service` (its full name) over `channel`.
     pub fn with_service(mut self, service: impl Into<String>, channel: Channel) -> Upstream {
-        self.channels.insert(service.into(), channel);
+        self.channels
+            .insert(service.into(), GrpcClientTraceLayer::wrap(channel));
         self
     }
 
@@ -33,8 +35,10 @@ impl Upstream {
         channel: &Channel,
     ) -> Upstream {
         for service in pool.services() {
-            self.channels
-                .insert(service.full_name().to_owned(), channel.clone());
+            self.channels.insert(
+                service.full_name().to_owned(),
+                GrpcClientTraceLayer::wrap(channel.clone()),
+            );
         }
         self
     }
