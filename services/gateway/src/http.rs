@@ -1,23 +1,24 @@
 //! `/graphql` on the suite's HTTP origin: a POST of a GraphQL request as JSON, answered as JSON
 //! (HTTP 200 even when fields failed: the errors are in the answer). An `Authorization: Bearer`
-//! header is handed to the resolvers as the caller's [`BearerToken`], which they forward.
+//! header is handed to the resolvers as the caller's token, which they forward.
 
-use async_graphql::dynamic::Schema;
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::schema::BearerToken;
+use crate::schema::Gateway;
 
 /// The routes the gateway adds to an origin: `POST /graphql`.
-pub fn router(schema: Schema) -> axum::Router {
+pub fn router(gateway: Gateway) -> axum::Router {
     axum::Router::new()
         .route("/graphql", axum::routing::post(execute))
-        .with_state(schema)
+        .with_state(Arc::new(gateway))
 }
 
 async fn execute(
-    State(schema): State<Schema>,
+    State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -33,11 +34,8 @@ async fn execute(
             return (StatusCode::BAD_REQUEST, axum::Json(answer)).into_response();
         }
     };
-    let request = match bearer_token(&headers) {
-        Some(token) => request.data(BearerToken(token.to_owned())),
-        None => request,
-    };
-    let answer = schema.execute(request).await;
+    let token = bearer_token(&headers).map(str::to_owned);
+    let answer = gateway.execute(request, token).await;
     axum::Json(answer).into_response()
 }
 

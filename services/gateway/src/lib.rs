@@ -12,13 +12,14 @@
 
 pub mod errors;
 pub mod http;
+mod loader;
 mod names;
 pub mod schema;
 pub mod upstream;
 mod values;
 
 pub use http::router;
-pub use schema::{BearerToken, build};
+pub use schema::{BearerToken, Gateway, build};
 pub use upstream::Upstream;
 
 /// The gateway of a suite whose services all listen on `grpc_addr` (`emporium up`): the

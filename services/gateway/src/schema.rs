@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use async_graphql::dataloader::DataLoader;
 use async_graphql::dynamic::{
     Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object,
     ResolverContext, Scalar, Schema, SchemaBuilder, TypeRef,
@@ -28,6 +29,7 @@ use prost_reflect::{
     MethodDescriptor,
 };
 
+use crate::loader::{BatchGet, RecordKey, RecordLoader};
 use crate::upstream::Upstream;
 use crate::{errors, names, values};
 
@@ -50,14 +52,56 @@ const PAGE_TOKEN: &str = "page_token";
 const ORDER_BY: &str = "order_by";
 const DIRECTION: &str = "direction";
 
-/// The schema of every resource in `pool`, its fields resolved by calling `upstream`. Fails,
+/// The gateway of a contract: its schema, and what each request's loader needs.
+pub struct Gateway {
+    schema: Schema,
+    upstream: Arc<Upstream>,
+    batch_gets: Arc<HashMap<String, BatchGet>>,
+}
+
+impl Gateway {
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Answers `request` for the caller whose bearer token is `token` (forwarded to the
+    /// services, which verify it), with a loader of its own for the references it reads.
+    pub async fn execute(
+        &self,
+        request: async_graphql::Request,
+        token: Option<String>,
+    ) -> async_graphql::Response {
+        let loader = RecordLoader {
+            upstream: Arc::clone(&self.upstream),
+            batch_gets: Arc::clone(&self.batch_gets),
+            token: token.clone(),
+        };
+        let mut request = request.data(DataLoader::new(loader, tokio::spawn));
+        if let Some(token) = token {
+            request = request.data(BearerToken(token));
+        }
+        self.schema.execute(request).await
+    }
+}
+
+/// The gateway of every resource in `pool`, its fields resolved by calling `upstream`. Fails,
 /// naming the message and field, on a contract it cannot map (two messages of one name).
-pub fn build(pool: &DescriptorPool, upstream: Upstream) -> anyhow::Result<Schema> {
+pub fn build(pool: &DescriptorPool, upstream: Upstream) -> anyhow::Result<Gateway> {
     let upstream = Arc::new(upstream);
+    let resources = resources::resources(pool);
+    let mut batch_gets = HashMap::new();
     let mut types = Types::default();
+    for resource in &resources {
+        if let Some(batch_get) = batch_get_of(resource) {
+            types
+                .referable
+                .insert(resource.type_name.clone(), resource.message.clone());
+            batch_gets.insert(resource.type_name.clone(), batch_get);
+        }
+    }
     let mut query = Object::new("Query");
     let mut mutation = Object::new("Mutation");
-    for resource in resources::resources(pool) {
+    for resource in resources {
         let object = types.output_object(&resource.message)?;
         let standard = &resource.standard;
         if let Some(get) = &standard.get {
@@ -81,12 +125,31 @@ pub fn build(pool: &DescriptorPool, upstream: Upstream) -> anyhow::Result<Schema
         }
     }
     let builder = Schema::build("Query", Some("Mutation"), None);
-    types
+    let schema = types
         .register(builder)
         .register(query)
         .register(mutation)
         .finish()
-        .context("The contract's GraphQL schema is not valid")
+        .context("The contract's GraphQL schema is not valid")?;
+    Ok(Gateway {
+        schema,
+        upstream,
+        batch_gets: Arc::new(batch_gets),
+    })
+}
+
+/// How `resource`'s records are read by id in a batch, where the service has BatchGet.
+fn batch_get_of(resource: &Resource) -> Option<BatchGet> {
+    let method = resource.standard.batch_get.clone()?;
+    let ids_field = resource.batch_key_field(&method.input())?;
+    let records_field = resource.list_field(&method.output())?;
+    let key_field = resource.message.get_field_by_name(&resource.name_field)?;
+    Some(BatchGet {
+        ids_field: ids_field.json_name().to_owned(),
+        records_field: records_field.json_name().to_owned(),
+        key_field: key_field.json_name().to_owned(),
+        method,
+    })
 }
 
 /// The types the schema needs, each made once, by GraphQL name.
@@ -97,6 +160,8 @@ struct Types {
     enums: BTreeMap<String, Enum>,
     /// Which protobuf type each GraphQL name stands for, so two messages of one name fail.
     claimed: HashMap<String, String>,
+    /// The resources a reference can be followed to (they have BatchGet), by resource type.
+    referable: HashMap<String, MessageDescriptor>,
 }
 
 impl Types {
@@ -159,9 +224,59 @@ impl Types {
                 graphql_field = graphql_field.description(comment);
             }
             object = object.field(graphql_field);
+            if let Some(relation) = self.relation_field(&field)? {
+                object = object.field(relation);
+            }
         }
         self.objects.insert(name.clone(), Some(object));
         Ok(name)
+    }
+
+    /// For a field holding the id of another record (`categoryId`, a `resource_reference`
+    /// to a resource with BatchGet), the field holding that record (`category`), loaded through
+    /// the request's [`RecordLoader`].
+    fn relation_field(&mut self, field: &FieldDescriptor) -> anyhow::Result<Option<Field>> {
+        let Some(target_type) = resources::resource_reference(field) else {
+            return Ok(None);
+        };
+        let Some(target) = self.referable.get(&target_type).cloned() else {
+            return Ok(None);
+        };
+        let Some(name) = field
+            .json_name()
+            .strip_suffix("Id")
+            .filter(|_| !field.is_list())
+        else {
+            return Ok(None);
+        };
+        let object = self.output_object(&target)?;
+        let description = format!(
+            "The {object} `{}` names (null when there is none).",
+            field.json_name()
+        );
+        let key_field = field.json_name().to_owned();
+        let resource: Arc<str> = target_type.into();
+        let relation = Field::new(name, TypeRef::named(&object), move |ctx| {
+            let key_field = key_field.clone();
+            let resource = Arc::clone(&resource);
+            FieldFuture::new(async move {
+                let id = match ctx.parent_value.as_value() {
+                    Some(Value::Object(fields)) => match fields.get(key_field.as_str()) {
+                        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+                        _ => return Ok(None),
+                    },
+                    _ => return Ok(None),
+                };
+                let loader = ctx.data::<DataLoader<RecordLoader>>()?;
+                let record = loader
+                    .load_one(RecordKey { resource, id })
+                    .await
+                    .map_err(|error| (*error).clone())?;
+                Ok(record.map(FieldValue::value))
+            })
+        })
+        .description(description);
+        Ok(Some(relation))
     }
 
     fn output_type(&mut self, field: &FieldDescriptor) -> anyhow::Result<(TypeRef, Shape)> {
@@ -345,7 +460,7 @@ fn object_argument(
 
 /// Calls `method` with the JSON `request`; a request the contract cannot hold is the caller's
 /// mistake, named.
-async fn call(
+pub(crate) async fn call(
     upstream: &Upstream,
     method: &MethodDescriptor,
     request: serde_json::Map<String, serde_json::Value>,

@@ -3,11 +3,12 @@
 //! each resolved by a gRPC call with the caller's token, and the services' refusals as GraphQL
 //! error codes.
 
-use async_graphql::dynamic::Schema;
-use catalog::CatalogParts;
+mod common;
+
 use chassis::auth::roles;
+use common::Gateway;
 use serde_json::{Value, json};
-use test_support::{Backend, TestApp, both_backends, spawn_service};
+use test_support::{Backend, both_backends};
 
 both_backends!(
     a_product_is_created_read_listed_updated_and_deleted,
@@ -16,77 +17,6 @@ both_backends!(
     bad_input_names_the_field_and_changes_nothing,
     arguments_the_service_cannot_do_are_refused_by_name,
 );
-
-struct Gateway {
-    app: TestApp<CatalogParts>,
-    schema: Schema,
-}
-
-impl Gateway {
-    async fn spawn(backend: Backend) -> Gateway {
-        let app = spawn_service::<CatalogParts>(backend, ())
-            .with_caller("catalog-manager-1", &[roles::CATALOG_MANAGER])
-            .await;
-        let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
-            .expect("the contract decodes");
-        let upstream = gateway::Upstream::new().with_every_service(&pool, &app.channel());
-        let schema = gateway::build(&pool, upstream).expect("the schema builds");
-        Gateway { app, schema }
-    }
-
-    /// Runs `query` as the catalog manager: its data, or the errors' codes as a panic.
-    async fn run(&self, query: &str) -> Value {
-        let answer = self.run_with(query, Some(&self.app.token)).await;
-        assert!(
-            answer["errors"].is_null(),
-            "{query} failed: {:#}",
-            answer["errors"]
-        );
-        answer["data"].clone()
-    }
-
-    /// The whole answer (`data` and `errors`) to `query` sent with `token`.
-    async fn run_with(&self, query: &str, token: Option<&str>) -> Value {
-        let mut request = async_graphql::Request::new(query);
-        if let Some(token) = token {
-            request = request.data(gateway::BearerToken(token.to_owned()));
-        }
-        let answer = self.schema.execute(request).await;
-        serde_json::to_value(&answer).expect("the answer is JSON")
-    }
-
-    async fn create_category(&self, name: &str) -> String {
-        let data = self
-            .run(&format!(
-                r#"mutation {{ createCategory(data: {{ name: "{name}", description: "All about {name}" }}) {{ id }} }}"#
-            ))
-            .await;
-        data["createCategory"]["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn create_product(&self, category_id: &str, sku: &str, name: &str) -> Value {
-        let data = self
-            .run(&format!(
-                r#"mutation {{ createProduct(data: {{ sku: "{sku}", name: "{name}", categoryId: "{category_id}", price: {{ amountMinor: 1299, currency: "EUR" }}, stockOnHand: 10 }}) {{ id sku name version price {{ amountMinor currency }} createTime }} }}"#
-            ))
-            .await;
-        data["createProduct"].clone()
-    }
-
-    /// The id of a new product, `TEA-1` "Sencha" at version 1, in a new category.
-    async fn sencha(&self) -> String {
-        let category_id = self.create_category("Tea").await;
-        let created = self.create_product(&category_id, "TEA-1", "Sencha").await;
-        created["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn product_count(&self) -> Value {
-        let data = self
-            .run("{ productsConnection(first: 1) { aggregate { count } } }")
-            .await;
-        data["productsConnection"]["aggregate"]["count"].clone()
-    }
-}
 
 /// The `extensions.code` of each error of `answer`.
 fn error_codes(answer: &Value) -> Vec<String> {

@@ -1,0 +1,79 @@
+//! The harness the gateway's tests share: the real catalog on port 0 (a throwaway database and
+//! bus namespace) with the gateway built from the compiled-in contract in front of it.
+
+#![allow(dead_code)] // Each test binary uses part of it.
+
+use catalog::CatalogParts;
+use chassis::auth::roles;
+use serde_json::Value;
+use test_support::{Backend, TestApp, spawn_service};
+
+pub(crate) struct Gateway {
+    pub(crate) app: TestApp<CatalogParts>,
+    gateway: gateway::Gateway,
+}
+
+impl Gateway {
+    pub(crate) async fn spawn(backend: Backend) -> Gateway {
+        let app = spawn_service::<CatalogParts>(backend, ())
+            .with_caller("catalog-manager-1", &[roles::CATALOG_MANAGER])
+            .await;
+        let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
+            .expect("the contract decodes");
+        let upstream = gateway::Upstream::new().with_every_service(&pool, &app.channel());
+        let gateway = gateway::build(&pool, upstream).expect("the schema builds");
+        Gateway { app, gateway }
+    }
+
+    /// Runs `query` as the catalog manager: its data, or the errors' codes as a panic.
+    pub(crate) async fn run(&self, query: &str) -> Value {
+        let answer = self.run_with(query, Some(&self.app.token)).await;
+        assert!(
+            answer["errors"].is_null(),
+            "{query} failed: {:#}",
+            answer["errors"]
+        );
+        answer["data"].clone()
+    }
+
+    /// The whole answer (`data` and `errors`) to `query` sent with `token`.
+    pub(crate) async fn run_with(&self, query: &str, token: Option<&str>) -> Value {
+        let answer = self
+            .gateway
+            .execute(async_graphql::Request::new(query), token.map(str::to_owned))
+            .await;
+        serde_json::to_value(&answer).expect("the answer is JSON")
+    }
+
+    pub(crate) async fn create_category(&self, name: &str) -> String {
+        let data = self
+            .run(&format!(
+                r#"mutation {{ createCategory(data: {{ name: "{name}", description: "All about {name}" }}) {{ id }} }}"#
+            ))
+            .await;
+        data["createCategory"]["id"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) async fn create_product(&self, category_id: &str, sku: &str, name: &str) -> Value {
+        let data = self
+            .run(&format!(
+                r#"mutation {{ createProduct(data: {{ sku: "{sku}", name: "{name}", categoryId: "{category_id}", price: {{ amountMinor: 1299, currency: "EUR" }}, stockOnHand: 10 }}) {{ id sku name version price {{ amountMinor currency }} createTime }} }}"#
+            ))
+            .await;
+        data["createProduct"].clone()
+    }
+
+    /// The id of a new product, `TEA-1` "Sencha" at version 1, in a new category.
+    pub(crate) async fn sencha(&self) -> String {
+        let category_id = self.create_category("Tea").await;
+        let created = self.create_product(&category_id, "TEA-1", "Sencha").await;
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) async fn product_count(&self) -> Value {
+        let data = self
+            .run("{ productsConnection(first: 1) { aggregate { count } } }")
+            .await;
+        data["productsConnection"]["aggregate"]["count"].clone()
+    }
+}
