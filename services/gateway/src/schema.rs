@@ -103,6 +103,10 @@ pub fn build(pool: &DescriptorPool, upstream: Upstream) -> anyhow::Result<Gatewa
     let mut mutation = Object::new("Mutation");
     for resource in resources {
         let object = types.output_object(&resource.message)?;
+        if let Some(events) = &resource.events {
+            let field = events_field(&resource, events, &mut types, &upstream)?;
+            types.add_field(&object, field);
+        }
         let standard = &resource.standard;
         if let Some(get) = &standard.get {
             query = query.field(get_field(&resource, get, &object, &mut types, &upstream)?);
@@ -183,6 +187,13 @@ impl Types {
             builder = builder.register(r#enum);
         }
         builder
+    }
+
+    /// Adds `field` to the object type `name`, already made.
+    fn add_field(&mut self, name: &str, field: Field) {
+        if let Some(slot) = self.objects.get_mut(name) {
+            *slot = slot.take().map(|object| object.field(field));
+        }
     }
 
     fn claim(&mut self, name: &str, source: &str) -> anyhow::Result<()> {
@@ -271,8 +282,9 @@ impl Types {
                 let record = loader
                     .load_one(RecordKey { resource, id })
                     .await
-                    .map_err(|error| (*error).clone())?;
-                Ok(record.map(FieldValue::value))
+                    .map(|record| record.map(FieldValue::value))
+                    .map_err(|error| (*error).clone());
+                null_on_error(&ctx, record)
             })
         })
         .description(description);
@@ -438,6 +450,22 @@ fn value_field(name: &str, type_ref: TypeRef, shape: Shape) -> Field {
     })
 }
 
+/// A nullable field's outcome as GraphQL has it: a failure is the field's null with the error at
+/// its path, the rest of the answer standing (async-graphql's dynamic schema would drop the
+/// field from the answer and the path from the error).
+fn null_on_error<'a>(
+    ctx: &ResolverContext<'_>,
+    outcome: async_graphql::Result<Option<FieldValue<'a>>>,
+) -> async_graphql::Result<Option<FieldValue<'a>>> {
+    match outcome {
+        Ok(value) => Ok(value),
+        Err(error) => {
+            ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
+            Ok(None)
+        }
+    }
+}
+
 /// The bearer token the request carries, if any.
 fn token_of<'a>(ctx: &ResolverContext<'a>) -> Option<&'a str> {
     ctx.data_opt::<BearerToken>().map(|token| token.0.as_str())
@@ -524,15 +552,93 @@ fn get_field(
                 .into_iter()
                 .filter(|(name, _)| *name == key)
                 .collect();
-            match call(&upstream, &method, request, token_of(&ctx), "where").await {
+            let outcome = match call(&upstream, &method, request, token_of(&ctx), "where").await {
                 Ok(found) => Ok(Some(FieldValue::value(values::to_graphql(&found)))),
                 Err(error) if is_not_found(&error) => Ok(None),
                 Err(error) => Err(error),
-            }
+            };
+            null_on_error(&ctx, outcome)
         })
     })
     .argument(InputValue::new("where", TypeRef::named_nn(where_input)));
     Ok(described(field, get))
+}
+
+/// `events(first:, after:)` on a resource's type: the record's audit history (`ListEvents`),
+/// oldest first; null with a FORBIDDEN error for a caller the service does not let read it,
+/// the rest of the answer standing.
+fn events_field(
+    resource: &Resource,
+    events: &MethodDescriptor,
+    types: &mut Types,
+    upstream: &Arc<Upstream>,
+) -> anyhow::Result<Field> {
+    let records = events
+        .output()
+        .fields()
+        .find(|field| field.is_list())
+        .with_context(|| format!("{} holds no list of events", events.output().full_name()))?;
+    let Kind::Message(event) = records.kind() else {
+        bail!("{} is not a list of events", records.full_name());
+    };
+    let event_type = types.output_object(&event)?;
+    let request = events.input();
+    let aggregate = request
+        .fields()
+        .find(|field| resources::has_behavior(field, FieldBehavior::Required))
+        .with_context(|| format!("{} names no record", request.full_name()))?
+        .json_name()
+        .to_owned();
+    let key_field = resource
+        .message
+        .get_field_by_name(&resource.name_field)
+        .with_context(|| format!("{} has no key field", resource.message.full_name()))?
+        .json_name()
+        .to_owned();
+    let page_size = json_name(&request, PAGE_SIZE);
+    let page_token = json_name(&request, PAGE_TOKEN);
+    let records = records.json_name().to_owned();
+    let upstream = Arc::clone(upstream);
+    let method = events.clone();
+    let field = Field::new("events", TypeRef::named_nn_list(event_type), move |ctx| {
+        let (upstream, method) = (Arc::clone(&upstream), method.clone());
+        let (aggregate, key_field) = (aggregate.clone(), key_field.clone());
+        let (page_size, page_token, records) =
+            (page_size.clone(), page_token.clone(), records.clone());
+        FieldFuture::new(async move {
+            let Some(Value::Object(parent)) = ctx.parent_value.as_value() else {
+                return Ok(None);
+            };
+            let Some(Value::String(id)) = parent.get(key_field.as_str()) else {
+                return Ok(None);
+            };
+            let mut request = serde_json::Map::new();
+            request.insert(aggregate, id.clone().into());
+            if let Some(first) = ctx.args.get("first") {
+                request.insert(page_size, first.i64()?.into());
+            }
+            if let Some(after) = ctx.args.get("after") {
+                request.insert(page_token, after.string()?.into());
+            }
+            let page = match call(&upstream, &method, request, token_of(&ctx), "events").await {
+                Ok(page) => page,
+                Err(error) => return null_on_error(&ctx, Err(error)),
+            };
+            let items = match values::to_graphql(&page) {
+                Value::Object(mut fields) => match fields.shift_remove(records.as_str()) {
+                    Some(Value::List(items)) => items,
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            };
+            Ok(Some(FieldValue::list(
+                items.into_iter().map(FieldValue::value),
+            )))
+        })
+    })
+    .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
+    .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)));
+    Ok(described(field, events))
 }
 
 fn is_not_found(error: &async_graphql::Error) -> bool {

@@ -16,6 +16,7 @@ both_backends!(
     without_a_token_every_mutation_is_refused_and_nothing_changes,
     bad_input_names_the_field_and_changes_nothing,
     arguments_the_service_cannot_do_are_refused_by_name,
+    a_records_history_is_its_events_and_a_field_refused_is_null_with_its_path,
 );
 
 /// The `extensions.code` of each error of `answer`.
@@ -216,4 +217,40 @@ async fn arguments_the_service_cannot_do_are_refused_by_name(backend: Backend) {
             "{message}"
         );
     }
+}
+
+async fn a_records_history_is_its_events_and_a_field_refused_is_null_with_its_path(
+    backend: Backend,
+) {
+    let gateway = Gateway::spawn(backend).await;
+    let id = gateway.sencha().await;
+    gateway
+        .run(&format!(
+            r#"mutation {{ updateProduct(where: {{ id: "{id}" }}, data: {{ expectedVersion: "1", name: "Sencha Superior" }}) {{ version }} }}"#
+        ))
+        .await;
+    let query = format!(
+        r#"{{ product(where: {{ id: "{id}" }}) {{ name events {{ type aggregateVersion actor }} }} }}"#
+    );
+
+    let history = gateway.run(&query).await;
+    let customer = gateway.app.issuer.token("customer-1", &[roles::CUSTOMER]);
+    let as_customer = gateway.run_with(&query, Some(&customer)).await;
+
+    assert_eq!(
+        history["product"]["events"],
+        json!([
+            { "type": "emporium.catalog.product.created", "aggregateVersion": "1", "actor": "catalog-manager-1" },
+            { "type": "emporium.catalog.product.updated", "aggregateVersion": "2", "actor": "catalog-manager-1" },
+        ])
+    );
+    // The audit trail needs a catalog role: the customer reads the product, not its history.
+    assert_eq!(as_customer["data"]["product"]["name"], "Sencha Superior");
+    assert_eq!(as_customer["data"]["product"]["events"], Value::Null);
+    assert_eq!(error_codes(&as_customer), ["FORBIDDEN"], "{as_customer:#}");
+    assert_eq!(
+        as_customer["errors"][0]["path"],
+        json!(["product", "events"]),
+        "{as_customer:#}"
+    );
 }
