@@ -186,7 +186,7 @@ async fn run(settings: &Settings, entries: &[&ServiceEntry], mode: Mode) -> anyh
     }
     if mode == Mode::Up {
         // The gateway is the suite's own client of its services, on their shared address.
-        let routes = gateway::suite_router(host.local_addr())?;
+        let routes = gateway::suite_router(host.local_addr(), &settings.graphql)?;
         host = host.with_http_routes(routes);
     }
     let grpc_addr = host.local_addr();

@@ -56,7 +56,64 @@ pub struct Settings {
     /// `EMPORIUM_DATABASE_MAX_CONNECTIONS`: the pool size of every service in the process
     /// (default per backend: 5 on PostgreSQL, 8 on SQLite).
     pub database_max_connections: Option<u32>,
+    pub graphql: GraphqlSettings,
     variables: HashMap<String, String>,
+}
+
+/// What one GraphQL request may ask of the gateway; past a limit it is refused before any call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GraphqlSettings {
+    /// `EMPORIUM_GRAPHQL_MAX_DEPTH`: how deep a query's selections may nest (default 10).
+    pub max_depth: usize,
+    /// `EMPORIUM_GRAPHQL_MAX_COMPLEXITY`: how many fields a query may select in all, aliases
+    /// included (default 500).
+    pub max_complexity: usize,
+    /// `EMPORIUM_GRAPHQL_MAX_BODY_BYTES`: the largest request body (default 65536).
+    pub max_body_bytes: usize,
+    /// `EMPORIUM_GRAPHQL_TIMEOUT_SECONDS`: how long a request may take in all (default 30).
+    pub timeout: Duration,
+}
+
+impl Default for GraphqlSettings {
+    fn default() -> GraphqlSettings {
+        GraphqlSettings {
+            max_depth: 10,
+            max_complexity: 500,
+            max_body_bytes: 64 * 1024,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl GraphqlSettings {
+    fn from_variables(
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<GraphqlSettings, SettingsError> {
+        let defaults = GraphqlSettings::default();
+        let positive = |variable: &str, default: usize| -> Result<usize, SettingsError> {
+            let Some(text) = get(variable) else {
+                return Ok(default);
+            };
+            text.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|value| *value > 0)
+                .ok_or_else(|| SettingsError {
+                    variable: variable.to_owned(),
+                    value: text.clone(),
+                    reason: "expected a whole number above 0".to_owned(),
+                })
+        };
+        Ok(GraphqlSettings {
+            max_depth: positive("EMPORIUM_GRAPHQL_MAX_DEPTH", defaults.max_depth)?,
+            max_complexity: positive("EMPORIUM_GRAPHQL_MAX_COMPLEXITY", defaults.max_complexity)?,
+            max_body_bytes: positive("EMPORIUM_GRAPHQL_MAX_BODY_BYTES", defaults.max_body_bytes)?,
+            timeout: Duration::from_secs(positive(
+                "EMPORIUM_GRAPHQL_TIMEOUT_SECONDS",
+                defaults.timeout.as_secs() as usize,
+            )? as u64),
+        })
+    }
 }
 
 /// Whose access tokens the services accept.
@@ -178,6 +235,7 @@ impl std::fmt::Debug for Settings {
             .field("auth", &self.auth)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("database_max_connections", &self.database_max_connections)
+            .field("graphql", &self.graphql)
             .finish_non_exhaustive()
     }
 }
@@ -323,6 +381,7 @@ impl Settings {
             metrics_addr,
             trusted_proxies,
             database_max_connections,
+            graphql: GraphqlSettings::from_variables(&get)?,
             variables,
         })
     }
@@ -664,8 +723,8 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::{
-        AuthSettings, BusSettings, NatsStreamSettings, NatsStreamStorage, Settings,
-        TelemetrySettings, TraceSampler,
+        AuthSettings, BusSettings, GraphqlSettings, NatsStreamSettings, NatsStreamStorage,
+        Settings, TelemetrySettings, TraceSampler,
     };
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, super::SettingsError> {
@@ -739,6 +798,27 @@ mod tests {
         );
         assert_eq!(telemetry.traces_kept, 0);
         assert!(telemetry.sdk_disabled);
+    }
+
+    #[test]
+    fn the_graphql_limits_have_safe_defaults_and_refuse_nonsense() {
+        assert_eq!(settings(&[]).unwrap().graphql, GraphqlSettings::default());
+        let limits = settings(&[
+            ("EMPORIUM_GRAPHQL_MAX_DEPTH", "4"),
+            ("EMPORIUM_GRAPHQL_TIMEOUT_SECONDS", "5"),
+        ])
+        .unwrap()
+        .graphql;
+        assert_eq!(limits.max_depth, 4);
+        assert_eq!(limits.timeout, Duration::from_secs(5));
+        for (variable, value) in [
+            ("EMPORIUM_GRAPHQL_MAX_DEPTH", "0"),
+            ("EMPORIUM_GRAPHQL_MAX_COMPLEXITY", "many"),
+            ("EMPORIUM_GRAPHQL_MAX_BODY_BYTES", "-1"),
+        ] {
+            let error = settings(&[(variable, value)]).unwrap_err();
+            assert_eq!(error.variable, variable, "{value}");
+        }
     }
 
     #[test]

@@ -3,22 +3,36 @@
 //! header is handed to the resolvers as the caller's token, which they forward.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chassis::settings::GraphqlSettings;
 
 use crate::schema::Gateway;
 
-/// The routes the gateway adds to an origin: `POST /graphql`.
-pub fn router(gateway: Gateway) -> axum::Router {
+/// The routes the gateway adds to an origin: `POST /graphql`, its body at most
+/// `limits.max_body_bytes` (else 413), each request answered within `limits.timeout` (else 504).
+pub fn router(gateway: Gateway, limits: &GraphqlSettings) -> axum::Router {
+    let served = Served {
+        gateway: Arc::new(gateway),
+        timeout: limits.timeout,
+    };
     axum::Router::new()
         .route("/graphql", axum::routing::post(execute))
-        .with_state(Arc::new(gateway))
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(served)
+}
+
+#[derive(Clone)]
+struct Served {
+    gateway: Arc<Gateway>,
+    timeout: Duration,
 }
 
 async fn execute(
-    State(gateway): State<Arc<Gateway>>,
+    State(served): State<Served>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -35,8 +49,21 @@ async fn execute(
         }
     };
     let token = bearer_token(&headers).map(str::to_owned);
-    let answer = gateway.execute(request, token).await;
-    axum::Json(answer).into_response()
+    match tokio::time::timeout(served.timeout, served.gateway.execute(request, token)).await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(_) => {
+            let answer = serde_json::json!({
+                "errors": [{
+                    "message": format!(
+                        "the request took longer than {} s",
+                        served.timeout.as_secs()
+                    ),
+                    "extensions": { "code": "TIMEOUT" },
+                }]
+            });
+            (StatusCode::GATEWAY_TIMEOUT, axum::Json(answer)).into_response()
+        }
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case).

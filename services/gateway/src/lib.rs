@@ -25,7 +25,10 @@ pub use upstream::Upstream;
 /// The gateway of a suite whose services all listen on `grpc_addr` (`emporium up`): the
 /// compiled-in contract's schema, calling them there (connecting on first use), as routes for
 /// the suite's HTTP origin.
-pub fn suite_router(grpc_addr: std::net::SocketAddr) -> anyhow::Result<axum::Router> {
+pub fn suite_router(
+    grpc_addr: std::net::SocketAddr,
+    limits: &chassis::settings::GraphqlSettings,
+) -> anyhow::Result<axum::Router> {
     use anyhow::Context as _;
     let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
         .context("The compiled-in contract does not decode")?;
@@ -40,5 +43,5 @@ pub fn suite_router(grpc_addr: std::net::SocketAddr) -> anyhow::Result<axum::Rou
         .tcp_nodelay(true)
         .connect_lazy();
     let upstream = Upstream::new().with_every_service(&pool, &channel);
-    Ok(router(build(&pool, upstream)?))
+    Ok(router(build(&pool, upstream, limits)?, limits))
 }

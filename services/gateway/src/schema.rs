@@ -23,6 +23,7 @@ use async_graphql::dynamic::{
     ResolverContext, Scalar, Schema, SchemaBuilder, TypeRef,
 };
 use async_graphql::{Name, Value};
+use chassis::settings::GraphqlSettings;
 use contract::resources::{self, FieldBehavior, Resource};
 use prost_reflect::{
     DescriptorPool, DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor,
@@ -84,9 +85,14 @@ impl Gateway {
     }
 }
 
-/// The gateway of every resource in `pool`, its fields resolved by calling `upstream`. Fails,
-/// naming the message and field, on a contract it cannot map (two messages of one name).
-pub fn build(pool: &DescriptorPool, upstream: Upstream) -> anyhow::Result<Gateway> {
+/// The gateway of every resource in `pool`, its fields resolved by calling `upstream`, queries
+/// held to `limits`' depth and complexity. Fails, naming the message and field, on a contract
+/// it cannot map (two messages of one name).
+pub fn build(
+    pool: &DescriptorPool,
+    upstream: Upstream,
+    limits: &GraphqlSettings,
+) -> anyhow::Result<Gateway> {
     let upstream = Arc::new(upstream);
     let resources = resources::resources(pool);
     let mut batch_gets = HashMap::new();
@@ -128,7 +134,9 @@ pub fn build(pool: &DescriptorPool, upstream: Upstream) -> anyhow::Result<Gatewa
             mutation = mutation.field(custom_field(&custom.method, &mut types, &upstream)?);
         }
     }
-    let builder = Schema::build("Query", Some("Mutation"), None);
+    let builder = Schema::build("Query", Some("Mutation"), None)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity);
     let schema = types
         .register(builder)
         .register(query)

@@ -8,7 +8,7 @@ use std::path::Path;
 fn schema() -> async_graphql::dynamic::Schema {
     let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
         .expect("the compiled-in descriptor set decodes");
-    gateway::build(&pool, gateway::Upstream::new())
+    gateway::build(&pool, gateway::Upstream::new(), &Default::default())
         .expect("the contract's schema builds")
         .schema()
         .clone()

@@ -21,7 +21,8 @@ impl Gateway {
         let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
             .expect("the contract decodes");
         let upstream = gateway::Upstream::new().with_every_service(&pool, &app.channel());
-        let gateway = gateway::build(&pool, upstream).expect("the schema builds");
+        let gateway =
+            gateway::build(&pool, upstream, &Default::default()).expect("the schema builds");
         Gateway { app, gateway }
     }
 

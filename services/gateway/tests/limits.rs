@@ -1,0 +1,113 @@
+//! What a request may ask of the gateway, from its settings: too deep or too complex a query is
+//! refused before any call, too large a body gets 413, and a request the services do not
+//! answer in time gets 504.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use chassis::settings::GraphqlSettings;
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+
+const LIMITS: GraphqlSettings = GraphqlSettings {
+    max_depth: 3,
+    max_complexity: 10,
+    max_body_bytes: 512,
+    timeout: Duration::from_secs(1),
+};
+
+fn router(upstream: gateway::Upstream) -> axum::Router {
+    let pool =
+        contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET).expect("the contract decodes");
+    let gateway = gateway::build(&pool, upstream, &LIMITS).expect("the schema builds");
+    gateway::router(gateway, &LIMITS)
+}
+
+/// POSTs `body` to `/graphql`: the status and the JSON answer (null when not JSON).
+async fn post(router: axum::Router, body: String) -> (u16, serde_json::Value) {
+    let request = http::Request::post("/graphql")
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let response = router.oneshot(request).await.expect("the router answers");
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+fn query(text: &str) -> String {
+    serde_json::json!({ "query": text }).to_string()
+}
+
+#[tokio::test]
+async fn a_query_nested_too_deep_is_refused_before_any_call() {
+    let (status, answer) = post(
+        router(gateway::Upstream::new()),
+        query("{ products(first: 1) { category { events { type } } } }"),
+    )
+    .await;
+
+    assert_eq!(status, 200);
+    let message = answer["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("nested too deep"), "{answer}");
+    assert!(answer["data"].is_null(), "{answer}");
+}
+
+#[tokio::test]
+async fn a_query_selecting_too_many_fields_is_refused_before_any_call() {
+    let aliases: String = (0..11)
+        .map(|index| format!(r#"p{index}: product(where: {{ id: "x" }}) {{ id }} "#))
+        .collect();
+
+    let (status, answer) = post(
+        router(gateway::Upstream::new()),
+        query(&format!("{{ {aliases} }}")),
+    )
+    .await;
+
+    assert_eq!(status, 200);
+    let message = answer["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("too complex"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413() {
+    let padding = " ".repeat(600);
+
+    let (status, _) = post(
+        router(gateway::Upstream::new()),
+        query(&format!(
+            "{{ product(where: {{ id: \"x\" }}) {{ id }} }}{padding}"
+        )),
+    )
+    .await;
+
+    assert_eq!(status, 413);
+}
+
+#[tokio::test]
+async fn a_request_the_services_do_not_answer_in_time_gets_504() {
+    // A "service" that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let _held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            connections.push(connection);
+        }
+    });
+    let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let upstream = gateway::Upstream::new().with_every_service(&pool, &channel);
+
+    let (status, answer) = post(
+        router(upstream),
+        query(r#"{ product(where: { id: "x" }) { id } }"#),
+    )
+    .await;
+
+    assert_eq!(status, 504, "{answer}");
+    assert_eq!(answer["errors"][0]["extensions"]["code"], "TIMEOUT");
+}
