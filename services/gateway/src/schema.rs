@@ -134,6 +134,19 @@ pub fn build(
             mutation = mutation.field(custom_field(&custom.method, &mut types, &upstream)?);
         }
     }
+    let referable = types.referable.clone();
+    for resource in resources::resources(pool) {
+        if let Some(list) = &resource.standard.list {
+            reverse_fields(
+                &resource,
+                list,
+                &referable,
+                &batch_gets,
+                &mut types,
+                &upstream,
+            )?;
+        }
+    }
     let builder = Schema::build("Query", Some("Mutation"), None)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity);
@@ -731,6 +744,9 @@ struct Lister {
     orderings: Orderings,
     /// The response's repeated field of records, by JSON name (`products`).
     items: String,
+    /// For a reverse relation (`category.products`): the request's reference field (JSON name,
+    /// `categoryId`) and the parent's key field whose value it takes (`id`).
+    parent_filter: Option<(String, String)>,
 }
 
 impl Lister {
@@ -748,6 +764,13 @@ impl Lister {
             }
         }
         let mut request = object_argument(ctx, "where");
+        if let Some((filter, key)) = &self.parent_filter {
+            let id = match ctx.parent_value.as_value() {
+                Some(Value::Object(parent)) => parent.get(key.as_str()).cloned(),
+                _ => None,
+            };
+            request.insert(filter.clone(), values::to_json(id.unwrap_or(Value::Null)));
+        }
         if let Some(first) = ctx.args.get("first") {
             let first = first.i64()?;
             if first < 0 {
@@ -814,37 +837,9 @@ fn list_fields(
     types: &mut Types,
     upstream: &Arc<Upstream>,
 ) -> anyhow::Result<(Field, Field)> {
-    let request = list.input();
-    let type_name = resource.message.name();
-    let items = resource
-        .list_field(&list.output())
-        .with_context(|| format!("{} holds no list of records", list.output().full_name()))?;
-    let where_input = types.input_object(
-        &request,
-        &format!("{type_name}WhereInput"),
-        &[PAGE_SIZE, PAGE_TOKEN, ORDER_BY, DIRECTION],
-    )?;
-    let order = orderings(resource, &request, types)?;
-    let lister = Lister {
-        upstream: Arc::clone(upstream),
-        method: list.clone(),
-        orderings: order.as_ref().map(|(_, o)| o.clone()).unwrap_or_default(),
-        items: items.json_name().to_owned(),
-    };
-    let arguments = |mut field: Field| {
-        if let Some(where_input) = &where_input {
-            field = field.argument(InputValue::new("where", TypeRef::named(where_input)));
-        }
-        if let Some((order, _)) = &order {
-            field = field.argument(InputValue::new("orderBy", TypeRef::named(order)));
-        }
-        field
-            .argument(InputValue::new("skip", TypeRef::named(TypeRef::INT)))
-            .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)))
-            .argument(InputValue::new("before", TypeRef::named(TypeRef::STRING)))
-            .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
-            .argument(InputValue::new("last", TypeRef::named(TypeRef::INT)))
-    };
+    let (lister, where_input, order_name) = list_parts(resource, list, None, types, upstream)?;
+    let arguments =
+        |field: Field| list_arguments(field, where_input.as_deref(), order_name.as_deref());
 
     let plain_lister = lister.clone();
     let plain = Field::new(
@@ -877,6 +872,118 @@ fn list_fields(
         described(arguments(plain), list),
         described(arguments(connection), list),
     ))
+}
+
+/// The List call of `resource` and the names of its `where` input and `orderBy` enum, made on
+/// first use.
+fn list_parts(
+    resource: &Resource,
+    list: &MethodDescriptor,
+    parent_filter: Option<(String, String)>,
+    types: &mut Types,
+    upstream: &Arc<Upstream>,
+) -> anyhow::Result<(Lister, Option<String>, Option<String>)> {
+    let request = list.input();
+    let items = resource
+        .list_field(&list.output())
+        .with_context(|| format!("{} holds no list of records", list.output().full_name()))?;
+    let where_input = types.input_object(
+        &request,
+        &format!("{}WhereInput", resource.message.name()),
+        &[PAGE_SIZE, PAGE_TOKEN, ORDER_BY, DIRECTION],
+    )?;
+    let order = orderings(resource, &request, types)?;
+    let lister = Lister {
+        upstream: Arc::clone(upstream),
+        method: list.clone(),
+        orderings: order.as_ref().map(|(_, o)| o.clone()).unwrap_or_default(),
+        items: items.json_name().to_owned(),
+        parent_filter,
+    };
+    Ok((lister, where_input, order.map(|(name, _)| name)))
+}
+
+/// A List's arguments: its filters, its orderings, and OpenCRUD's paging (of which the
+/// services do `first` and `after`).
+fn list_arguments(mut field: Field, where_input: Option<&str>, order: Option<&str>) -> Field {
+    if let Some(where_input) = where_input {
+        field = field.argument(InputValue::new("where", TypeRef::named(where_input)));
+    }
+    if let Some(order) = order {
+        field = field.argument(InputValue::new("orderBy", TypeRef::named(order)));
+    }
+    field
+        .argument(InputValue::new("skip", TypeRef::named(TypeRef::INT)))
+        .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("before", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
+        .argument(InputValue::new("last", TypeRef::named(TypeRef::INT)))
+}
+
+/// Reverse relations: where `resource`'s List can filter by a reference to another resource
+/// (`ListProducts.category_id`), that resource's type gets the list (`category.products`), one
+/// List call per parent record. Null with its error at its path when the call fails.
+fn reverse_fields(
+    resource: &Resource,
+    list: &MethodDescriptor,
+    referable: &HashMap<String, MessageDescriptor>,
+    batch_gets: &HashMap<String, BatchGet>,
+    types: &mut Types,
+    upstream: &Arc<Upstream>,
+) -> anyhow::Result<()> {
+    let request = list.input();
+    let type_name = resource.message.name();
+    for filter in request.fields() {
+        let Some(parent_type) = resources::resource_reference(&filter) else {
+            continue;
+        };
+        let Some(parent) = referable.get(&parent_type) else {
+            continue;
+        };
+        if filter.is_list() || parent_type == resource.type_name {
+            continue;
+        }
+        // The parent's own fields win over a relation of the same name.
+        if parent
+            .fields()
+            .any(|field| field.json_name() == resource.plural)
+        {
+            continue;
+        }
+        let Some(parent_key) = batch_gets
+            .get(&parent_type)
+            .map(|batch_get| batch_get.key_field.clone())
+        else {
+            continue;
+        };
+        let parent_filter = (filter.json_name().to_owned(), parent_key);
+        let (lister, where_input, order_name) =
+            list_parts(resource, list, Some(parent_filter), types, upstream)?;
+        let field = Field::new(
+            &resource.plural,
+            TypeRef::named_nn_list(type_name),
+            move |ctx| {
+                let lister = lister.clone();
+                FieldFuture::new(async move {
+                    let outcome = lister.page(&ctx).await.map(|page| {
+                        Some(FieldValue::list(
+                            lister.records(&page).into_iter().map(FieldValue::value),
+                        ))
+                    });
+                    null_on_error(&ctx, outcome)
+                })
+            },
+        )
+        .description(format!(
+            "The {} whose `{}` is this record, a page at a time ({}).",
+            resource.plural,
+            filter.json_name(),
+            list.name()
+        ));
+        let field = list_arguments(field, where_input.as_deref(), order_name.as_deref());
+        types.add_field(parent.name(), field);
+    }
+    Ok(())
 }
 
 /// `<Type>Connection { edges { node cursor } pageInfo aggregate { count } }` and its parts.

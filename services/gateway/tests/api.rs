@@ -17,6 +17,7 @@ both_backends!(
     bad_input_names_the_field_and_changes_nothing,
     arguments_the_service_cannot_do_are_refused_by_name,
     a_records_history_is_its_events_and_a_field_refused_is_null_with_its_path,
+    a_category_lists_its_own_products,
 );
 
 /// The `extensions.code` of each error of `answer`.
@@ -252,5 +253,31 @@ async fn a_records_history_is_its_events_and_a_field_refused_is_null_with_its_pa
         as_customer["errors"][0]["path"],
         json!(["product", "events"]),
         "{as_customer:#}"
+    );
+}
+
+async fn a_category_lists_its_own_products(backend: Backend) {
+    let gateway = Gateway::spawn(backend).await;
+    let tea = gateway.create_category("Tea").await;
+    let coffee = gateway.create_category("Coffee").await;
+    gateway.create_product(&tea, "TEA-2", "Gyokuro").await;
+    gateway.create_product(&coffee, "COF-1", "Mocha").await;
+    gateway.create_product(&tea, "TEA-1", "Sencha").await;
+
+    let data = gateway
+        .run(&format!(
+            r#"{{ category(where: {{ id: "{tea}" }}) {{ name products(orderBy: sku_ASC, first: 10) {{ sku category {{ name }} }} }} }}"#
+        ))
+        .await;
+
+    assert_eq!(
+        data["category"],
+        json!({
+            "name": "Tea",
+            "products": [
+                { "sku": "TEA-1", "category": { "name": "Tea" } },
+                { "sku": "TEA-2", "category": { "name": "Tea" } },
+            ],
+        })
     );
 }

@@ -49,6 +49,7 @@ fn every_resource_has_its_opencrud_fields() {
         "account(where: AccountWhereUniqueInput!): Account",
         "grantRole(input: GrantRoleRequestInput!): Account!",
         "category: Category",
+        "products(where: ProductWhereInput, orderBy: ProductOrderByInput, skip: Int, after: String, before: String, first: Int, last: Int): [Product!]\n",
         "name_ASC",
         "sku_DESC",
     ] {
