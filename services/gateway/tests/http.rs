@@ -1,6 +1,6 @@
-//! What a request may ask of the gateway, from its settings: too deep or too complex a query is
-//! refused before any call, too large a body gets 413, and a request the services do not
-//! answer in time gets 504.
+//! The gateway's HTTP surface: a query also by GET, a mutation only by POST; and what a request
+//! may ask, from the settings: too deep or too complex a query is refused before any call, too
+//! large a body gets 413, and a request the services do not answer in time gets 504.
 
 use std::time::Duration;
 
@@ -29,6 +29,21 @@ async fn post(router: axum::Router, body: String) -> (u16, serde_json::Value) {
         .header("content-type", "application/json")
         .body(Body::from(body))
         .unwrap();
+    send(router, request).await
+}
+
+/// GETs `/graphql` with `query` in the query string.
+async fn get(router: axum::Router, query: &str) -> (u16, serde_json::Value) {
+    let query_string: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("query", query)
+        .finish();
+    let request = http::Request::get(format!("/graphql?{query_string}"))
+        .body(Body::empty())
+        .unwrap();
+    send(router, request).await
+}
+
+async fn send(router: axum::Router, request: http::Request<Body>) -> (u16, serde_json::Value) {
     let response = router.oneshot(request).await.expect("the router answers");
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -110,4 +125,24 @@ async fn a_request_the_services_do_not_answer_in_time_gets_504() {
 
     assert_eq!(status, 504, "{answer}");
     assert_eq!(answer["errors"][0]["extensions"]["code"], "TIMEOUT");
+}
+
+#[tokio::test]
+async fn a_query_is_answered_by_get_and_a_mutation_is_not() {
+    let (status, answer) = get(router(gateway::Upstream::new()), "{ __typename }").await;
+    assert_eq!(
+        (status, answer),
+        (
+            200,
+            serde_json::json!({ "data": { "__typename": "Query" } })
+        )
+    );
+
+    let (status, answer) = get(
+        router(gateway::Upstream::new()),
+        r#"mutation { createCategory(data: { name: "Tea" }) { id } }"#,
+    )
+    .await;
+    assert_eq!(status, 405, "{answer}");
+    assert_eq!(answer["errors"][0]["message"], "a mutation needs POST");
 }
