@@ -54,8 +54,9 @@ enum Command {
     /// Run one service against the database and bus given by the environment, on its own
     /// address (EMPORIUM_<SERVICE>_GRPC_ADDR).
     Serve {
-        /// Which service.
-        #[arg(value_parser = PossibleValuesParser::new(services::names()))]
+        /// Which service, or `gateway`: the GraphQL gateway alone, on EMPORIUM_HTTP_ADDR, calling
+        /// each service at EMPORIUM_<SERVICE>_URL.
+        #[arg(value_parser = PossibleValuesParser::new(services::names().chain([GATEWAY])))]
         service: String,
     },
     /// Run pending database migrations and exit.
@@ -90,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
     let all_services: Vec<&ServiceEntry> = SERVICES.iter().collect();
     let result = match cli.command {
         Command::Up => run(&settings, &all_services, Mode::Up).await,
+        Command::Serve { service } if service == GATEWAY => serve_gateway(&settings).await,
         Command::Serve { service } => run(&settings, &[entry(&service)?], Mode::Serve).await,
         Command::Migrate { service } => match service {
             Some(service) => migrate(&settings, &[entry(&service)?]).await,
@@ -113,6 +115,44 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     result
+}
+
+/// The suite's HTTP origin's listener, on EMPORIUM_HTTP_ADDR.
+async fn bind_http(settings: &Settings) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "Failed to listen on {} (EMPORIUM_HTTP_ADDR)",
+                settings.http_addr
+            )
+        })
+}
+
+/// `serve`'s name for the GraphQL gateway, which hosts no service of the table.
+const GATEWAY: &str = "gateway";
+
+/// The gateway on its own: `/graphql`, `/healthz` and `/metrics` on EMPORIUM_HTTP_ADDR until
+/// Ctrl-C or SIGTERM, then the shutdown delay and the drain.
+async fn serve_gateway(settings: &Settings) -> anyhow::Result<()> {
+    let router = gateway::standalone_router(settings)?.layer(chassis::telemetry::HttpTraceLayer);
+    let listener = bind_http(settings).await?;
+    tracing::info!(addr = %listener.local_addr()?, "Serving GraphQL at /graphql");
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        chassis::stop_signal().await;
+        tracing::info!("Stop signal received; draining");
+        stop.cancel();
+    });
+    chassis::runtime::serve_http(
+        listener,
+        router,
+        shutdown,
+        settings.shutdown_delay,
+        settings.shutdown_grace,
+    )
+    .await
 }
 
 /// The table's row for a name clap already checked.
@@ -159,14 +199,7 @@ async fn run(settings: &Settings, entries: &[&ServiceEntry], mode: Mode) -> anyh
         .iter()
         .any(chassis::runtime::ServiceUnit::has_http_routes)
     {
-        let http_listener = tokio::net::TcpListener::bind(settings.http_addr)
-            .await
-            .with_context(|| {
-                format!(
-                    "Failed to listen on {} (EMPORIUM_HTTP_ADDR)",
-                    settings.http_addr
-                )
-            })?;
+        let http_listener = bind_http(settings).await?;
         host = host.with_http_listener(http_listener);
     }
     if let Some(metrics_addr) = settings.metrics_addr {

@@ -603,8 +603,8 @@ impl RunningUnit {
 
 /// Serves `router` on `listener` until `shutdown`, then for `delay` more, then drains open
 /// requests for up to `grace`. Connections get TCP_NODELAY, and handlers see the peer's address
-/// (`ConnectInfo<SocketAddr>`).
-async fn serve_http(
+/// (`ConnectInfo<SocketAddr>`). For a process that hosts no service (the gateway on its own).
+pub async fn serve_http(
     listener: TcpListener,
     router: axum::Router,
     shutdown: CancellationToken,

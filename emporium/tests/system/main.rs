@@ -3,6 +3,7 @@
 
 mod deadletter;
 mod faults;
+mod gateway;
 mod one_address;
 mod ops;
 mod up;

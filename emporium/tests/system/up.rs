@@ -554,13 +554,17 @@ impl Drop for Up {
     }
 }
 
-fn free_addr() -> String {
+pub(crate) fn free_addr() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().expect("an address").to_string()
 }
 
 /// POSTs `query` to the origin's `/graphql`, with `token` as the bearer token if given.
-async fn graphql(http_addr: &str, token: Option<&str>, query: &str) -> serde_json::Value {
+pub(crate) async fn graphql(
+    http_addr: &str,
+    token: Option<&str>,
+    query: &str,
+) -> serde_json::Value {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let mut request = http::Request::builder()

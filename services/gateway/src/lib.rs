@@ -45,3 +45,41 @@ pub fn suite_router(
     let upstream = Upstream::new().with_every_service(&pool, &channel);
     Ok(router(build(&pool, upstream, limits)?, limits))
 }
+
+/// The gateway on its own (`emporium serve gateway`): each service of the compiled-in contract
+/// reached at `EMPORIUM_<SERVICE>_URL` (`EMPORIUM_CATALOG_URL=http://catalog:50051`; the
+/// service is the package's second part), its routes with `/healthz` and `/metrics` beside
+/// them. A service without a URL is named in a warning, and its fields answer UNAVAILABLE.
+pub fn standalone_router(settings: &chassis::settings::Settings) -> anyhow::Result<axum::Router> {
+    use anyhow::Context as _;
+    let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
+        .context("The compiled-in contract does not decode")?;
+    let mut upstream = Upstream::new();
+    for service in pool.services() {
+        let Some(name) = service.package_name().split('.').nth(1) else {
+            continue;
+        };
+        let variable = format!("EMPORIUM_{}_URL", name.to_uppercase());
+        let Some(url) = settings.value(&variable) else {
+            tracing::warn!(
+                service = service.full_name(),
+                variable = variable.as_str(),
+                "No address for a service: its fields will answer UNAVAILABLE"
+            );
+            continue;
+        };
+        let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+            .with_context(|| format!("{variable} is not a URL: {url}"))?
+            .tcp_nodelay(true)
+            .connect_lazy();
+        upstream = upstream.with_service(service.full_name(), channel);
+    }
+    let probes = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "live" }))
+        .route(
+            "/metrics",
+            axum::routing::get(|| async { chassis::metrics::render() }),
+        );
+    let gateway = build(&pool, upstream, &settings.graphql)?;
+    Ok(router(gateway, &settings.graphql).merge(probes))
+}
