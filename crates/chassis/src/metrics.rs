@@ -59,6 +59,14 @@ fn describe() {
         "gRPC calls started on the server."
     );
     ::metrics::describe_counter!(
+        "emporium_graphql_requests_total",
+        "GraphQL requests the gateway executed, by outcome (ok, error: the answer carries errors, timeout)."
+    );
+    ::metrics::describe_histogram!(
+        "emporium_graphql_request_seconds",
+        "Seconds the gateway took to answer a GraphQL request."
+    );
+    ::metrics::describe_counter!(
         "grpc_server_handled_total",
         "gRPC calls completed on the server, by status code."
     );

@@ -158,6 +158,8 @@ async fn a_new_user_signs_in_with_the_cli_and_changes_the_catalog() {
         .await;
     crate::assert_promtool_accepts(&metrics);
     for series in [
+        r#"emporium_graphql_requests_total{outcome="ok"} 1"#,
+        r#"emporium_graphql_requests_total{outcome="error"} 1"#,
         r#"emporium_identity_sign_ins_total{outcome="success"} 1"#,
         r#"emporium_identity_sign_ins_total{outcome="wrong_credentials"} 0"#,
         r#"emporium_identity_tokens_issued_total{grant_type="authorization_code"} 1"#,

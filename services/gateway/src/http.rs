@@ -4,7 +4,7 @@
 //! header is handed to the resolvers as the caller's token, which they forward.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -16,6 +16,8 @@ use crate::schema::Gateway;
 /// The routes the gateway adds to an origin: `POST /graphql`, its body at most
 /// `limits.max_body_bytes` (else 413), each request answered within `limits.timeout` (else 504).
 pub fn router(gateway: Gateway, limits: &GraphqlSettings) -> axum::Router {
+    // The process's recorder, before the first request is counted.
+    chassis::metrics::handle();
     let served = Served {
         gateway: Arc::new(gateway),
         timeout: limits.timeout,
@@ -111,20 +113,36 @@ fn refusal(status: StatusCode, code: &str, message: String) -> Response {
     (status, axum::Json(answer)).into_response()
 }
 
-/// Executes `request` for the caller the headers name, within the timeout.
+/// Executes `request` for the caller the headers name, within the timeout, counted in
+/// `emporium_graphql_requests_total{outcome}` and timed in `emporium_graphql_request_seconds`.
 async fn answer(served: &Served, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+    let started = Instant::now();
     let token = bearer_token(headers).map(str::to_owned);
-    match tokio::time::timeout(served.timeout, served.gateway.execute(request, token)).await {
-        Ok(answer) => axum::Json(answer).into_response(),
-        Err(_) => refusal(
-            StatusCode::GATEWAY_TIMEOUT,
-            "TIMEOUT",
-            format!(
-                "the request took longer than {} s",
-                served.timeout.as_secs()
+    let (outcome, response) =
+        match tokio::time::timeout(served.timeout, served.gateway.execute(request, token)).await {
+            Ok(answer) => {
+                let outcome = if answer.errors.is_empty() {
+                    "ok"
+                } else {
+                    "error"
+                };
+                (outcome, axum::Json(answer).into_response())
+            }
+            Err(_) => (
+                "timeout",
+                refusal(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "TIMEOUT",
+                    format!(
+                        "the request took longer than {} s",
+                        served.timeout.as_secs()
+                    ),
+                ),
             ),
-        ),
-    }
+        };
+    ::metrics::counter!("emporium_graphql_requests_total", "outcome" => outcome).increment(1);
+    ::metrics::histogram!("emporium_graphql_request_seconds").record(started.elapsed());
+    response
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
