@@ -118,7 +118,7 @@ pub(crate) fn enum_choices(enumeration: &EnumDescriptor) -> Vec<String> {
 
 /// `confidential` for `CLIENT_TYPE_CONFIDENTIAL` of `ClientType`.
 pub(crate) fn short_enum_name(enumeration: &EnumDescriptor, value_name: &str) -> String {
-    let prefix = enum_prefix(enumeration);
+    let prefix = contract::resources::enum_value_prefix(enumeration);
     value_name
         .strip_prefix(&prefix)
         .unwrap_or(value_name)
@@ -269,26 +269,6 @@ fn enum_number(enumeration: &EnumDescriptor, text: &str) -> Option<i32> {
         .values()
         .find(|value| value.name() == text || short_enum_name(enumeration, value.name()) == text)
         .map(|value| value.number())
-}
-
-/// `CLIENT_TYPE_` for `ClientType`, when every value starts with it; else nothing is stripped.
-fn enum_prefix(enumeration: &EnumDescriptor) -> String {
-    let mut prefix = String::new();
-    for (index, character) in enumeration.name().chars().enumerate() {
-        if character.is_uppercase() && index > 0 {
-            prefix.push('_');
-        }
-        prefix.extend(character.to_uppercase());
-    }
-    prefix.push('_');
-    if enumeration
-        .values()
-        .all(|value| value.name().starts_with(&prefix))
-    {
-        prefix
-    } else {
-        String::new()
-    }
 }
 
 fn parse_timestamp(message: &MessageDescriptor, text: &str) -> Result<Value, String> {

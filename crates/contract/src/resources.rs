@@ -119,6 +119,27 @@ pub fn resources(pool: &DescriptorPool) -> Vec<Resource> {
     resources
 }
 
+/// The prefix every value of `enumeration` carries, its name in SCREAMING_SNAKE_CASE and `_`
+/// (`CLIENT_TYPE_` for `ClientType`); empty when some value lacks it.
+pub fn enum_value_prefix(enumeration: &prost_reflect::EnumDescriptor) -> String {
+    let mut prefix = String::new();
+    for (index, character) in enumeration.name().chars().enumerate() {
+        if character.is_uppercase() && index > 0 {
+            prefix.push('_');
+        }
+        prefix.extend(character.to_uppercase());
+    }
+    prefix.push('_');
+    if enumeration
+        .values()
+        .all(|value| value.name().starts_with(&prefix))
+    {
+        prefix
+    } else {
+        String::new()
+    }
+}
+
 /// The resource `type_name` names, if `resources` holds it.
 pub fn find_by_type<'a>(resources: &'a [Resource], type_name: &str) -> Option<&'a Resource> {
     resources

@@ -24,11 +24,10 @@ pub(crate) fn lower_camel(name: &str) -> String {
 }
 
 /// The `lowerCamelCase` field name an order value sorts by: `PRODUCT_ORDER_BY_STOCK_ON_HAND`
-/// of enum `ProductOrderBy` → `stockOnHand`. `None` for the unspecified value (the default
-/// order) and for values that do not carry the enum's prefix.
-pub(crate) fn order_field(enum_name: &str, value_name: &str) -> Option<String> {
-    let prefix = format!("{}_", screaming_snake(enum_name));
-    let rest = value_name.strip_prefix(&prefix)?;
+/// with its enum's value prefix `PRODUCT_ORDER_BY_` → `stockOnHand`. `None` for the unspecified
+/// value (the default order) and for values that do not carry the prefix.
+pub(crate) fn order_field(prefix: &str, value_name: &str) -> Option<String> {
+    let rest = value_name.strip_prefix(prefix)?;
     if rest == "UNSPECIFIED" {
         return None;
     }
@@ -48,18 +47,6 @@ pub(crate) fn order_field(enum_name: &str, value_name: &str) -> Option<String> {
     Some(field)
 }
 
-/// `ProductOrderBy` → `PRODUCT_ORDER_BY`.
-fn screaming_snake(name: &str) -> String {
-    let mut out = String::new();
-    for (index, c) in name.chars().enumerate() {
-        if c.is_uppercase() && index > 0 {
-            out.push('_');
-        }
-        out.extend(c.to_uppercase());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,18 +54,18 @@ mod tests {
     #[test]
     fn order_values_name_the_field_they_sort_by() {
         assert_eq!(
-            order_field("ProductOrderBy", "PRODUCT_ORDER_BY_NAME").as_deref(),
+            order_field("PRODUCT_ORDER_BY_", "PRODUCT_ORDER_BY_NAME").as_deref(),
             Some("name")
         );
         assert_eq!(
-            order_field("ProductOrderBy", "PRODUCT_ORDER_BY_STOCK_ON_HAND").as_deref(),
+            order_field("PRODUCT_ORDER_BY_", "PRODUCT_ORDER_BY_STOCK_ON_HAND").as_deref(),
             Some("stockOnHand")
         );
         assert_eq!(
-            order_field("ProductOrderBy", "PRODUCT_ORDER_BY_UNSPECIFIED"),
+            order_field("PRODUCT_ORDER_BY_", "PRODUCT_ORDER_BY_UNSPECIFIED"),
             None
         );
-        assert_eq!(order_field("ProductOrderBy", "SOMETHING_ELSE"), None);
+        assert_eq!(order_field("PRODUCT_ORDER_BY_", "SOMETHING_ELSE"), None);
     }
 
     #[test]

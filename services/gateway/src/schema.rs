@@ -107,38 +107,38 @@ pub fn build(
     }
     let mut query = Object::new("Query");
     let mut mutation = Object::new("Mutation");
-    for resource in resources {
+    for resource in &resources {
         let object = types.output_object(&resource.message)?;
         if let Some(events) = &resource.events {
-            let field = events_field(&resource, events, &mut types, &upstream)?;
+            let field = events_field(resource, events, &mut types, &upstream)?;
             types.add_field(&object, field);
         }
         let standard = &resource.standard;
         if let Some(get) = &standard.get {
-            query = query.field(get_field(&resource, get, &object, &mut types, &upstream)?);
+            query = query.field(get_field(resource, get, &object, &mut types, &upstream)?);
         }
         if let Some(list) = &standard.list {
-            let (plain, connection) = list_fields(&resource, list, &object, &mut types, &upstream)?;
+            let (plain, connection) = list_fields(resource, list, &object, &mut types, &upstream)?;
             query = query.field(plain).field(connection);
         }
         if let Some(create) = &standard.create {
-            mutation = mutation.field(create_field(&resource, create, &mut types, &upstream)?);
+            mutation = mutation.field(create_field(resource, create, &mut types, &upstream)?);
         }
         if let Some(update) = &standard.update {
-            mutation = mutation.field(update_field(&resource, update, &mut types, &upstream)?);
+            mutation = mutation.field(update_field(resource, update, &mut types, &upstream)?);
         }
         if let Some(delete) = &standard.delete {
-            mutation = mutation.field(delete_field(&resource, delete, &mut types, &upstream)?);
+            mutation = mutation.field(delete_field(resource, delete, &mut types, &upstream)?);
         }
         for custom in &resource.custom {
             mutation = mutation.field(custom_field(&custom.method, &mut types, &upstream)?);
         }
     }
     let referable = types.referable.clone();
-    for resource in resources::resources(pool) {
+    for resource in &resources {
         if let Some(list) = &resource.standard.list {
             reverse_fields(
-                &resource,
+                resource,
                 list,
                 &referable,
                 &batch_gets,
@@ -702,8 +702,12 @@ fn orderings(
     types.claim(&name, &format!("{} (order)", request.full_name()))?;
     let mut orderings = Orderings::default();
     let mut items = Vec::new();
+    let prefix = resources::enum_value_prefix(&order_enum);
+    if prefix.is_empty() {
+        return Ok(None);
+    }
     for value in order_enum.values() {
-        let Some(field) = names::order_field(order_enum.name(), value.name()) else {
+        let Some(field) = names::order_field(&prefix, value.name()) else {
             continue;
         };
         let mut add = |suffix: &str, direction: Option<String>| {
