@@ -21,6 +21,7 @@ mod services;
 mod setup;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -135,7 +136,9 @@ const GATEWAY: &str = "gateway";
 /// The gateway on its own: `/graphql`, `/healthz` and `/metrics` on EMPORIUM_HTTP_ADDR until
 /// Ctrl-C or SIGTERM, then the shutdown delay and the drain.
 async fn serve_gateway(settings: &Settings) -> anyhow::Result<()> {
-    let router = gateway::standalone_router(settings)?.layer(chassis::telemetry::HttpTraceLayer);
+    let router = gateway::standalone_router(settings)
+        .await?
+        .layer(chassis::telemetry::HttpTraceLayer);
     let listener = bind_http(settings).await?;
     tracing::info!(addr = %listener.local_addr()?, "Serving GraphQL at /graphql");
     let shutdown = CancellationToken::new();
@@ -191,8 +194,10 @@ async fn run(settings: &Settings, entries: &[&ServiceEntry], mode: Mode) -> anyh
         }
     };
     let listener = GrpcListener::bind(grpc_addr).await?;
-    // One verifier for every service in the process: they share the key cache.
-    let mut host = ServiceHost::new(listener, settings.auth.verifier())
+    // One verifier for every service in the process (and the gateway's subscriptions): they
+    // share the key cache.
+    let verifier = settings.auth.verifier();
+    let mut host = ServiceHost::new(listener, Arc::clone(&verifier))
         .with_shutdown_delay(settings.shutdown_delay)
         .with_grace(settings.shutdown_grace);
     if units
@@ -219,7 +224,12 @@ async fn run(settings: &Settings, entries: &[&ServiceEntry], mode: Mode) -> anyh
     }
     if mode == Mode::Up {
         // The gateway is the suite's own client of its services, on their shared address.
-        let routes = gateway::suite_router(host.local_addr(), &settings.graphql)?;
+        let changes = gateway::ChangeSource {
+            bus: bus.clone(),
+            namespace: settings.namespace.clone(),
+            verifier,
+        };
+        let routes = gateway::suite_router(host.local_addr(), changes, &settings.graphql)?;
         host = host.with_http_routes(routes);
     }
     let grpc_addr = host.local_addr();

@@ -66,6 +66,10 @@ fn describe() {
         "emporium_graphql_request_seconds",
         "Seconds the gateway took to answer a GraphQL request."
     );
+    ::metrics::describe_gauge!(
+        "emporium_graphql_subscriptions",
+        "GraphQL subscriptions the gateway is serving."
+    );
     ::metrics::describe_counter!(
         "grpc_server_handled_total",
         "gRPC calls completed on the server, by status code."

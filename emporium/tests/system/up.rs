@@ -588,13 +588,13 @@ pub(crate) async fn graphql(
 
 /// Just enough of a browser: keeps cookies, submits the sign-in form, follows the redirect to
 /// the CLI's loopback listener.
-struct Browser {
+pub(crate) struct Browser {
     client: Client<HttpConnector, Full<Bytes>>,
     cookies: Vec<String>,
 }
 
 impl Browser {
-    fn new() -> Browser {
+    pub(crate) fn new() -> Browser {
         Browser {
             client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
             cookies: Vec::new(),
@@ -635,7 +635,7 @@ impl Browser {
         assert_eq!(status, 200, "the CLI received the code");
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &mut self,
         method: &str,
         url: &str,

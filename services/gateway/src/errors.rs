@@ -60,3 +60,8 @@ pub fn bad_input(argument: &str, reason: impl std::fmt::Display) -> Error {
         );
     })
 }
+
+/// An error the gateway itself raises, with its `extensions.code`.
+pub fn coded(code: &'static str, message: impl Into<String>) -> Error {
+    Error::new(message).extend_with(move |_, extensions| extensions.set("code", code))
+}

@@ -1,15 +1,24 @@
 //! `/graphql` on the suite's HTTP origin: a POST of a GraphQL request as JSON, or a GET of a
 //! query in the query string, answered as JSON (HTTP 200 even when fields failed: the errors
-//! are in the answer). An `Authorization: Bearer`
-//! header is handed to the resolvers as the caller's token, which they forward.
+//! are in the answer); a GET asking for a WebSocket (`graphql-transport-ws`, or the older
+//! `graphql-ws`) carries subscriptions. An `Authorization: Bearer` header (or, on a WebSocket,
+//! an `Authorization` entry of the `connection_init` payload) is handed to the resolvers as the
+//! caller's token, which they forward.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::str::FromStr as _;
+
+use async_graphql::http::{WebSocket, WebSocketProtocols as Protocols, WsMessage};
 use axum::extract::State;
+use axum::extract::ws::{
+    CloseFrame, Message, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chassis::settings::GraphqlSettings;
+use futures::{SinkExt as _, StreamExt as _};
 
 use crate::schema::Gateway;
 
@@ -21,12 +30,10 @@ pub fn router(gateway: Gateway, limits: &GraphqlSettings) -> axum::Router {
     let served = Served {
         gateway: Arc::new(gateway),
         timeout: limits.timeout,
+        max_message_bytes: limits.max_body_bytes,
     };
     axum::Router::new()
-        .route(
-            "/graphql",
-            axum::routing::post(execute).get(execute_query_string),
-        )
+        .route("/graphql", axum::routing::post(execute).get(execute_get))
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(served)
 }
@@ -35,7 +42,13 @@ pub fn router(gateway: Gateway, limits: &GraphqlSettings) -> axum::Router {
 struct Served {
     gateway: Arc<Gateway>,
     timeout: Duration,
+    /// The largest WebSocket message taken: the body limit.
+    max_message_bytes: usize,
 }
+
+/// How long a `graphql-transport-ws` client may leave a ping unanswered before the connection
+/// is closed.
+const KEEPALIVE: Duration = Duration::from_secs(30);
 
 async fn execute(
     State(served): State<Served>,
@@ -55,10 +68,96 @@ async fn execute(
     answer(&served, &headers, request).await
 }
 
-/// A GET: a query (never a mutation, which needs POST) in the query string, as the GraphQL over
-/// HTTP convention has it (`?query=…&variables=…&operationName=…`).
-async fn execute_query_string(
+/// A GET: a WebSocket for subscriptions when the client asks to upgrade, else a query.
+async fn execute_get(
     State(served): State<Served>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => subscriptions(served, &headers, upgrade),
+        Err(_) => execute_query_string(served, headers, uri).await,
+    }
+}
+
+/// Subscriptions (and any other operation) over a WebSocket, in the protocol the client
+/// names in `Sec-WebSocket-Protocol`. The caller's token is the upgrade request's bearer
+/// token, or the `connection_init` payload's `Authorization` (browsers cannot set headers on
+/// a WebSocket), checked by each subscription as it starts and before each delivery.
+fn subscriptions(served: Served, headers: &HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let header_token = bearer_token(headers).map(str::to_owned);
+    let protocol = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|protocols| {
+            protocols
+                .split(',')
+                .find_map(|protocol| Protocols::from_str(protocol.trim()).ok())
+        });
+    let Some(protocol) = protocol else {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "a WebSocket at /graphql speaks graphql-transport-ws (Sec-WebSocket-Protocol)"
+                .to_owned(),
+        );
+    };
+    upgrade
+        .protocols([protocol.sec_websocket_protocol()])
+        .max_message_size(served.max_message_bytes)
+        .on_upgrade(move |socket| async move {
+            let gateway = Arc::clone(&served.gateway);
+            let (mut sink, incoming) = socket.split();
+            let incoming = incoming
+                .take_while(|message| futures::future::ready(message.is_ok()))
+                .filter_map(|message| {
+                    futures::future::ready(match message {
+                        Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
+                            Some(message.into_data())
+                        }
+                        _ => None,
+                    })
+                });
+            let mut outgoing = WebSocket::new(gateway.schema().clone(), incoming, protocol)
+                .on_connection_init(move |payload| async move {
+                    let token = payload_token(&payload).or(header_token);
+                    Ok(gateway.caller_data(token))
+                })
+                .keepalive_timeout(KEEPALIVE)
+                .map(|message| match message {
+                    WsMessage::Text(text) => Message::Text(text.into()),
+                    WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    })),
+                });
+            while let Some(message) = outgoing.next().await {
+                if sink.send(message).await.is_err() {
+                    break;
+                }
+            }
+        })
+}
+
+/// The bearer token of a `connection_init` payload: `{"Authorization": "Bearer …"}` (any case
+/// of the key, as headers have it).
+fn payload_token(payload: &serde_json::Value) -> Option<String> {
+    let fields = payload.as_object()?;
+    let value = fields
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))?
+        .1
+        .as_str()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+/// A query (never a mutation, which needs POST) in the query string, as the GraphQL over HTTP
+/// convention has it (`?query=…&variables=…&operationName=…`).
+async fn execute_query_string(
+    served: Served,
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {

@@ -15,18 +15,21 @@ pub mod http;
 mod loader;
 mod names;
 pub mod schema;
+pub mod subscriptions;
 pub mod upstream;
 mod values;
 
 pub use http::router;
 pub use schema::{BearerToken, Gateway, build};
+pub use subscriptions::ChangeSource;
 pub use upstream::Upstream;
 
 /// The gateway of a suite whose services all listen on `grpc_addr` (`emporium up`): the
-/// compiled-in contract's schema, calling them there (connecting on first use), as routes for
-/// the suite's HTTP origin.
+/// compiled-in contract's schema, calling them there (connecting on first use), its
+/// subscriptions fed by `changes`, as routes for the suite's HTTP origin.
 pub fn suite_router(
     grpc_addr: std::net::SocketAddr,
+    changes: ChangeSource,
     limits: &chassis::settings::GraphqlSettings,
 ) -> anyhow::Result<axum::Router> {
     use anyhow::Context as _;
@@ -43,14 +46,21 @@ pub fn suite_router(
         .tcp_nodelay(true)
         .connect_lazy();
     let upstream = Upstream::new().with_every_service(&pool, &channel);
-    Ok(router(build(&pool, upstream, limits)?, limits))
+    Ok(router(
+        build(&pool, upstream, Some(changes), limits)?,
+        limits,
+    ))
 }
 
 /// The gateway on its own (`emporium serve gateway`): each service of the compiled-in contract
 /// reached at `EMPORIUM_<SERVICE>_URL` (`EMPORIUM_CATALOG_URL=http://catalog:50051`; the
 /// service is the package's second part), its routes with `/healthz` and `/metrics` beside
 /// them. A service without a URL is named in a warning, and its fields answer UNAVAILABLE.
-pub fn standalone_router(settings: &chassis::settings::Settings) -> anyhow::Result<axum::Router> {
+/// Subscriptions follow the services' streams on `EMPORIUM_BUS_URL` (in `EMPORIUM_NAMESPACE`),
+/// and their subscribers' tokens are verified as the services verify them (`EMPORIUM_AUTH_*`).
+pub async fn standalone_router(
+    settings: &chassis::settings::Settings,
+) -> anyhow::Result<axum::Router> {
     use anyhow::Context as _;
     let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
         .context("The compiled-in contract does not decode")?;
@@ -80,6 +90,14 @@ pub fn standalone_router(settings: &chassis::settings::Settings) -> anyhow::Resu
             "/metrics",
             axum::routing::get(|| async { chassis::metrics::render() }),
         );
-    let gateway = build(&pool, upstream, &settings.graphql)?;
+    let bus = chassis::bus::Bus::connect(&settings.bus)
+        .await
+        .context("Failed to connect to the bus (EMPORIUM_BUS_URL)")?;
+    let changes = ChangeSource {
+        bus,
+        namespace: settings.namespace.clone(),
+        verifier: settings.auth.verifier(),
+    };
+    let gateway = build(&pool, upstream, Some(changes), &settings.graphql)?;
     Ok(router(gateway, &settings.graphql).merge(probes))
 }

@@ -20,7 +20,7 @@ use anyhow::{Context as _, bail};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::dynamic::{
     Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object,
-    ResolverContext, Scalar, Schema, SchemaBuilder, TypeRef,
+    ResolverContext, Scalar, Schema, SchemaBuilder, Subscription, TypeRef,
 };
 use async_graphql::{Name, Value};
 use chassis::settings::GraphqlSettings;
@@ -31,6 +31,7 @@ use prost_reflect::{
 };
 
 use crate::loader::{BatchGet, RecordKey, RecordLoader};
+use crate::subscriptions::{self, ChangeSource, Feeds};
 use crate::upstream::Upstream;
 use crate::{errors, names, values};
 
@@ -56,6 +57,7 @@ const DIRECTION: &str = "direction";
 /// The gateway of a contract: its schema, and what each request's loader needs.
 pub struct Gateway {
     schema: Schema,
+    feeds: Option<Arc<Feeds>>,
     upstream: Arc<Upstream>,
     batch_gets: Arc<HashMap<String, BatchGet>>,
 }
@@ -65,23 +67,48 @@ impl Gateway {
         &self.schema
     }
 
+    /// How many subscriptions this gateway serves now.
+    pub fn live_subscriptions(&self) -> usize {
+        self.feeds.as_ref().map_or(0, |feeds| feeds.n_live())
+    }
+
     /// Answers `request` for the caller whose bearer token is `token` (forwarded to the
     /// services, which verify it), with a loader of its own for the references it reads.
     pub async fn execute(
         &self,
-        request: async_graphql::Request,
+        mut request: async_graphql::Request,
         token: Option<String>,
     ) -> async_graphql::Response {
+        request.data = self.caller_data(token);
+        self.schema.execute(request).await
+    }
+
+    /// Answers `request`, a subscription, for the caller whose bearer token is `token`: one
+    /// response per change (a query or mutation gives one response, then ends).
+    pub fn execute_stream(
+        &self,
+        mut request: async_graphql::Request,
+        token: Option<String>,
+    ) -> impl futures::Stream<Item = async_graphql::Response> + Send + 'static {
+        request.data = self.caller_data(token);
+        self.schema.execute_stream(request)
+    }
+
+    /// What an operation needs of its caller: the bearer token (`BearerToken`, when there is
+    /// one) and a loader of its own calling with it. A WebSocket connection's operations share
+    /// the connection's.
+    pub fn caller_data(&self, token: Option<String>) -> async_graphql::Data {
         let loader = RecordLoader {
             upstream: Arc::clone(&self.upstream),
             batch_gets: Arc::clone(&self.batch_gets),
             token: token.clone(),
         };
-        let mut request = request.data(DataLoader::new(loader, tokio::spawn));
+        let mut data = async_graphql::Data::default();
+        data.insert(DataLoader::new(loader, tokio::spawn));
         if let Some(token) = token {
-            request = request.data(BearerToken(token));
+            data.insert(BearerToken(token));
         }
-        self.schema.execute(request).await
+        data
     }
 }
 
@@ -91,9 +118,14 @@ impl Gateway {
 pub fn build(
     pool: &DescriptorPool,
     upstream: Upstream,
+    changes: Option<ChangeSource>,
     limits: &GraphqlSettings,
 ) -> anyhow::Result<Gateway> {
     let upstream = Arc::new(upstream);
+    let feeds = changes.map(|source| Arc::new(Feeds::start(source, pool)));
+    let resource_events = subscriptions::resource_events(pool);
+    let mut subscription = Subscription::new("Subscription");
+    let mut has_subscriptions = false;
     let resources = resources::resources(pool);
     let mut batch_gets = HashMap::new();
     let mut types = Types::default();
@@ -116,6 +148,19 @@ pub fn build(
         let standard = &resource.standard;
         if let Some(get) = &standard.get {
             query = query.field(get_field(resource, get, &object, &mut types, &upstream)?);
+            if let Some(events) = resource_events.get(resource.message.full_name()) {
+                let (where_unique, _) = where_unique(resource, get, &mut types)?;
+                subscription = subscription.field(subscriptions::changed_field(
+                    resource,
+                    events,
+                    get,
+                    &where_unique,
+                    &object,
+                    &mut types,
+                    feeds.clone(),
+                )?);
+                has_subscriptions = true;
+            }
         }
         if let Some(list) = &standard.list {
             let (plain, connection) = list_fields(resource, list, &object, &mut types, &upstream)?;
@@ -147,17 +192,25 @@ pub fn build(
             )?;
         }
     }
-    let builder = Schema::build("Query", Some("Mutation"), None)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity);
-    let schema = types
-        .register(builder)
-        .register(query)
-        .register(mutation)
+    let mutation_type =
+        subscriptions::mutation_type(&resource_events).filter(|_| has_subscriptions);
+    let builder = Schema::build(
+        "Query",
+        Some("Mutation"),
+        mutation_type.as_ref().map(|_| "Subscription"),
+    )
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity);
+    let mut builder = types.register(builder).register(query).register(mutation);
+    if let Some(mutation_type) = mutation_type {
+        builder = builder.register(mutation_type).register(subscription);
+    }
+    let schema = builder
         .finish()
         .context("The contract's GraphQL schema is not valid")?;
     Ok(Gateway {
         schema,
+        feeds,
         upstream,
         batch_gets: Arc::new(batch_gets),
     })
@@ -179,7 +232,7 @@ fn batch_get_of(resource: &Resource) -> Option<BatchGet> {
 
 /// The types the schema needs, each made once, by GraphQL name.
 #[derive(Default)]
-struct Types {
+pub(crate) struct Types {
     objects: BTreeMap<String, Option<Object>>,
     inputs: BTreeMap<String, Option<InputObject>>,
     enums: BTreeMap<String, Enum>,
@@ -210,6 +263,18 @@ impl Types {
         builder
     }
 
+    /// Adds the object type `object`, whose name is claimed.
+    pub(crate) fn add_object(&mut self, object: Object) {
+        self.objects
+            .insert(object.type_name().to_owned(), Some(object));
+    }
+
+    /// Adds the input type `input`, whose name is claimed.
+    pub(crate) fn add_input(&mut self, input: InputObject) {
+        self.inputs
+            .insert(input.type_name().to_owned(), Some(input));
+    }
+
     /// Adds `field` to the object type `name`, already made.
     fn add_field(&mut self, name: &str, field: Field) {
         if let Some(slot) = self.objects.get_mut(name) {
@@ -217,7 +282,7 @@ impl Types {
         }
     }
 
-    fn claim(&mut self, name: &str, source: &str) -> anyhow::Result<()> {
+    pub(crate) fn claim(&mut self, name: &str, source: &str) -> anyhow::Result<()> {
         match self.claimed.get(name) {
             Some(claimed) if claimed != source => {
                 bail!("{source} and {claimed} would both be the GraphQL type {name}")
@@ -433,7 +498,7 @@ fn scalar_name(field: &FieldDescriptor, kind: &Kind) -> &'static str {
 
 /// How a field's JSON value becomes its GraphQL value.
 #[derive(Clone, Debug)]
-enum Shape {
+pub(crate) enum Shape {
     Scalar,
     Enum,
     Object,
@@ -460,7 +525,7 @@ impl Shape {
 }
 
 /// A field read from its parent's object value (`name` is its JSON name).
-fn value_field(name: &str, type_ref: TypeRef, shape: Shape) -> Field {
+pub(crate) fn value_field(name: &str, type_ref: TypeRef, shape: Shape) -> Field {
     let key = name.to_owned();
     Field::new(name, type_ref, move |ctx: ResolverContext<'_>| {
         let value = match ctx.parent_value.as_value() {

@@ -19,7 +19,7 @@ const LIMITS: GraphqlSettings = GraphqlSettings {
 fn router(upstream: gateway::Upstream) -> axum::Router {
     let pool =
         contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET).expect("the contract decodes");
-    let gateway = gateway::build(&pool, upstream, &LIMITS).expect("the schema builds");
+    let gateway = gateway::build(&pool, upstream, None, &LIMITS).expect("the schema builds");
     gateway::router(gateway, &LIMITS)
 }
 

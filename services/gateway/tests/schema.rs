@@ -8,7 +8,7 @@ use std::path::Path;
 fn schema() -> async_graphql::dynamic::Schema {
     let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
         .expect("the compiled-in descriptor set decodes");
-    gateway::build(&pool, gateway::Upstream::new(), &Default::default())
+    gateway::build(&pool, gateway::Upstream::new(), None, &Default::default())
         .expect("the contract's schema builds")
         .schema()
         .clone()
@@ -52,6 +52,8 @@ fn every_resource_has_its_opencrud_fields() {
         "products(where: ProductWhereInput, orderBy: ProductOrderByInput, skip: Int, after: String, before: String, first: Int, last: Int): [Product!]\n",
         "name_ASC",
         "sku_DESC",
+        "productChanged(where: ProductSubscriptionWhereInput): ProductSubscriptionPayload!",
+        "accountChanged(where: AccountSubscriptionWhereInput): AccountSubscriptionPayload!",
     ] {
         assert!(sdl.contains(expected), "{expected} is missing from:\n{sdl}");
     }

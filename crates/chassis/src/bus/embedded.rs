@@ -27,7 +27,7 @@
 //! not acked before the process stopped is redelivered once its ack wait has passed, as if the
 //! process had kept running.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -126,6 +126,23 @@ pub struct EmbeddedConsumer {
     /// Changes since this consumer last looked at the database.
     changes: watch::Receiver<u64>,
 }
+
+/// A live tail of one stream of the embedded bus: what was stored after it began.
+#[derive(Debug)]
+pub struct EmbeddedTail {
+    bus: EmbeddedBus,
+    stream: String,
+    filter_subject: String,
+    /// The last sequence looked at.
+    cursor: i64,
+    /// Read, matching, not handed out yet.
+    ready: VecDeque<StoredMessage>,
+    changes: watch::Receiver<u64>,
+}
+
+/// A `messages` row as [`EmbeddedBus::scan`] reads it: sequence, subject, headers (JSON),
+/// payload, stored at (ms since the Unix epoch).
+type MessageRow = (i64, String, String, Vec<u8>, i64);
 
 /// Settles one delivery of the embedded bus.
 #[derive(Debug)]
@@ -400,40 +417,61 @@ impl EmbeddedBus {
         let mut messages = Vec::new();
         let mut cursor = i64::try_from(from_sequence.saturating_sub(1)).unwrap_or(i64::MAX);
         while messages.len() < max {
-            let chunk: Vec<(i64, String, String, Vec<u8>, i64)> = sqlx::query_as(
-                "SELECT seq, subject, headers, payload, stored_at_ms FROM messages
-                 WHERE stream = $1 AND seq > $2
-                 ORDER BY seq
-                 LIMIT $3",
-            )
-            .bind(stream)
-            .bind(cursor)
-            .bind(SCAN_CHUNK)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(database_error("Failed to read stored messages"))?;
+            let chunk = self.scan(stream, cursor).await?;
             let chunk_is_last = i64::try_from(chunk.len()).unwrap_or(i64::MAX) < SCAN_CHUNK;
-            for (seq, subject, headers, payload, stored_at_ms) in chunk {
-                cursor = seq;
-                if messages.len() >= max || !subject_matches(filter_subject, &subject) {
-                    continue;
+            for row in chunk {
+                cursor = row.0;
+                if messages.len() < max && subject_matches(filter_subject, &row.1) {
+                    messages.push(stored_message(row)?);
                 }
-                let headers: BTreeMap<String, String> = serde_json::from_str(&headers)
-                    .context("Failed to decode stored message headers")?;
-                let stored_at_ms = u64::try_from(stored_at_ms).unwrap_or(0);
-                messages.push(StoredMessage {
-                    sequence: sequence_from_db(seq)?,
-                    subject,
-                    headers,
-                    payload: Bytes::from(payload),
-                    stored_at: UNIX_EPOCH + Duration::from_millis(stored_at_ms),
-                });
             }
             if chunk_is_last {
                 break;
             }
         }
         Ok(messages)
+    }
+
+    /// Up to [`SCAN_CHUNK`] messages of `stream` after sequence `cursor`, oldest first, whatever
+    /// their subject.
+    async fn scan(&self, stream: &str, cursor: i64) -> Result<Vec<MessageRow>, BusError> {
+        sqlx::query_as(
+            "SELECT seq, subject, headers, payload, stored_at_ms FROM messages
+             WHERE stream = $1 AND seq > $2
+             ORDER BY seq
+             LIMIT $3",
+        )
+        .bind(stream)
+        .bind(cursor)
+        .bind(SCAN_CHUNK)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(database_error("Failed to read stored messages"))
+    }
+
+    /// Follows `stream` from its last stored message on; see [`super::Bus::tail`].
+    pub async fn tail(&self, stream: &str, filter_subject: &str) -> Result<EmbeddedTail, BusError> {
+        // Subscribed before the last sequence is read, so a publish in between still wakes us.
+        let changes = self.inner.changes.subscribe();
+        let last_seq: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM streams WHERE name = $1")
+                .bind(stream)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(database_error("Failed to look up the stream"))?;
+        let Some(cursor) = last_seq else {
+            return Err(BusError::Unexpected(anyhow::anyhow!(
+                "no stream named {stream} to follow"
+            )));
+        };
+        Ok(EmbeddedTail {
+            bus: self.clone(),
+            stream: stream.to_owned(),
+            filter_subject: filter_subject.to_owned(),
+            cursor,
+            ready: VecDeque::new(),
+            changes,
+        })
     }
 
     /// Where a durable consumer stands; see [`super::Bus::consumer_position`]. Reads the
@@ -615,6 +653,35 @@ impl EmbeddedBus {
         self.inner
             .changes
             .send_modify(|n_changes| *n_changes = n_changes.wrapping_add(1));
+    }
+}
+
+// === impl EmbeddedTail ===
+
+impl EmbeddedTail {
+    /// The next message matching the filter; waits until one is stored.
+    pub async fn next(&mut self) -> Result<StoredMessage, BusError> {
+        loop {
+            if let Some(message) = self.ready.pop_front() {
+                return Ok(message);
+            }
+            // Mark what we have seen before looking, so a commit after the look still wakes us.
+            self.changes.borrow_and_update();
+            let chunk = self.bus.scan(&self.stream, self.cursor).await?;
+            let chunk_is_full = i64::try_from(chunk.len()).unwrap_or(i64::MAX) >= SCAN_CHUNK;
+            for row in chunk {
+                self.cursor = row.0;
+                if subject_matches(&self.filter_subject, &row.1) {
+                    self.ready.push_back(stored_message(row)?);
+                }
+            }
+            if self.ready.is_empty() && !chunk_is_full {
+                tokio::select! {
+                    changed = self.changes.changed() => changed.map_err(|_| BusError::Closed)?,
+                    () = tokio::time::sleep(FALLBACK_POLL) => {}
+                }
+            }
+        }
     }
 }
 
@@ -916,6 +983,21 @@ fn database_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> BusError
     }
 }
 
+fn stored_message(
+    (seq, subject, headers, payload, stored_at_ms): MessageRow,
+) -> Result<StoredMessage, BusError> {
+    let headers: BTreeMap<String, String> =
+        serde_json::from_str(&headers).context("Failed to decode stored message headers")?;
+    let stored_at_ms = u64::try_from(stored_at_ms).unwrap_or(0);
+    Ok(StoredMessage {
+        sequence: sequence_from_db(seq)?,
+        subject,
+        headers,
+        payload: Bytes::from(payload),
+        stored_at: UNIX_EPOCH + Duration::from_millis(stored_at_ms),
+    })
+}
+
 /// Sequences and delivery counts are stored as SQLite integers (i64) and are never negative.
 fn sequence_from_db(value: i64) -> Result<u64, BusError> {
     u64::try_from(value)
@@ -1120,6 +1202,50 @@ mod tests {
         assert_eq!(subjects, vec!["orders.paid.card", "orders.paid.invoice"]);
         assert_eq!(sequences(&deliveries), vec![1, 3]);
         assert!(later.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_tail_sees_only_what_is_stored_after_it_began_matching_its_filter_in_order() {
+        // Arrange
+        let directory = TestDirectory::new();
+        let bus = open_with_stream(&directory).await;
+        bus.publish_batch(vec![message("orders.paid.card", "before")])
+            .await
+            .unwrap();
+        let mut tail = bus.tail("ORDERS", "orders.paid.*").await.unwrap();
+
+        // Act: more than one scan's worth, so the tail reads on past a full chunk.
+        let n_after = usize::try_from(super::SCAN_CHUNK).unwrap() + 2;
+        let published: Vec<OutgoingMessage> = (0..n_after)
+            .flat_map(|n| {
+                [
+                    message("orders.placed", &format!("placed-{n}")),
+                    message("orders.paid.card", &format!("paid-{n}")),
+                ]
+            })
+            .collect();
+        let waiting = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while seen.len() < n_after {
+                let next = tokio::time::timeout(PATIENCE, tail.next()).await;
+                seen.push(next.expect("a tailed message in time").unwrap());
+            }
+            seen
+        });
+        bus.publish_batch(published).await.unwrap();
+        let seen = waiting.await.unwrap();
+
+        // Assert
+        let payloads: Vec<String> = seen
+            .iter()
+            .map(|message| String::from_utf8(message.payload.to_vec()).unwrap())
+            .collect();
+        let expected: Vec<String> = (0..n_after).map(|n| format!("paid-{n}")).collect();
+        assert_eq!(payloads, expected);
+        assert!(
+            seen.windows(2)
+                .all(|pair| pair[0].sequence < pair[1].sequence)
+        );
     }
 
     #[tokio::test]

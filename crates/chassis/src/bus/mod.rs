@@ -142,6 +142,13 @@ pub enum Consumer {
     Embedded(embedded::EmbeddedConsumer),
 }
 
+/// A live tail of a stream, from [`Bus::tail`].
+#[derive(Debug)]
+pub enum Tail {
+    Nats(Box<nats::NatsTail>),
+    Embedded(embedded::EmbeddedTail),
+}
+
 /// One delivery of a message to a consumer; settle it with exactly one of ack, nak or term.
 #[derive(Debug)]
 pub struct Delivery {
@@ -220,6 +227,20 @@ impl Bus {
         match self {
             Bus::Nats(bus) => Ok(Consumer::Nats(Box::new(bus.consumer(spec).await?))),
             Bus::Embedded(bus) => Ok(Consumer::Embedded(bus.consumer(spec).await?)),
+        }
+    }
+
+    /// Follows `stream` from now on: the messages matching `filter_subject` stored after this
+    /// call, in order, on each call of [`Tail::next`]. Nothing is acknowledged and nothing is
+    /// kept for the tail when it is dropped (NATS: an ordered, ephemeral consumer). For live
+    /// views, such as the gateway's subscriptions; never for work that must not be lost, which
+    /// takes a durable [`Bus::consumer`].
+    pub async fn tail(&self, stream: &str, filter_subject: &str) -> Result<Tail, BusError> {
+        match self {
+            Bus::Nats(bus) => Ok(Tail::Nats(Box::new(
+                bus.tail(stream, filter_subject).await?,
+            ))),
+            Bus::Embedded(bus) => Ok(Tail::Embedded(bus.tail(stream, filter_subject).await?)),
         }
     }
 
@@ -315,6 +336,18 @@ impl Consumer {
         match self {
             Consumer::Nats(consumer) => consumer.fetch(max, wait).await,
             Consumer::Embedded(consumer) => consumer.fetch(max, wait).await,
+        }
+    }
+}
+
+// === impl Tail ===
+
+impl Tail {
+    /// The next message the tail sees; waits until one is stored.
+    pub async fn next(&mut self) -> Result<StoredMessage, BusError> {
+        match self {
+            Tail::Nats(tail) => tail.next().await,
+            Tail::Embedded(tail) => tail.next().await,
         }
     }
 }

@@ -250,12 +250,7 @@ impl NatsBus {
                 }
             };
             next_sequence = message.sequence + 1;
-            let mut headers = BTreeMap::new();
-            for (name, values) in message.headers.iter() {
-                if let Some(value) = values.first() {
-                    headers.insert(name.to_string(), value.to_string());
-                }
-            }
+            let headers = header_map(Some(&message.headers));
             messages.push(StoredMessage {
                 sequence: message.sequence,
                 subject: message.subject.to_string(),
@@ -356,6 +351,63 @@ impl std::fmt::Debug for NatsBus {
     }
 }
 
+/// A live tail of one stream: an ordered consumer (ephemeral, unacknowledged, recreated by the
+/// client from the last sequence it saw whenever it notices a gap), delivering new messages only.
+pub struct NatsTail {
+    messages: pull::Ordered,
+}
+
+impl NatsBus {
+    pub async fn tail(&self, stream: &str, filter_subject: &str) -> Result<NatsTail, BusError> {
+        let stream = self
+            .jetstream
+            .get_stream_no_info(stream)
+            .await
+            .with_context(|| format!("Failed to find stream {stream}"))?;
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: filter_subject.to_owned(),
+                deliver_policy: jetstream::consumer::DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("Failed to follow {filter_subject}"))?;
+        let messages = consumer
+            .messages()
+            .await
+            .with_context(|| format!("Failed to follow {filter_subject}"))?;
+        Ok(NatsTail { messages })
+    }
+}
+
+impl NatsTail {
+    pub async fn next(&mut self) -> Result<StoredMessage, BusError> {
+        let message = self
+            .messages
+            .next()
+            .await
+            .ok_or(BusError::Closed)?
+            .map_err(|error| anyhow::Error::new(error).context("Failed to follow a stream"))?;
+        let info = message
+            .info()
+            .map_err(|e| anyhow::anyhow!("{e}").context("Message without JetStream metadata"))?;
+        let (sequence, stored_at) = (info.stream_sequence, info.published.into());
+        Ok(StoredMessage {
+            sequence,
+            subject: message.subject.to_string(),
+            headers: header_map(message.headers.as_ref()),
+            payload: message.payload.clone(),
+            stored_at,
+        })
+    }
+}
+
+impl std::fmt::Debug for NatsTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsTail").finish_non_exhaustive()
+    }
+}
+
 // === impl NatsConsumer ===
 
 impl NatsConsumer {
@@ -413,23 +465,26 @@ impl std::fmt::Debug for NatsConsumer {
 
 // === helpers ===
 
+/// A message's headers, the first value of each.
+fn header_map(headers: Option<&async_nats::HeaderMap>) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for (name, values) in headers.into_iter().flat_map(async_nats::HeaderMap::iter) {
+        if let Some(value) = values.first() {
+            map.insert(name.to_string(), value.to_string());
+        }
+    }
+    map
+}
+
 fn delivery(message: jetstream::Message) -> Result<Delivery, BusError> {
     let info = message
         .info()
         .map_err(|e| anyhow::anyhow!("{e}").context("Message without JetStream metadata"))?;
     let delivery_count = u64::try_from(info.delivered).unwrap_or(1);
     let stream_sequence = info.stream_sequence;
-    let mut headers = BTreeMap::new();
-    if let Some(header_map) = &message.headers {
-        for (name, values) in header_map.iter() {
-            if let Some(value) = values.first() {
-                headers.insert(name.to_string(), value.to_string());
-            }
-        }
-    }
     Ok(Delivery {
         subject: message.subject.to_string(),
-        headers,
+        headers: header_map(message.headers.as_ref()),
         payload: message.payload.clone(),
         delivery_count,
         stream_sequence,
@@ -472,7 +527,9 @@ mod tests {
     use async_nats::jetstream::stream::StorageType;
 
     use super::NatsBus;
-    use crate::bus::{ConsumerSpec, NatsStreamSettings, NatsStreamStorage, StreamSpec};
+    use crate::bus::{
+        ConsumerSpec, NatsStreamSettings, NatsStreamStorage, OutgoingMessage, StreamSpec,
+    };
 
     /// A uniquely named stream that exists for one test, deleted when this is dropped (also when
     /// the test fails).
@@ -513,6 +570,57 @@ mod tests {
         assert_eq!(
             consumer.consumer.cached_info().config.ack_wait,
             Duration::from_secs(7)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tail_sees_only_what_is_stored_after_it_began_matching_its_filter_in_order() {
+        // Arrange
+        let stream = TestStream::new(NatsStreamSettings::default()).await;
+        let prefix = stream.spec.subjects[0].trim_end_matches(".>").to_owned();
+        let message = |action: &str, id: String| OutgoingMessage {
+            subject: format!("{prefix}.{action}"),
+            payload: bytes::Bytes::from(id.clone()),
+            id,
+            headers: std::collections::BTreeMap::new(),
+        };
+        stream
+            .bus
+            .publish_batch(vec![message("paid", "before".to_owned())])
+            .await
+            .unwrap();
+        let mut tail = stream
+            .bus
+            .tail(&stream.spec.name, &format!("{prefix}.paid"))
+            .await
+            .unwrap();
+
+        // Act
+        let published = (0..5)
+            .flat_map(|n| {
+                [
+                    message("placed", format!("placed-{n}")),
+                    message("paid", format!("paid-{n}")),
+                ]
+            })
+            .collect();
+        stream.bus.publish_batch(published).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let next = tokio::time::timeout(Duration::from_secs(5), tail.next()).await;
+            seen.push(next.expect("a tailed message in time").unwrap());
+        }
+
+        // Assert
+        let payloads: Vec<String> = seen
+            .iter()
+            .map(|message| String::from_utf8(message.payload.to_vec()).unwrap())
+            .collect();
+        let expected: Vec<String> = (0..5).map(|n| format!("paid-{n}")).collect();
+        assert_eq!(payloads, expected);
+        assert!(
+            seen.windows(2)
+                .all(|pair| pair[0].sequence < pair[1].sequence)
         );
     }
 

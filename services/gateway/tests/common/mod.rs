@@ -21,9 +21,48 @@ impl Gateway {
         let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
             .expect("the contract decodes");
         let upstream = gateway::Upstream::new().with_every_service(&pool, &app.channel());
-        let gateway =
-            gateway::build(&pool, upstream, &Default::default()).expect("the schema builds");
+        let changes = gateway::ChangeSource {
+            bus: app.bus.clone(),
+            namespace: app.test_bus.namespace.clone(),
+            verifier: app.issuer.verifier(),
+        };
+        let gateway = gateway::build(&pool, upstream, Some(changes), &Default::default())
+            .expect("the schema builds");
         Gateway { app, gateway }
+    }
+
+    pub(crate) fn live_subscriptions(&self) -> usize {
+        self.gateway.live_subscriptions()
+    }
+
+    /// Starts the subscription `query` sent with `token`, and returns once the gateway serves
+    /// it (or refused it: then its one answer is the refusal).
+    pub(crate) async fn subscribe(&self, query: &str, token: Option<&str>) -> Subscription {
+        let before = self.gateway.live_subscriptions();
+        let mut answers = Box::pin(
+            self.gateway
+                .execute_stream(async_graphql::Request::new(query), token.map(str::to_owned)),
+        );
+        // The subscription starts when its stream is first polled: poll until it is served or
+        // has answered.
+        let first = test_support::eventually(
+            std::time::Duration::from_secs(20),
+            "the subscription to start",
+            || {
+                let started = self.gateway.live_subscriptions() > before;
+                let polled =
+                    futures::FutureExt::now_or_never(futures::StreamExt::next(&mut answers));
+                async move {
+                    match polled {
+                        Some(answer) => Some(Some(answer)),
+                        None if started => Some(None),
+                        None => None,
+                    }
+                }
+            },
+        )
+        .await;
+        Subscription { answers, first }
     }
 
     /// Runs `query` as the catalog manager: its data, or the errors' codes as a panic.
@@ -76,5 +115,41 @@ impl Gateway {
             .run("{ productsConnection(first: 1) { aggregate { count } } }")
             .await;
         data["productsConnection"]["aggregate"]["count"].clone()
+    }
+}
+
+/// A subscription's answers, as JSON.
+pub(crate) struct Subscription {
+    answers: std::pin::Pin<Box<dyn futures::Stream<Item = async_graphql::Response> + Send>>,
+    first: Option<Option<async_graphql::Response>>,
+}
+
+impl Subscription {
+    /// The next answer (data and errors); fails the test after 20 s without one, or when the
+    /// subscription has ended.
+    pub(crate) async fn next(&mut self) -> Value {
+        let answer = match self.first.take() {
+            Some(answer) => answer,
+            None => tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                futures::StreamExt::next(&mut self.answers),
+            )
+            .await
+            .expect("an answer within 20 s"),
+        };
+        let answer = answer.expect("the subscription goes on");
+        serde_json::to_value(&answer).expect("the answer is JSON")
+    }
+
+    /// Whether the subscription has ended (after its last answer was read).
+    pub(crate) async fn has_ended(&mut self) -> bool {
+        self.first.is_none()
+            && tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                futures::StreamExt::next(&mut self.answers),
+            )
+            .await
+            .expect("the end within 20 s")
+            .is_none()
     }
 }
