@@ -68,6 +68,9 @@ pub struct GraphqlSettings {
     /// `EMPORIUM_GRAPHQL_MAX_COMPLEXITY`: how many fields a query may select in all, aliases
     /// included (default 500).
     pub max_complexity: usize,
+    /// `EMPORIUM_GRAPHQL_MAX_ALIASES`: how many aliased fields a request may have, counting a
+    /// fragment at each spread (default 30).
+    pub max_aliases: usize,
     /// `EMPORIUM_GRAPHQL_MAX_BODY_BYTES`: the largest request body (default 65536).
     pub max_body_bytes: usize,
     /// `EMPORIUM_GRAPHQL_TIMEOUT_SECONDS`: how long a request may take in all (default 30).
@@ -79,6 +82,7 @@ impl Default for GraphqlSettings {
         GraphqlSettings {
             max_depth: 10,
             max_complexity: 500,
+            max_aliases: 30,
             max_body_bytes: 64 * 1024,
             timeout: Duration::from_secs(30),
         }
@@ -107,6 +111,7 @@ impl GraphqlSettings {
         Ok(GraphqlSettings {
             max_depth: positive("EMPORIUM_GRAPHQL_MAX_DEPTH", defaults.max_depth)?,
             max_complexity: positive("EMPORIUM_GRAPHQL_MAX_COMPLEXITY", defaults.max_complexity)?,
+            max_aliases: positive("EMPORIUM_GRAPHQL_MAX_ALIASES", defaults.max_aliases)?,
             max_body_bytes: positive("EMPORIUM_GRAPHQL_MAX_BODY_BYTES", defaults.max_body_bytes)?,
             timeout: Duration::from_secs(positive(
                 "EMPORIUM_GRAPHQL_TIMEOUT_SECONDS",
@@ -815,6 +820,7 @@ mod tests {
             ("EMPORIUM_GRAPHQL_MAX_DEPTH", "0"),
             ("EMPORIUM_GRAPHQL_MAX_COMPLEXITY", "many"),
             ("EMPORIUM_GRAPHQL_MAX_BODY_BYTES", "-1"),
+            ("EMPORIUM_GRAPHQL_MAX_ALIASES", "0"),
         ] {
             let error = settings(&[(variable, value)]).unwrap_err();
             assert_eq!(error.variable, variable, "{value}");

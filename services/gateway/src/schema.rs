@@ -30,6 +30,7 @@ use prost_reflect::{
     MethodDescriptor,
 };
 
+use crate::aliases::AliasLimit;
 use crate::loader::{BatchGet, RecordKey, RecordLoader};
 use crate::subscriptions::{self, ChangeSource, Feeds};
 use crate::upstream::Upstream;
@@ -113,7 +114,7 @@ impl Gateway {
 }
 
 /// The gateway of every resource in `pool`, its fields resolved by calling `upstream`, queries
-/// held to `limits`' depth and complexity. Fails, naming the message and field, on a contract
+/// held to `limits`' depth, complexity and aliases. Fails, naming the message and field, on a contract
 /// it cannot map (two messages of one name).
 pub fn build(
     pool: &DescriptorPool,
@@ -200,7 +201,8 @@ pub fn build(
         mutation_type.as_ref().map(|_| "Subscription"),
     )
     .limit_depth(limits.max_depth)
-    .limit_complexity(limits.max_complexity);
+    .limit_complexity(limits.max_complexity)
+    .extension(AliasLimit(limits.max_aliases));
     let mut builder = types.register(builder).register(query).register(mutation);
     if let Some(mutation_type) = mutation_type {
         builder = builder.register(mutation_type).register(subscription);

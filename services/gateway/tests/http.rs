@@ -1,6 +1,7 @@
 //! The gateway's HTTP surface: a query also by GET, a mutation only by POST; and what a request
-//! may ask, from the settings: too deep or too complex a query is refused before any call, too
-//! large a body gets 413, and a request the services do not answer in time gets 504.
+//! may ask, from the settings: too deep, too complex or too aliased a query is refused before
+//! any call, too large a body gets 413, and a request the services do not answer in time gets
+//! 504.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tower::ServiceExt as _;
 const LIMITS: GraphqlSettings = GraphqlSettings {
     max_depth: 3,
     max_complexity: 10,
+    max_aliases: 12,
     max_body_bytes: 512,
     timeout: Duration::from_secs(1),
 };
@@ -83,6 +85,28 @@ async fn a_query_selecting_too_many_fields_is_refused_before_any_call() {
     assert_eq!(status, 200);
     let message = answer["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("too complex"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_request_with_too_many_aliases_is_refused_before_any_call() {
+    // Cheap fields, named over and over: the alias limit stops them, not the complexity.
+    let aliases: String = (0..13)
+        .map(|index| format!("t{index}: __typename "))
+        .collect();
+
+    let (status, answer) = post(
+        router(gateway::Upstream::new()),
+        query(&format!("{{ {aliases} }}")),
+    )
+    .await;
+
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer["errors"][0]["message"], "the request has 13 aliased fields; at most 12 are allowed",
+        "{answer}"
+    );
+    assert_eq!(answer["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert!(answer["data"].is_null(), "{answer}");
 }
 
 #[tokio::test]
