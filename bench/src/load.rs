@@ -1,5 +1,6 @@
-//! The load generator: N concurrent clients, each on its own HTTP/2 connection, each making one
-//! call after another for a warm-up and then a fixed window, and what the window measured.
+//! The load generator: N concurrent clients, each on its own connection, each making one call
+//! after another (or, paced, at its turn of a fixed rate) for a warm-up and then a fixed window,
+//! and what the window measured.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,11 +29,19 @@ pub(crate) struct Window {
 
 /// What one client does, call after call.
 pub(crate) trait Workload: Send + 'static {
-    /// Makes one call.
+    /// The connection it calls over.
+    type Client: Send + 'static;
+
+    /// Makes one call; an error says what went wrong.
     fn call(
         &mut self,
-        client: &mut Client,
-    ) -> impl Future<Output = Result<(), tonic::Status>> + Send;
+        client: &mut Self::Client,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// A gRPC status as a load error.
+pub(crate) fn status_text(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
 }
 
 /// What a window measured, over all clients.
@@ -50,7 +59,8 @@ pub(crate) struct Measurement {
     latencies_micros: Vec<u32>,
 }
 
-/// Runs `concurrency` clients of `make_workload(client_index)` against `addr` for `window`.
+/// Runs `concurrency` gRPC clients of `make_workload(client_index)` against `addr` for
+/// `window`.
 pub(crate) async fn run<W, F>(
     addr: SocketAddr,
     token: &str,
@@ -59,22 +69,49 @@ pub(crate) async fn run<W, F>(
     make_workload: F,
 ) -> anyhow::Result<Measurement>
 where
-    W: Workload,
+    W: Workload<Client = Client>,
     F: Fn(usize) -> W,
 {
     let mut clients = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         clients.push(connect(addr, token).await?);
     }
+    run_clients(clients, None, window, make_workload).await
+}
+
+/// Runs a client of `make_workload(client_index)` on each of `clients` for `window`: one call
+/// after another, or, given a `rate` (calls per second in all), each call at its turn, its
+/// latency counted from then (so a call that waits for the one before it is counted late, not
+/// left out: no coordinated omission).
+pub(crate) async fn run_clients<W, F>(
+    clients: Vec<W::Client>,
+    rate: Option<f64>,
+    window: Window,
+    make_workload: F,
+) -> anyhow::Result<Measurement>
+where
+    W: Workload,
+    F: Fn(usize) -> W,
+{
+    let concurrency = clients.len();
     let start = Instant::now();
     let measure_from = start + window.warm_up;
     let measure_until = measure_from + window.measure;
     let mut workers = Vec::with_capacity(concurrency);
     for (index, client) in clients.into_iter().enumerate() {
         let workload = make_workload(index);
+        // Client `index` calls at start + (index + k * concurrency) / rate.
+        let pace = rate.map(|rate| {
+            let interval = Duration::from_secs_f64(concurrency as f64 / rate);
+            (
+                start + interval.mul_f64(index as f64 / concurrency as f64),
+                interval,
+            )
+        });
         workers.push(tokio::spawn(drive(
             client,
             workload,
+            pace,
             measure_from,
             measure_until,
         )));
@@ -154,9 +191,12 @@ struct Tally {
     first_error: Option<String>,
 }
 
+/// One client's calls; `pace`, when given, is its first call's time and the interval between
+/// its calls.
 async fn drive<W: Workload>(
-    mut client: Client,
+    mut client: W::Client,
     mut workload: W,
+    mut pace: Option<(Instant, Duration)>,
     measure_from: Instant,
     measure_until: Instant,
 ) -> Tally {
@@ -166,7 +206,15 @@ async fn drive<W: Workload>(
         first_error: None,
     };
     loop {
-        let started = Instant::now();
+        let started = match &mut pace {
+            Some((next_at, interval)) => {
+                let due = *next_at;
+                *next_at += *interval;
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
+        };
         if started >= measure_until {
             return tally;
         }
@@ -184,10 +232,10 @@ async fn drive<W: Workload>(
                     .latencies_micros
                     .push(u32::try_from(micros).unwrap_or(u32::MAX));
             }
-            Err(status) => {
+            Err(error) => {
                 tally.n_errors += 1;
                 if tally.first_error.is_none() {
-                    tally.first_error = Some(format!("{:?}: {}", status.code(), status.message()));
+                    tally.first_error = Some(error);
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! `emporium-bench`: the request-path benchmark. Starts the real catalog in-process on both
 //! backends and a bare tonic server beside it, drives each with concurrent clients for fixed
-//! windows, measures PostgreSQL's own insert rate with pgbench and the relay's backlog drain
-//! beside the bus's own publish rate, and prints every figure with its ratio to the baseline
+//! windows, measures PostgreSQL's own insert rate with pgbench, the relay's backlog drain
+//! beside the bus's own publish rate and GraphQL through the gateway beside a bare axum
+//! handler, and prints every figure with its ratio to the baseline
 //! measured in the same run, as Markdown ready to paste into BENCHMARKS.md. Run it with
 //! `./scripts/bench` (a release build).
 
@@ -10,6 +11,7 @@
 
 mod bare;
 mod cpu;
+mod graphql;
 mod load;
 mod machine;
 mod pgbench;
@@ -49,7 +51,7 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = Backends::Both)]
     backend: Backends,
     /// Which measurements to run, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Part::Get, Part::List, Part::Create, Part::Relay])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Part::Get, Part::List, Part::Create, Part::Relay, Part::Gateway])]
     only: Vec<Part>,
     /// Products in the small table ListProducts pages through; the large one has ten times as
     /// many. GetProduct reads the small table's products.
@@ -79,6 +81,8 @@ enum Part {
     List,
     Create,
     Relay,
+    /// GraphQL through the gateway in front of the catalog, beside a bare axum handler.
+    Gateway,
 }
 
 /// Concurrencies measured per call.
@@ -86,6 +90,9 @@ const GET_CLIENTS: [usize; 2] = [16, 64];
 const LIST_CLIENTS: usize = 16;
 const CREATE_CLIENTS: [usize; 2] = [8, 16];
 const PGBENCH_CLIENTS: usize = 8;
+const GATEWAY_CLIENTS: usize = 16;
+/// Products the gateway's single reads cycle through.
+const GATEWAY_PRODUCTS: usize = 200;
 /// How long a seeding burst's events may take to reach the bus before the next measurement.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -195,8 +202,134 @@ async fn run(
             report.relay.push((backend, figures));
         }
     }
+    if parts.contains(&Part::Gateway) {
+        measure_gateway(servers, backends, &issuer, &token, window, &mut report).await?;
+    }
     report.load_average_at_end = machine::load_average();
     Ok(report)
+}
+
+/// The gateway on each backend beside a bare axum handler: a single product by id, and a page
+/// of 20 products with their categories, at most calls/s and (paced, open loop) at half that.
+async fn measure_gateway(
+    servers: &tokio::runtime::Handle,
+    backends: &[Backend],
+    issuer: &TestIssuer,
+    token: &str,
+    window: Window,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    use crate::graphql::{Query, body, connect};
+    progress(&format!(
+        "bare axum: POST /graphql, {GATEWAY_CLIENTS} clients"
+    ));
+    let bare_addr = graphql::start_bare(servers).await?;
+    let canned = Arc::new(vec![body("{ product { id } }")]);
+    let bare = load::run_clients(
+        connect(bare_addr, token, GATEWAY_CLIENTS).await?,
+        None,
+        window,
+        |index| Query {
+            bodies: canned.clone(),
+            next: index,
+        },
+    )
+    .await?;
+    let bare_rate = bare.calls_per_second();
+    report.rows.push(Row::new(
+        "POST /graphql, canned answer",
+        GATEWAY_CLIENTS,
+        report::BARE_AXUM,
+        bare,
+    ));
+    for &backend in backends {
+        let server = report::gateway_name(backend);
+        let app = under_test::start(servers, backend, issuer.verifier(), true).await?;
+        let category_id = app.create_category(token).await?;
+        progress(&format!("{server}: seeding {GATEWAY_PRODUCTS} products"));
+        let ids = app.seed(token, &category_id, GATEWAY_PRODUCTS).await?;
+        app.wait_for_empty_outbox(DRAIN_TIMEOUT).await?;
+        let gateway_addr = graphql::start_gateway(servers, app.addr).await?;
+
+        let singles: Arc<Vec<bytes::Bytes>> = Arc::new(
+            ids.iter()
+                .map(|id| {
+                    body(&format!(
+                        r#"{{ product(where: {{ id: "{id}" }}) {{ id name price {{ amountMinor currency }} }} }}"#
+                    ))
+                })
+                .collect(),
+        );
+        progress(&format!(
+            "{server}: product(where: {{id}}), {GATEWAY_CLIENTS} clients"
+        ));
+        let single = load::run_clients(
+            connect(gateway_addr, token, GATEWAY_CLIENTS).await?,
+            None,
+            window,
+            |index| Query {
+                bodies: singles.clone(),
+                next: index * 13,
+            },
+        )
+        .await?;
+        let ratio = Ratio::new(single.calls_per_second(), bare_rate, "bare axum");
+        let goal = Goal::ratio_at_least(&ratio, 0.25);
+        report.rows.push(
+            Row::new("product(where: {id})", GATEWAY_CLIENTS, server, single)
+                .with(ratio, Some(goal)),
+        );
+
+        let page = Arc::new(vec![body(
+            "{ products(first: 20) { name category { name } } }",
+        )]);
+        let list_label = "products(first: 20) { name category { name } }";
+        progress(&format!(
+            "{server}: {list_label}, {GATEWAY_CLIENTS} clients"
+        ));
+        let list = load::run_clients(
+            connect(gateway_addr, token, GATEWAY_CLIENTS).await?,
+            None,
+            window,
+            |_| Query {
+                bodies: page.clone(),
+                next: 0,
+            },
+        )
+        .await?;
+        let max_rate = list.calls_per_second();
+        let ratio = Ratio::new(max_rate, bare_rate, "bare axum");
+        report
+            .rows
+            .push(Row::new(list_label, GATEWAY_CLIENTS, server, list).with(ratio, None));
+        progress(&format!(
+            "{server}: {list_label} at {:.0}/s",
+            max_rate / 2.0
+        ));
+        let paced = load::run_clients(
+            connect(gateway_addr, token, GATEWAY_CLIENTS).await?,
+            Some(max_rate / 2.0),
+            window,
+            |_| Query {
+                bodies: page.clone(),
+                next: 0,
+            },
+        )
+        .await?;
+        let ratio = Ratio::new(paced.calls_per_second(), max_rate, "its max");
+        let goal = Goal::p99_within(&paced, Duration::from_millis(5));
+        report.rows.push(
+            Row::new(
+                "… paced at half its max calls/s (open loop)",
+                GATEWAY_CLIENTS,
+                server,
+                paced,
+            )
+            .with(ratio, Some(goal)),
+        );
+        app.stop().await?;
+    }
+    Ok(())
 }
 
 /// The bare server's calls/s per (call, clients), the catalog's baseline.

@@ -12,6 +12,8 @@ use crate::relay::RelayFigures;
 
 /// The baseline server's name in the tables.
 pub(crate) const BARE: &str = "bare tonic";
+/// The gateway's baseline: an axum handler answering a canned body.
+pub(crate) const BARE_AXUM: &str = "bare axum";
 
 /// Everything one run measured.
 #[derive(Debug)]
@@ -54,6 +56,14 @@ pub(crate) struct Ratio {
 pub(crate) struct Goal {
     text: String,
     met: bool,
+}
+
+/// The gateway in front of the catalog on `backend`, in the tables.
+pub(crate) fn gateway_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::SqliteEmbedded => "gateway → catalog on SQLite",
+        Backend::PostgresNats => "gateway → catalog on PostgreSQL",
+    }
 }
 
 pub(crate) fn backend_name(backend: Backend) -> &'static str {
@@ -111,10 +121,14 @@ impl Report {
         }
         writeln!(
             text,
-            "- each figure: a {} s window after a {} s warm-up; every client on its own HTTP/2 \
-             connection, one call at a time, with a bearer token; clients and servers in one \
-             process on two tokio runtimes of {} workers each; ListProducts pages through the \
-             table {} at a time from the first page, following `next_page_token`; CPU µs/call              is the CPU time of the process's serving threads (all but the clients') in the              window per call, without PostgreSQL's and NATS's own processes",
+            "- each figure: a {} s window after a {} s warm-up; every client on its own \
+             connection (HTTP/2 for gRPC, HTTP/1.1 keep-alive for GraphQL), one call at a time \
+             (or, paced, each at its turn of a fixed rate, its latency counted from that turn), \
+             with a bearer token; clients and servers in one process on two tokio runtimes of \
+             {} workers each; ListProducts pages through the table {} at a time from the first \
+             page, following `next_page_token`; CPU µs/call is the CPU time of the process's \
+             serving threads (all but the clients') in the window per call, without \
+             PostgreSQL's and NATS's own processes",
             self.window.measure.as_secs(),
             self.window.warm_up.as_secs(),
             machine.n_cores,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use emporium_proto::catalog::v1 as proto;
 
-use crate::load::{Client, Workload};
+use crate::load::{Client, Workload, status_text};
 
 /// Products per ListProducts page.
 pub(crate) const PAGE_SIZE: i32 = 50;
@@ -47,27 +47,33 @@ pub(crate) fn new_product(category_id: &str, sku: String) -> proto::CreateProduc
 // === impl GetProduct ===
 
 impl Workload for GetProduct {
-    async fn call(&mut self, client: &mut Client) -> Result<(), tonic::Status> {
+    type Client = Client;
+
+    async fn call(&mut self, client: &mut Client) -> Result<(), String> {
         let id = self.ids[self.next % self.ids.len()].clone();
         self.next = self.next.wrapping_add(1);
         client
             .get_product(proto::GetProductRequest { id })
             .await
             .map(drop)
+            .map_err(|status| status_text(&status))
     }
 }
 
 // === impl ListProducts ===
 
 impl Workload for ListProducts {
-    async fn call(&mut self, client: &mut Client) -> Result<(), tonic::Status> {
+    type Client = Client;
+
+    async fn call(&mut self, client: &mut Client) -> Result<(), String> {
         let page = client
             .list_products(proto::ListProductsRequest {
                 page_size: PAGE_SIZE,
                 page_token: std::mem::take(&mut self.page_token),
                 ..proto::ListProductsRequest::default()
             })
-            .await?
+            .await
+            .map_err(|status| status_text(&status))?
             .into_inner();
         self.page_token = page.next_page_token;
         Ok(())
@@ -77,12 +83,15 @@ impl Workload for ListProducts {
 // === impl CreateProduct ===
 
 impl Workload for CreateProduct {
-    async fn call(&mut self, client: &mut Client) -> Result<(), tonic::Status> {
+    type Client = Client;
+
+    async fn call(&mut self, client: &mut Client) -> Result<(), String> {
         self.n_created += 1;
         let sku = format!("{}-{}", self.sku_prefix, self.n_created);
         client
             .create_product(new_product(&self.category_id, sku))
             .await
             .map(drop)
+            .map_err(|status| status_text(&status))
     }
 }
