@@ -229,7 +229,20 @@ async fn run(settings: &Settings, entries: &[&ServiceEntry], mode: Mode) -> anyh
             namespace: settings.namespace.clone(),
             verifier,
         };
-        let routes = gateway::suite_router(host.local_addr(), changes, &settings.graphql)?;
+        // Browsers sign in through the gateway as the client identity's set-up registered.
+        let sign_in = match setup::gateway_client_secret(settings)? {
+            Some(client_secret) => Some(gateway::BrowserSignIn {
+                issuer: settings.auth.issuer.clone(),
+                client_id: identity::bootstrap::GATEWAY_CLIENT_ID.to_owned(),
+                client_secret,
+                public_origin: settings.auth.issuer.clone(),
+                http: chassis::http_client::HttpClient::new(
+                    &settings.auth.jwks_trusted_certificates,
+                )?,
+            }),
+            None => None,
+        };
+        let routes = gateway::suite_router(host.local_addr(), changes, sign_in, &settings.graphql)?;
         host = host.with_http_routes(routes);
     }
     let grpc_addr = host.local_addr();

@@ -22,6 +22,34 @@ pub(crate) const DEFAULT_ADMIN_EMAIL: &str = "admin@emporium.localhost";
 /// Where `up` keeps the key encryption key when the environment gives none.
 const KEY_FILE: &str = "identity-key-encryption.key";
 
+/// Where `up` keeps the secret of the gateway's OAuth client (its browser sessions).
+const GATEWAY_SECRET_FILE: &str = "gateway-client.secret";
+
+/// The secret of the gateway's client that `up` keeps in the data directory, if it has one.
+pub(crate) fn gateway_client_secret(settings: &Settings) -> anyhow::Result<Option<SecretString>> {
+    let path = settings.data_dir.join(GATEWAY_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(SecretString::from(text.trim().to_owned()))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error).with_context(|| format!("Failed to read {}", path.display())),
+    }
+}
+
+/// Replaces `path` with `secret` (0600), whole or not at all.
+fn write_secret_file(path: &Path, secret: &SecretString) -> anyhow::Result<()> {
+    let partial = path.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .with_context(|| format!("Failed to create {}", partial.display()))?;
+    writeln!(file, "{}", secret.expose_secret())?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path).with_context(|| format!("Failed to write {}", path.display()))
+}
+
 /// What the first-start set-up did, for the banner.
 #[derive(Debug)]
 pub(crate) struct FirstStart {
@@ -92,6 +120,13 @@ pub(crate) async fn first_start(
         .run(&identity)
         .await
         .context("Failed to set up the first admin account and clients")?;
+    let secret_path = settings.data_dir.join(GATEWAY_SECRET_FILE);
+    let known = gateway_client_secret(settings)?;
+    if let Some(secret) =
+        Bootstrap::gateway_client(&identity, &settings.auth.issuer, known.as_ref()).await?
+    {
+        write_secret_file(&secret_path, &secret)?;
+    }
     Ok(FirstStart {
         admin_email,
         admin_created: report.admin_created,

@@ -532,103 +532,23 @@ pub fn parse_pem_certificates(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'
     Ok(certificates)
 }
 
-/// GETs a JWKS document over http or https, in a client span of its own (`GET`, with the HTTP
-/// semantic conventions' attributes) whose context goes along in `traceparent`: inside a call,
-/// the fetch its token caused is part of the call's trace.
+/// GETs a JWKS document over http or https, in a client span of its own (`GET`, see
+/// [`crate::http_client`]) whose context goes along in `traceparent`: inside a call, the fetch
+/// its token caused is part of the call's trace.
 async fn fetch_key_set(
     url: &str,
     extra_roots: &[CertificateDer<'static>],
 ) -> anyhow::Result<JwkSet> {
-    let uri: http::Uri = url
-        .parse()
-        .with_context(|| format!("Invalid JWKS URL {url}"))?;
-    let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
-        443
-    } else {
-        80
-    };
-    let span = tracing::info_span!(
-        "jwks",
-        otel.name = "GET",
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = "GET",
-        url.full = url,
-        server.address = uri.host().unwrap_or_default(),
-        server.port = i64::from(uri.port_u16().unwrap_or(default_port)),
-        http.response.status_code = tracing::field::Empty,
-    );
-    let fetched =
-        tracing::Instrument::instrument(get_key_set(url, uri, extra_roots, &span), span.clone())
-            .await;
-    if fetched.is_err() {
-        span.record("otel.status_code", "error");
-    }
-    fetched
-}
-
-async fn get_key_set(
-    url: &str,
-    uri: http::Uri,
-    extra_roots: &[CertificateDer<'static>],
-    span: &tracing::Span,
-) -> anyhow::Result<JwkSet> {
-    use http_body_util::BodyExt;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, http_body_util::Empty<bytes::Bytes>>(https_connector(extra_roots)?);
-    let mut request = http::Request::get(uri);
-    if let Some(traceparent) = crate::telemetry::current_traceparent() {
-        request = request.header("traceparent", traceparent);
-    }
-    let request = request
-        .body(http_body_util::Empty::new())
-        .context("Failed to make the JWKS request")?;
-    let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+    let answer = crate::http_client::HttpClient::new(extra_roots)?
+        .get(url)
         .await
-        .context("Timed out fetching the JWKS")?
-        .with_context(|| format!("Failed to fetch the JWKS from {url}"))?;
-    span.record(
-        "http.response.status_code",
-        i64::from(response.status().as_u16()),
-    );
+        .context("Failed to fetch the JWKS")?;
     anyhow::ensure!(
-        response.status().is_success(),
+        answer.status.is_success(),
         "JWKS request answered {}",
-        response.status()
+        answer.status
     );
-    let body = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
-        .await
-        .context("Timed out reading the JWKS")?
-        .context("Failed to read the JWKS")?
-        .to_bytes();
-    serde_json::from_slice(&body).context("The JWKS is not a JSON Web Key Set")
-}
-
-/// A connector for http and https URLs: rustls on the ring provider, trusting the public web's
-/// roots (Mozilla's list, built in, so no system store is needed) plus `extra_roots`.
-fn https_connector(
-    extra_roots: &[CertificateDer<'static>],
-) -> anyhow::Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>>
-{
-    let mut roots =
-        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for certificate in extra_roots {
-        roots
-            .add(certificate.clone())
-            .context("A trusted CA certificate is not valid")?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("The TLS provider supports no protocol version")?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_or_http()
-        .enable_http1()
-        .build())
+    serde_json::from_slice(&answer.body).context("The JWKS is not a JSON Web Key Set")
 }
 
 // === impl Caller ===

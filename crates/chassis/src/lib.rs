@@ -15,6 +15,7 @@ pub mod error;
 pub mod event_data;
 pub mod grpc;
 pub mod health;
+pub mod http_client;
 pub mod metrics;
 pub mod net;
 pub mod ops;

@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-const ADMIN_EMAIL: &str = "admin@emporium.localhost";
+pub(crate) const ADMIN_EMAIL: &str = "admin@emporium.localhost";
 
 // Multi-threaded: `Up::stop` blocks its thread waiting for the process, and the client
 // connections must still be driven meanwhile, or the server's drain waits for them.
@@ -440,10 +440,10 @@ fn base64_url_decode(text: &str) -> String {
 }
 
 /// One installation: a data directory and free ports.
-struct Suite {
+pub(crate) struct Suite {
     data_dir: PathBuf,
-    issuer: String,
-    http_addr: String,
+    pub(crate) issuer: String,
+    pub(crate) http_addr: String,
     /// Where `serve identity` listens.
     identity_addr: String,
     /// Where `up` serves every service.
@@ -451,7 +451,7 @@ struct Suite {
 }
 
 impl Suite {
-    fn new(scratch: &Path) -> Suite {
+    pub(crate) fn new(scratch: &Path) -> Suite {
         let http_addr = free_addr();
         Suite {
             data_dir: scratch.join("data"),
@@ -462,7 +462,7 @@ impl Suite {
         }
     }
 
-    fn start(&self) -> Up {
+    pub(crate) fn start(&self) -> Up {
         let child = Command::new(env!("CARGO_BIN_EXE_emporium"))
             .arg("up")
             .env("EMPORIUM_DATA_DIR", &self.data_dir)
@@ -505,13 +505,13 @@ impl Suite {
     }
 }
 
-struct Up {
+pub(crate) struct Up {
     child: Child,
 }
 
 impl Up {
     /// The banner, up to "Stop with Ctrl-C." (the suite is serving by then).
-    fn banner(&mut self) -> Vec<String> {
+    pub(crate) fn banner(&mut self) -> Vec<String> {
         let stdout = self.child.stdout.take().expect("stdout is piped");
         let mut lines = Vec::new();
         let mut reader = BufReader::new(stdout).lines();
@@ -530,7 +530,7 @@ impl Up {
     }
 
     /// SIGTERM, then wait for a clean exit.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let status = self.stop_without_check();
         assert!(status.success(), "emporium exits cleanly: {status}");
     }
@@ -591,6 +591,8 @@ pub(crate) async fn graphql(
 pub(crate) struct Browser {
     client: Client<HttpConnector, Full<Bytes>>,
     cookies: Vec<String>,
+    /// Every `Set-Cookie` line received, in order.
+    pub(crate) set_cookies: Vec<String>,
 }
 
 impl Browser {
@@ -598,10 +600,24 @@ impl Browser {
         Browser {
             client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
             cookies: Vec::new(),
+            set_cookies: Vec::new(),
         }
     }
 
     async fn sign_in(mut self, authorize_url: &str, email: &str, password: &str) {
+        let location = self.submit_sign_in(authorize_url, email, password).await;
+        let (status, _, _) = self.send("GET", &location, Vec::new()).await;
+        assert_eq!(status, 200, "the CLI received the code");
+    }
+
+    /// Opens identity's sign-in page at `authorize_url`, submits it, and returns where
+    /// identity sends the browser with the code.
+    pub(crate) async fn submit_sign_in(
+        &mut self,
+        authorize_url: &str,
+        email: &str,
+        password: &str,
+    ) -> String {
         let (status, _, page) = self.send("GET", authorize_url, Vec::new()).await;
         assert_eq!(status, 200, "the sign-in page");
         let form = {
@@ -629,10 +645,7 @@ impl Browser {
             )
             .await;
         assert_eq!(status, 303, "signed in");
-        let (status, _, _) = self
-            .send("GET", &location.expect("a redirect"), Vec::new())
-            .await;
-        assert_eq!(status, 200, "the CLI received the code");
+        location.expect("a redirect")
     }
 
     pub(crate) async fn send(
@@ -641,12 +654,30 @@ impl Browser {
         url: &str,
         body: Vec<u8>,
     ) -> (u16, Option<String>, String) {
+        let headers: &[(&str, &str)] = if method == "POST" {
+            &[("content-type", "application/x-www-form-urlencoded")]
+        } else {
+            &[]
+        };
+        self.send_with(method, url, headers, body).await
+    }
+
+    /// Sends a request with `headers` and the cookies it holds, keeping the cookies the answer
+    /// sets (a cookie set empty is dropped); the `Set-Cookie` lines as sent are kept in
+    /// `set_cookies`.
+    pub(crate) async fn send_with(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, Option<String>, String) {
         let mut request = http::Request::builder().method(method).uri(url);
         if !self.cookies.is_empty() {
             request = request.header("cookie", self.cookies.join("; "));
         }
-        if method == "POST" {
-            request = request.header("content-type", "application/x-www-form-urlencoded");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let response = self
             .client
@@ -654,14 +685,15 @@ impl Browser {
             .await
             .expect("the server answers");
         for cookie in response.headers().get_all("set-cookie") {
-            let pair = cookie
-                .to_str()
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .to_owned();
-            self.cookies.push(pair);
+            let line = cookie.to_str().unwrap().to_owned();
+            let pair = line.split(';').next().unwrap().to_owned();
+            let name = pair.split('=').next().unwrap().to_owned();
+            self.cookies
+                .retain(|held| held.split('=').next() != Some(name.as_str()));
+            if !pair.ends_with('=') {
+                self.cookies.push(pair);
+            }
+            self.set_cookies.push(line);
         }
         let status = response.status().as_u16();
         let location = response

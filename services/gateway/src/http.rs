@@ -21,21 +21,34 @@ use chassis::settings::GraphqlSettings;
 use futures::{SinkExt as _, StreamExt as _};
 
 use crate::schema::Gateway;
+use crate::sessions::{BrowserSessions, CrossSite};
 
 /// The routes the gateway adds to an origin: `POST /graphql`, its body at most
-/// `limits.max_body_bytes` (else 413), each request answered within `limits.timeout` (else 504).
-pub fn router(gateway: Gateway, limits: &GraphqlSettings) -> axum::Router {
+/// `limits.max_body_bytes` (else 413), each request answered within `limits.timeout` (else 504);
+/// with `sessions`, the browser sessions' `/auth/` routes too, and their cookie taken in place
+/// of a bearer token.
+pub fn router(
+    gateway: Gateway,
+    limits: &GraphqlSettings,
+    sessions: Option<BrowserSessions>,
+) -> axum::Router {
     // The process's recorder, before the first request is counted.
     chassis::metrics::handle();
+    let sessions = sessions.map(Arc::new);
     let served = Served {
         gateway: Arc::new(gateway),
         timeout: limits.timeout,
         max_message_bytes: limits.max_body_bytes,
+        sessions: sessions.clone(),
     };
-    axum::Router::new()
+    let router = axum::Router::new()
         .route("/graphql", axum::routing::post(execute).get(execute_get))
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
-        .with_state(served)
+        .with_state(served);
+    match sessions {
+        Some(sessions) => router.merge(sessions.router()),
+        None => router,
+    }
 }
 
 #[derive(Clone)]
@@ -44,6 +57,30 @@ struct Served {
     timeout: Duration,
     /// The largest WebSocket message taken: the body limit.
     max_message_bytes: usize,
+    sessions: Option<Arc<BrowserSessions>>,
+}
+
+impl Served {
+    /// The caller's token: the request's bearer token, else its browser session's (for a
+    /// request from this site only; `changes`: it may change something).
+    async fn token(&self, headers: &HeaderMap, changes: bool) -> Result<Option<String>, Response> {
+        if let Some(token) = bearer_token(headers) {
+            return Ok(Some(token.to_owned()));
+        }
+        let Some(sessions) = &self.sessions else {
+            return Ok(None);
+        };
+        sessions
+            .access_token(headers, changes)
+            .await
+            .map_err(|CrossSite| {
+                refusal(
+                    StatusCode::FORBIDDEN,
+                    "FORBIDDEN",
+                    "a request signed in by the session cookie must come from this site".to_owned(),
+                )
+            })
+    }
 }
 
 /// How long a `graphql-transport-ws` client may leave a ping unanswered before the connection
@@ -65,7 +102,7 @@ async fn execute(
             );
         }
     };
-    answer(&served, &headers, request).await
+    answer(&served, &headers, true, request).await
 }
 
 /// A GET: a WebSocket for subscriptions when the client asks to upgrade, else a query.
@@ -76,17 +113,24 @@ async fn execute_get(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match upgrade {
-        Ok(upgrade) => subscriptions(served, &headers, upgrade),
+        Ok(upgrade) => match served.token(&headers, true).await {
+            Ok(token) => subscriptions(served, &headers, token, upgrade),
+            Err(refused) => refused,
+        },
         Err(_) => execute_query_string(served, headers, uri).await,
     }
 }
 
 /// Subscriptions (and any other operation) over a WebSocket, in the protocol the client
-/// names in `Sec-WebSocket-Protocol`. The caller's token is the upgrade request's bearer
-/// token, or the `connection_init` payload's `Authorization` (browsers cannot set headers on
-/// a WebSocket), checked by each subscription as it starts and before each delivery.
-fn subscriptions(served: Served, headers: &HeaderMap, upgrade: WebSocketUpgrade) -> Response {
-    let header_token = bearer_token(headers).map(str::to_owned);
+/// names in `Sec-WebSocket-Protocol`. The caller's token is the `connection_init` payload's
+/// `Authorization`, else `header_token` (the upgrade request's bearer token or browser
+/// session), checked by each subscription as it starts and before each delivery.
+fn subscriptions(
+    served: Served,
+    headers: &HeaderMap,
+    header_token: Option<String>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let protocol = headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|value| value.to_str().ok())
@@ -182,7 +226,7 @@ async fn execute_query_string(
             .insert(header::ALLOW, http::HeaderValue::from_static("GET, POST"));
         return response;
     }
-    answer(&served, &headers, request).await
+    answer(&served, &headers, false, request).await
 }
 
 /// Whether the operation `request` runs is a query (a document that does not parse is left to
@@ -214,9 +258,17 @@ fn refusal(status: StatusCode, code: &str, message: String) -> Response {
 
 /// Executes `request` for the caller the headers name, within the timeout, counted in
 /// `emporium_graphql_requests_total{outcome}` and timed in `emporium_graphql_request_seconds`.
-async fn answer(served: &Served, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+async fn answer(
+    served: &Served,
+    headers: &HeaderMap,
+    changes: bool,
+    request: async_graphql::Request,
+) -> Response {
     let started = Instant::now();
-    let token = bearer_token(headers).map(str::to_owned);
+    let token = match served.token(headers, changes).await {
+        Ok(token) => token,
+        Err(refused) => return refused,
+    };
     let (outcome, response) =
         match tokio::time::timeout(served.timeout, served.gateway.execute(request, token)).await {
             Ok(answer) => {

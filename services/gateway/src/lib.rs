@@ -16,21 +16,25 @@ pub mod http;
 mod loader;
 mod names;
 pub mod schema;
+pub mod sessions;
 pub mod subscriptions;
 pub mod upstream;
 mod values;
 
 pub use http::router;
 pub use schema::{BearerToken, Gateway, build};
+pub use sessions::{BrowserSessions, BrowserSignIn};
 pub use subscriptions::ChangeSource;
 pub use upstream::Upstream;
 
 /// The gateway of a suite whose services all listen on `grpc_addr` (`emporium up`): the
 /// compiled-in contract's schema, calling them there (connecting on first use), its
-/// subscriptions fed by `changes`, as routes for the suite's HTTP origin.
+/// subscriptions fed by `changes`, browsers signed in by `sign_in`, as routes for the suite's
+/// HTTP origin.
 pub fn suite_router(
     grpc_addr: std::net::SocketAddr,
     changes: ChangeSource,
+    sign_in: Option<BrowserSignIn>,
     limits: &chassis::settings::GraphqlSettings,
 ) -> anyhow::Result<axum::Router> {
     use anyhow::Context as _;
@@ -50,6 +54,7 @@ pub fn suite_router(
     Ok(router(
         build(&pool, upstream, Some(changes), limits)?,
         limits,
+        sign_in.map(BrowserSessions::new),
     ))
 }
 
@@ -59,6 +64,10 @@ pub fn suite_router(
 /// them. A service without a URL is named in a warning, and its fields answer UNAVAILABLE.
 /// Subscriptions follow the services' streams on `EMPORIUM_BUS_URL` (in `EMPORIUM_NAMESPACE`),
 /// and their subscribers' tokens are verified as the services verify them (`EMPORIUM_AUTH_*`).
+/// Browser sessions are on when `EMPORIUM_GATEWAY_CLIENT_SECRET` is set: the gateway signs
+/// browsers in at `EMPORIUM_AUTH_ISSUER` as the confidential client
+/// `EMPORIUM_GATEWAY_CLIENT_ID` (default `emporium-gateway`), reached by them at
+/// `EMPORIUM_PUBLIC_URL`.
 pub async fn standalone_router(
     settings: &chassis::settings::Settings,
 ) -> anyhow::Result<axum::Router> {
@@ -100,5 +109,38 @@ pub async fn standalone_router(
         verifier: settings.auth.verifier(),
     };
     let gateway = build(&pool, upstream, Some(changes), &settings.graphql)?;
-    Ok(router(gateway, &settings.graphql).merge(probes))
+    Ok(router(gateway, &settings.graphql, browser_sign_in(settings)?).merge(probes))
+}
+
+/// The browser sessions' settings of a gateway on its own, when it has a client secret.
+fn browser_sign_in(
+    settings: &chassis::settings::Settings,
+) -> anyhow::Result<Option<BrowserSessions>> {
+    use anyhow::Context as _;
+    let Some(client_secret) = settings.secret("EMPORIUM_GATEWAY_CLIENT_SECRET") else {
+        tracing::info!(
+            "No EMPORIUM_GATEWAY_CLIENT_SECRET: browsers cannot sign in here (API clients send \
+             bearer tokens)"
+        );
+        return Ok(None);
+    };
+    let public_origin = settings
+        .value("EMPORIUM_PUBLIC_URL")
+        .context("EMPORIUM_PUBLIC_URL is needed with EMPORIUM_GATEWAY_CLIENT_SECRET: where browsers reach the gateway, e.g. https://shop.example.com")?
+        .trim_end_matches('/')
+        .to_owned();
+    anyhow::ensure!(
+        public_origin.starts_with("https://") || public_origin.starts_with("http://"),
+        "EMPORIUM_PUBLIC_URL must be an http(s) origin, not {public_origin}"
+    );
+    Ok(Some(BrowserSessions::new(BrowserSignIn {
+        issuer: settings.auth.issuer.clone(),
+        client_id: settings
+            .value("EMPORIUM_GATEWAY_CLIENT_ID")
+            .unwrap_or("emporium-gateway")
+            .to_owned(),
+        client_secret,
+        public_origin,
+        http: chassis::http_client::HttpClient::new(&settings.auth.jwks_trusted_certificates)?,
+    })))
 }

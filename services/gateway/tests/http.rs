@@ -22,7 +22,7 @@ fn router(upstream: gateway::Upstream) -> axum::Router {
     let pool =
         contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET).expect("the contract decodes");
     let gateway = gateway::build(&pool, upstream, None, &LIMITS).expect("the schema builds");
-    gateway::router(gateway, &LIMITS)
+    gateway::router(gateway, &LIMITS, None)
 }
 
 /// POSTs `body` to `/graphql`: the status and the JSON answer (null when not JSON).

@@ -40,6 +40,15 @@ pub struct Bootstrap {
     pub clients: Vec<PublicClient>,
 }
 
+/// The gateway's own client: confidential, for the browser sessions it keeps (code + PKCE, its
+/// secret kept by the gateway, never in a browser).
+pub const GATEWAY_CLIENT_ID: &str = "emporium-gateway";
+
+/// Where the gateway, served at an origin, has identity send a browser back after sign-in.
+pub fn gateway_redirect_uri(origin: &str) -> String {
+    format!("{}/auth/callback", origin.trim_end_matches('/'))
+}
+
 /// A public client (no secret; PKCE) the suite registers for itself.
 #[derive(Clone, Debug)]
 pub struct PublicClient {
@@ -86,6 +95,71 @@ impl Bootstrap {
                 },
             ],
         }
+    }
+
+    /// Makes sure the gateway of the suite served at `origin` is a confidential client whose
+    /// secret is `known` (the one the gateway kept): registers it, or gives it a new secret
+    /// when `known` is absent or no longer its secret. Returns the secret to keep when it is new
+    /// (shown nowhere else; only its hash is stored).
+    pub async fn gateway_client(
+        identity: &Identity,
+        origin: &str,
+        known: Option<&SecretString>,
+    ) -> anyhow::Result<Option<SecretString>> {
+        let existing = {
+            let mut tx = identity.database().begin_read().await?;
+            let found = store::find_client_credentials(&mut tx, GATEWAY_CLIENT_ID).await?;
+            tx.commit().await?;
+            found
+        };
+        if let Some(existing) = existing {
+            let still_valid =
+                known
+                    .zip(existing.secret_hash.as_deref())
+                    .is_some_and(|(known, hash)| {
+                        crate::domain::verify_client_secret(
+                            secrecy::ExposeSecret::expose_secret(known),
+                            hash,
+                        )
+                    });
+            if still_valid {
+                return Ok(None);
+            }
+            let (_, secret) = identity
+                .reset_client_secret(
+                    GATEWAY_CLIENT_ID,
+                    existing.client.version,
+                    &bootstrap_actor(),
+                )
+                .await
+                .context("Failed to give the gateway's client a new secret")?;
+            tracing::info!(
+                client_id = GATEWAY_CLIENT_ID,
+                "Gave the gateway's client a new secret"
+            );
+            return Ok(Some(secret));
+        }
+        let origin = origin.trim_end_matches('/');
+        let uri = |uri: String| {
+            RedirectUri::parse(&uri).map_err(|reason| anyhow::anyhow!("{uri}: {reason}"))
+        };
+        let new = NewClient::new(
+            ClientId::parse(GATEWAY_CLIENT_ID).map_err(anyhow::Error::msg)?,
+            ClientName::parse("Emporium gateway (browser sessions)").map_err(anyhow::Error::msg)?,
+            ClientKind::Confidential,
+            vec![uri(gateway_redirect_uri(origin))?],
+            vec![uri(format!("{origin}/"))?],
+            Vec::new(),
+        )
+        .map_err(|violations| anyhow::anyhow!("The gateway's client is invalid: {violations:?}"))?;
+        let (_, secret) = identity
+            .create_client(new, &bootstrap_actor())
+            .await
+            .context("Failed to register the gateway's client")?;
+        tracing::info!(client_id = GATEWAY_CLIENT_ID, "Registered a client");
+        secret
+            .map(Some)
+            .context("A confidential client was registered without a secret")
     }
 
     pub async fn run(self, identity: &Identity) -> anyhow::Result<Report> {

@@ -10,7 +10,10 @@ use test_support::{Backend, both_backends, event_data};
 
 use crate::helpers::{IdentityApp as _, PASSWORD, TestApp, spawn_app};
 
-both_backends!(two_replicas_bootstrapping_at_once_make_one_admin_and_one_of_each_client,);
+both_backends!(
+    two_replicas_bootstrapping_at_once_make_one_admin_and_one_of_each_client,
+    the_gateways_client_keeps_a_secret_the_gateway_knows_and_gets_a_new_one_otherwise,
+);
 
 const ADMIN_EMAIL: &str = "root@example.com";
 
@@ -103,4 +106,59 @@ async fn change_events(app: &TestApp, id: &str) -> Vec<emporium_proto::audit::v1
         .into_iter()
         .filter(|event| !event.r#type.starts_with("emporium.identity.audit."))
         .collect()
+}
+
+async fn the_gateways_client_keeps_a_secret_the_gateway_knows_and_gets_a_new_one_otherwise(
+    backend: Backend,
+) {
+    use secrecy::ExposeSecret as _;
+    const ORIGIN: &str = "http://localhost:8080";
+    let app = spawn_app(backend).await;
+    let identity = replica(&app).await;
+    let ensure = |known: Option<SecretString>| {
+        let identity = &identity;
+        async move {
+            Bootstrap::gateway_client(identity, ORIGIN, known.as_ref())
+                .await
+                .expect("the gateway's client is set up")
+        }
+    };
+
+    let first = ensure(None).await.expect("registered, with a secret");
+    let kept = ensure(Some(first.clone())).await;
+    let lost = ensure(None)
+        .await
+        .expect("a new secret when the gateway has none");
+    let stale = ensure(Some(first.clone()))
+        .await
+        .expect("a new secret for one that is no longer the client's");
+
+    assert!(kept.is_none(), "a secret the gateway knows is kept");
+    assert_ne!(lost.expose_secret(), first.expose_secret());
+    assert_ne!(stale.expose_secret(), lost.expose_secret());
+    let mut tx = identity.database().begin_read().await.unwrap();
+    let credentials = identity::store::find_client_credentials(&mut tx, "emporium-gateway")
+        .await
+        .unwrap()
+        .expect("the client exists");
+    tx.commit().await.unwrap();
+    let hash = credentials.secret_hash.expect("a confidential client");
+    assert!(identity::domain::verify_client_secret(
+        stale.expose_secret(),
+        &hash
+    ));
+    assert!(!identity::domain::verify_client_secret(
+        first.expose_secret(),
+        &hash
+    ));
+    assert_eq!(
+        credentials
+            .client
+            .redirect_uris
+            .iter()
+            .map(|uri| uri.as_str())
+            .collect::<Vec<_>>(),
+        ["http://localhost:8080/auth/callback"]
+    );
+    identity.database().close().await;
 }

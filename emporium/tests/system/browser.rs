@@ -1,0 +1,154 @@
+//! A browser signed in through the gateway (`emporium up`): code + PKCE against identity with
+//! the gateway as the confidential client, a session cookie the page's JavaScript cannot read
+//! and no token anywhere the browser sees, mutations refused when they come from another site,
+//! and a sign-out that ends the session.
+
+use crate::up::{ADMIN_EMAIL, Browser, Suite};
+
+const CREATE_TEA: &str =
+    r#"{"query": "mutation { createCategory(data: { name: \"Tea\" }) { name } }"}"#;
+const COUNT: &str = r#"{"query": "{ categoriesConnection(first: 1) { aggregate { count } } }"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_signs_in_through_the_gateway_without_ever_holding_a_token() {
+    // Arrange
+    let scratch = std::env::temp_dir().join(format!("emporium-bff-{}", uuid::Uuid::new_v4()));
+    let suite = Suite::new(&scratch);
+    let mut up = suite.start();
+    let password = up
+        .banner()
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("with the password"))
+        .map(|rest| rest.trim().to_owned())
+        .expect("the first start prints the admin's password");
+    let origin = suite.issuer.clone();
+    let graphql = format!("{origin}/graphql");
+    let mut browser = Browser::new();
+    let mut seen = String::new();
+
+    // Act: sign in.
+    let (status, authorize, _) = browser
+        .send(
+            "GET",
+            &format!("{origin}/auth/login?return_to=/admin/"),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, 303, "the login sends the browser to identity");
+    let authorize = authorize.expect("a redirect");
+    assert!(
+        authorize.starts_with(&format!("{origin}/oauth2/authorize?"))
+            && authorize.contains("client_id=emporium-gateway")
+            && authorize.contains("code_challenge_method=S256"),
+        "{authorize}"
+    );
+    let callback = browser
+        .submit_sign_in(&authorize, ADMIN_EMAIL, &password)
+        .await;
+    let (status, landing, body) = browser.send("GET", &callback, Vec::new()).await;
+    seen.push_str(&body);
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(landing.as_deref(), Some("/admin/"));
+    let (status, _, session) = browser
+        .send("GET", &format!("{origin}/auth/session"), Vec::new())
+        .await;
+    seen.push_str(&session);
+    assert_eq!(status, 200);
+    let session: serde_json::Value = serde_json::from_str(&session).unwrap();
+
+    // A mutation from the page, as `fetch` sends it: the cookie and this origin.
+    let same_site = [
+        ("content-type", "application/json"),
+        ("origin", origin.as_str()),
+    ];
+    let (status, _, created) = browser
+        .send_with("POST", &graphql, &same_site, CREATE_TEA.into())
+        .await;
+    seen.push_str(&created);
+    // The same request from another site, and one that says nothing of where it comes from.
+    let (cross_status, _, cross) = browser
+        .send_with(
+            "POST",
+            &graphql,
+            &[
+                ("content-type", "application/json"),
+                ("origin", "https://evil.example"),
+            ],
+            CREATE_TEA.into(),
+        )
+        .await;
+    let (silent_status, _, _) = browser
+        .send_with(
+            "POST",
+            &graphql,
+            &[("content-type", "application/json")],
+            CREATE_TEA.into(),
+        )
+        .await;
+    let (_, _, count) = browser
+        .send_with("POST", &graphql, &same_site, COUNT.into())
+        .await;
+
+    // Sign out.
+    let (logout_status, _, _) = browser
+        .send_with(
+            "POST",
+            &format!("{origin}/auth/logout"),
+            &[("origin", origin.as_str())],
+            Vec::new(),
+        )
+        .await;
+    let (_, _, after_logout) = browser
+        .send("GET", &format!("{origin}/auth/session"), Vec::new())
+        .await;
+    let (_, _, refused) = browser
+        .send_with("POST", &graphql, &same_site, CREATE_TEA.into())
+        .await;
+    up.stop();
+
+    // Assert
+    assert_eq!(session["signedIn"], true, "{session}");
+    assert!(
+        session["roles"]
+            .as_array()
+            .is_some_and(|roles| roles.iter().any(|role| role == "admin")),
+        "{session}"
+    );
+    assert_eq!(status, 200);
+    assert!(
+        created.contains(r#""createCategory":{"name":"Tea"}"#),
+        "{created}"
+    );
+    assert_eq!(cross_status, 403, "{cross}");
+    assert!(cross.contains("FORBIDDEN"), "{cross}");
+    assert_eq!(silent_status, 403);
+    assert!(
+        count.contains(r#""count":"1""#),
+        "only the same-site mutation changed anything: {count}"
+    );
+    let session_cookie = browser
+        .set_cookies
+        .iter()
+        .find(|line| {
+            line.starts_with("emporium-session=") && !line.starts_with("emporium-session=;")
+        })
+        .expect("a session cookie");
+    assert!(
+        session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Lax"),
+        "{session_cookie}"
+    );
+    // No token ever reached the browser: no JWT (`eyJ…`) in any body or cookie it was given.
+    assert!(!seen.contains("eyJ"), "a token reached the browser: {seen}");
+    assert!(
+        browser.set_cookies.iter().all(|line| !line.contains("eyJ")),
+        "{:?}",
+        browser.set_cookies
+    );
+    assert_eq!(logout_status, 204);
+    assert!(
+        after_logout.contains(r#""signedIn":false"#),
+        "{after_logout}"
+    );
+    assert!(refused.contains("UNAUTHENTICATED"), "{refused}");
+    let _ = std::fs::remove_dir_all(&scratch);
+}

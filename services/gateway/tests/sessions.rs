@@ -1,0 +1,333 @@
+//! Browser sessions against a stand-in OpenID provider (discovery, token and revocation
+//! endpoints on a local port, recording what the gateway sent): the code exchanged with the
+//! client's credentials and the PKCE verifier, a token about to expire refreshed before use, a
+//! refresh token the provider refuses signing the browser out, and sign-out revoking.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use sha2::Digest as _;
+use tower::ServiceExt as _;
+
+/// What the stand-in provider was sent, and how it answers.
+#[derive(Default)]
+struct Provider {
+    /// Every token request's form, in order.
+    token_requests: Vec<Vec<(String, String)>>,
+    authorization: Vec<String>,
+    revoked: Vec<String>,
+    /// The access tokens' lifetime in seconds (0: expired at once, so refreshed on every use).
+    expires_in: u64,
+    /// Whether refresh grants are refused (`invalid_grant`).
+    refuse_refresh: bool,
+}
+
+async fn start_provider(provider: Arc<Mutex<Provider>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let discovery = serde_json::json!({
+        "issuer": origin,
+        "authorization_endpoint": format!("{origin}/authorize"),
+        "token_endpoint": format!("{origin}/token"),
+        "revocation_endpoint": format!("{origin}/revoke"),
+    });
+    let token_provider = Arc::clone(&provider);
+    let router = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            axum::routing::get(move || async move { axum::Json(discovery) }),
+        )
+        .route(
+            "/token",
+            axum::routing::post(move |headers: http::HeaderMap, body: String| async move {
+                let form: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+                    .into_owned()
+                    .collect();
+                let mut provider = token_provider.lock().unwrap();
+                provider.authorization.push(
+                    headers
+                        .get("authorization")
+                        .map(|value| value.to_str().unwrap().to_owned())
+                        .unwrap_or_default(),
+                );
+                let n = provider.token_requests.len();
+                let refresh = form
+                    .iter()
+                    .any(|(key, value)| key == "grant_type" && value == "refresh_token");
+                provider.token_requests.push(form);
+                if refresh && provider.refuse_refresh {
+                    return (
+                        http::StatusCode::BAD_REQUEST,
+                        axum::Json(serde_json::json!({ "error": "invalid_grant" })),
+                    );
+                }
+                (
+                    http::StatusCode::OK,
+                    axum::Json(serde_json::json!({
+                        "access_token": fake_jwt(n),
+                        "token_type": "Bearer",
+                        "expires_in": provider.expires_in,
+                        "refresh_token": format!("refresh-{n}"),
+                    })),
+                )
+            }),
+        )
+        .route(
+            "/revoke",
+            axum::routing::post(move |body: String| async move {
+                let token = form_urlencoded::parse(body.as_bytes())
+                    .find(|(key, _)| key == "token")
+                    .map(|(_, value)| value.into_owned())
+                    .unwrap_or_default();
+                provider.lock().unwrap().revoked.push(token);
+                http::StatusCode::OK
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    origin
+}
+
+/// An access token's shape with claims naming which token request made it (never verified:
+/// the gateway only reads who is signed in from it).
+fn fake_jwt(n: usize) -> String {
+    let encode = |json: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+    };
+    format!(
+        "{}.{}.signature",
+        encode(serde_json::json!({ "alg": "EdDSA", "typ": "at+jwt" })),
+        encode(serde_json::json!({ "sub": format!("user-{n}"), "roles": ["admin"], "exp": 0 }))
+    )
+}
+
+fn gateway(provider_origin: &str) -> axum::Router {
+    let pool =
+        contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET).expect("the contract decodes");
+    let limits = Default::default();
+    let gateway = gateway::build(&pool, gateway::Upstream::new(), None, &limits).unwrap();
+    let sessions = gateway::BrowserSessions::new(gateway::BrowserSignIn {
+        issuer: provider_origin.to_owned(),
+        client_id: "emporium-gateway".to_owned(),
+        client_secret: "the gateway's secret".to_owned().into(),
+        public_origin: "http://localhost:8080".to_owned(),
+        http: chassis::http_client::HttpClient::new(&[]).unwrap(),
+    });
+    gateway::router(gateway, &limits, Some(sessions))
+}
+
+/// GETs `path` with `cookies`: status, `Location`, the `Set-Cookie` pairs, the body.
+async fn get(
+    router: &axum::Router,
+    path: &str,
+    cookies: &[String],
+) -> (u16, String, Vec<String>, String) {
+    send(router, http::Request::get(path), cookies).await
+}
+
+async fn send(
+    router: &axum::Router,
+    mut request: http::request::Builder,
+    cookies: &[String],
+) -> (u16, String, Vec<String>, String) {
+    if !cookies.is_empty() {
+        request = request.header("cookie", cookies.join("; "));
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let set_cookies = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| {
+            value
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        location,
+        set_cookies,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+fn parameter(url: &str, name: &str) -> String {
+    let query = url
+        .split_once('?')
+        .map(|(_, query)| query)
+        .unwrap_or_default();
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_else(|| panic!("{url} has no {name}"))
+}
+
+/// Signs a browser in: its session cookie.
+async fn sign_in(router: &axum::Router) -> String {
+    let (status, authorize, login_cookies, _) =
+        get(router, "/auth/login?return_to=/admin/", &[]).await;
+    assert_eq!(status, 303);
+    let state = parameter(&authorize, "state");
+    let (status, landing, session_cookies, body) = get(
+        router,
+        &format!("/auth/callback?code=the-code&state={state}"),
+        &login_cookies,
+    )
+    .await;
+    assert_eq!((status, landing.as_str()), (303, "/admin/"), "{body}");
+    session_cookies
+        .into_iter()
+        .find(|cookie| cookie.starts_with("emporium-session="))
+        .expect("a session cookie")
+}
+
+#[tokio::test]
+async fn the_code_is_exchanged_with_the_clients_credentials_and_the_pkce_verifier() {
+    let provider = Arc::new(Mutex::new(Provider {
+        expires_in: 600,
+        ..Provider::default()
+    }));
+    let router = gateway(&start_provider(Arc::clone(&provider)).await);
+
+    let (_, authorize, login_cookies, _) = get(&router, "/auth/login", &[]).await;
+    let state = parameter(&authorize, "state");
+    let challenge = parameter(&authorize, "code_challenge");
+    let (status, landing, _, _) = get(
+        &router,
+        &format!("/auth/callback?code=the-code&state={state}"),
+        &login_cookies,
+    )
+    .await;
+
+    assert_eq!((status, landing.as_str()), (303, "/"));
+    assert_eq!(parameter(&authorize, "client_id"), "emporium-gateway");
+    assert_eq!(
+        parameter(&authorize, "redirect_uri"),
+        "http://localhost:8080/auth/callback"
+    );
+    let provider = provider.lock().unwrap();
+    let form = &provider.token_requests[0];
+    let value = |name: &str| {
+        form.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(value("grant_type"), "authorization_code");
+    assert_eq!(value("code"), "the-code");
+    let verifier = value("code_verifier");
+    assert_eq!(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(verifier.as_bytes())),
+        challenge,
+        "the verifier answers the challenge"
+    );
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode("emporium-gateway:the+gateway%27s+secret");
+    assert_eq!(provider.authorization[0], format!("Basic {basic}"));
+}
+
+#[tokio::test]
+async fn a_callback_without_this_browsers_login_cookie_is_refused() {
+    let provider = Arc::new(Mutex::new(Provider::default()));
+    let router = gateway(&start_provider(Arc::clone(&provider)).await);
+
+    let (_, authorize, _, _) = get(&router, "/auth/login", &[]).await;
+    let state = parameter(&authorize, "state");
+    // Another browser (no login cookie) brings the code back.
+    let (status, _, cookies, _) = get(
+        &router,
+        &format!("/auth/callback?code=the-code&state={state}"),
+        &[],
+    )
+    .await;
+
+    assert_eq!(status, 400);
+    assert!(cookies.is_empty(), "{cookies:?}");
+    assert!(provider.lock().unwrap().token_requests.is_empty());
+}
+
+#[tokio::test]
+async fn a_token_about_to_expire_is_refreshed_and_a_refused_refresh_signs_out() {
+    // Tokens that expire at once: each use refreshes first.
+    let provider = Arc::new(Mutex::new(Provider::default()));
+    let router = gateway(&start_provider(Arc::clone(&provider)).await);
+    let session = sign_in(&router).await;
+
+    let (_, _, _, first) = get(&router, "/auth/session", std::slice::from_ref(&session)).await;
+    let (_, _, _, second) = get(&router, "/auth/session", std::slice::from_ref(&session)).await;
+    provider.lock().unwrap().refuse_refresh = true;
+    let (_, _, _, refused) = get(&router, "/auth/session", std::slice::from_ref(&session)).await;
+    provider.lock().unwrap().refuse_refresh = false;
+    let (_, _, _, after) = get(&router, "/auth/session", std::slice::from_ref(&session)).await;
+
+    // Token request 0 was the code's; 1 and 2 refreshed with the refresh token in hand.
+    assert!(first.contains(r#""subject":"user-1""#), "{first}");
+    assert!(second.contains(r#""subject":"user-2""#), "{second}");
+    assert!(refused.contains(r#""signedIn":false"#), "{refused}");
+    assert!(
+        after.contains(r#""signedIn":false"#),
+        "the session is gone: {after}"
+    );
+    let provider = provider.lock().unwrap();
+    let refreshed_with: Vec<&str> = provider.token_requests[1..]
+        .iter()
+        .filter_map(|form| {
+            form.iter()
+                .find(|(key, _)| key == "refresh_token")
+                .map(|(_, value)| value.as_str())
+        })
+        .collect();
+    assert_eq!(refreshed_with, ["refresh-0", "refresh-1", "refresh-2"]);
+}
+
+#[tokio::test]
+async fn signing_out_revokes_the_refresh_token_and_only_from_this_site() {
+    let provider = Arc::new(Mutex::new(Provider {
+        expires_in: 600,
+        ..Provider::default()
+    }));
+    let router = gateway(&start_provider(Arc::clone(&provider)).await);
+    let session = sign_in(&router).await;
+    let logout =
+        |origin: &'static str| http::Request::post("/auth/logout").header("origin", origin);
+
+    let (cross_status, _, _, _) = send(
+        &router,
+        logout("https://evil.example"),
+        std::slice::from_ref(&session),
+    )
+    .await;
+    let (_, _, _, still) = get(&router, "/auth/session", std::slice::from_ref(&session)).await;
+    let (status, _, cleared, _) = send(
+        &router,
+        logout("http://localhost:8080"),
+        std::slice::from_ref(&session),
+    )
+    .await;
+    let (_, _, _, after) = get(&router, "/auth/session", std::slice::from_ref(&session)).await;
+
+    assert_eq!(cross_status, 403);
+    assert!(still.contains(r#""signedIn":true"#), "{still}");
+    assert_eq!(status, 204);
+    assert_eq!(cleared, ["emporium-session="]);
+    assert!(after.contains(r#""signedIn":false"#), "{after}");
+    assert_eq!(provider.lock().unwrap().revoked, ["refresh-0"]);
+}
