@@ -57,7 +57,7 @@ pub(crate) async fn start_gateway(
             let upstream = gateway::Upstream::new().with_every_service(&pool, &channel);
             let limits = chassis::settings::GraphqlSettings::default();
             let gateway = gateway::build(&pool, upstream, None, &limits)?;
-            anyhow::Ok(gateway::router(gateway, &limits, None))
+            anyhow::Ok(gateway::router(gateway, &limits, None, false))
         })
         .await
         .context("Building the gateway panicked")??;

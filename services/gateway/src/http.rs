@@ -1,7 +1,8 @@
 //! `/graphql` on the suite's HTTP origin: a POST of a GraphQL request as JSON, or a GET of a
 //! query in the query string, answered as JSON (HTTP 200 even when fields failed: the errors
 //! are in the answer); a GET asking for a WebSocket (`graphql-transport-ws`, or the older
-//! `graphql-ws`) carries subscriptions. An `Authorization: Bearer` header (or, on a WebSocket,
+//! `graphql-ws`) carries subscriptions, and in the embedded mode a browser opening it gets
+//! GraphiQL. An `Authorization: Bearer` header (or, on a WebSocket,
 //! an `Authorization` entry of the `connection_init` payload) is handed to the resolvers as the
 //! caller's token, which they forward.
 
@@ -31,6 +32,7 @@ pub fn router(
     gateway: Gateway,
     limits: &GraphqlSettings,
     sessions: Option<BrowserSessions>,
+    graphiql: bool,
 ) -> axum::Router {
     // The process's recorder, before the first request is counted.
     chassis::metrics::handle();
@@ -40,6 +42,7 @@ pub fn router(
         timeout: limits.timeout,
         max_message_bytes: limits.max_body_bytes,
         sessions: sessions.clone(),
+        graphiql,
     };
     let router = axum::Router::new()
         .route("/graphql", axum::routing::post(execute).get(execute_get))
@@ -58,7 +61,12 @@ struct Served {
     /// The largest WebSocket message taken: the body limit.
     max_message_bytes: usize,
     sessions: Option<Arc<BrowserSessions>>,
+    /// Whether a browser asking for `/graphql` without a query gets GraphiQL.
+    graphiql: bool,
 }
+
+/// GraphiQL, for a browser opening `/graphql` in the embedded mode.
+const GRAPHIQL: &str = include_str!("../assets/graphiql.html");
 
 impl Served {
     /// The caller's token: the request's bearer token, else its browser session's (for a
@@ -205,6 +213,16 @@ async fn execute_query_string(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
+    if served.graphiql && wants_a_page(&headers, &uri) {
+        return (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            GRAPHIQL,
+        )
+            .into_response();
+    }
     let request = match async_graphql::http::parse_query_string(uri.query().unwrap_or_default()) {
         Ok(request) => request,
         Err(error) => {
@@ -227,6 +245,18 @@ async fn execute_query_string(
         return response;
     }
     answer(&served, &headers, false, request).await
+}
+
+/// Whether a GET is a browser opening the page: HTML accepted and no query asked.
+fn wants_a_page(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    let accepts_html = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    let asks_a_query = uri.query().is_some_and(|query| {
+        form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "query")
+    });
+    accepts_html && !asks_a_query
 }
 
 /// Whether the operation `request` runs is a query (a document that does not parse is left to

@@ -29,8 +29,8 @@ pub use upstream::Upstream;
 
 /// The gateway of a suite whose services all listen on `grpc_addr` (`emporium up`): the
 /// compiled-in contract's schema, calling them there (connecting on first use), its
-/// subscriptions fed by `changes`, browsers signed in by `sign_in`, as routes for the suite's
-/// HTTP origin.
+/// subscriptions fed by `changes`, browsers signed in by `sign_in`, GraphiQL for a browser
+/// opening `/graphql`, as routes for the suite's HTTP origin.
 pub fn suite_router(
     grpc_addr: std::net::SocketAddr,
     changes: ChangeSource,
@@ -55,6 +55,7 @@ pub fn suite_router(
         build(&pool, upstream, Some(changes), limits)?,
         limits,
         sign_in.map(BrowserSessions::new),
+        true,
     ))
 }
 
@@ -109,7 +110,13 @@ pub async fn standalone_router(
         verifier: settings.auth.verifier(),
     };
     let gateway = build(&pool, upstream, Some(changes), &settings.graphql)?;
-    Ok(router(gateway, &settings.graphql, browser_sign_in(settings)?).merge(probes))
+    Ok(router(
+        gateway,
+        &settings.graphql,
+        browser_sign_in(settings)?,
+        false,
+    )
+    .merge(probes))
 }
 
 /// The browser sessions' settings of a gateway on its own, when it has a client secret.

@@ -19,10 +19,14 @@ const LIMITS: GraphqlSettings = GraphqlSettings {
 };
 
 fn router(upstream: gateway::Upstream) -> axum::Router {
+    router_with_graphiql(upstream, false)
+}
+
+fn router_with_graphiql(upstream: gateway::Upstream, graphiql: bool) -> axum::Router {
     let pool =
         contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET).expect("the contract decodes");
     let gateway = gateway::build(&pool, upstream, None, &LIMITS).expect("the schema builds");
-    gateway::router(gateway, &LIMITS, None)
+    gateway::router(gateway, &LIMITS, None, graphiql)
 }
 
 /// POSTs `body` to `/graphql`: the status and the JSON answer (null when not JSON).
@@ -169,4 +173,38 @@ async fn a_query_is_answered_by_get_and_a_mutation_is_not() {
     .await;
     assert_eq!(status, 405, "{answer}");
     assert_eq!(answer["errors"][0]["message"], "a mutation needs POST");
+}
+
+#[tokio::test]
+async fn a_browser_opening_graphql_gets_graphiql_in_the_embedded_mode_only() {
+    let page = |graphiql: bool, path: &'static str| async move {
+        let request = http::Request::get(path)
+            .header("accept", "text/html,application/xhtml+xml")
+            .body(Body::empty())
+            .unwrap();
+        let response = router_with_graphiql(gateway::Upstream::new(), graphiql)
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+
+    let (status, body) = page(true, "/graphql").await;
+    let (_, alone) = page(false, "/graphql").await;
+    let (query_status, answer) = page(true, "/graphql?query=%7B__typename%7D").await;
+
+    assert_eq!(status, 200);
+    assert!(body.contains("GraphiQL.createFetcher"), "{body}");
+    assert!(
+        body.contains("integrity=\"sha384-"),
+        "pinned and checked assets"
+    );
+    assert!(!alone.contains("GraphiQL"), "no page on its own: {alone}");
+    assert_eq!(query_status, 200);
+    assert!(
+        answer.contains("\"__typename\":\"Query\""),
+        "a query is still a query: {answer}"
+    );
 }

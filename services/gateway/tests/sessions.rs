@@ -114,7 +114,7 @@ fn gateway(provider_origin: &str) -> axum::Router {
         public_origin: "http://localhost:8080".to_owned(),
         http: chassis::http_client::HttpClient::new(&[]).unwrap(),
     });
-    gateway::router(gateway, &limits, Some(sessions))
+    gateway::router(gateway, &limits, Some(sessions), false)
 }
 
 /// GETs `path` with `cookies`: status, `Location`, the `Set-Cookie` pairs, the body.
