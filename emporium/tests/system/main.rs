@@ -5,6 +5,7 @@ mod browser;
 mod deadletter;
 mod faults;
 mod gateway;
+mod graphql_js;
 mod one_address;
 mod ops;
 mod up;

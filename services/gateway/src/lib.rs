@@ -10,9 +10,9 @@
 //!
 //! The gateway holds no data and is not trusted: the services verify the forwarded token.
 
-mod aliases;
 pub mod errors;
 pub mod http;
+mod limits;
 mod loader;
 mod names;
 pub mod schema;

@@ -30,7 +30,7 @@ use prost_reflect::{
     MethodDescriptor,
 };
 
-use crate::aliases::AliasLimit;
+use crate::limits::QueryLimits;
 use crate::loader::{BatchGet, RecordKey, RecordLoader};
 use crate::subscriptions::{self, ChangeSource, Feeds};
 use crate::upstream::Upstream;
@@ -200,9 +200,11 @@ pub fn build(
         Some("Mutation"),
         mutation_type.as_ref().map(|_| "Subscription"),
     )
-    .limit_depth(limits.max_depth)
     .limit_complexity(limits.max_complexity)
-    .extension(AliasLimit(limits.max_aliases));
+    .extension(QueryLimits {
+        max_depth: limits.max_depth,
+        max_aliases: limits.max_aliases,
+    });
     let mut builder = types.register(builder).register(query).register(mutation);
     if let Some(mutation_type) = mutation_type {
         builder = builder.register(mutation_type).register(subscription);
@@ -554,6 +556,14 @@ fn null_on_error<'a>(
     }
 }
 
+/// The argument `name`, unless absent or null (a variable left null is no argument).
+pub(crate) fn argument<'a>(
+    ctx: &'a ResolverContext<'_>,
+    name: &str,
+) -> Option<async_graphql::dynamic::ValueAccessor<'a>> {
+    ctx.args.get(name).filter(|value| !value.is_null())
+}
+
 /// The bearer token the request carries, if any.
 fn token_of<'a>(ctx: &ResolverContext<'a>) -> Option<&'a str> {
     ctx.data_opt::<BearerToken>().map(|token| token.0.as_str())
@@ -702,10 +712,10 @@ fn events_field(
             };
             let mut request = serde_json::Map::new();
             request.insert(aggregate, id.clone().into());
-            if let Some(first) = ctx.args.get("first") {
+            if let Some(first) = argument(&ctx, "first") {
                 request.insert(page_size, first.i64()?.into());
             }
-            if let Some(after) = ctx.args.get("after") {
+            if let Some(after) = argument(&ctx, "after") {
                 request.insert(page_token, after.string()?.into());
             }
             let page = match call(&upstream, &method, request, token_of(&ctx), "events").await {
@@ -824,7 +834,7 @@ impl Lister {
     /// One page: its records' values, the next page's token, and the total when counted.
     async fn page(&self, ctx: &ResolverContext<'_>) -> async_graphql::Result<Value> {
         for refused in ["skip", "before", "last"] {
-            if ctx.args.get(refused).is_some() {
+            if argument(ctx, refused).is_some() {
                 return Err(errors::bad_input(
                     refused,
                     format!(
@@ -842,20 +852,20 @@ impl Lister {
             };
             request.insert(filter.clone(), values::to_json(id.unwrap_or(Value::Null)));
         }
-        if let Some(first) = ctx.args.get("first") {
+        if let Some(first) = argument(ctx, "first") {
             let first = first.i64()?;
             if first < 0 {
                 return Err(errors::bad_input("first", "must not be negative"));
             }
             request.insert(json_name(&self.method.input(), PAGE_SIZE), first.into());
         }
-        if let Some(after) = ctx.args.get("after") {
+        if let Some(after) = argument(ctx, "after") {
             request.insert(
                 json_name(&self.method.input(), PAGE_TOKEN),
                 after.string()?.into(),
             );
         }
-        if let Some(order) = ctx.args.get("orderBy") {
+        if let Some(order) = argument(ctx, "orderBy") {
             let order = order.enum_name()?;
             let (value, direction) = self
                 .orderings

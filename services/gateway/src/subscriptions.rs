@@ -348,11 +348,11 @@ impl Filter {
         key_field: &str,
     ) -> async_graphql::Result<Filter> {
         let mut filter = Filter::default();
-        let Some(filters) = ctx.args.get("where") else {
+        let Some(filters) = crate::schema::argument(ctx, "where") else {
             return Ok(filter);
         };
         let filters = filters.object()?;
-        if let Some(actions) = filters.get("mutation_in") {
+        if let Some(actions) = filters.get("mutation_in").filter(|value| !value.is_null()) {
             let actions = actions.list()?;
             filter.actions = Some(
                 actions
@@ -361,8 +361,11 @@ impl Filter {
                     .collect::<async_graphql::Result<_>>()?,
             );
         }
-        if let Some(node) = filters.get("node")
-            && let Some(id) = node.object()?.get(key_field)
+        if let Some(node) = filters.get("node").filter(|value| !value.is_null())
+            && let Some(id) = node
+                .object()?
+                .get(key_field)
+                .filter(|value| !value.is_null())
         {
             filter.id = Some(id.string()?.to_owned());
         }

@@ -18,6 +18,7 @@ both_backends!(
     arguments_the_service_cannot_do_are_refused_by_name,
     a_records_history_is_its_events_and_a_field_refused_is_null_with_its_path,
     a_category_lists_its_own_products,
+    a_variable_left_null_is_an_absent_argument,
 );
 
 /// The `extensions.code` of each error of `answer`.
@@ -279,5 +280,25 @@ async fn a_category_lists_its_own_products(backend: Backend) {
                 { "sku": "TEA-2", "category": { "name": "Tea" } },
             ],
         })
+    );
+}
+
+async fn a_variable_left_null_is_an_absent_argument(backend: Backend) {
+    let gateway = Gateway::spawn(backend).await;
+    gateway.sencha().await;
+    let request = async_graphql::Request::new(
+        "query ($first: Int, $after: String, $where: ProductWhereInput) { \
+           productsConnection(first: $first, after: $after, where: $where) { edges { node { sku } } } }",
+    )
+    .variables(async_graphql::Variables::from_json(
+        json!({ "first": null, "after": null, "where": null }),
+    ));
+
+    let answer = gateway.execute(request).await;
+
+    assert!(answer["errors"].is_null(), "{answer}");
+    assert_eq!(
+        answer["data"]["productsConnection"]["edges"],
+        json!([{ "node": { "sku": "TEA-1" } }])
     );
 }

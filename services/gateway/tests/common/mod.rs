@@ -76,6 +76,15 @@ impl Gateway {
         answer["data"].clone()
     }
 
+    /// The whole answer to `request`, sent as the catalog manager.
+    pub(crate) async fn execute(&self, request: async_graphql::Request) -> Value {
+        let answer = self
+            .gateway
+            .execute(request, Some(self.app.token.clone()))
+            .await;
+        serde_json::to_value(&answer).expect("the answer is JSON")
+    }
+
     /// The whole answer (`data` and `errors`) to `query` sent with `token`.
     pub(crate) async fn run_with(&self, query: &str, token: Option<&str>) -> Value {
         let answer = self

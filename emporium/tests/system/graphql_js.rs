@@ -1,0 +1,71 @@
+//! The GraphQL API through unmodified third-party clients: `tests/graphql-js/check.mjs`
+//! (graphql-js, graphql-ws; installed by `./scripts/test` with `npm ci`) against `emporium up`,
+//! signed in as the admin with a token from the real sign-in page.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use emporiumctl::oauth::{BrowserLogin, login_with_browser};
+
+use crate::up::{ADMIN_EMAIL, Browser, Suite};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_js_and_graphql_ws_drive_every_resource_and_a_subscription() {
+    let client_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/graphql-js");
+    assert!(
+        client_dir.join("node_modules/graphql").is_dir(),
+        "the client's packages are missing: ./scripts/test installs them (npm ci in {})",
+        client_dir.display()
+    );
+    let scratch = std::env::temp_dir().join(format!("emporium-gqljs-{}", uuid::Uuid::new_v4()));
+    let suite = Suite::new(&scratch);
+    let mut up = suite.start();
+    let password = up
+        .banner()
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("with the password"))
+        .map(|rest| rest.trim().to_owned())
+        .expect("the first start prints the admin's password");
+    let credentials = login_with_browser(
+        &BrowserLogin {
+            issuer: suite.issuer.clone(),
+            client_id: "emporiumctl".to_owned(),
+            scope: "openid".to_owned(),
+            timeout: Duration::from_secs(60),
+        },
+        |url| {
+            let url = url.to_owned();
+            let password = password.clone();
+            tokio::spawn(async move {
+                let mut browser = Browser::new();
+                let location = browser.submit_sign_in(&url, ADMIN_EMAIL, &password).await;
+                browser.send("GET", &location, Vec::new()).await;
+            });
+        },
+    )
+    .await
+    .expect("the admin signs in");
+
+    let checked = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("check.mjs")
+            .current_dir(&client_dir)
+            .env("EMPORIUM_GRAPHQL_URL", format!("{}/graphql", suite.issuer))
+            .env("EMPORIUM_TOKEN", &credentials.access_token)
+            .output()
+            .expect("node runs (./scripts/test installs Node.js)")
+    })
+    .await
+    .unwrap();
+    up.stop();
+
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        checked.status.success(),
+        "check.mjs failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&scratch);
+}
