@@ -2,14 +2,13 @@
 //! query in the query string, answered as JSON (HTTP 200 even when fields failed: the errors
 //! are in the answer); a GET asking for a WebSocket (`graphql-transport-ws`, or the older
 //! `graphql-ws`) carries subscriptions, and in the embedded mode a browser opening it gets
-//! GraphiQL. An `Authorization: Bearer` header (or, on a WebSocket,
-//! an `Authorization` entry of the `connection_init` payload) is handed to the resolvers as the
-//! caller's token, which they forward.
-
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+//! GraphiQL. An `Authorization: Bearer` header (or, on a WebSocket, an `Authorization` entry of
+//! the `connection_init` payload), else the browser session's cookie ([`crate::sessions`]), is
+//! handed to the resolvers as the caller's token, which they forward.
 
 use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_graphql::http::{WebSocket, WebSocketProtocols as Protocols, WsMessage};
 use axum::extract::State;
@@ -68,6 +67,10 @@ struct Served {
 /// GraphiQL, for a browser opening `/graphql` in the embedded mode.
 const GRAPHIQL: &str = include_str!("../assets/graphiql.html");
 
+/// How long a `graphql-transport-ws` client may leave a ping unanswered before the connection
+/// is closed.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+
 impl Served {
     /// The caller's token: the request's bearer token, else its browser session's (for a
     /// request from this site only; `changes`: it may change something).
@@ -90,10 +93,6 @@ impl Served {
             })
     }
 }
-
-/// How long a `graphql-transport-ws` client may leave a ping unanswered before the connection
-/// is closed.
-const KEEPALIVE: Duration = Duration::from_secs(30);
 
 async fn execute(
     State(served): State<Served>,
@@ -201,9 +200,7 @@ fn payload_token(payload: &serde_json::Value) -> Option<String> {
         .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))?
         .1
         .as_str()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+    bearer(value).map(str::to_owned)
 }
 
 /// A query (never a mutation, which needs POST) in the query string, as the GraphQL over HTTP
@@ -328,7 +325,11 @@ async fn answer(
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    bearer(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The token of an `Authorization` value `Bearer <token>` (the scheme in any case).
+fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
