@@ -4,13 +4,20 @@
 
 use prost_reflect::{DynamicMessage, MessageDescriptor, SerializeOptions};
 
-/// `message` as a GraphQL object, every field present (defaults included).
+/// `message` as a GraphQL object, every field present (defaults included), serialized straight
+/// into the GraphQL value (no JSON in between).
 pub(crate) fn to_graphql(message: &DynamicMessage) -> async_graphql::Value {
-    let options = SerializeOptions::new().skip_default_fields(false);
-    let json = message
-        .serialize_with_options(serde_json::value::Serializer, &options)
-        .unwrap_or(serde_json::Value::Null);
-    async_graphql::Value::from_json(json).unwrap_or(async_graphql::Value::Null)
+    async_graphql::to_value(WithDefaults(message)).unwrap_or(async_graphql::Value::Null)
+}
+
+/// A message serialized in the proto3 JSON mapping with its default-valued fields written out.
+struct WithDefaults<'a>(&'a DynamicMessage);
+
+impl serde::Serialize for WithDefaults<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let options = SerializeOptions::new().skip_default_fields(false);
+        self.0.serialize_with_options(serializer, &options)
+    }
 }
 
 /// A `descriptor` message from a JSON object of its fields by their JSON names; the error says
