@@ -151,10 +151,18 @@ async fn without_a_token_every_mutation_is_refused_and_nothing_changes(backend: 
     let gateway = Gateway::spawn(backend).await;
     let id = gateway.sencha().await;
     let customer = gateway.app.issuer.token("customer-1", &[roles::CUSTOMER]);
+    // A manager's token, but for another API.
+    let mut claims = gateway
+        .app
+        .issuer
+        .claims("catalog-manager-1", &[roles::CATALOG_MANAGER]);
+    claims.aud = "another-api".to_owned();
+    let other_audience = gateway.app.issuer.token_with(&claims);
 
     for (token, code) in [
         (None, "UNAUTHENTICATED"),
         (Some(customer.as_str()), "FORBIDDEN"),
+        (Some(other_audience.as_str()), "UNAUTHENTICATED"),
     ] {
         for mutation in [
             r#"mutation { createCategory(data: { name: "Coffee" }) { id } }"#.to_owned(),
