@@ -3,7 +3,7 @@
 //! and no token anywhere the browser sees, mutations refused when they come from another site,
 //! and a sign-out that ends the session.
 
-use crate::up::{ADMIN_EMAIL, Browser, Suite};
+use crate::up::{ADMIN_EMAIL, Browser, Suite, generated_password};
 
 const CREATE_TEA: &str =
     r#"{"query": "mutation { createCategory(data: { name: \"Tea\" }) { name } }"}"#;
@@ -15,12 +15,7 @@ async fn a_browser_signs_in_through_the_gateway_without_ever_holding_a_token() {
     let scratch = std::env::temp_dir().join(format!("emporium-bff-{}", uuid::Uuid::new_v4()));
     let suite = Suite::new(&scratch);
     let mut up = suite.start();
-    let password = up
-        .banner()
-        .iter()
-        .find_map(|line| line.trim().strip_prefix("with the password"))
-        .map(|rest| rest.trim().to_owned())
-        .expect("the first start prints the admin's password");
+    let password = generated_password(&up.banner());
     let origin = suite.issuer.clone();
     let graphql = format!("{origin}/graphql");
     let mut browser = Browser::new();

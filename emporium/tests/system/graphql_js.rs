@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use emporiumctl::oauth::{BrowserLogin, login_with_browser};
 
-use crate::up::{ADMIN_EMAIL, Browser, Suite};
+use crate::up::{ADMIN_EMAIL, Browser, Suite, generated_password};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_js_and_graphql_ws_drive_every_resource_and_a_subscription() {
@@ -21,12 +21,7 @@ async fn graphql_js_and_graphql_ws_drive_every_resource_and_a_subscription() {
     let scratch = std::env::temp_dir().join(format!("emporium-gqljs-{}", uuid::Uuid::new_v4()));
     let suite = Suite::new(&scratch);
     let mut up = suite.start();
-    let password = up
-        .banner()
-        .iter()
-        .find_map(|line| line.trim().strip_prefix("with the password"))
-        .map(|rest| rest.trim().to_owned())
-        .expect("the first start prints the admin's password");
+    let password = generated_password(&up.banner());
     let credentials = login_with_browser(
         &BrowserLogin {
             issuer: suite.issuer.clone(),

@@ -30,11 +30,7 @@ async fn a_new_user_signs_in_with_the_cli_and_changes_the_catalog() {
 
     let mut first = suite.start();
     let banner = first.banner();
-    let password = banner
-        .iter()
-        .find_map(|line| line.trim().strip_prefix("with the password"))
-        .map(|rest| rest.trim().to_owned())
-        .expect("the first start prints the admin's password");
+    let password = generated_password(&banner);
     assert!(banner.iter().any(|line| line.contains(ADMIN_EMAIL)));
 
     let config_dir = scratch.join("ctl");
@@ -554,6 +550,15 @@ impl Drop for Up {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The admin's password a first start's banner prints (once).
+pub(crate) fn generated_password(banner: &[String]) -> String {
+    banner
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("with the password"))
+        .map(|rest| rest.trim().to_owned())
+        .expect("the first start prints the admin's password")
 }
 
 pub(crate) fn free_addr() -> String {

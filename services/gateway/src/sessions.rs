@@ -190,15 +190,9 @@ impl BrowserSessions {
 
     fn session(&self, id: &str) -> Option<Arc<Session>> {
         let key = digest(id);
-        let mut sessions = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut sessions = lock(&self.sessions);
         let session = sessions.get(&key)?.clone();
-        let mut last_used = session
-            .last_used
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut last_used = lock(&session.last_used);
         if last_used.elapsed() > IDLE_TIMEOUT {
             drop(last_used);
             sessions.remove(&key);
@@ -210,10 +204,7 @@ impl BrowserSessions {
     }
 
     fn forget(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&digest(id))
+        lock(&self.sessions).remove(&digest(id))
     }
 
     async fn endpoints(&self) -> anyhow::Result<&Endpoints> {
@@ -323,10 +314,7 @@ async fn login(State(sessions): State<Arc<BrowserSessions>>, uri: axum::http::Ur
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(sha2::Sha256::digest(verifier.as_bytes()));
     {
-        let mut pending = sessions
-            .pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut pending = lock(&sessions.pending);
         pending.retain(|_, login| login.started.elapsed() < LOGIN_TIMEOUT);
         if pending.len() >= MAX_PENDING
             && let Some(oldest) = pending
@@ -383,10 +371,7 @@ async fn callback(
             "This sign-in was started in another browser or has expired; sign in again.",
         );
     }
-    let pending = sessions
-        .pending
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    let pending = lock(&sessions.pending)
         .remove(state)
         .filter(|login| login.started.elapsed() < LOGIN_TIMEOUT);
     let Some(pending) = pending else {
@@ -431,10 +416,7 @@ async fn callback(
     };
     let id = random_token();
     {
-        let mut all = sessions
-            .sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut all = lock(&sessions.sessions);
         if all.len() >= MAX_SESSIONS {
             all.retain(|_, session| {
                 session
@@ -447,12 +429,7 @@ async fn callback(
         if all.len() >= MAX_SESSIONS
             && let Some(oldest) = all
                 .iter()
-                .min_by_key(|(_, session)| {
-                    *session
-                        .last_used
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                })
+                .min_by_key(|(_, session)| *lock(&session.last_used))
                 .map(|(key, _)| *key)
         {
             all.remove(&oldest);
@@ -605,6 +582,14 @@ fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `mutex`'s guard, also after a panic elsewhere held it (every change under these locks is
+/// one insert or remove, never left half done).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn digest(id: &str) -> [u8; 32] {
