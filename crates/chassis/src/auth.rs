@@ -44,6 +44,9 @@ pub mod roles {
     pub const CATALOG_MANAGER: &str = "catalog-manager";
     pub const SALES: &str = "sales";
     pub const CUSTOMER: &str = "customer";
+    /// The gateway's token for visitors who have not signed in: admitted only to the RPCs whose
+    /// contract declares `visitors: true`.
+    pub const VISITOR: &str = contract::access::VISITOR_ROLE;
 }
 
 /// The claims of an Emporium access token.
@@ -662,10 +665,11 @@ pub struct AccessTable {
 /// What [`AccessTable`] requires of a call to one RPC.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum AccessRule {
-    /// A valid access token, whatever its roles.
-    AnySignedInCaller,
-    /// A valid access token holding one of `roles`; `refusal` is the PERMISSION_DENIED message.
-    AnyRoleOf { roles: Vec<String>, refusal: String },
+    /// A valid access token admitted by `access`; `refusal` is the PERMISSION_DENIED message.
+    Declared {
+        access: contract::Access,
+        refusal: String,
+    },
     /// The contract declares no (well-formed) access: refused to every caller, fail closed.
     Undeclared,
 }
@@ -689,10 +693,9 @@ impl AccessTable {
             );
             for method in declared.iter().filter(|method| method.service == *service) {
                 let rule = match &method.access {
-                    Ok(contract::Access::AnySignedInCaller) => AccessRule::AnySignedInCaller,
-                    Ok(contract::Access::AnyRoleOf(roles)) => AccessRule::AnyRoleOf {
-                        refusal: format!("this needs one of the roles: {}", roles.join(", ")),
-                        roles: roles.clone(),
+                    Ok(access) => AccessRule::Declared {
+                        refusal: access.refusal(),
+                        access: access.clone(),
                     },
                     Err(problem) => {
                         tracing::warn!(
@@ -723,9 +726,8 @@ impl AccessTable {
         };
         let caller = verified_caller(authentication)?;
         match rule {
-            AccessRule::AnySignedInCaller => Ok(()),
-            AccessRule::AnyRoleOf { roles, refusal } => {
-                if roles.iter().any(|role| caller.has_role(role)) {
+            AccessRule::Declared { access, refusal } => {
+                if access.admits(&caller.roles) {
                     Ok(())
                 } else {
                     Err(Error::PermissionDenied(refusal.clone()))

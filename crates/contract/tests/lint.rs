@@ -65,6 +65,11 @@ fn every_rpc_of_catalog_and_identity_declares_who_may_call_it() {
             "catalog-manager".to_owned()
         ]))
     );
+    let get_product = methods
+        .iter()
+        .find(|method| method.path == "/emporium.catalog.v1.CatalogService/GetProduct")
+        .expect("GetProduct is in the descriptor set");
+    assert_eq!(get_product.access, Ok(Access::Visitors));
 }
 
 #[test]
@@ -264,7 +269,7 @@ fn a_method_whose_access_is_broken_is_reported_as_such() {
     );
     assert_eq!(
         access_of("DeleteWidget"),
-        Some(Err(AccessProblem::BothRules))
+        Some(Err(AccessProblem::SeveralRules))
     );
 }
 

@@ -1,7 +1,7 @@
 //! Proves the roles a contract declares are the roles a running service enforces: every RPC of a
 //! service, as the descriptor set lists it, is called through a generic gRPC client (raw bytes,
-//! an empty request) by callers without a token, without the declared roles and with each of
-//! them, and each answer is checked against the RPC's `(emporium.api.v1.access)` option.
+//! an empty request) by callers without a token, as a visitor, without the declared roles and with
+//! each of them, and each answer is checked against the RPC's `(emporium.api.v1.access)` option.
 
 use std::net::SocketAddr;
 
@@ -41,6 +41,7 @@ pub async fn assert_access_matches_contract(
         .await
         .expect("the server accepts connections");
     let no_role = issuer.token("nobody-1", &[]);
+    let visitor = issuer.token("visitor-1", &[roles::VISITOR]);
     let mut disagreements = Vec::new();
     for method in &methods {
         let path = method.path.as_str();
@@ -51,7 +52,22 @@ pub async fn assert_access_matches_contract(
             ));
         }
         let with_no_role = call(&channel, path, Some(&no_role)).await;
+        let as_visitor = call(&channel, path, Some(&visitor)).await;
+        if !matches!(method.access, Ok(Access::Visitors)) && as_visitor != Code::PermissionDenied {
+            disagreements.push(format!(
+                "{path} is not open to visitors, yet a visitor's call got {as_visitor:?} instead \
+                 of PermissionDenied"
+            ));
+        }
         match &method.access {
+            Ok(Access::Visitors) => {
+                if !is_admitted(with_no_role) || !is_admitted(as_visitor) {
+                    disagreements.push(format!(
+                        "{path} is open to visitors, yet a caller holding no role got \
+                         {with_no_role:?} and a visitor {as_visitor:?}"
+                    ));
+                }
+            }
             Ok(Access::AnySignedInCaller) => {
                 if !is_admitted(with_no_role) {
                     disagreements.push(format!(

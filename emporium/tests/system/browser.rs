@@ -1,13 +1,15 @@
 //! A browser signed in through the gateway (`emporium up`): code + PKCE against identity with
 //! the gateway as the confidential client, a session cookie the page's JavaScript cannot read
 //! and no token anywhere the browser sees, mutations refused when they come from another site,
-//! and a sign-out that ends the session.
+//! and a sign-out that ends the session; a visitor who has not signed in reads the catalog and
+//! nothing else.
 
 use crate::up::{ADMIN_EMAIL, Browser, Suite, generated_password};
 
 const CREATE_TEA: &str =
     r#"{"query": "mutation { createCategory(data: { name: \"Tea\" }) { name } }"}"#;
 const COUNT: &str = r#"{"query": "{ categoriesConnection(first: 1) { aggregate { count } } }"}"#;
+const ACCOUNTS: &str = r#"{"query": "{ accounts(first: 1) { email } }"}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_signs_in_through_the_gateway_without_ever_holding_a_token() {
@@ -83,6 +85,19 @@ async fn a_browser_signs_in_through_the_gateway_without_ever_holding_a_token() {
     let (_, _, count) = browser
         .send_with("POST", &graphql, &same_site, COUNT.into())
         .await;
+    // A visitor who has not signed in (no cookie, no token): the catalog is open to read
+    // through the gateway's visitor token, and nothing else.
+    let mut visitor = Browser::new();
+    let json = [("content-type", "application/json")];
+    let (_, _, visitor_count) = visitor
+        .send_with("POST", &graphql, &json, COUNT.into())
+        .await;
+    let (_, _, visitor_accounts) = visitor
+        .send_with("POST", &graphql, &json, ACCOUNTS.into())
+        .await;
+    let (_, _, visitor_create) = visitor
+        .send_with("POST", &graphql, &json, CREATE_TEA.into())
+        .await;
 
     // Sign out.
     let (logout_status, _, _) = browser
@@ -120,6 +135,18 @@ async fn a_browser_signs_in_through_the_gateway_without_ever_holding_a_token() {
     assert!(
         count.contains(r#""count":"1""#),
         "only the same-site mutation changed anything: {count}"
+    );
+    assert!(
+        visitor_count.contains(r#""count":"1""#),
+        "a visitor reads the catalog: {visitor_count}"
+    );
+    assert!(
+        visitor_accounts.contains("FORBIDDEN"),
+        "a visitor reads no accounts: {visitor_accounts}"
+    );
+    assert!(
+        visitor_create.contains("UNAUTHENTICATED"),
+        "a visitor changes nothing: {visitor_create}"
     );
     let session_cookie = browser
         .set_cookies

@@ -4,7 +4,9 @@
 //! `graphql-ws`) carries subscriptions, and in the embedded mode a browser opening it gets
 //! GraphiQL. An `Authorization: Bearer` header (or, on a WebSocket, an `Authorization` entry of
 //! the `connection_init` payload), else the browser session's cookie ([`crate::sessions`]), is
-//! handed to the resolvers as the caller's token, which they forward.
+//! handed to the resolvers as the caller's token, which they forward. A query (never a mutation
+//! or a subscription) from a caller with neither is made with the gateway's visitor token, which
+//! the services admit only where the contract declares `visitors: true` (the catalog's reads).
 
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -91,6 +93,17 @@ impl Served {
                     "a request signed in by the session cookie must come from this site".to_owned(),
                 )
             })
+    }
+
+    /// The token for a caller who sent none and has no session: the gateway's visitor token
+    /// ([`BrowserSessions::visitor_token`]) when `request` only reads; none for a mutation,
+    /// which is then refused as unauthenticated, as it should be.
+    async fn visitor_token(&self, request: &async_graphql::Request) -> Option<String> {
+        let sessions = self.sessions.as_ref()?;
+        if !only_queries(request) {
+            return None;
+        }
+        sessions.visitor_token().await
     }
 }
 
@@ -293,7 +306,8 @@ async fn answer(
 ) -> Response {
     let started = Instant::now();
     let token = match served.token(headers, changes).await {
-        Ok(token) => token,
+        Ok(Some(token)) => Some(token),
+        Ok(None) => served.visitor_token(&request).await,
         Err(refused) => return refused,
     };
     let (outcome, response) =

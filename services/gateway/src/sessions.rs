@@ -11,6 +11,10 @@
 //! - `POST /auth/logout` ends the session and revokes its refresh token at identity.
 //! - `GET /auth/session` says whether the browser is signed in, as whom and with which roles.
 //!
+//! Visitors who have not signed in browse with the gateway's own token: its client's
+//! client-credentials token, which holds the role `visitor` alone (identity's set-up gives the
+//! client that role), so the services admit it only to what is open to visitors.
+//!
 //! Cross-site request forgery: a request the cookie authenticates is served only when the
 //! browser says it comes from this origin (`Origin`, or `Sec-Fetch-Site: same-origin`); one that
 //! changes anything (a POST, a WebSocket) and says nothing is refused too. `SameSite=Lax` keeps
@@ -39,6 +43,8 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(12 * 60 * 60);
 /// An access token this close to its expiry is refreshed before it is forwarded.
 const REFRESH_MARGIN: Duration = Duration::from_secs(30);
+/// How long after a failed request for the visitor token the gateway asks again.
+const VISITOR_RETRY: Duration = Duration::from_secs(10);
 /// The most sign-ins under way and sessions kept; past them the oldest go first.
 const MAX_PENDING: usize = 10_000;
 const MAX_SESSIONS: usize = 100_000;
@@ -70,6 +76,20 @@ pub struct BrowserSessions {
     pending: Mutex<HashMap<String, Pending>>,
     /// By the SHA-256 of the session id the cookie holds.
     sessions: Mutex<HashMap<[u8; 32], Arc<Session>>>,
+    /// The token the gateway calls with for visitors who have not signed in.
+    visitor: tokio::sync::Mutex<Visitor>,
+}
+
+/// The gateway's visitor token: its client's client-credentials token, used only while it holds
+/// the role `visitor` and no other.
+enum Visitor {
+    /// Not asked for yet.
+    Unknown,
+    Held(Tokens),
+    /// The last request failed (or gave a token that is no visitor's): not asked again before
+    /// the instant, so a missing role or an unreachable provider costs one request in a while,
+    /// not one per visitor.
+    Failed(Instant),
 }
 
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -121,6 +141,52 @@ impl BrowserSessions {
             endpoints: tokio::sync::OnceCell::new(),
             pending: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            visitor: tokio::sync::Mutex::new(Visitor::Unknown),
+        }
+    }
+
+    /// The token to call with for a visitor who has not signed in: the gateway client's
+    /// client-credentials token, asked for on first use and again before it expires; none when
+    /// that token does not hold the role `visitor` alone (the client lacks it: visitors are not
+    /// served) or the provider cannot be reached.
+    pub async fn visitor_token(&self) -> Option<String> {
+        let mut visitor = self.visitor.lock().await;
+        match &*visitor {
+            Visitor::Held(tokens) if tokens.access_expires > Instant::now() + REFRESH_MARGIN => {
+                return Some(tokens.access.clone());
+            }
+            Visitor::Failed(until) if Instant::now() < *until => return None,
+            _ => {}
+        }
+        let asked = self
+            .token_request(&[("grant_type", "client_credentials")])
+            .await;
+        match asked {
+            Ok(Some(tokens)) if holds_only_the_visitor_role(&tokens.access) => {
+                let access = tokens.access.clone();
+                *visitor = Visitor::Held(tokens);
+                Some(access)
+            }
+            outcome => {
+                match outcome {
+                    Ok(Some(_)) => tracing::warn!(
+                        client_id = %self.config.client_id,
+                        "The gateway's client-credentials token holds roles other than visitor \
+                         alone: visitors who have not signed in are not served"
+                    ),
+                    Ok(None) => tracing::warn!(
+                        client_id = %self.config.client_id,
+                        "The provider refused the gateway's client-credentials grant: visitors \
+                         who have not signed in are not served"
+                    ),
+                    Err(error) => tracing::warn!(
+                        error = %format!("{error:#}"),
+                        "Could not get the gateway's visitor token"
+                    ),
+                }
+                *visitor = Visitor::Failed(Instant::now() + VISITOR_RETRY);
+                None
+            }
         }
     }
 
@@ -535,7 +601,8 @@ async fn session_status(
 }
 
 /// The claims of a token the gateway got from the token endpoint itself (so not verified
-/// again): for saying who is signed in, never for deciding what they may do.
+/// again): for saying who is signed in, and for withholding its own token when it is no
+/// visitor's; never for admitting anyone to anything.
 fn unverified_claims(token: &str) -> Option<serde_json::Value> {
     let payload = token.split('.').nth(1)?;
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -546,6 +613,15 @@ fn unverified_claims(token: &str) -> Option<serde_json::Value> {
 
 /// Whether `path` is a path on this origin (`/admin/`), not a way to another site
 /// (`//evil.example`, `/\evil.example`, `https://…`).
+/// Whether `token`'s roles are the visitor role and no other. The token is not verified here:
+/// it is the provider's answer to the gateway's own request, and the services verify it.
+fn holds_only_the_visitor_role(token: &str) -> bool {
+    let roles: Vec<String> = unverified_claims(token)
+        .and_then(|claims| serde_json::from_value(claims["roles"].clone()).ok())
+        .unwrap_or_default();
+    contract::access::is_visitor(&roles)
+}
+
 fn is_local_path(path: &str) -> bool {
     path.starts_with('/')
         && !path.starts_with("//")
@@ -623,8 +699,11 @@ fn page(status: StatusCode, message: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use axum::http::{HeaderMap, HeaderValue};
+    use base64::Engine as _;
 
-    use super::{BrowserSessions, BrowserSignIn, cookie, is_local_path};
+    use super::{
+        BrowserSessions, BrowserSignIn, cookie, holds_only_the_visitor_role, is_local_path,
+    };
 
     fn sessions(origin: &str) -> BrowserSessions {
         BrowserSessions::new(BrowserSignIn {
@@ -663,6 +742,31 @@ mod tests {
         assert!(sessions.same_origin(&typed, false));
         assert!(!sessions.same_origin(&silent, true));
         assert!(sessions.same_origin(&silent, false));
+    }
+
+    #[test]
+    fn only_a_token_holding_the_visitor_role_alone_is_a_visitors() {
+        let token = |claims: serde_json::Value| {
+            format!(
+                "e30.{}.signature",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
+            )
+        };
+        assert!(holds_only_the_visitor_role(&token(
+            serde_json::json!({ "roles": ["visitor"] })
+        )));
+        for roles in [
+            serde_json::json!([]),
+            serde_json::json!(["visitor", "admin"]),
+            serde_json::json!(["admin"]),
+            serde_json::json!(null),
+        ] {
+            assert!(
+                !holds_only_the_visitor_role(&token(serde_json::json!({ "roles": roles }))),
+                "{roles}"
+            );
+        }
+        assert!(!holds_only_the_visitor_role("not a token"));
     }
 
     #[test]

@@ -438,14 +438,8 @@ impl Subscription {
             .await
             .map_err(|error| errors::coded("UNAUTHENTICATED", error.reason()))?;
         match &self.access {
-            Ok(Access::AnySignedInCaller) => Ok(caller),
-            Ok(Access::AnyRoleOf(roles)) if roles.iter().any(|role| caller.has_role(role)) => {
-                Ok(caller)
-            }
-            Ok(Access::AnyRoleOf(roles)) => Err(errors::coded(
-                "FORBIDDEN",
-                format!("this needs one of the roles: {}", roles.join(", ")),
-            )),
+            Ok(access) if access.admits(&caller.roles) => Ok(caller),
+            Ok(access) => Err(errors::coded("FORBIDDEN", access.refusal())),
             Err(_) => Err(errors::coded(
                 "FORBIDDEN",
                 "the contract declares no access for reading these records, so nobody may",

@@ -22,6 +22,8 @@ struct Provider {
     expires_in: u64,
     /// Whether refresh grants are refused (`invalid_grant`).
     refuse_refresh: bool,
+    /// The roles of the client-credentials tokens it gives.
+    client_roles: Vec<&'static str>,
 }
 
 async fn start_provider(provider: Arc<Mutex<Provider>>) -> String {
@@ -53,9 +55,16 @@ async fn start_provider(provider: Arc<Mutex<Provider>>) -> String {
                         .unwrap_or_default(),
                 );
                 let n = provider.token_requests.len();
-                let refresh = form
-                    .iter()
-                    .any(|(key, value)| key == "grant_type" && value == "refresh_token");
+                let grant = |name: &str| {
+                    form.iter()
+                        .any(|(key, value)| key == "grant_type" && value == name)
+                };
+                let refresh = grant("refresh_token");
+                let roles = if grant("client_credentials") {
+                    provider.client_roles.clone()
+                } else {
+                    vec!["admin"]
+                };
                 provider.token_requests.push(form);
                 if refresh && provider.refuse_refresh {
                     return (
@@ -66,7 +75,7 @@ async fn start_provider(provider: Arc<Mutex<Provider>>) -> String {
                 (
                     http::StatusCode::OK,
                     axum::Json(serde_json::json!({
-                        "access_token": fake_jwt(n),
+                        "access_token": fake_jwt(n, &roles),
                         "token_type": "Bearer",
                         "expires_in": provider.expires_in,
                         "refresh_token": format!("refresh-{n}"),
@@ -89,16 +98,17 @@ async fn start_provider(provider: Arc<Mutex<Provider>>) -> String {
     origin
 }
 
-/// An access token's shape with claims naming which token request made it (never verified:
-/// the gateway only reads who is signed in from it).
-fn fake_jwt(n: usize) -> String {
+/// An access token's shape with claims naming which token request made it and its roles (never
+/// verified: the gateway only reads who is signed in from it, and whether its own is a
+/// visitor's).
+fn fake_jwt(n: usize, roles: &[&str]) -> String {
     let encode = |json: serde_json::Value| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
     };
     format!(
         "{}.{}.signature",
         encode(serde_json::json!({ "alg": "EdDSA", "typ": "at+jwt" })),
-        encode(serde_json::json!({ "sub": format!("user-{n}"), "roles": ["admin"], "exp": 0 }))
+        encode(serde_json::json!({ "sub": format!("user-{n}"), "roles": roles, "exp": 0 }))
     )
 }
 
@@ -330,4 +340,86 @@ async fn signing_out_revokes_the_refresh_token_and_only_from_this_site() {
     assert_eq!(cleared, ["emporium-session="]);
     assert!(after.contains(r#""signedIn":false"#), "{after}");
     assert_eq!(provider.lock().unwrap().revoked, ["refresh-0"]);
+}
+
+/// POSTs the GraphQL `query` to `/graphql` with `headers`, as a program would (no cookie).
+async fn post_graphql(router: &axum::Router, query: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut request = http::Request::post("/graphql").header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = serde_json::json!({ "query": query }).to_string();
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+/// The grant types of the token requests `provider` was sent.
+fn grants(provider: &Mutex<Provider>) -> Vec<String> {
+    provider
+        .lock()
+        .unwrap()
+        .token_requests
+        .iter()
+        .filter_map(|form| {
+            form.iter()
+                .find(|(key, _)| key == "grant_type")
+                .map(|(_, value)| value.clone())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_visitors_queries_share_one_client_credentials_token_and_a_mutation_gets_none() {
+    let provider = Arc::new(Mutex::new(Provider {
+        expires_in: 600,
+        client_roles: vec!["visitor"],
+        ..Provider::default()
+    }));
+    let router = gateway(&start_provider(Arc::clone(&provider)).await);
+
+    post_graphql(&router, "{ products(first: 1) { id } }", &[]).await;
+    post_graphql(&router, "query { categories(first: 1) { id } }", &[]).await;
+    let after_queries = grants(&provider);
+    post_graphql(
+        &router,
+        r#"mutation { deleteProduct(where: { id: "x" }) { id } }"#,
+        &[],
+    )
+    .await;
+    post_graphql(
+        &router,
+        "{ products(first: 1) { id } }",
+        &[("authorization", "Bearer a-callers-own-token")],
+    )
+    .await;
+
+    // One token for both visitor queries, asked with the client's credentials; none for the
+    // mutation (refused as unauthenticated) nor for a caller with a token of its own.
+    assert_eq!(after_queries, ["client_credentials"]);
+    assert_eq!(grants(&provider), ["client_credentials"]);
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode("emporium-gateway:the+gateway%27s+secret");
+    assert_eq!(
+        provider.lock().unwrap().authorization,
+        [format!("Basic {basic}")]
+    );
+}
+
+#[tokio::test]
+async fn a_token_that_is_no_visitors_is_not_asked_for_again_on_every_visit() {
+    let provider = Arc::new(Mutex::new(Provider {
+        expires_in: 600,
+        client_roles: vec!["admin", "visitor"],
+        ..Provider::default()
+    }));
+    let router = gateway(&start_provider(Arc::clone(&provider)).await);
+
+    post_graphql(&router, "{ products(first: 1) { id } }", &[]).await;
+    post_graphql(&router, "{ products(first: 1) { id } }", &[]).await;
+
+    assert_eq!(grants(&provider), ["client_credentials"]);
 }

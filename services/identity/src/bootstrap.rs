@@ -14,7 +14,7 @@ use secrecy::SecretString;
 
 use crate::domain::{
     ClientId, ClientKind, ClientName, Country, Email, NewAccount, NewClient, Nickname, Password,
-    PersonName, RedirectUri,
+    PersonName, RedirectUri, RoleName,
 };
 use crate::service::Identity;
 use crate::store;
@@ -41,7 +41,9 @@ pub struct Bootstrap {
 }
 
 /// The gateway's own client: confidential, for the browser sessions it keeps (code + PKCE, its
-/// secret kept by the gateway, never in a browser).
+/// secret kept by the gateway, never in a browser), and holding the role `visitor` alone, so its
+/// client-credentials token is the one the gateway calls with for visitors who have not signed in
+/// (taking the role away closes the API to them).
 pub const GATEWAY_CLIENT_ID: &str = "emporium-gateway";
 
 /// Where the gateway, served at an origin, has identity send a browser back after sign-in.
@@ -149,7 +151,7 @@ impl Bootstrap {
             ClientKind::Confidential,
             vec![uri(gateway_redirect_uri(origin))?],
             vec![uri(format!("{origin}/"))?],
-            Vec::new(),
+            vec![RoleName::parse(roles::VISITOR).map_err(anyhow::Error::msg)?],
         )
         .map_err(|violations| anyhow::anyhow!("The gateway's client is invalid: {violations:?}"))?;
         let (_, secret) = identity

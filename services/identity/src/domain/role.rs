@@ -1,6 +1,6 @@
-//! Roles: named sets of permissions that accounts (and confidential OAuth2 clients) hold. Four are
-//! built in (`admin`, `catalog-manager`, `sales`, `customer`) and cannot be deleted; a role still
-//! held by an account or a client cannot be deleted either.
+//! Roles: named sets of permissions that accounts (and confidential OAuth2 clients) hold. Five are
+//! built in (`admin`, `catalog-manager`, `sales`, `customer`, `visitor`) and cannot be deleted; a
+//! role still held by an account or a client cannot be deleted either.
 
 use chassis::storage::Timestamp;
 use chassis::text::{Text, TextField, TextRule};
@@ -46,7 +46,7 @@ pub struct BuiltinRole {
 
 /// The roles every installation has. The first four were inserted by the migration
 /// `20261123000002` (same ids and descriptions) before built-in roles were seeded with events.
-pub const BUILTIN_ROLES: [BuiltinRole; 4] = [
+pub const BUILTIN_ROLES: [BuiltinRole; 5] = [
     BuiltinRole {
         name: "admin",
         id: Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0001),
@@ -66,6 +66,12 @@ pub const BUILTIN_ROLES: [BuiltinRole; 4] = [
         name: "customer",
         id: Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0004),
         description: "Shops and sees their own records",
+    },
+    BuiltinRole {
+        name: chassis::auth::roles::VISITOR,
+        id: Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0005),
+        description: "Browses what is open to visitors who have not signed in (the catalog); \
+                      held by the gateway's own token, never with another role",
     },
 ];
 

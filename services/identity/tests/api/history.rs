@@ -111,7 +111,7 @@ async fn every_record_history_starts_with_its_creation_and_has_no_gap(backend: B
         .unwrap()
         .into_inner()
         .roles;
-    assert_eq!(roles.len(), 5, "{roles:?}");
+    assert_eq!(roles.len(), 6, "{roles:?}");
     living.extend(roles.into_iter().map(|role| (role.id, role.version)));
     let accounts = app
         .client()
@@ -137,7 +137,7 @@ async fn every_record_history_starts_with_its_creation_and_has_no_gap(backend: B
             .into_iter()
             .map(|client| (client.id, client.version)),
     );
-    assert_eq!(living.len(), 5 + 1 + 1);
+    assert_eq!(living.len(), 6 + 1 + 1);
 
     for (id, version) in &living {
         let history = change_history(&app, id).await;
@@ -203,7 +203,7 @@ async fn an_old_database_gets_the_missing_creation_events_of_its_built_in_roles(
         .unwrap()
         .into_inner()
         .roles;
-    assert_eq!(roles.len(), 4);
+    assert_eq!(roles.len(), 5);
     for role in &roles {
         // In version order: the event recorded at the upgrade comes after those recorded before
         // it in the log (history already published is never rewritten).

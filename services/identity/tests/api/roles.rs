@@ -47,7 +47,8 @@ async fn the_built_in_roles_exist_and_cannot_be_deleted(backend: Backend) {
             ("admin", true),
             ("catalog-manager", true),
             ("customer", true),
-            ("sales", true)
+            ("sales", true),
+            ("visitor", true)
         ]
     );
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
@@ -143,7 +144,7 @@ async fn an_invalid_role_name_is_refused_and_nothing_changes(backend: Backend) {
         .unwrap()
         .into_inner()
         .roles;
-    assert_eq!(roles.len(), 4);
+    assert_eq!(roles.len(), 5);
 }
 
 async fn grants_and_revokes_show_in_the_account_and_bump_its_version(backend: Backend) {
@@ -285,7 +286,7 @@ async fn roles_are_listed_by_name_in_pages(backend: Backend) {
             .unwrap()
             .into_inner();
         n_pages += 1;
-        assert_eq!(page.total_size, 5);
+        assert_eq!(page.total_size, 6);
         names.extend(page.roles.into_iter().map(|role| role.name));
         if page.next_page_token.is_empty() {
             break;
@@ -303,7 +304,14 @@ async fn roles_are_listed_by_name_in_pages(backend: Backend) {
 
     assert_eq!(
         names,
-        ["admin", "catalog-manager", "customer", "sales", "warehouse"]
+        [
+            "admin",
+            "catalog-manager",
+            "customer",
+            "sales",
+            "visitor",
+            "warehouse"
+        ]
     );
     assert_eq!(n_pages, 3);
     assert_eq!(too_large.code(), Code::InvalidArgument);
