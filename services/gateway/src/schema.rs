@@ -204,7 +204,8 @@ pub fn build(
     .extension(QueryLimits {
         max_depth: limits.max_depth,
         max_aliases: limits.max_aliases,
-    });
+    })
+    .extension(errors::RootFailures);
     let mut builder = types.register(builder).register(query).register(mutation);
     if let Some(mutation_type) = mutation_type {
         builder = builder.register(mutation_type).register(subscription);
@@ -929,7 +930,10 @@ fn list_fields(
         move |ctx| {
             let lister = plain_lister.clone();
             FieldFuture::new(async move {
-                let page = lister.page(&ctx).await?;
+                let page = lister
+                    .page(&ctx)
+                    .await
+                    .map_err(|error| errors::at_root_field(&ctx, error))?;
                 Ok(Some(FieldValue::list(
                     lister.records(&page).into_iter().map(FieldValue::value),
                 )))
@@ -944,7 +948,10 @@ fn list_fields(
         move |ctx| {
             let lister = lister.clone();
             FieldFuture::new(async move {
-                let page = lister.page(&ctx).await?;
+                let page = lister
+                    .page(&ctx)
+                    .await
+                    .map_err(|error| errors::at_root_field(&ctx, error))?;
                 Ok(Some(FieldValue::value(connection_value(&lister, &page))))
             })
         },
@@ -1229,7 +1236,9 @@ fn mutation_field(
                     .unwrap_or(serde_json::Value::Null);
                 request.insert(key.clone(), unique.clone());
             }
-            let answer = call(&upstream, &method, request, token_of(&ctx), "data").await?;
+            let answer = call(&upstream, &method, request, token_of(&ctx), "data")
+                .await
+                .map_err(|error| errors::at_root_field(&ctx, error))?;
             if answers_key {
                 let id = unique.as_str().unwrap_or_default().to_owned();
                 return Ok(Some(FieldValue::value(Value::from(id))));

@@ -164,17 +164,48 @@ async fn without_a_token_every_mutation_is_refused_and_nothing_changes(backend: 
         (Some(customer.as_str()), "FORBIDDEN"),
         (Some(other_audience.as_str()), "UNAUTHENTICATED"),
     ] {
-        for mutation in [
-            r#"mutation { createCategory(data: { name: "Coffee" }) { id } }"#.to_owned(),
-            format!(
-                r#"mutation {{ updateProduct(where: {{ id: "{id}" }}, data: {{ expectedVersion: "1", name: "Mine" }}) {{ id }} }}"#
+        for (mutation, field) in [
+            (
+                r#"mutation { createCategory(data: { name: "Coffee" }) { id } }"#.to_owned(),
+                "createCategory",
             ),
-            format!(r#"mutation {{ deleteProduct(where: {{ id: "{id}" }}) }}"#),
+            (
+                format!(
+                    r#"mutation {{ updateProduct(where: {{ id: "{id}" }}, data: {{ expectedVersion: "1", name: "Mine" }}) {{ id }} }}"#
+                ),
+                "updateProduct",
+            ),
+            (
+                format!(r#"mutation {{ deleteProduct(where: {{ id: "{id}" }}) }}"#),
+                "deleteProduct",
+            ),
         ] {
             let answer = gateway.run_with(&mutation, token).await;
             assert_eq!(error_codes(&answer), [code], "{mutation}: {answer:#}");
+            // A non-null root field's failure: its error at its path, and no data at all.
+            assert_eq!(answer["errors"][0]["path"], json!([field]), "{answer:#}");
+            assert!(answer["data"].is_null(), "{answer:#}");
         }
     }
+    let unauthenticated_reads = gateway
+        .run_with(
+            "{ categories(first: 1) { id } productsConnection(first: 1) { aggregate { count } } }",
+            None,
+        )
+        .await;
+    let mut paths: Vec<String> = unauthenticated_reads["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|error| error["path"].to_string())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [r#"["categories"]"#, r#"["productsConnection"]"#],
+        "{unauthenticated_reads:#}"
+    );
+    assert!(unauthenticated_reads["data"].is_null());
     let read = gateway
         .run(&format!(
             r#"{{ product(where: {{ id: "{id}" }}) {{ name version }} }}"#
