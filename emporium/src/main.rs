@@ -133,15 +133,16 @@ async fn bind_http(settings: &Settings) -> anyhow::Result<tokio::net::TcpListene
 /// `serve`'s name for the GraphQL gateway, which hosts no service of the table.
 const GATEWAY: &str = "gateway";
 
-/// The gateway on its own: `/graphql`, `/healthz` and `/metrics` on EMPORIUM_HTTP_ADDR until
-/// Ctrl-C or SIGTERM, then the shutdown delay and the drain.
+/// The gateway on its own: `/graphql`, `/healthz`, `/readyz` and `/metrics` on
+/// EMPORIUM_HTTP_ADDR until Ctrl-C or SIGTERM, then the shutdown delay (`/readyz` answering
+/// 503) and the drain.
 async fn serve_gateway(settings: &Settings) -> anyhow::Result<()> {
-    let router = gateway::standalone_router(settings)
+    let shutdown = CancellationToken::new();
+    let router = gateway::standalone_router(settings, &shutdown)
         .await?
         .layer(chassis::telemetry::HttpTraceLayer);
     let listener = bind_http(settings).await?;
     tracing::info!(addr = %listener.local_addr()?, "Serving GraphQL at /graphql");
-    let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
         chassis::stop_signal().await;

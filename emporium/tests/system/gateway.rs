@@ -1,6 +1,7 @@
 //! `emporium serve gateway`: the GraphQL gateway in a process of its own, calling a catalog at
 //! the address `EMPORIUM_CATALOG_URL` gives, the caller's token passed through for the catalog
-//! to verify; its subscriptions fed by the catalog's stream on NATS, over a WebSocket.
+//! to verify; its subscriptions fed by the catalog's stream on NATS, over a WebSocket; its
+//! `/readyz`, which a stop signal turns to 503.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use futures::{SinkExt as _, StreamExt as _};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
 
-use crate::up::{Browser, free_addr, graphql};
+use crate::up::{Browser, free_addr, get, graphql};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_gateway_answers_for_the_services_at_their_urls() {
@@ -144,6 +145,49 @@ async fn serve_gateway_sends_each_change_to_its_websocket_subscriber() {
             "mutation": "UPDATED", "node": { "name": "Green tea", "version": "2" }
         } } } })
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_gateway_is_ready_until_its_stop_signal_and_lists_the_streams_it_follows() {
+    let catalog = test_support::spawn_service::<CatalogParts>(Backend::PostgresNats, ())
+        .with_caller("catalog-manager-1", &[roles::CATALOG_MANAGER])
+        .await;
+    let (http_addr, gateway) = serve_gateway(
+        &catalog,
+        &[
+            ("EMPORIUM_BUS_URL", &test_support::nats_url()),
+            ("EMPORIUM_NAMESPACE", &catalog.test_bus.namespace),
+            ("EMPORIUM_SHUTDOWN_DELAY_SECONDS", "30"),
+        ],
+    )
+    .await;
+    let stream = chassis::outbox::stream_name(&catalog.test_bus.namespace, "catalog");
+    let readyz = format!("http://{http_addr}/readyz");
+
+    let ready = test_support::eventually(
+        Duration::from_secs(20),
+        "the catalog's stream to be followed",
+        || async {
+            let (status, body) = get(&readyz).await?;
+            let body: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (body["streams"][&stream] == "FOLLOWING").then_some((status, body))
+        },
+    )
+    .await;
+    let pid = gateway.0.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    // Within the shutdown delay: still answering, no longer ready.
+    let draining =
+        test_support::eventually(Duration::from_secs(20), "/readyz to answer 503", || async {
+            let (status, body) = get(&readyz).await?;
+            (status == 503).then_some(body)
+        })
+        .await;
+
+    assert_eq!(ready.0, 200);
+    assert_eq!(ready.1["status"], "SERVING", "{}", ready.1);
+    assert!(sent.success());
+    assert!(draining.contains(r#""status":"NOT_SERVING""#), "{draining}");
 }
 
 /// `emporium serve gateway` in front of `catalog`, with `settings` besides: its HTTP address,

@@ -566,6 +566,19 @@ pub(crate) fn free_addr() -> String {
     listener.local_addr().expect("an address").to_string()
 }
 
+/// GETs `url`: the status and the body; `None` when nothing answers.
+pub(crate) async fn get(url: &str) -> Option<(u16, String)> {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let request = http::Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.request(request).await.ok()?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
 /// POSTs `query` to the origin's `/graphql`, with `token` as the bearer token if given.
 pub(crate) async fn graphql(
     http_addr: &str,

@@ -27,6 +27,8 @@ pub use sessions::{BrowserSessions, BrowserSignIn};
 pub use subscriptions::ChangeSource;
 pub use upstream::Upstream;
 
+use tokio_util::sync::CancellationToken;
+
 /// The gateway of a suite whose services all listen on `grpc_addr` (`emporium up`): the
 /// compiled-in contract's schema, calling them there (connecting on first use), its
 /// subscriptions fed by `changes`, browsers signed in by `sign_in`, GraphiQL for a browser
@@ -61,8 +63,8 @@ pub fn suite_router(
 
 /// The gateway on its own (`emporium serve gateway`): each service of the compiled-in contract
 /// reached at `EMPORIUM_<SERVICE>_URL` (`EMPORIUM_CATALOG_URL=http://catalog:50051`; the
-/// service is the package's second part), its routes with `/healthz` and `/metrics` beside
-/// them. A service without a URL is named in a warning, and its fields answer UNAVAILABLE.
+/// service is the package's second part), its routes with `/healthz`, `/readyz` (503 once
+/// `shutdown` is cancelled) and `/metrics` beside them. A service without a URL is named in a warning, and its fields answer UNAVAILABLE.
 /// Subscriptions follow the services' streams on `EMPORIUM_BUS_URL` (in `EMPORIUM_NAMESPACE`),
 /// and their subscribers' tokens are verified as the services verify them (`EMPORIUM_AUTH_*`).
 /// Browser sessions are on when `EMPORIUM_GATEWAY_CLIENT_SECRET` is set: the gateway signs
@@ -71,6 +73,7 @@ pub fn suite_router(
 /// `EMPORIUM_PUBLIC_URL`.
 pub async fn standalone_router(
     settings: &chassis::settings::Settings,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<axum::Router> {
     use anyhow::Context as _;
     let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
@@ -95,12 +98,6 @@ pub async fn standalone_router(
             .connect_lazy();
         upstream = upstream.with_service(service.full_name(), channel);
     }
-    let probes = axum::Router::new()
-        .route("/healthz", axum::routing::get(|| async { "live" }))
-        .route(
-            "/metrics",
-            axum::routing::get(|| async { chassis::metrics::render() }),
-        );
     let bus = chassis::bus::Bus::connect(&settings.bus)
         .await
         .context("Failed to connect to the bus (EMPORIUM_BUS_URL)")?;
@@ -110,6 +107,18 @@ pub async fn standalone_router(
         verifier: settings.auth.verifier(),
     };
     let gateway = build(&pool, upstream, Some(changes), &settings.graphql)?;
+    let streams = gateway.streams();
+    let draining = shutdown.clone();
+    let probes = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "live" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || async move { readiness(&draining, &streams()) }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(|| async { chassis::metrics::render() }),
+        );
     Ok(router(
         gateway,
         &settings.graphql,
@@ -117,6 +126,39 @@ pub async fn standalone_router(
         false,
     )
     .merge(probes))
+}
+
+/// `/readyz` of a gateway on its own: 200 `SERVING` until `draining` is cancelled (the stop
+/// signal: a load balancer takes it out of rotation during the shutdown delay), then 503
+/// `NOT_SERVING`. Each stream it follows is listed, `FOLLOWING` or `NOT_FOLLOWING`, without
+/// deciding readiness: queries and mutations are served either way, and only new
+/// subscriptions to a stream not followed are refused (UNAVAILABLE).
+fn readiness(
+    draining: &CancellationToken,
+    streams: &std::collections::BTreeMap<String, bool>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let (status, served) = if draining.is_cancelled() {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING")
+    } else {
+        (axum::http::StatusCode::OK, "SERVING")
+    };
+    let streams: serde_json::Map<String, serde_json::Value> = streams
+        .iter()
+        .map(|(stream, following)| {
+            let state = if *following {
+                "FOLLOWING"
+            } else {
+                "NOT_FOLLOWING"
+            };
+            (stream.clone(), state.into())
+        })
+        .collect();
+    (
+        status,
+        axum::Json(serde_json::json!({ "status": served, "streams": streams })),
+    )
+        .into_response()
 }
 
 /// The browser sessions' settings of a gateway on its own, when it has a client secret.

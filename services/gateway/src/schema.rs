@@ -68,6 +68,18 @@ impl Gateway {
         &self.schema
     }
 
+    /// Each service stream this gateway follows for its subscriptions, and whether its tail is
+    /// up now (while it is not, new subscriptions to it are refused as UNAVAILABLE).
+    pub fn streams(&self) -> impl Fn() -> std::collections::BTreeMap<String, bool> + Clone + use<> {
+        let feeds = self.feeds.clone();
+        move || {
+            feeds
+                .as_ref()
+                .map(|feeds| feeds.streams())
+                .unwrap_or_default()
+        }
+    }
+
     /// How many subscriptions this gateway serves now.
     pub fn live_subscriptions(&self) -> usize {
         self.feeds.as_ref().map_or(0, |feeds| feeds.n_live())

@@ -127,6 +127,14 @@ impl Feeds {
 }
 
 impl Feeds {
+    /// Each stream followed, and whether its tail is up now.
+    pub(crate) fn streams(&self) -> std::collections::BTreeMap<String, bool> {
+        self.channels
+            .values()
+            .map(|channel| (channel.stream.clone(), *channel.following.borrow()))
+            .collect()
+    }
+
     /// How many subscriptions this gateway is serving.
     pub(crate) fn n_live(&self) -> usize {
         let mut streams: Vec<&str> = Vec::new();
