@@ -64,7 +64,8 @@ pub fn suite_router(
 /// The gateway on its own (`emporium serve gateway`): each service of the compiled-in contract
 /// reached at `EMPORIUM_<SERVICE>_URL` (`EMPORIUM_CATALOG_URL=http://catalog:50051`; the
 /// service is the package's second part), its routes with `/healthz`, `/readyz` (503 once
-/// `shutdown` is cancelled) and `/metrics` beside them. A service without a URL is named in a warning, and its fields answer UNAVAILABLE.
+/// `shutdown` is cancelled) and `/metrics` beside them. A service without a URL is named in a
+/// warning, and its fields answer UNAVAILABLE.
 /// Subscriptions follow the services' streams on `EMPORIUM_BUS_URL` (in `EMPORIUM_NAMESPACE`),
 /// and their subscribers' tokens are verified as the services verify them (`EMPORIUM_AUTH_*`).
 /// Browser sessions are on when `EMPORIUM_GATEWAY_CLIENT_SECRET` is set: the gateway signs
