@@ -98,7 +98,7 @@ impl Served {
     /// The token for a caller who sent none and has no session: the gateway's visitor token
     /// ([`BrowserSessions::visitor_token`]) when `request` only reads; none for a mutation,
     /// which is then refused as unauthenticated, as it should be.
-    async fn visitor_token(&self, request: &async_graphql::Request) -> Option<String> {
+    async fn visitor_token(&self, request: &mut async_graphql::Request) -> Option<String> {
         let sessions = self.sessions.as_ref()?;
         if !only_queries(request) {
             return None;
@@ -233,7 +233,8 @@ async fn execute_query_string(
         )
             .into_response();
     }
-    let request = match async_graphql::http::parse_query_string(uri.query().unwrap_or_default()) {
+    let mut request = match async_graphql::http::parse_query_string(uri.query().unwrap_or_default())
+    {
         Ok(request) => request,
         Err(error) => {
             return refusal(
@@ -243,7 +244,7 @@ async fn execute_query_string(
             );
         }
     };
-    if !only_queries(&request) {
+    if !only_queries(&mut request) {
         let mut response = refusal(
             StatusCode::METHOD_NOT_ALLOWED,
             "BAD_REQUEST",
@@ -270,15 +271,17 @@ fn wants_a_page(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
 }
 
 /// Whether the operation `request` runs is a query (a document that does not parse is left to
-/// the schema, which says why).
-fn only_queries(request: &async_graphql::Request) -> bool {
+/// the schema, which says why). The parsed document stays in `request`, so the schema does not
+/// parse it again.
+fn only_queries(request: &mut async_graphql::Request) -> bool {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+    let operation_name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
         return true;
     };
     match &document.operations {
         DocumentOperations::Single(operation) => operation.node.ty == OperationType::Query,
-        DocumentOperations::Multiple(operations) => match &request.operation_name {
+        DocumentOperations::Multiple(operations) => match &operation_name {
             Some(name) => operations
                 .get(name.as_str())
                 .is_none_or(|operation| operation.node.ty == OperationType::Query),
@@ -302,12 +305,12 @@ async fn answer(
     served: &Served,
     headers: &HeaderMap,
     changes: bool,
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
 ) -> Response {
     let started = Instant::now();
     let token = match served.token(headers, changes).await {
         Ok(Some(token)) => Some(token),
-        Ok(None) => served.visitor_token(&request).await,
+        Ok(None) => served.visitor_token(&mut request).await,
         Err(refused) => return refused,
     };
     let (outcome, response) =
