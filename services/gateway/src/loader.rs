@@ -1,13 +1,19 @@
-//! Records named by reference (`product.category`), loaded per request through a DataLoader:
-//! the references its fields ask for while a level of the answer is resolved go out together,
-//! one BatchGet per resource type, with the caller's token.
+//! Records named by reference (`product.category`), loaded per request in batches: the
+//! references its fields ask for while a level of the answer is resolved go out together, one
+//! BatchGet per resource type, with the caller's token.
+//!
+//! A level's fields are futures polled together in one pass of the request's task (async-graphql
+//! resolves a list's items and an object's fields with `join_all`). So a reference joins the
+//! batch being gathered, yields once, and the first of them polled again closes the batch and
+//! makes its calls: every sibling has joined by then, and the batch goes out without waiting
+//! on a timer (async-graphql's `DataLoader` waits a millisecond for one, on every level).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_graphql::Value;
-use async_graphql::dataloader::Loader;
 use prost_reflect::MethodDescriptor;
+use tokio::sync::OnceCell;
 
 use crate::schema::call;
 use crate::upstream::Upstream;
@@ -32,6 +38,86 @@ pub(crate) struct RecordKey {
     pub(crate) id: String,
 }
 
+/// What one batch found: each record by its key (a key missing was not found), or the error
+/// of a call that failed.
+type Found = Result<HashMap<RecordKey, Value>, Arc<async_graphql::Error>>;
+
+/// One batch: the keys it gathered, and, once made, its calls' answer.
+#[derive(Default)]
+struct Batch {
+    keys: Mutex<Vec<RecordKey>>,
+    found: OnceCell<Found>,
+}
+
+/// The records loader of one caller: one request, or the operations of one WebSocket
+/// connection.
+pub(crate) struct Records {
+    loader: RecordLoader,
+    /// The batch that new references join; none once it has been closed.
+    gathering: Mutex<Option<Arc<Batch>>>,
+}
+
+impl Records {
+    pub(crate) fn new(loader: RecordLoader) -> Self {
+        Records {
+            loader,
+            gathering: Mutex::new(None),
+        }
+    }
+
+    /// The record `key` names (none when there is no such record), loaded in one batch with the
+    /// other references of its level.
+    pub(crate) async fn load_one(
+        &self,
+        key: RecordKey,
+    ) -> Result<Option<Value>, Arc<async_graphql::Error>> {
+        let batch = {
+            let mut gathering = self
+                .gathering
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let batch = Arc::clone(gathering.get_or_insert_with(Arc::default));
+            batch
+                .keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(key.clone());
+            batch
+        };
+        // Let the siblings polled after this reference join the batch.
+        tokio::task::yield_now().await;
+        // The first reference back closes the batch and makes its calls; the others wait for
+        // them. Should its request be dropped meanwhile, the next one makes them.
+        let found = batch
+            .found
+            .get_or_init(|| async {
+                {
+                    let mut gathering = self
+                        .gathering
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if gathering
+                        .as_ref()
+                        .is_some_and(|current| Arc::ptr_eq(current, &batch))
+                    {
+                        *gathering = None;
+                    }
+                }
+                let keys = batch
+                    .keys
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                self.loader.load(&keys).await
+            })
+            .await;
+        match found {
+            Ok(records) => Ok(records.get(&key).cloned()),
+            Err(error) => Err(Arc::clone(error)),
+        }
+    }
+}
+
 /// The loader of one request.
 pub(crate) struct RecordLoader {
     pub(crate) upstream: Arc<Upstream>,
@@ -39,53 +125,65 @@ pub(crate) struct RecordLoader {
     pub(crate) token: Option<String>,
 }
 
-impl Loader<RecordKey> for RecordLoader {
-    type Value = Value;
-    type Error = Arc<async_graphql::Error>;
-
-    async fn load(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, Value>, Self::Error> {
-        let mut wanted: BTreeMap<Arc<str>, Vec<String>> = BTreeMap::new();
+impl RecordLoader {
+    /// The records `keys` name, in one BatchGet per resource type, the types' calls made
+    /// together.
+    async fn load(&self, keys: &[RecordKey]) -> Found {
+        let mut wanted: BTreeMap<Arc<str>, BTreeSet<String>> = BTreeMap::new();
         for key in keys {
             wanted
                 .entry(Arc::clone(&key.resource))
                 .or_default()
-                .push(key.id.clone());
+                .insert(key.id.clone());
         }
+        let calls = wanted.into_iter().filter_map(|(resource, ids)| {
+            let batch = self.batch_gets.get(&*resource)?;
+            Some(self.load_batch(resource, batch, ids.into_iter().collect()))
+        });
         let mut found = HashMap::new();
-        for (resource, ids) in wanted {
-            let Some(batch) = self.batch_gets.get(&*resource) else {
-                continue;
+        for records in futures::future::try_join_all(calls).await? {
+            found.extend(records);
+        }
+        Ok(found)
+    }
+
+    async fn load_batch(
+        &self,
+        resource: Arc<str>,
+        batch: &BatchGet,
+        ids: Vec<String>,
+    ) -> Result<Vec<(RecordKey, Value)>, Arc<async_graphql::Error>> {
+        let mut request = serde_json::Map::new();
+        request.insert(batch.ids_field.clone(), ids.into());
+        let answer = call(
+            &self.upstream,
+            &batch.method,
+            request,
+            self.token.as_deref(),
+            batch.ids_field.as_str(),
+        )
+        .await
+        .map_err(Arc::new)?;
+        let Value::Object(mut fields) = values::to_graphql(&answer) else {
+            return Ok(Vec::new());
+        };
+        let Some(Value::List(records)) = fields.shift_remove(batch.records_field.as_str()) else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::with_capacity(records.len());
+        for record in records {
+            let id = match &record {
+                Value::Object(record_fields) => match record_fields.get(batch.key_field.as_str()) {
+                    Some(Value::String(id)) => id.clone(),
+                    _ => continue,
+                },
+                _ => continue,
             };
-            let mut request = serde_json::Map::new();
-            request.insert(batch.ids_field.clone(), ids.into());
-            let answer = call(
-                &self.upstream,
-                &batch.method,
-                request,
-                self.token.as_deref(),
-                batch.ids_field.as_str(),
-            )
-            .await
-            .map_err(Arc::new)?;
-            let Value::Object(mut fields) = values::to_graphql(&answer) else {
-                continue;
+            let key = RecordKey {
+                resource: Arc::clone(&resource),
+                id,
             };
-            let Some(Value::List(records)) = fields.shift_remove(batch.records_field.as_str())
-            else {
-                continue;
-            };
-            for record in records {
-                let Value::Object(record_fields) = &record else {
-                    continue;
-                };
-                if let Some(Value::String(id)) = record_fields.get(batch.key_field.as_str()) {
-                    let key = RecordKey {
-                        resource: Arc::clone(&resource),
-                        id: id.clone(),
-                    };
-                    found.insert(key, record.clone());
-                }
-            }
+            found.push((key, record));
         }
         Ok(found)
     }

@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use async_graphql::dataloader::DataLoader;
 use async_graphql::dynamic::{
     Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Object,
     ResolverContext, Scalar, Schema, SchemaBuilder, Subscription, TypeRef,
@@ -31,7 +30,7 @@ use prost_reflect::{
 };
 
 use crate::limits::QueryLimits;
-use crate::loader::{BatchGet, RecordKey, RecordLoader};
+use crate::loader::{BatchGet, RecordKey, RecordLoader, Records};
 use crate::subscriptions::{self, ChangeSource, Feeds};
 use crate::upstream::Upstream;
 use crate::{errors, names, values};
@@ -117,7 +116,7 @@ impl Gateway {
             token: token.clone(),
         };
         let mut data = async_graphql::Data::default();
-        data.insert(DataLoader::new(loader, tokio::spawn));
+        data.insert(Records::new(loader));
         if let Some(token) = token {
             data.insert(BearerToken(token));
         }
@@ -347,8 +346,8 @@ impl Types {
     }
 
     /// For a field holding the id of another record (`categoryId`, a `resource_reference`
-    /// to a resource with BatchGet), the field holding that record (`category`), loaded through
-    /// the request's [`RecordLoader`].
+    /// to a resource with BatchGet), the field holding that record (`category`), loaded in the
+    /// caller's batches ([`Records`]).
     fn relation_field(&mut self, field: &FieldDescriptor) -> anyhow::Result<Option<Field>> {
         let Some(target_type) = resources::resource_reference(field) else {
             return Ok(None);
@@ -381,7 +380,7 @@ impl Types {
                     },
                     _ => return Ok(None),
                 };
-                let loader = ctx.data::<DataLoader<RecordLoader>>()?;
+                let loader = ctx.data::<Records>()?;
                 let record = loader
                     .load_one(RecordKey { resource, id })
                     .await

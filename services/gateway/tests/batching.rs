@@ -1,5 +1,6 @@
 //! References are read in batches: fifty products with their categories cost one List call
-//! and one BatchGet call, whatever the number of products or categories. The calls are counted
+//! and one BatchGet call, whatever the number of products or categories, and so do twenty
+//! through the connection. The calls are counted
 //! by the catalog's own `grpc_server_handled_total`, which is the process's, so this binary holds
 //! one test and runs the backends one after the other.
 
@@ -48,6 +49,37 @@ async fn fifty_products_with_their_categories(backend: Backend) {
             product["category"]["name"],
             categories[index % categories.len()].1,
             "{product}"
+        );
+    }
+    let after = handled_calls();
+    let made = |method: &str| {
+        after.get(method).copied().unwrap_or(0.0) - before.get(method).copied().unwrap_or(0.0)
+    };
+    assert_eq!(made("ListProducts"), 1.0, "{backend:?}");
+    assert_eq!(made("BatchGetCategories"), 1.0, "{backend:?}");
+    assert_eq!(made("GetCategory"), 0.0, "{backend:?}");
+
+    // Act: a shorter page, through the connection (a level of fewer than 30 fields is polled
+    // by another kind of `join_all` than a longer one).
+    let before = handled_calls();
+    let data = gateway
+        .run(
+            "{ productsConnection(first: 20, orderBy: sku_DESC) \
+               { edges { node { sku category { name } } } } }",
+        )
+        .await;
+
+    // Assert
+    let edges = data["productsConnection"]["edges"]
+        .as_array()
+        .expect("a list");
+    assert_eq!(edges.len(), 20, "{backend:?}");
+    for (edge, index) in edges.iter().zip((30..50).rev()) {
+        assert_eq!(edge["node"]["sku"], format!("SKU-{index:02}"));
+        assert_eq!(
+            edge["node"]["category"]["name"],
+            categories[index % categories.len()].1,
+            "{edge}"
         );
     }
     let after = handled_calls();
