@@ -2,8 +2,6 @@
 //! (graphql-js, graphql-ws; installed by `./scripts/test` with `npm ci`) against `emporium up`,
 //! signed in as the admin with a token from the real sign-in page.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use emporiumctl::oauth::{BrowserLogin, login_with_browser};
@@ -12,12 +10,6 @@ use crate::up::{ADMIN_EMAIL, Browser, Suite, generated_password};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_js_and_graphql_ws_drive_every_resource_and_a_subscription() {
-    let client_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/graphql-js");
-    assert!(
-        client_dir.join("node_modules/graphql").is_dir(),
-        "the client's packages are missing: ./scripts/test installs them (npm ci in {})",
-        client_dir.display()
-    );
     let scratch = std::env::temp_dir().join(format!("emporium-gqljs-{}", uuid::Uuid::new_v4()));
     let suite = Suite::new(&scratch);
     let mut up = suite.start();
@@ -42,25 +34,15 @@ async fn graphql_js_and_graphql_ws_drive_every_resource_and_a_subscription() {
     .await
     .expect("the admin signs in");
 
-    let checked = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("check.mjs")
-            .current_dir(&client_dir)
-            .env("EMPORIUM_GRAPHQL_URL", format!("{}/graphql", suite.issuer))
-            .env("EMPORIUM_TOKEN", &credentials.access_token)
-            .output()
-            .expect("node runs (./scripts/test installs Node.js)")
-    })
-    .await
-    .unwrap();
+    crate::assert_node_check_passes(
+        "graphql-js",
+        "check.mjs",
+        vec![
+            ("EMPORIUM_GRAPHQL_URL", format!("{}/graphql", suite.issuer)),
+            ("EMPORIUM_TOKEN", credentials.access_token),
+        ],
+    )
+    .await;
     up.stop();
-
-    let stdout = String::from_utf8_lossy(&checked.stdout);
-    let stderr = String::from_utf8_lossy(&checked.stderr);
-    assert!(
-        checked.status.success(),
-        "check.mjs failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
     let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -5,6 +5,7 @@ mod browser;
 mod deadletter;
 mod faults;
 mod gateway;
+mod graphiql;
 mod graphql_js;
 mod one_address;
 mod ops;
@@ -54,4 +55,39 @@ pub(crate) fn product_created(product_id: uuid::Uuid) -> chassis::cloudevents::C
         actor: None,
         actorclientid: None,
     }
+}
+
+/// Runs `node script` in `tests/<dir>` (its packages installed there by `./scripts/test`) with
+/// `env`, and asserts that it succeeded and printed `ok` last.
+pub(crate) async fn assert_node_check_passes(dir: &str, script: &str, env: Vec<(&str, String)>) {
+    let client_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(dir);
+    assert!(
+        client_dir.join("node_modules").is_dir(),
+        "the check's packages are missing: ./scripts/test installs them (npm ci in {})",
+        client_dir.display()
+    );
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    let program = script.to_owned();
+    let checked = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(program)
+            .current_dir(&client_dir)
+            .envs(env)
+            .output()
+            .expect("node runs (./scripts/test installs Node.js)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        checked.status.success(),
+        "{dir}/{script} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
 }
