@@ -13,7 +13,7 @@
 //! and each other RPC of the resource as a mutation named after it (`grantRole(input:)`).
 //! Field names are the proto3 JSON names; comments become descriptions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -175,7 +175,8 @@ pub fn build(
             }
         }
         if let Some(list) = &standard.list {
-            let (plain, connection) = list_fields(resource, list, &object, &mut types, &upstream)?;
+            let (plain, connection) =
+                list_fields(resource, list, &object, &batch_gets, &mut types, &upstream)?;
             query = query.field(plain).field(connection);
         }
         if let Some(create) = &standard.create {
@@ -256,6 +257,8 @@ pub(crate) struct Types {
     claimed: HashMap<String, String>,
     /// The resources a reference can be followed to (they have BatchGet), by resource type.
     referable: HashMap<String, MessageDescriptor>,
+    /// The `where` inputs that have their ids filter (`id_in`) already.
+    ids_filters: HashSet<String>,
 }
 
 impl Types {
@@ -456,6 +459,38 @@ impl Types {
         }
         self.inputs.insert(name.to_owned(), Some(input));
         Ok(Some(name.to_owned()))
+    }
+
+    /// Adds OpenCRUD's `<key>_in` to the `where` input `name` of `resource`'s List (made
+    /// here when the List has no filters of its own), and names that input.
+    fn ids_filter(
+        &mut self,
+        name: &str,
+        resource: &Resource,
+        request: &MessageDescriptor,
+        filter: &str,
+    ) -> anyhow::Result<String> {
+        let input = match self.inputs.remove(name).flatten() {
+            Some(input) => input,
+            None => {
+                self.claim(name, &format!("{} (input)", request.full_name()))?;
+                InputObject::new(name).description(format!("Which {} to list.", resource.plural))
+            }
+        };
+        let input = if self.ids_filters.contains(name) {
+            input
+        } else {
+            self.ids_filters.insert(name.to_owned());
+            input.field(
+                InputValue::new(filter, TypeRef::named_nn_list(TypeRef::ID)).description(format!(
+                    "Only the {} with these ids, read in one batch (not with other filters, \
+                     `orderBy` or `after`).",
+                    resource.plural
+                )),
+            )
+        };
+        self.inputs.insert(name.to_owned(), Some(input));
+        Ok(name.to_owned())
     }
 
     fn input_type(&mut self, field: &FieldDescriptor) -> anyhow::Result<TypeRef> {
@@ -840,6 +875,16 @@ struct Lister {
     /// For a reverse relation (`category.products`): the request's reference field (JSON name,
     /// `categoryId`) and the parent's key field whose value it takes (`id`).
     parent_filter: Option<(String, String)>,
+    /// Where the resource has BatchGet: `where`'s filter by ids (`id_in`), read with it.
+    by_ids: Option<ByIds>,
+}
+
+/// `where: { id_in: [...] }`, answered by one BatchGet rather than the List.
+#[derive(Clone)]
+struct ByIds {
+    /// The filter's name in `where` (`id_in`).
+    filter: String,
+    batch_get: BatchGet,
 }
 
 impl Lister {
@@ -857,6 +902,12 @@ impl Lister {
             }
         }
         let mut request = object_argument(ctx, "where");
+        if let Some(by_ids) = &self.by_ids {
+            match request.remove(&by_ids.filter) {
+                None | Some(serde_json::Value::Null) => {}
+                Some(ids) => return self.page_by_ids(ctx, by_ids, ids, &request).await,
+            }
+        }
         if let Some((filter, key)) = &self.parent_filter {
             let id = match ctx.parent_value.as_value() {
                 Some(Value::Object(parent)) => parent.get(key.as_str()).cloned(),
@@ -906,6 +957,74 @@ impl Lister {
         Ok(values::to_graphql(&page))
     }
 
+    /// The records `ids` names, in one BatchGet, as a page of its own: no next page, and as
+    /// many in all as it found. The List's filters, orderings and cursor do not apply to it.
+    async fn page_by_ids(
+        &self,
+        ctx: &ResolverContext<'_>,
+        by_ids: &ByIds,
+        ids: serde_json::Value,
+        other_filters: &serde_json::Map<String, serde_json::Value>,
+    ) -> async_graphql::Result<Value> {
+        let filter = format!("where.{}", by_ids.filter);
+        let combined = other_filters
+            .iter()
+            .find(|(_, value)| !value.is_null())
+            .map(|(name, _)| format!("where.{name}"))
+            .or_else(|| {
+                ["orderBy", "after"]
+                    .into_iter()
+                    .find(|name| argument(ctx, name).is_some())
+                    .map(str::to_owned)
+            });
+        if let Some(combined) = combined {
+            return Err(errors::bad_input(
+                &filter,
+                format!("reads records by id in one batch, so not with `{combined}`"),
+            ));
+        }
+        if self.parent_filter.is_some() {
+            return Err(errors::bad_input(
+                &filter,
+                "reads records by id in one batch: ask for them at the root",
+            ));
+        }
+        let n_ids = ids.as_array().map_or(0, Vec::len);
+        if let Some(first) = argument(ctx, "first")
+            && first.i64()? < i64::try_from(n_ids).unwrap_or(i64::MAX)
+        {
+            return Err(errors::bad_input(
+                "first",
+                format!("is fewer than the {n_ids} ids of `{filter}`"),
+            ));
+        }
+        let batch_get = &by_ids.batch_get;
+        let mut request = serde_json::Map::new();
+        request.insert(batch_get.ids_field.clone(), ids);
+        let answer = call(
+            &self.upstream,
+            &batch_get.method,
+            request,
+            token_of(ctx),
+            &filter,
+        )
+        .await?;
+        let records = match values::to_graphql(&answer) {
+            Value::Object(mut fields) => fields
+                .shift_remove(batch_get.records_field.as_str())
+                .unwrap_or(Value::List(Vec::new())),
+            _ => Value::List(Vec::new()),
+        };
+        let n_records = match &records {
+            Value::List(records) => records.len(),
+            _ => 0,
+        };
+        Ok(object([
+            (self.items.as_str(), records),
+            ("totalSize", Value::from(n_records.to_string())),
+        ]))
+    }
+
     fn records(&self, page: &Value) -> Vec<Value> {
         match page {
             Value::Object(fields) => match fields.get(self.items.as_str()) {
@@ -927,10 +1046,13 @@ fn list_fields(
     resource: &Resource,
     list: &MethodDescriptor,
     object: &str,
+    batch_gets: &HashMap<String, BatchGet>,
     types: &mut Types,
     upstream: &Arc<Upstream>,
 ) -> anyhow::Result<(Field, Field)> {
-    let (lister, where_input, order_name) = list_parts(resource, list, None, types, upstream)?;
+    let batch_get = batch_gets.get(&resource.type_name);
+    let (lister, where_input, order_name) =
+        list_parts(resource, list, None, batch_get, types, upstream)?;
     let arguments =
         |field: Field| list_arguments(field, where_input.as_deref(), order_name.as_deref());
 
@@ -979,6 +1101,7 @@ fn list_parts(
     resource: &Resource,
     list: &MethodDescriptor,
     parent_filter: Option<(String, String)>,
+    batch_get: Option<&BatchGet>,
     types: &mut Types,
     upstream: &Arc<Upstream>,
 ) -> anyhow::Result<(Lister, Option<String>, Option<String>)> {
@@ -986,11 +1109,27 @@ fn list_parts(
     let items = resource
         .list_field(&list.output())
         .with_context(|| format!("{} holds no list of records", list.output().full_name()))?;
-    let where_input = types.input_object(
+    let where_name = format!("{}WhereInput", resource.message.name());
+    let mut where_input = types.input_object(
         &request,
-        &format!("{}WhereInput", resource.message.name()),
+        &where_name,
         &[PAGE_SIZE, PAGE_TOKEN, ORDER_BY, DIRECTION],
     )?;
+    let by_ids = match batch_get {
+        Some(batch_get) => {
+            let filter = format!("{}_in", batch_get.key_field);
+            if request.fields().all(|field| field.json_name() != filter) {
+                where_input = Some(types.ids_filter(&where_name, resource, &request, &filter)?);
+                Some(ByIds {
+                    filter,
+                    batch_get: batch_get.clone(),
+                })
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
     let order = orderings(resource, &request, types)?;
     let lister = Lister {
         upstream: Arc::clone(upstream),
@@ -998,6 +1137,7 @@ fn list_parts(
         orderings: order.as_ref().map(|(_, o)| o.clone()).unwrap_or_default(),
         items: items.json_name().to_owned(),
         parent_filter,
+        by_ids,
     };
     Ok((lister, where_input, order.map(|(name, _)| name)))
 }
@@ -1056,8 +1196,14 @@ fn reverse_fields(
             continue;
         };
         let parent_filter = (filter.json_name().to_owned(), parent_key);
-        let (lister, where_input, order_name) =
-            list_parts(resource, list, Some(parent_filter), types, upstream)?;
+        let (lister, where_input, order_name) = list_parts(
+            resource,
+            list,
+            Some(parent_filter),
+            batch_gets.get(&resource.type_name),
+            types,
+            upstream,
+        )?;
         let field = Field::new(
             &resource.plural,
             TypeRef::named_nn_list(type_name),

@@ -19,7 +19,18 @@ both_backends!(
     a_records_history_is_its_events_and_a_field_refused_is_null_with_its_path,
     a_category_lists_its_own_products,
     a_variable_left_null_is_an_absent_argument,
+    records_are_listed_by_their_ids_alone,
 );
+
+/// The fields the first error of `answer` names as violated (`extensions.fields[].field`).
+fn violated_fields(answer: &Value) -> Vec<&str> {
+    answer["errors"][0]["extensions"]["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|violation| violation["field"].as_str())
+        .collect()
+}
 
 /// The `extensions.code` of each error of `answer`.
 fn error_codes(answer: &Value) -> Vec<String> {
@@ -229,13 +240,11 @@ async fn bad_input_names_the_field_and_changes_nothing(backend: Backend) {
         .await;
 
     assert_eq!(error_codes(&answer), ["BAD_USER_INPUT"], "{answer:#}");
-    let fields: Vec<&str> = answer["errors"][0]["extensions"]["fields"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|violation| violation["field"].as_str())
-        .collect();
-    assert_eq!(fields, ["price.amount_minor"], "{answer:#}");
+    assert_eq!(
+        violated_fields(&answer),
+        ["price.amount_minor"],
+        "{answer:#}"
+    );
     assert_eq!(gateway.product_count().await, "0");
 }
 
@@ -340,4 +349,77 @@ async fn a_variable_left_null_is_an_absent_argument(backend: Backend) {
         answer["data"]["productsConnection"]["edges"],
         json!([{ "node": { "sku": "TEA-1" } }])
     );
+}
+
+async fn records_are_listed_by_their_ids_alone(backend: Backend) {
+    let gateway = Gateway::spawn(backend).await;
+    let tea = gateway.create_category("Tea").await;
+    gateway.create_category("Coffee").await;
+    let cocoa = gateway.create_category("Cocoa").await;
+
+    let data = gateway
+        .run(&format!(
+            r#"{{ categories(where: {{ id_in: ["{cocoa}", "{tea}"] }}) {{ name }}
+                 categoriesConnection(where: {{ id_in: ["{tea}"] }}) {{
+                   edges {{ node {{ name }} }} pageInfo {{ hasNextPage }} aggregate {{ count }} }} }}"#
+        ))
+        .await;
+
+    let mut names: Vec<&str> = data["categories"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|category| category["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["Cocoa", "Tea"], "{data:#}");
+    // A filter's variable left null is no filter.
+    let answer = gateway
+        .execute(
+            async_graphql::Request::new(
+                "query($ids: [ID!], $query: String) { categories(where: { id_in: $ids, query: $query }) { name } }",
+            )
+            .variables(async_graphql::Variables::from_json(
+                json!({ "ids": [tea], "query": null }),
+            )),
+        )
+        .await;
+    assert_eq!(
+        answer["data"]["categories"],
+        json!([{ "name": "Tea" }]),
+        "{answer:#}"
+    );
+    assert_eq!(
+        data["categoriesConnection"],
+        json!({
+            "edges": [{ "node": { "name": "Tea" } }],
+            "pageInfo": { "hasNextPage": false },
+            "aggregate": { "count": "1" },
+        })
+    );
+
+    // Ids with the List's own filters, orderings or cursor, or fewer `first` than ids: refused,
+    // naming the argument.
+    for (argument, query) in [
+        (
+            "where.id_in",
+            format!(r#"{{ categories(where: {{ id_in: ["{tea}"], query: "Tea" }}) {{ id }} }}"#),
+        ),
+        (
+            "where.id_in",
+            format!(
+                r#"{{ categories(where: {{ id_in: ["{tea}"] }}, orderBy: name_ASC) {{ id }} }}"#
+            ),
+        ),
+        (
+            "first",
+            format!(
+                r#"{{ categories(where: {{ id_in: ["{tea}", "{cocoa}"] }}, first: 1) {{ id }} }}"#
+            ),
+        ),
+    ] {
+        let answer = gateway.run_with(&query, Some(&gateway.app.token)).await;
+        assert_eq!(error_codes(&answer), ["BAD_USER_INPUT"], "{answer:#}");
+        assert_eq!(violated_fields(&answer), [argument], "{answer:#}");
+    }
 }

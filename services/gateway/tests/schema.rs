@@ -82,11 +82,13 @@ async fn field_names(type_name: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_list_filters_by_exactly_its_requests_filters() {
+async fn a_list_filters_by_exactly_its_requests_filters_and_by_ids_where_there_is_batch_get() {
     assert_eq!(
         field_names("ProductWhereInput").await,
-        ["categoryId", "query", "sku"]
+        ["categoryId", "query", "sku", "id_in"]
     );
+    // A List without filters of its own: its `where` holds the ids filter alone, on the key.
+    assert_eq!(field_names("ClientWhereInput").await, ["clientId_in"]);
 }
 
 #[tokio::test]
