@@ -36,9 +36,7 @@ try {
   const origin = new URL(url).origin;
   await page.route("**/*", (route) => {
     const requested = new URL(route.request().url());
-    if (requested.origin === origin || requested.origin === "ws://" + new URL(url).host) {
-      return route.continue();
-    }
+    if (requested.origin === origin) return route.continue();
     if (requested.origin !== "https://unpkg.com") {
       problems.push(`the page asked another origin: ${requested.href}`);
       return route.abort();

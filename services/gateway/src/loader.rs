@@ -31,6 +31,29 @@ pub(crate) struct BatchGet {
     pub(crate) key_field: String,
 }
 
+impl BatchGet {
+    /// The records `ids` names (a JSON list), those found, in one call with `token`; a list the
+    /// request cannot hold is the caller's mistake in `argument`.
+    pub(crate) async fn records(
+        &self,
+        upstream: &Upstream,
+        ids: serde_json::Value,
+        token: Option<&str>,
+        argument: &str,
+    ) -> async_graphql::Result<Vec<Value>> {
+        let mut request = serde_json::Map::new();
+        request.insert(self.ids_field.clone(), ids);
+        let answer = call(upstream, &self.method, request, token, argument).await?;
+        let Value::Object(mut fields) = values::to_graphql(&answer) else {
+            return Ok(Vec::new());
+        };
+        match fields.shift_remove(self.records_field.as_str()) {
+            Some(Value::List(records)) => Ok(records),
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
 /// One record wanted: its resource type (`catalog.emporium.dev/Category`) and key.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub(crate) struct RecordKey {
@@ -153,23 +176,15 @@ impl RecordLoader {
         batch: &BatchGet,
         ids: Vec<String>,
     ) -> Result<Vec<(RecordKey, Value)>, Arc<async_graphql::Error>> {
-        let mut request = serde_json::Map::new();
-        request.insert(batch.ids_field.clone(), ids.into());
-        let answer = call(
-            &self.upstream,
-            &batch.method,
-            request,
-            self.token.as_deref(),
-            batch.ids_field.as_str(),
-        )
-        .await
-        .map_err(Arc::new)?;
-        let Value::Object(mut fields) = values::to_graphql(&answer) else {
-            return Ok(Vec::new());
-        };
-        let Some(Value::List(records)) = fields.shift_remove(batch.records_field.as_str()) else {
-            return Ok(Vec::new());
-        };
+        let records = batch
+            .records(
+                &self.upstream,
+                ids.into(),
+                self.token.as_deref(),
+                batch.ids_field.as_str(),
+            )
+            .await
+            .map_err(Arc::new)?;
         let mut found = Vec::with_capacity(records.len());
         for record in records {
             let id = match &record {

@@ -998,29 +998,13 @@ impl Lister {
                 format!("is fewer than the {n_ids} ids of `{filter}`"),
             ));
         }
-        let batch_get = &by_ids.batch_get;
-        let mut request = serde_json::Map::new();
-        request.insert(batch_get.ids_field.clone(), ids);
-        let answer = call(
-            &self.upstream,
-            &batch_get.method,
-            request,
-            token_of(ctx),
-            &filter,
-        )
-        .await?;
-        let records = match values::to_graphql(&answer) {
-            Value::Object(mut fields) => fields
-                .shift_remove(batch_get.records_field.as_str())
-                .unwrap_or(Value::List(Vec::new())),
-            _ => Value::List(Vec::new()),
-        };
-        let n_records = match &records {
-            Value::List(records) => records.len(),
-            _ => 0,
-        };
+        let records = by_ids
+            .batch_get
+            .records(&self.upstream, ids, token_of(ctx), &filter)
+            .await?;
+        let n_records = records.len();
         Ok(object([
-            (self.items.as_str(), records),
+            (self.items.as_str(), Value::List(records)),
             ("totalSize", Value::from(n_records.to_string())),
         ]))
     }
