@@ -10,6 +10,7 @@
 //!
 //! The gateway holds no data and is not trusted: the services verify the forwarded token.
 
+mod access_rules;
 pub mod errors;
 pub mod http;
 mod limits;

@@ -14,6 +14,16 @@ pub(crate) fn delete_field(type_name: &str) -> String {
     format!("delete{type_name}")
 }
 
+/// `productsConnection` for `products`.
+pub(crate) fn connection_field(plural: &str) -> String {
+    format!("{plural}Connection")
+}
+
+/// `productChanged` for `product`.
+pub(crate) fn changed_field(singular: &str) -> String {
+    format!("{singular}Changed")
+}
+
 /// `lowerCamelCase` of an `UpperCamelCase` method name: `GrantRole` → `grantRole`.
 pub(crate) fn lower_camel(name: &str) -> String {
     let mut chars = name.chars();

@@ -29,6 +29,7 @@ use prost_reflect::{
     MethodDescriptor,
 };
 
+use crate::access_rules::{self, FieldRpc};
 use crate::limits::QueryLimits;
 use crate::loader::{BatchGet, RecordKey, RecordLoader, Records};
 use crate::subscriptions::{self, ChangeSource, Feeds};
@@ -146,6 +147,9 @@ pub fn build(
             types
                 .referable
                 .insert(resource.type_name.clone(), resource.message.clone());
+            types
+                .batch_get_rpcs
+                .insert(resource.type_name.clone(), batch_get.method.clone());
             batch_gets.insert(resource.type_name.clone(), batch_get);
         }
     }
@@ -156,10 +160,12 @@ pub fn build(
         if let Some(events) = &resource.events {
             let field = events_field(resource, events, &mut types, &upstream)?;
             types.add_field(&object, field);
+            types.calls(&object, "events", events);
         }
         let standard = &resource.standard;
         if let Some(get) = &standard.get {
             query = query.field(get_field(resource, get, &object, &mut types, &upstream)?);
+            types.calls("Query", &resource.singular, get);
             if let Some(events) = resource_events.get(resource.message.full_name()) {
                 let (where_unique, _) = where_unique(resource, get, &mut types)?;
                 subscription = subscription.field(subscriptions::changed_field(
@@ -171,6 +177,11 @@ pub fn build(
                     &mut types,
                     feeds.clone(),
                 )?);
+                types.calls(
+                    "Subscription",
+                    &names::changed_field(&resource.singular),
+                    get,
+                );
                 has_subscriptions = true;
             }
         }
@@ -178,18 +189,29 @@ pub fn build(
             let (plain, connection) =
                 list_fields(resource, list, &object, &batch_gets, &mut types, &upstream)?;
             query = query.field(plain).field(connection);
+            types.calls("Query", &resource.plural, list);
+            types.calls("Query", &names::connection_field(&resource.plural), list);
         }
+        let type_name = resource.message.name();
         if let Some(create) = &standard.create {
             mutation = mutation.field(create_field(resource, create, &mut types, &upstream)?);
+            types.calls("Mutation", &names::create_field(type_name), create);
         }
         if let Some(update) = &standard.update {
             mutation = mutation.field(update_field(resource, update, &mut types, &upstream)?);
+            types.calls("Mutation", &names::update_field(type_name), update);
         }
         if let Some(delete) = &standard.delete {
             mutation = mutation.field(delete_field(resource, delete, &mut types, &upstream)?);
+            types.calls("Mutation", &names::delete_field(type_name), delete);
         }
         for custom in &resource.custom {
             mutation = mutation.field(custom_field(&custom.method, &mut types, &upstream)?);
+            types.calls(
+                "Mutation",
+                &names::lower_camel(custom.method.name()),
+                &custom.method,
+            );
         }
     }
     let referable = types.referable.clone();
@@ -205,6 +227,8 @@ pub fn build(
             )?;
         }
     }
+    let rpcs = std::mem::take(&mut types.rpcs);
+    query = query.field(access_rules::field(rpcs, &mut types)?);
     let mutation_type =
         subscriptions::mutation_type(&resource_events).filter(|_| has_subscriptions);
     let builder = Schema::build(
@@ -259,6 +283,10 @@ pub(crate) struct Types {
     referable: HashMap<String, MessageDescriptor>,
     /// The `where` inputs that have their ids filter (`id_in`) already.
     ids_filters: HashSet<String>,
+    /// The BatchGet of each referable resource, by resource type.
+    batch_get_rpcs: HashMap<String, MethodDescriptor>,
+    /// Every field that calls an RPC, for `accessRules`.
+    rpcs: Vec<FieldRpc>,
 }
 
 impl Types {
@@ -292,6 +320,15 @@ impl Types {
     pub(crate) fn add_input(&mut self, input: InputObject) {
         self.inputs
             .insert(input.type_name().to_owned(), Some(input));
+    }
+
+    /// Records that the field `field` of the type `owner` calls `method`.
+    fn calls(&mut self, owner: &str, field: &str, method: &MethodDescriptor) {
+        self.rpcs.push(FieldRpc {
+            owner: owner.to_owned(),
+            field: field.to_owned(),
+            method: method.clone(),
+        });
     }
 
     /// Adds `field` to the object type `name`, already made.
@@ -366,6 +403,9 @@ impl Types {
             return Ok(None);
         };
         let object = self.output_object(&target)?;
+        if let Some(batch_get) = self.batch_get_rpcs.get(&target_type).cloned() {
+            self.calls(field.parent_message().name(), name, &batch_get);
+        }
         let description = format!(
             "The {object} `{}` names (null when there is none).",
             field.json_name()
@@ -1060,7 +1100,7 @@ fn list_fields(
 
     let connection_type = connection_types(types, resource, object)?;
     let connection = Field::new(
-        format!("{}Connection", resource.plural),
+        names::connection_field(&resource.plural),
         TypeRef::named_nn(&connection_type),
         move |ctx| {
             let lister = lister.clone();
@@ -1211,6 +1251,7 @@ fn reverse_fields(
         ));
         let field = list_arguments(field, where_input.as_deref(), order_name.as_deref());
         types.add_field(parent.name(), field);
+        types.calls(parent.name(), &resource.plural, list);
     }
     Ok(())
 }

@@ -314,7 +314,7 @@ pub(crate) fn changed_field(
         access: contract::access::access_of(get),
         feeds,
     });
-    let name = format!("{}Changed", resource.singular);
+    let name = crate::names::changed_field(&resource.singular);
     let field = SubscriptionField::new(name, TypeRef::named_nn(&payload), move |ctx| {
         let subscription = Arc::clone(&subscription);
         SubscriptionFieldFuture::new(async move {

@@ -109,3 +109,110 @@ async fn passwords_are_never_answered_and_a_new_secret_is_answered_once() {
     }
     assert_eq!(created_client, ["client", "clientSecret"]);
 }
+
+/// `{ type field rpc visitors anySignedInCaller roles }` of every access rule.
+async fn access_rules() -> Vec<serde_json::Value> {
+    let answer = schema()
+        .execute("{ accessRules { type field rpc visitors anySignedInCaller roles } }")
+        .await
+        .into_result()
+        .expect("accessRules answers");
+    let json = answer.data.into_json().expect("the answer is JSON");
+    json["accessRules"]
+        .as_array()
+        .cloned()
+        .expect("accessRules is a list")
+}
+
+#[tokio::test]
+async fn every_field_that_calls_an_rpc_tells_who_may_use_it_as_the_contract_declares() {
+    let rules = access_rules().await;
+    let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
+        .expect("the compiled-in descriptor set decodes");
+    let declared: std::collections::HashMap<String, _> = contract::access::method_access(&pool)
+        .into_iter()
+        .map(|method| {
+            (
+                method.path.trim_start_matches('/').to_owned(),
+                method.access,
+            )
+        })
+        .collect();
+
+    // Each rule is the contract's, read one way: roles, any signed-in caller, or visitors too.
+    for rule in &rules {
+        let rpc = rule["rpc"].as_str().expect("a rule names its RPC");
+        let roles: Vec<String> = serde_json::from_value(rule["roles"].clone()).expect("roles");
+        let expected = match declared.get(rpc) {
+            Some(Ok(contract::access::Access::Visitors)) => (true, true, vec![]),
+            Some(Ok(contract::access::Access::AnySignedInCaller)) => (false, true, vec![]),
+            Some(Ok(contract::access::Access::AnyRoleOf(roles))) => (false, false, roles.clone()),
+            other => panic!("{rule} names an RPC the contract does not declare: {other:?}"),
+        };
+        assert_eq!(
+            (
+                rule["visitors"].as_bool().expect("visitors"),
+                rule["anySignedInCaller"]
+                    .as_bool()
+                    .expect("anySignedInCaller"),
+                roles
+            ),
+            expected,
+            "{rule}"
+        );
+    }
+
+    // One rule per field, and every root field but `accessRules` itself has one.
+    let mut fields: Vec<(String, String)> = rules
+        .iter()
+        .map(|rule| {
+            (
+                rule["type"].as_str().unwrap_or_default().to_owned(),
+                rule["field"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let count = fields.len();
+    fields.sort();
+    fields.dedup();
+    assert_eq!(fields.len(), count, "a field has two rules: {rules:?}");
+    for root in ["Query", "Mutation", "Subscription"] {
+        for field in field_names(root).await {
+            if field != "accessRules" {
+                assert!(
+                    fields.contains(&(root.to_owned(), field.clone())),
+                    "{root}.{field} has no access rule"
+                );
+            }
+        }
+    }
+
+    // And the fields of a record's type that make a call of their own.
+    let rule_of = |owner: &str, field: &str| {
+        rules
+            .iter()
+            .find(|rule| rule["type"] == owner && rule["field"] == field)
+            .unwrap_or_else(|| panic!("{owner}.{field} has no rule"))
+    };
+    assert_eq!(
+        rule_of("Mutation", "createProduct")["roles"],
+        serde_json::json!(["admin", "catalog-manager"])
+    );
+    assert_eq!(rule_of("Query", "products")["visitors"], true);
+    assert_eq!(
+        rule_of("Category", "events")["rpc"],
+        "emporium.catalog.v1.CatalogService/ListEvents"
+    );
+    assert_eq!(
+        rule_of("Product", "category")["rpc"],
+        "emporium.catalog.v1.CatalogService/BatchGetCategories"
+    );
+    assert_eq!(
+        rule_of("Category", "products")["rpc"],
+        "emporium.catalog.v1.CatalogService/ListProducts"
+    );
+    assert_eq!(
+        rule_of("Query", "accounts")["roles"],
+        serde_json::json!(["admin"])
+    );
+}
