@@ -243,7 +243,13 @@ async fn run(settings: &Settings, entries: &[&ServiceEntry], mode: Mode) -> anyh
             }),
             None => None,
         };
-        let routes = gateway::suite_router(host.local_addr(), changes, sign_in, &settings.graphql)?;
+        let routes = gateway::suite_router(
+            host.local_addr(),
+            changes,
+            sign_in,
+            &settings.graphql,
+            settings.admin_dir.as_deref(),
+        )?;
         host = host.with_http_routes(routes);
     }
     let grpc_addr = host.local_addr();
@@ -336,6 +342,15 @@ fn print_banner(
             settings.auth.issuer
         );
         say!("  {:<10} HTTP  http://{addr}/graphql  (POST)", "GraphQL");
+        if settings.admin_dir.is_some() {
+            // Browsers sign in on the issuer's origin, so the console is opened there.
+            say!(
+                "  {:<10} HTTP  {}{}",
+                "admin",
+                settings.auth.issuer.trim_end_matches('/'),
+                gateway::admin::PATH
+            );
+        }
     }
     say!(
         "  {:<10} gRPC  http://{grpc_addr}  ({})",

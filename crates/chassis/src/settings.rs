@@ -57,6 +57,9 @@ pub struct Settings {
     /// (default per backend: 5 on PostgreSQL, 8 on SQLite).
     pub database_max_connections: Option<u32>,
     pub graphql: GraphqlSettings,
+    /// `EMPORIUM_ADMIN_DIR`: the built admin console (`web/admin/dist`, made by
+    /// `npm run build`), which the gateway serves at `/admin/` (default none: no console).
+    pub admin_dir: Option<PathBuf>,
     variables: HashMap<String, String>,
 }
 
@@ -387,6 +390,7 @@ impl Settings {
             trusted_proxies,
             database_max_connections,
             graphql: GraphqlSettings::from_variables(&get)?,
+            admin_dir: get("EMPORIUM_ADMIN_DIR").map(PathBuf::from),
             variables,
         })
     }

@@ -1,6 +1,7 @@
 //! The `emporium` binary tested as a whole, the way operators and new users meet it: one
 //! integration binary (one link step) with a module per concern.
 
+mod admin;
 mod browser;
 mod deadletter;
 mod faults;

@@ -459,6 +459,11 @@ impl Suite {
     }
 
     pub(crate) fn start(&self) -> Up {
+        self.start_with(&[])
+    }
+
+    /// `up` with the variables `env` set besides the suite's own.
+    pub(crate) fn start_with(&self, env: &[(&str, &Path)]) -> Up {
         let child = Command::new(env!("CARGO_BIN_EXE_emporium"))
             .arg("up")
             .env("EMPORIUM_DATA_DIR", &self.data_dir)
@@ -471,6 +476,8 @@ impl Suite {
             .env_remove("EMPORIUM_ADMIN_PASSWORD")
             .env_remove("EMPORIUM_ADMIN_EMAIL")
             .env_remove("EMPORIUM_IDENTITY_KEY_ENCRYPTION_KEY")
+            .env_remove("EMPORIUM_ADMIN_DIR")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(
                 std::fs::File::create(self.data_dir.with_file_name("up.log"))

@@ -11,6 +11,7 @@
 //! The gateway holds no data and is not trusted: the services verify the forwarded token.
 
 mod access_rules;
+pub mod admin;
 pub mod errors;
 pub mod http;
 mod limits;
@@ -33,12 +34,14 @@ use tokio_util::sync::CancellationToken;
 /// The gateway of a suite whose services all listen on `grpc_addr` (`emporium up`): the
 /// compiled-in contract's schema, calling them there (connecting on first use), its
 /// subscriptions fed by `changes`, browsers signed in by `sign_in`, GraphiQL for a browser
-/// opening `/graphql`, as routes for the suite's HTTP origin.
+/// opening `/graphql`, and the admin console built into `admin_dir` at `/admin/`, as routes for
+/// the suite's HTTP origin.
 pub fn suite_router(
     grpc_addr: std::net::SocketAddr,
     changes: ChangeSource,
     sign_in: Option<BrowserSignIn>,
     limits: &chassis::settings::GraphqlSettings,
+    admin_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<axum::Router> {
     use anyhow::Context as _;
     let pool = contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET)
@@ -54,12 +57,21 @@ pub fn suite_router(
         .tcp_nodelay(true)
         .connect_lazy();
     let upstream = Upstream::new().with_every_service(&pool, &channel);
-    Ok(router(
+    let routes = router(
         build(&pool, upstream, Some(changes), limits)?,
         limits,
         sign_in.map(BrowserSessions::new),
         true,
-    ))
+    );
+    with_admin(routes, admin_dir)
+}
+
+/// `routes` with the admin console built into `dir` at `/admin/`, when there is a `dir`.
+fn with_admin(routes: axum::Router, dir: Option<&std::path::Path>) -> anyhow::Result<axum::Router> {
+    Ok(match dir {
+        Some(dir) => routes.merge(admin::routes(dir)?),
+        None => routes,
+    })
 }
 
 /// The gateway on its own (`emporium serve gateway`): each service of the compiled-in contract
@@ -72,7 +84,7 @@ pub fn suite_router(
 /// Browser sessions are on when `EMPORIUM_GATEWAY_CLIENT_SECRET` is set: the gateway signs
 /// browsers in at `EMPORIUM_AUTH_ISSUER` as the confidential client
 /// `EMPORIUM_GATEWAY_CLIENT_ID` (default `emporium-gateway`), reached by them at
-/// `EMPORIUM_PUBLIC_URL`.
+/// `EMPORIUM_PUBLIC_URL`. The admin console is served at `/admin/` from `EMPORIUM_ADMIN_DIR`.
 pub async fn standalone_router(
     settings: &chassis::settings::Settings,
     shutdown: &CancellationToken,
@@ -121,13 +133,14 @@ pub async fn standalone_router(
             "/metrics",
             axum::routing::get(|| async { chassis::metrics::render() }),
         );
-    Ok(router(
+    let routes = router(
         gateway,
         &settings.graphql,
         browser_sign_in(settings)?,
         false,
     )
-    .merge(probes))
+    .merge(probes);
+    with_admin(routes, settings.admin_dir.as_deref())
 }
 
 /// `/readyz` of a gateway on its own: 200 `SERVING` until `draining` is cancelled (the stop

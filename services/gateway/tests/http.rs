@@ -208,3 +208,79 @@ async fn a_browser_opening_graphql_gets_graphiql_in_the_embedded_mode_only() {
         "a query is still a query: {answer}"
     );
 }
+
+/// GETs `path` from the admin console's routes over `dir`: status, headers and body.
+async fn admin_get(dir: &std::path::Path, path: &str) -> (u16, http::HeaderMap, String) {
+    let routes = gateway::admin::routes(dir).expect("the console's routes");
+    let request = http::Request::get(path).body(Body::empty()).unwrap();
+    let response = routes.oneshot(request).await.expect("the router answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_admin_console_is_served_from_its_directory_with_its_routes_and_policy() {
+    let dir = std::env::temp_dir().join(format!("emporium-admin-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        "<!doctype html><title>console</title>",
+    )
+    .unwrap();
+    std::fs::write(dir.join("assets/index-abc123.js"), "console.log(1)").unwrap();
+
+    // The page, at /admin/ and at any of the console's own routes, revalidated on each load.
+    for path in ["/admin/", "/admin/Product/7/show"] {
+        let (status, headers, body) = admin_get(&dir, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(body.contains("<title>console</title>"), "{path}: {body}");
+        assert_eq!(headers["cache-control"], "no-cache", "{path}");
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("script-src 'self'"),
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    }
+    // A hashed bundle is cached for good; one that is not there is a 404, never the page.
+    let (status, headers, body) = admin_get(&dir, "/admin/assets/index-abc123.js").await;
+    assert_eq!((status, body.as_str()), (200, "console.log(1)"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+    assert!(
+        headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    let (status, headers, _) = admin_get(&dir, "/admin/assets/index-gone.js").await;
+    assert_eq!(status, 404);
+    assert_eq!(headers["cache-control"], "no-cache");
+    // Nothing outside the directory.
+    let (status, _, body) = admin_get(&dir, "/admin/assets/../../../etc/passwd").await;
+    assert!(status == 404 || !body.contains("root:"), "{status}: {body}");
+    // /admin goes to /admin/.
+    let (status, headers, _) = admin_get(&dir, "/admin").await;
+    assert_eq!(
+        (status, &headers["location"]),
+        (308, &"/admin/".parse::<http::HeaderValue>().unwrap())
+    );
+
+    // A directory with no console in it fails the start, naming it.
+    let empty = dir.join("assets");
+    let error = gateway::admin::routes(&empty).expect_err("no index.html");
+    assert!(error.to_string().contains("not built"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,185 @@
+// The admin console (web/admin, served by the gateway at /admin/) in Debian's chromium, as a
+// member of staff uses it: sign in as the admin through the gateway's session; create a
+// category and a product, the product's bad price refused on its field; a save made stale by a
+// save in a second tab, explained with a way to reload; the product's history with both
+// versions and what changed. Every screen is checked with axe-core (no serious or critical
+// violation) and saved as a screenshot.
+//
+// EMPORIUM_ORIGIN: the suite's HTTP origin; EMPORIUM_ADMIN_EMAIL, EMPORIUM_ADMIN_PASSWORD: the
+// admin's sign-in; EMPORIUM_SCREENSHOTS: a directory for the screenshots. Prints "ok" last when
+// every check held.
+
+import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const origin = process.env.EMPORIUM_ORIGIN;
+const email = process.env.EMPORIUM_ADMIN_EMAIL;
+const password = process.env.EMPORIUM_ADMIN_PASSWORD;
+const screenshots = process.env.EMPORIUM_SCREENSHOTS;
+if (!origin || !email || !password || !screenshots) {
+  throw new Error("EMPORIUM_ORIGIN, EMPORIUM_ADMIN_EMAIL, EMPORIUM_ADMIN_PASSWORD and EMPORIUM_SCREENSHOTS are required");
+}
+const axeSource = await readFile(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const TIMEOUT = 30_000;
+const unique = Date.now().toString(36);
+
+const browser = await chromium.launch({
+  executablePath: process.env.EMPORIUM_CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+const problems = [];
+
+/** A page that reports its errors and any request to another origin. */
+async function watched(context) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    // A refused request is logged by the browser as an error; the test expects two refusals.
+    if (message.type() === "error" && !/status of (400|409)/.test(message.text())) {
+      problems.push(`console error: ${message.text()}`);
+    }
+  });
+  await page.route("**/*", (route) => {
+    const requested = new URL(route.request().url());
+    if (requested.origin === origin) return route.continue();
+    problems.push(`the page asked another origin: ${requested.href}`);
+    return route.abort();
+  });
+  return page;
+}
+
+/** axe-core's serious and critical violations on the page as it is now, and a screenshot. */
+async function screen(page, name) {
+  // Transitions end at once, so colours are checked as they settle, not half-way.
+  await page.addStyleTag({ content: "*, *::before, *::after { transition: none !important; animation: none !important; }" });
+  await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+  await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () => {
+    const results = await window.axe.run(document, { resultTypes: ["violations"] });
+    return results.violations
+      .filter((violation) => ["serious", "critical"].includes(violation.impact))
+      .map((violation) => `${violation.id}: ${violation.help} (${violation.nodes.map((node) => `${node.target.join(" ")}: ${node.failureSummary} ${node.html}`).join(", ")})`);
+  });
+  for (const violation of violations) problems.push(`${name}: accessibility: ${violation}`);
+  await page.screenshot({ path: join(screenshots, `admin-${name}.png`), fullPage: true });
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await watched(context);
+
+  // Signing in: the console's own page, then identity's, then back, holding no token.
+  await page.goto(`${origin}/admin/`);
+  check((await page.title()) === "Emporium admin", `the title is ${await page.title()}`);
+  const favicon = await page.request.get(`${origin}/admin/favicon.svg`);
+  check(favicon.ok(), `the favicon answered ${favicon.status()}`);
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  await screen(page, "sign-in");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("#email").fill(email);
+  await page.locator("#password").fill(password);
+  await page.locator("#password").press("Enter");
+  await page.waitForURL(`${origin}/admin/**`);
+  const menu = page.getByRole("menu");
+  for (const resource of ["Categories", "Products", "Accounts", "Roles", "Clients"]) {
+    await menu.getByRole("menuitem", { name: resource }).waitFor();
+  }
+  check(
+    !(await page.evaluate(() => document.cookie)).includes("eyJ") &&
+      !JSON.stringify(await page.evaluate(() => ({ ...localStorage, ...sessionStorage }))).includes("eyJ"),
+    "no token is within the page's reach",
+  );
+
+  // A category, created from its list.
+  await menu.getByRole("menuitem", { name: "Categories" }).click();
+  await page.getByRole("link", { name: "Create" }).first().click();
+  const categoryName = `Teas ${unique}`;
+  await page.getByRole("textbox", { name: /^Name/ }).fill(categoryName);
+  await page.getByRole("textbox", { name: /^Description/ }).fill("Leaves, in tins.");
+  await screen(page, "category-create");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.waitForURL(/\/admin\/Category\/[^/]+\/show$/);
+  await page.getByText(categoryName).first().waitFor();
+  await screen(page, "category-show");
+
+  // A product in it: a bad price is refused on the price's field, then a good one is taken.
+  await page.goto(`${origin}/admin/Product/create`);
+  await page.getByRole("textbox", { name: /^Sku/ }).fill(`TEA-${unique}`);
+  await page.getByRole("textbox", { name: /^Name/ }).fill("Sencha");
+  const category = page.getByRole("combobox", { name: /^Category/ });
+  await category.click();
+  await category.fill(categoryName);
+  await page.getByRole("option", { name: categoryName }).click();
+  const amount = page.getByRole("spinbutton", { name: /^Price/ });
+  await amount.fill("-5");
+  await page.getByRole("textbox", { name: /^Currency/ }).fill("EUR");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.locator('input[aria-invalid="true"][name="price.amountMinor"]').waitFor();
+  const described = await page.locator('input[name="price.amountMinor"]').getAttribute("aria-describedby");
+  const priceError = await page.locator(`[id="${described}"]`).innerText();
+  check(priceError.trim().length > 0, "the price's field shows the server's reason");
+  check(page.url().endsWith("/Product/create"), `a refused create stays on its form: ${page.url()}`);
+  await screen(page, "product-bad-price");
+  await amount.fill("12.50");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.waitForURL(/\/admin\/Product\/[^/]+\/show$/);
+  const productUrl = page.url().replace(/\/show$/, "");
+  await page.getByText("€12.50").waitFor();
+  await page.getByRole("link", { name: categoryName }).waitFor();
+  await screen(page, "product-show");
+
+  // Two tabs edit the product; the second to save is told, and reloads.
+  const first = page;
+  const second = await watched(context);
+  await first.goto(productUrl);
+  await second.goto(productUrl);
+  for (const tab of [first, second]) await tab.getByRole("textbox", { name: /^Name/ }).waitFor();
+  await second.getByRole("textbox", { name: /^Name/ }).fill("Sencha Superior");
+  await second.getByRole("button", { name: "Save" }).click();
+  await second.waitForURL(/\/show$/);
+  await second.close();
+  await first.getByRole("textbox", { name: /^Name/ }).fill("Sencha Ordinary");
+  await first.getByRole("button", { name: "Save" }).click();
+  await first.getByRole("alert").filter({ hasText: "Someone else saved this product" }).waitFor();
+  await screen(first, "product-conflict");
+  await first.getByRole("button", { name: "Reload" }).click();
+  await first.waitForFunction(
+    () => document.querySelector('input[name="name"]')?.value === "Sencha Superior",
+  );
+
+  // The history: both versions, the update's change field by field.
+  await first.goto(`${productUrl}/show/history`);
+  const history = first.getByRole("list", { name: "History" });
+  await history.getByText("Version 2").waitFor();
+  await history.getByText("Version 1").waitFor();
+  const changes = first.getByRole("table", { name: "Changes in version 2" });
+  const nameRow = changes.getByRole("row", { name: /^Name/ });
+  await nameRow.getByText("Sencha", { exact: true }).waitFor();
+  await nameRow.getByText("Sencha Superior").waitFor();
+  check((await changes.getByRole("row").count()) === 2, "version 2 changed the name alone");
+  await screen(first, "product-history");
+
+  // Signing out ends the session.
+  await first.getByRole("button", { name: /Profile/ }).click();
+  await first.getByRole("menuitem", { name: "Logout" }).click();
+  await first.getByRole("button", { name: "Sign in" }).waitFor();
+  const session = await (await first.request.get(`${origin}/auth/session`)).json();
+  check(session.signedIn === false, `signed out, the session is ${JSON.stringify(session)}`);
+} catch (error) {
+  problems.push(`${error.name}: ${error.message}`);
+} finally {
+  await browser.close();
+}
+
+if (problems.length > 0) {
+  console.log(problems.join("\n"));
+  process.exit(1);
+}
+console.log("ok");
