@@ -2,8 +2,10 @@
 // member of staff uses it: sign in as the admin through the gateway's session; create a
 // category and a product, the product's bad price refused on its field; a save made stale by a
 // save in a second tab, explained with a way to reload; the product's history with both
-// versions and what changed. Every screen is checked with axe-core (no serious or critical
-// violation) and saved as a screenshot.
+// versions and what changed; an account made a catalog manager, who signs in and finds the
+// catalog theirs and account administration absent, and refused when asked for all the same;
+// signing out. Every screen is checked with axe-core (no serious or critical violation) and
+// saved as a screenshot.
 //
 // EMPORIUM_ORIGIN: the suite's HTTP origin; EMPORIUM_ADMIN_EMAIL, EMPORIUM_ADMIN_PASSWORD: the
 // admin's sign-in; EMPORIUM_SCREENSHOTS: a directory for the screenshots. Prints "ok" last when
@@ -166,12 +168,70 @@ try {
   check((await changes.getByRole("row").count()) === 2, "version 2 changed the name alone");
   await screen(first, "product-history");
 
+  // An account for a catalog manager, made and given its role from the console.
+  const managerEmail = `manager-${unique}@example.com`;
+  const managerPassword = `a catalog manager's password ${unique}`;
+  await first.goto(`${origin}/admin/Account/create`);
+  await first.getByRole("textbox", { name: /^Email/ }).fill(managerEmail);
+  await first.getByRole("textbox", { name: /^First name/ }).fill("Cata");
+  await first.getByRole("textbox", { name: /^Last name/ }).fill("Log");
+  await first.getByRole("textbox", { name: /^Country/ }).fill("FR");
+  await first.getByLabel(/^Password/).fill(managerPassword);
+  await first.getByRole("button", { name: "Save" }).click();
+  await first.waitForURL(/\/admin\/Account\/[^/]+\/show$/);
+  await first.getByRole("button", { name: "Grant role" }).click();
+  const grant = first.getByRole("dialog", { name: "Grant role" });
+  await grant.getByRole("textbox", { name: /^Role/ }).fill("catalog-manager");
+  await screen(first, "account-grant-role");
+  await grant.getByRole("button", { name: "Grant role" }).click();
+  await grant.waitFor({ state: "detached" });
+  await first.getByText("catalog-manager", { exact: true }).waitFor();
+  await screen(first, "account-show");
+
   // Signing out ends the session.
   await first.getByRole("button", { name: /Profile/ }).click();
   await first.getByRole("menuitem", { name: "Logout" }).click();
   await first.getByRole("button", { name: "Sign in" }).waitFor();
   const session = await (await first.request.get(`${origin}/auth/session`)).json();
   check(session.signedIn === false, `signed out, the session is ${JSON.stringify(session)}`);
+
+  // The catalog manager, in a browser of their own: the catalog is theirs, account
+  // administration is not in their console, and the gateway refuses it if asked all the same.
+  const managers = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const manager = await watched(managers);
+  await manager.goto(`${origin}/admin/`);
+  await manager.getByRole("button", { name: "Sign in" }).click();
+  await manager.locator("#email").fill(managerEmail);
+  await manager.locator("#password").fill(managerPassword);
+  await manager.locator("#password").press("Enter");
+  await manager.waitForURL(`${origin}/admin/**`);
+  const managerMenu = manager.getByRole("menu");
+  await managerMenu.getByRole("menuitem", { name: "Products" }).waitFor();
+  await managerMenu.getByRole("menuitem", { name: "Categories" }).waitFor();
+  for (const hidden of ["Accounts", "Roles", "Clients"]) {
+    check(
+      (await managerMenu.getByRole("menuitem", { name: hidden }).count()) === 0,
+      `a catalog manager's menu has no ${hidden}`,
+    );
+  }
+  await manager.goto(productUrl.replace(/\/?$/, "/show"));
+  await manager.getByRole("link", { name: "Edit" }).waitFor();
+  await screen(manager, "manager-product");
+  const refused = await manager.evaluate(async () => {
+    const response = await fetch("/graphql", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query: "{ accounts(first: 1) { email } }" }),
+    });
+    return response.json();
+  });
+  check(
+    refused.errors?.[0]?.extensions?.code === "FORBIDDEN" && refused.data === null,
+    `the gateway refuses a catalog manager the accounts: ${JSON.stringify(refused)}`,
+  );
+  await manager.goto(`${origin}/admin/Account`);
+  await manager.getByText(/not found|doesn't exist/i).first().waitFor();
+  await screen(manager, "manager-no-accounts");
 } catch (error) {
   problems.push(`${error.name}: ${error.message}`);
 } finally {

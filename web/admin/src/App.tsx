@@ -18,6 +18,12 @@ const theme: RaThemeOptions = {
   // Error red dark enough for text on the form toolbar's grey (WCAG AA).
   palette: { primary: { main: '#1d4e89' }, secondary: { main: '#25324a' }, error: { main: '#b3261e' } },
   sidebar: { width: 220, closedWidth: 55 },
+  // react-admin's empty-list and not-found messages are too faint to read (WCAG AA).
+  components: {
+    ...defaultTheme.components,
+    RaEmpty: { styleOverrides: { root: { '& .RaEmpty-message': { color: 'rgba(0, 0, 0, 0.6)' } } } },
+    RaNotFound: { styleOverrides: { root: { '& .RaNotFound-message': { opacity: 0.75 } } } },
+  },
 };
 
 function SignIn(): ReactElement {
