@@ -11,10 +11,7 @@
 // admin's sign-in; EMPORIUM_SCREENSHOTS: a directory for the screenshots. Prints "ok" last when
 // every check held.
 
-import { readFile } from "node:fs/promises";
-import { createRequire } from "node:module";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { check, finish, launch, screen as saveScreen, watched as watchedOn } from "./console.mjs";
 
 const origin = process.env.EMPORIUM_ORIGIN;
 const email = process.env.EMPORIUM_ADMIN_EMAIL;
@@ -23,55 +20,11 @@ const screenshots = process.env.EMPORIUM_SCREENSHOTS;
 if (!origin || !email || !password || !screenshots) {
   throw new Error("EMPORIUM_ORIGIN, EMPORIUM_ADMIN_EMAIL, EMPORIUM_ADMIN_PASSWORD and EMPORIUM_SCREENSHOTS are required");
 }
-const axeSource = await readFile(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
-const TIMEOUT = 30_000;
 const unique = Date.now().toString(36);
-
-const browser = await chromium.launch({
-  executablePath: process.env.EMPORIUM_CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
+const browser = await launch();
 const problems = [];
-
-/** A page that reports its errors and any request to another origin. */
-async function watched(context) {
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-  page.on("console", (message) => {
-    // A refused request is logged by the browser as an error; the test expects two refusals.
-    if (message.type() === "error" && !/status of (400|409)/.test(message.text())) {
-      problems.push(`console error: ${message.text()}`);
-    }
-  });
-  await page.route("**/*", (route) => {
-    const requested = new URL(route.request().url());
-    if (requested.origin === origin) return route.continue();
-    problems.push(`the page asked another origin: ${requested.href}`);
-    return route.abort();
-  });
-  return page;
-}
-
-/** axe-core's serious and critical violations on the page as it is now, and a screenshot. */
-async function screen(page, name) {
-  // Transitions end at once, so colours are checked as they settle, not half-way.
-  await page.addStyleTag({ content: "*, *::before, *::after { transition: none !important; animation: none !important; }" });
-  await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
-  await page.evaluate(axeSource);
-  const violations = await page.evaluate(async () => {
-    const results = await window.axe.run(document, { resultTypes: ["violations"] });
-    return results.violations
-      .filter((violation) => ["serious", "critical"].includes(violation.impact))
-      .map((violation) => `${violation.id}: ${violation.help} (${violation.nodes.map((node) => `${node.target.join(" ")}: ${node.failureSummary} ${node.html}`).join(", ")})`);
-  });
-  for (const violation of violations) problems.push(`${name}: accessibility: ${violation}`);
-  await page.screenshot({ path: join(screenshots, `admin-${name}.png`), fullPage: true });
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
+const watched = (context) => watchedOn(context, origin, problems);
+const screen = (page, name) => saveScreen(page, `admin-${name}`, screenshots, problems);
 
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
@@ -238,8 +191,4 @@ try {
   await browser.close();
 }
 
-if (problems.length > 0) {
-  console.log(problems.join("\n"));
-  process.exit(1);
-}
-console.log("ok");
+finish(problems);

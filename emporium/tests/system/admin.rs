@@ -3,12 +3,12 @@
 //! the script). `./scripts/test` builds the console (`web/admin/dist`) before the tests; `up`
 //! serves it from there at `/admin/`. The screenshots are kept under `target/tmp/screenshots/`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::up::{ADMIN_EMAIL, Suite, generated_password};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn staff_sign_in_and_run_the_catalog_from_the_admin_console() {
+/// The built console, `web/admin/dist`, and the directory its checks keep screenshots in.
+pub(crate) fn built_console() -> (PathBuf, PathBuf) {
     let console = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/admin/dist");
     assert!(
         console.join("index.html").is_file(),
@@ -17,6 +17,12 @@ async fn staff_sign_in_and_run_the_catalog_from_the_admin_console() {
     );
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&screenshots).expect("a directory for the screenshots");
+    (console, screenshots)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_sign_in_and_run_the_catalog_from_the_admin_console() {
+    let (console, screenshots) = built_console();
     let scratch = std::env::temp_dir().join(format!("emporium-admin-{}", uuid::Uuid::new_v4()));
     let suite = Suite::new(&scratch);
     let mut up = suite.start_with(&[("EMPORIUM_ADMIN_DIR", &console)]);

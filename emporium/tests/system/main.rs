@@ -2,6 +2,7 @@
 //! integration binary (one link step) with a module per concern.
 
 mod admin;
+mod admin_fixture;
 mod browser;
 mod deadletter;
 mod faults;

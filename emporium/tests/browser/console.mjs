@@ -1,0 +1,67 @@
+import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+// What the admin console's browser checks share: Debian's chromium, pages that report their
+// errors and any request to another origin, and each screen checked with axe-core and saved.
+
+const axeSource = await readFile(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+export const TIMEOUT = 30_000;
+
+export function launch() {
+  return chromium.launch({
+    executablePath: process.env.EMPORIUM_CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+}
+
+/** A page of `context` on `origin` that adds its errors, and any request elsewhere, to `problems`. */
+export async function watched(context, origin, problems) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    // A refused request is logged by the browser as an error; the checks expect refusals.
+    if (message.type() === "error" && !/status of (400|409)/.test(message.text())) {
+      problems.push(`console error: ${message.text()}`);
+    }
+  });
+  await page.route("**/*", (route) => {
+    const requested = new URL(route.request().url());
+    if (requested.origin === origin) return route.fallback();
+    problems.push(`the page asked another origin: ${requested.href}`);
+    return route.abort();
+  });
+  return page;
+}
+
+/** Adds axe-core's serious and critical violations on the page as it is now to `problems`, and saves a screenshot. */
+export async function screen(page, name, directory, problems) {
+  // Transitions end at once, so colours are checked as they settle, not half-way.
+  await page.addStyleTag({ content: "*, *::before, *::after { transition: none !important; animation: none !important; }" });
+  await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+  await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () => {
+    const results = await window.axe.run(document, { resultTypes: ["violations"] });
+    return results.violations
+      .filter((violation) => ["serious", "critical"].includes(violation.impact))
+      .map((violation) => `${violation.id}: ${violation.help} (${violation.nodes.map((node) => `${node.target.join(" ")}: ${node.failureSummary} ${node.html}`).join(", ")})`);
+  });
+  for (const violation of violations) problems.push(`${name}: accessibility: ${violation}`);
+  await page.screenshot({ path: join(directory, `${name}.png`), fullPage: true });
+}
+
+export function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+/** Prints the problems and fails, or prints "ok". */
+export function finish(problems) {
+  if (problems.length > 0) {
+    console.log(problems.join("\n"));
+    process.exit(1);
+  }
+  console.log("ok");
+}
