@@ -21,6 +21,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     client: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Whether each request has a client span (and sends its `traceparent`).
+    traced: bool,
 }
 
 /// An answer: its status and its whole body.
@@ -36,12 +38,45 @@ impl HttpClient {
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build(https_connector(extra_roots)?);
-        Ok(HttpClient { client })
+        Ok(HttpClient {
+            client,
+            traced: true,
+        })
+    }
+
+    /// The same client, its requests without spans: for what is polled all day (the admin
+    /// console's ops page), which would push the traces worth reading out of the ones kept.
+    pub fn untraced(&self) -> HttpClient {
+        HttpClient {
+            client: self.client.clone(),
+            traced: false,
+        }
     }
 
     /// GETs `url`.
     pub async fn get(&self, url: &str) -> anyhow::Result<Answer> {
-        self.send(http::Method::GET, url, None, Bytes::new()).await
+        self.send(http::Method::GET, url, None, None, Bytes::new())
+            .await
+    }
+
+    /// GETs `url` with `authorization: Bearer <token>`.
+    pub async fn get_with_bearer(&self, url: &str, token: &str) -> anyhow::Result<Answer> {
+        let authorization = Some(format!("Bearer {token}"));
+        self.send(http::Method::GET, url, authorization, None, Bytes::new())
+            .await
+    }
+
+    /// POSTs the JSON `body` to `url` with `authorization: Bearer <token>`.
+    pub async fn post_json_with_bearer(
+        &self,
+        url: &str,
+        token: &str,
+        body: Bytes,
+    ) -> anyhow::Result<Answer> {
+        let authorization = Some(format!("Bearer {token}"));
+        let json = Some("application/json");
+        self.send(http::Method::POST, url, authorization, json, body)
+            .await
     }
 
     /// POSTs `form` (`application/x-www-form-urlencoded`) to `url`, authenticated with HTTP
@@ -66,8 +101,15 @@ impl HttpClient {
                 base64::engine::general_purpose::STANDARD.encode(pair)
             )
         });
-        self.send(http::Method::POST, url, authorization, Bytes::from(body))
-            .await
+        let form = Some("application/x-www-form-urlencoded");
+        self.send(
+            http::Method::POST,
+            url,
+            authorization,
+            form,
+            Bytes::from(body),
+        )
+        .await
     }
 
     async fn send(
@@ -75,6 +117,7 @@ impl HttpClient {
         method: http::Method,
         url: &str,
         authorization: Option<String>,
+        content_type: Option<&'static str>,
         body: Bytes,
     ) -> anyhow::Result<Answer> {
         let uri: http::Uri = url.parse().with_context(|| format!("Invalid URL {url}"))?;
@@ -83,6 +126,13 @@ impl HttpClient {
         } else {
             80
         };
+        if !self.traced {
+            let untraced = tracing::Span::none();
+            return self
+                .exchange(method, uri, authorization, content_type, body, &untraced)
+                .await
+                .with_context(|| format!("Failed to call {url}"));
+        }
         let span = tracing::info_span!(
             "http_client",
             otel.name = method.as_str(),
@@ -95,7 +145,7 @@ impl HttpClient {
             http.response.status_code = tracing::field::Empty,
         );
         let sent = tracing::Instrument::instrument(
-            self.exchange(method, uri, authorization, body, &span),
+            self.exchange(method, uri, authorization, content_type, body, &span),
             span.clone(),
         )
         .await;
@@ -110,6 +160,7 @@ impl HttpClient {
         method: http::Method,
         uri: http::Uri,
         authorization: Option<String>,
+        content_type: Option<&'static str>,
         body: Bytes,
         span: &tracing::Span,
     ) -> anyhow::Result<Answer> {
@@ -120,11 +171,8 @@ impl HttpClient {
         if let Some(authorization) = authorization {
             request = request.header(http::header::AUTHORIZATION, authorization);
         }
-        if method == http::Method::POST {
-            request = request.header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            );
+        if let Some(content_type) = content_type {
+            request = request.header(http::header::CONTENT_TYPE, content_type);
         }
         let request = request
             .body(Full::new(body))

@@ -32,6 +32,9 @@ use crate::deadletter::{self, DeadLetterFilter};
 use crate::health::Readiness;
 use crate::metrics::ScrapeSources;
 
+/// The role a caller of the ops API must hold.
+pub const ROLE: &str = roles::ADMIN;
+
 /// What the ops API reads.
 #[derive(Clone, Debug)]
 pub struct OpsApi {
@@ -123,13 +126,13 @@ impl OpsApi {
             tracing::debug!(error.message = %error, "Refused a bearer token on the ops API");
             OpsError::unauthenticated(error.reason())
         })?;
-        if caller.has_role(roles::ADMIN) {
+        if caller.has_role(ROLE) {
             Ok(())
         } else {
             Err(OpsError {
                 status: StatusCode::FORBIDDEN,
                 code: "forbidden",
-                message: format!("the ops API needs the {} role", roles::ADMIN),
+                message: format!("the ops API needs the {ROLE} role"),
             })
         }
     }

@@ -528,8 +528,10 @@ where
 
 /// A tower layer for the HTTP origin (axum): a server span per request, named
 /// `<method> <route>` (`http.request.method`, `http.route`, `url.path`,
-/// `http.response.status_code`), a child of the caller's `traceparent`. The probes and the
-/// metrics scrape (`/healthz`, `/readyz`, `/metrics`) get none: they are polled all day.
+/// `http.response.status_code`), a child of the caller's `traceparent`. What is polled all day
+/// gets none: the probes and the metrics scrape (`/healthz`, `/readyz`, `/metrics`), the ops API
+/// and the admin console's files and ops page (`/ops/…`, `/admin/…`), and the session's status
+/// (`/auth/session`), so they do not push the traces worth reading out of the ones kept.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HttpTraceLayer;
 
@@ -561,7 +563,10 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        if matches!(path, "/healthz" | "/readyz" | "/metrics" | "/auth/session")
+            || path.starts_with("/ops/")
+            || path.starts_with("/admin/")
+        {
             return Box::pin(self.inner.call(request));
         }
         let method = request.method().as_str();
@@ -908,13 +913,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_http_origin_traces_its_routes_in_the_callers_trace_but_not_its_probes() {
+    async fn the_http_origin_traces_its_routes_in_the_callers_trace_but_not_what_is_polled() {
         // Arrange: spans kept in a ring, as a process without an OTLP endpoint keeps them.
         let (recent, subscriber) = super::kept_in_a_ring();
         let _default = tracing::subscriber::set_default(subscriber);
         let mut router = axum::Router::new()
             .route("/oauth2/token", axum::routing::post(|| async { "token" }))
             .route("/healthz", axum::routing::get(|| async { "live" }))
+            .route("/ops/v1/status", axum::routing::get(|| async { "{}" }))
             .layer(super::HttpTraceLayer);
         let request = |method: &str, path: &str| {
             http::Request::builder()
@@ -926,7 +932,11 @@ mod tests {
         };
 
         // Act
-        for (method, path) in [("POST", "/oauth2/token"), ("GET", "/healthz")] {
+        for (method, path) in [
+            ("POST", "/oauth2/token"),
+            ("GET", "/healthz"),
+            ("GET", "/ops/v1/status"),
+        ] {
             let response = tower::Service::call(&mut router, request(method, path))
                 .await
                 .unwrap();

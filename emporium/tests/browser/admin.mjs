@@ -121,6 +121,20 @@ try {
   check((await changes.getByRole("row").count()) === 2, "version 2 changed the name alone");
   await screen(first, "product-history");
 
+  // The ops page, through the gateway with the session's token: the suite's services serving.
+  await first.getByRole("menu").getByRole("menuitem", { name: "Operations" }).click();
+  const services = first.getByRole("table", { name: "Services" });
+  for (const service of ["identity", "catalog"]) {
+    await services.getByRole("row", { name: new RegExp(`^${service}\\b.*Serving`) }).waitFor();
+  }
+  // A trace of the product's update, drawn as a timeline of its spans.
+  const traces = first.getByRole("table", { name: "Recent traces" });
+  await traces.getByRole("button", { name: "POST /graphql" }).first().click();
+  const timeline = first.getByRole("list", { name: /^Spans of POST \/graphql/ });
+  await timeline.getByRole("listitem").first().waitFor();
+  check((await timeline.getByRole("listitem").count()) >= 2, "a GraphQL request's trace has its calls' spans under it");
+  await screen(first, "ops");
+
   // An account for a catalog manager, made and given its role from the console.
   const managerEmail = `manager-${unique}@example.com`;
   const managerPassword = `a catalog manager's password ${unique}`;
@@ -161,7 +175,7 @@ try {
   const managerMenu = manager.getByRole("menu");
   await managerMenu.getByRole("menuitem", { name: "Products" }).waitFor();
   await managerMenu.getByRole("menuitem", { name: "Categories" }).waitFor();
-  for (const hidden of ["Accounts", "Roles", "Clients"]) {
+  for (const hidden of ["Accounts", "Roles", "Clients", "Operations"]) {
     check(
       (await managerMenu.getByRole("menuitem", { name: hidden }).count()) === 0,
       `a catalog manager's menu has no ${hidden}`,
@@ -182,6 +196,8 @@ try {
     refused.errors?.[0]?.extensions?.code === "FORBIDDEN" && refused.data === null,
     `the gateway refuses a catalog manager the accounts: ${JSON.stringify(refused)}`,
   );
+  const opsRefused = await manager.evaluate(async () => (await fetch("/admin/api/ops/suite/v1/status")).status);
+  check(opsRefused === 403, `the ops API refuses a catalog manager: ${opsRefused}`);
   await manager.goto(`${origin}/admin/Account`);
   await manager.getByText(/not found|doesn't exist/i).first().waitFor();
   await screen(manager, "manager-no-accounts");

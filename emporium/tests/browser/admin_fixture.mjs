@@ -1,17 +1,26 @@
 // A resource the console has no code for, in Debian's chromium: the fixture contract's
 // Supplier (tests/fixtures/emporium/suppliers/v1/suppliers.proto, served from memory behind
 // the real gateway, tests/system/admin_fixture.rs) is in the menu, and is listed, created,
-// shown and edited through the console's screens. Signing in is not this check's subject: the
-// fixture checks no token, and `/auth/session` is answered here as an admin's session.
+// shown and edited through the console's screens. Then the ops page, on a real ops API whose
+// consumer dead-lettered an event: the dead letter is listed, inspected and re-driven. Signing
+// in is not this check's subject: the fixture checks no token, `/auth/session` is answered
+// here as an admin's session, and the admin's token is added here to the ops API's requests,
+// as the gateway adds a session's.
 //
 // EMPORIUM_ORIGIN: the fixture gateway's origin; EMPORIUM_SCREENSHOTS: a directory for the
-// screenshots. Prints "ok" last when every check held.
+// screenshots; EMPORIUM_OPS_ORIGIN, EMPORIUM_OPS_TOKEN: the ops API and an admin's token for it;
+// EMPORIUM_DEAD_EVENT_ID: the dead-lettered event. Prints "ok" last when every check held.
 
 import { check, finish, launch, screen as saveScreen, watched } from "./console.mjs";
 
 const origin = process.env.EMPORIUM_ORIGIN;
 const screenshots = process.env.EMPORIUM_SCREENSHOTS;
-if (!origin || !screenshots) throw new Error("EMPORIUM_ORIGIN and EMPORIUM_SCREENSHOTS are required");
+const opsOrigin = process.env.EMPORIUM_OPS_ORIGIN;
+const opsToken = process.env.EMPORIUM_OPS_TOKEN;
+const deadEventId = process.env.EMPORIUM_DEAD_EVENT_ID;
+if (!origin || !screenshots || !opsOrigin || !opsToken || !deadEventId) {
+  throw new Error("EMPORIUM_ORIGIN, EMPORIUM_SCREENSHOTS, EMPORIUM_OPS_ORIGIN, EMPORIUM_OPS_TOKEN and EMPORIUM_DEAD_EVENT_ID are required");
+}
 
 const browser = await launch();
 const problems = [];
@@ -22,6 +31,19 @@ try {
   await page.route(`${origin}/auth/session`, (route) =>
     route.fulfill({ json: { signedIn: true, subject: "fixture-admin", roles: ["admin"] } }),
   );
+  // The gateway's part for a session, done here: name the process, and add the admin's token
+  // to what the page asks of its ops API.
+  await page.route(`${origin}/admin/api/ops`, (route) =>
+    route.fulfill({ json: { processes: ["suite"], roles: ["admin"] } }),
+  );
+  await page.route(`${origin}/admin/api/ops/suite/v1/**`, async (route) => {
+    const asked = new URL(route.request().url());
+    const response = await route.fetch({
+      url: `${opsOrigin}/ops/v1/${asked.pathname.split("/v1/")[1]}${asked.search}`,
+      headers: { ...route.request().headers(), authorization: `Bearer ${opsToken}` },
+    });
+    await route.fulfill({ response });
+  });
   const mutations = [];
   page.on("request", (request) => {
     const body = request.postData() ?? "";
@@ -70,6 +92,24 @@ try {
   await page.getByRole("cell", { name: "Kyoto Leaf Co." }).waitFor();
   await page.getByText("1-1 of 1").waitFor();
   await screen(page, "list");
+
+  // The ops page: the consumer with its dead letter, inspected, then re-driven.
+  await menu.getByRole("menuitem", { name: "Operations" }).click();
+  const consumers = page.getByRole("table", { name: "Consumers" });
+  await consumers.getByRole("row", { name: /ops-projection/ }).waitFor();
+  const letters = page.getByRole("table", { name: "Dead letters" });
+  const letter = letters.getByRole("row", { name: /emporium\.catalog\.product\.created/ });
+  await letter.getByText("the handler refused on purpose").waitFor();
+  await screen(page, "ops");
+  await letter.getByRole("button", { name: "Inspect" }).click();
+  const inspected = page.getByRole("dialog", { name: /^Dead letter/ });
+  await inspected.getByText(deadEventId).first().waitFor();
+  await screen(page, "ops-dead-letter");
+  await inspected.getByRole("button", { name: "Close" }).click();
+  await letter.getByRole("button", { name: "Re-drive" }).click();
+  await page.getByText(/Re-drove 1 dead letter/).waitFor();
+  await page.getByText("No dead letters: every event was handled.").waitFor();
+  await screen(page, "ops-redriven");
 } catch (error) {
   problems.push(`${error.name}: ${error.message}`);
 } finally {

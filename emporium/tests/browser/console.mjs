@@ -24,7 +24,7 @@ export async function watched(context, origin, problems) {
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
   page.on("console", (message) => {
     // A refused request is logged by the browser as an error; the checks expect refusals.
-    if (message.type() === "error" && !/status of (400|409)/.test(message.text())) {
+    if (message.type() === "error" && !/status of (400|403|409)/.test(message.text())) {
       problems.push(`console error: ${message.text()}`);
     }
   });

@@ -4,7 +4,11 @@
 //! below, behind the real gateway built from that contract, which serves the built console.
 //! `tests/browser/admin_fixture.mjs` finds Suppliers in the menu and lists, creates, shows and
 //! edits one through the console's screens. The fixture server checks no token (signing in is
-//! `admin.rs`'s subject), so the script answers `/auth/session` as an admin's session.
+//! `admin.rs`'s subject), so the script answers `/auth/session` as an admin's session. The same
+//! console's ops page reads a real ops API (`ops.rs`'s projection, whose consumer dead-lettered
+//! an event), the script adding the admin's bearer token the gateway adds for a session (the
+//! gateway's forwarding is `services/gateway/tests/sessions.rs`'s), and re-drives the event,
+//! which the consumer then applies.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +16,7 @@ use axum::body::Body;
 use futures::future::BoxFuture;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use serde_json::{Value, json};
+use test_support::Backend;
 use tonic::Status;
 
 const SERVICE: &str = "emporium.suppliers.v1.SupplierService";
@@ -205,13 +210,36 @@ async fn a_resource_added_to_a_contract_appears_in_the_admin_console_with_no_cod
     let origin = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, routes).await });
 
+    // A process's ops API with a consumer and a dead letter in it, for the ops page: the
+    // consumer refuses the event once (it gives up at once), then would take it.
+    let ops = crate::ops::Suite::start(Backend::SqliteEmbedded).await;
+    let poison = crate::product_created(uuid::Uuid::new_v4());
+    ops.gate.refuse(&poison.id);
+    ops.publish(poison.clone()).await;
+    ops.until("the event to be dead-lettered", |consumer| {
+        consumer["dead_letters"] == 1
+    })
+    .await;
+    ops.gate.accept_all();
+    let admin = ops.issuer.token("admin-1", &[chassis::auth::roles::ADMIN]);
+
     crate::assert_node_check_passes(
         "browser",
         "admin_fixture.mjs",
         vec![
             ("EMPORIUM_ORIGIN", origin),
             ("EMPORIUM_SCREENSHOTS", screenshots.display().to_string()),
+            ("EMPORIUM_OPS_ORIGIN", format!("http://{}", ops.http_addr)),
+            ("EMPORIUM_OPS_TOKEN", admin),
+            ("EMPORIUM_DEAD_EVENT_ID", poison.id.clone()),
         ],
     )
     .await;
+
+    // The re-drive from the page reached the consumer, which applied the event.
+    ops.until("the re-driven event to be applied", |consumer| {
+        consumer["dead_letters"] == 0 && consumer["deliveries"]["applied"] == 1
+    })
+    .await;
+    ops.stop().await;
 }

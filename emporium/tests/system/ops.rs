@@ -241,14 +241,14 @@ async fn the_ops_api_is_for_admins_only(backend: Backend) {
 // === the suite ===
 
 /// A projection service hosted with its HTTP origin; its consumer's handler obeys [`Gate`].
-struct Suite {
-    issuer: TestIssuer,
+pub(crate) struct Suite {
+    pub(crate) issuer: TestIssuer,
     bus: Bus,
     namespace: String,
     /// The consumer's durable name: unique per test, since the metrics are the process's.
     consumer: String,
-    gate: Gate,
-    http_addr: std::net::SocketAddr,
+    pub(crate) gate: Gate,
+    pub(crate) http_addr: std::net::SocketAddr,
     grpc_addr: std::net::SocketAddr,
     /// The catalog's database, when it runs beside the projection (without its relay).
     catalog_database: Option<chassis::storage::Database>,
@@ -259,7 +259,7 @@ struct Suite {
 }
 
 impl Suite {
-    async fn start(backend: Backend) -> Suite {
+    pub(crate) async fn start(backend: Backend) -> Suite {
         Suite::host(backend, false).await
     }
 
@@ -347,7 +347,7 @@ impl Suite {
         }
     }
 
-    async fn publish(&self, event: CloudEvent) {
+    pub(crate) async fn publish(&self, event: CloudEvent) {
         self.bus
             .publish(OutgoingMessage {
                 subject: format!("{}.catalog.product.created", self.namespace),
@@ -360,7 +360,7 @@ impl Suite {
     }
 
     /// Polls the ops API until the consumer's entry satisfies `condition`; returns that entry.
-    async fn until(
+    pub(crate) async fn until(
         &self,
         what: &str,
         condition: impl Fn(&serde_json::Value) -> bool,
@@ -456,7 +456,7 @@ impl Suite {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.gate.release();
         self.shutdown.cancel();
         tokio::time::timeout(PATIENCE, self.served)
@@ -536,7 +536,7 @@ impl Service for Projection {
 
 /// What the consumer's handler does: wait while held, refuse the events named, apply the rest.
 #[derive(Clone)]
-struct Gate {
+pub(crate) struct Gate {
     held: Arc<watch::Sender<bool>>,
     refused: Arc<Mutex<HashSet<String>>>,
 }
@@ -557,14 +557,14 @@ impl Gate {
         self.held.send_replace(false);
     }
 
-    fn refuse(&self, event_id: &str) {
+    pub(crate) fn refuse(&self, event_id: &str) {
         self.refused
             .lock()
             .expect("not poisoned")
             .insert(event_id.to_owned());
     }
 
-    fn accept_all(&self) {
+    pub(crate) fn accept_all(&self) {
         self.refused.lock().expect("not poisoned").clear();
     }
 }

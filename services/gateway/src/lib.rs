@@ -17,6 +17,7 @@ pub mod http;
 mod limits;
 mod loader;
 mod names;
+pub mod ops;
 pub mod schema;
 pub mod sessions;
 pub mod subscriptions;
@@ -57,10 +58,18 @@ pub fn suite_router(
         .tcp_nodelay(true)
         .connect_lazy();
     let upstream = Upstream::new().with_every_service(&pool, &channel);
+    // The console's ops page reads the suite's own ops API, on the origin browsers sign in at.
+    let sessions = sign_in.map(|sign_in| {
+        let suite = ops::OpsOrigin {
+            name: "suite".to_owned(),
+            url: sign_in.public_origin.clone(),
+        };
+        BrowserSessions::new(sign_in).with_ops(vec![suite])
+    });
     let routes = router(
         build(&pool, upstream, Some(changes), limits)?,
         limits,
-        sign_in.map(BrowserSessions::new),
+        sessions,
         true,
     );
     with_admin(routes, admin_dir)
@@ -84,7 +93,9 @@ fn with_admin(routes: axum::Router, dir: Option<&std::path::Path>) -> anyhow::Re
 /// Browser sessions are on when `EMPORIUM_GATEWAY_CLIENT_SECRET` is set: the gateway signs
 /// browsers in at `EMPORIUM_AUTH_ISSUER` as the confidential client
 /// `EMPORIUM_GATEWAY_CLIENT_ID` (default `emporium-gateway`), reached by them at
-/// `EMPORIUM_PUBLIC_URL`. The admin console is served at `/admin/` from `EMPORIUM_ADMIN_DIR`.
+/// `EMPORIUM_PUBLIC_URL`; their sessions may use the ops API of the processes
+/// `EMPORIUM_OPS_ORIGINS` names (the console's ops page). The admin console is served at
+/// `/admin/` from `EMPORIUM_ADMIN_DIR`.
 pub async fn standalone_router(
     settings: &chassis::settings::Settings,
     shutdown: &CancellationToken,
@@ -197,14 +208,22 @@ fn browser_sign_in(
         public_origin.starts_with("https://") || public_origin.starts_with("http://"),
         "EMPORIUM_PUBLIC_URL must be an http(s) origin, not {public_origin}"
     );
-    Ok(Some(BrowserSessions::new(BrowserSignIn {
-        issuer: settings.auth.issuer.clone(),
-        client_id: settings
-            .value("EMPORIUM_GATEWAY_CLIENT_ID")
-            .unwrap_or("emporium-gateway")
-            .to_owned(),
-        client_secret,
-        public_origin,
-        http: chassis::http_client::HttpClient::new(&settings.auth.jwks_trusted_certificates)?,
-    })))
+    let ops = match settings.value("EMPORIUM_OPS_ORIGINS") {
+        Some(text) => ops::OpsOrigin::parse_list(text)
+            .map_err(|reason| anyhow::anyhow!("EMPORIUM_OPS_ORIGINS: {reason}"))?,
+        None => Vec::new(),
+    };
+    Ok(Some(
+        BrowserSessions::new(BrowserSignIn {
+            issuer: settings.auth.issuer.clone(),
+            client_id: settings
+                .value("EMPORIUM_GATEWAY_CLIENT_ID")
+                .unwrap_or("emporium-gateway")
+                .to_owned(),
+            client_secret,
+            public_origin,
+            http: chassis::http_client::HttpClient::new(&settings.auth.jwks_trusted_certificates)?,
+        })
+        .with_ops(ops),
+    ))
 }

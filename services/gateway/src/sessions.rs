@@ -33,6 +33,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chassis::http_client::HttpClient;
+
+use crate::ops::OpsOrigin;
 use rand::RngCore as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::Digest as _;
@@ -78,6 +80,8 @@ pub struct BrowserSessions {
     sessions: Mutex<HashMap<[u8; 32], Arc<Session>>>,
     /// The token the gateway calls with for visitors who have not signed in.
     visitor: tokio::sync::Mutex<Visitor>,
+    /// The processes whose ops API a signed-in browser may read through the gateway.
+    ops: Vec<OpsOrigin>,
 }
 
 /// The gateway's visitor token: its client's client-credentials token, used only while it holds
@@ -142,7 +146,15 @@ impl BrowserSessions {
             pending: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             visitor: tokio::sync::Mutex::new(Visitor::Unknown),
+            ops: Vec::new(),
         }
+    }
+
+    /// Browsers signed in here may also use the ops API of `origins`, with their session's
+    /// token ([`crate::ops`]).
+    pub fn with_ops(mut self, origins: Vec<OpsOrigin>) -> BrowserSessions {
+        self.ops = origins;
+        self
     }
 
     /// The token to call with for a visitor who has not signed in: the gateway client's
@@ -190,14 +202,25 @@ impl BrowserSessions {
         }
     }
 
-    /// The routes under `/auth/`.
+    /// The routes under `/auth/`, and `/admin/api/ops` when browsers may use an ops API.
     pub fn router(self: Arc<Self>) -> axum::Router {
-        axum::Router::new()
+        let ops = (!self.ops.is_empty()).then(|| {
+            crate::ops::routes(
+                Arc::clone(&self),
+                self.ops.clone(),
+                self.config.http.untraced(),
+            )
+        });
+        let router = axum::Router::new()
             .route("/auth/login", axum::routing::get(login))
             .route("/auth/callback", axum::routing::get(callback))
             .route("/auth/logout", axum::routing::post(logout))
             .route("/auth/session", axum::routing::get(session_status))
-            .with_state(self)
+            .with_state(self);
+        match ops {
+            Some(ops) => router.merge(ops),
+            None => router,
+        }
     }
 
     /// The access token of the session `headers`' cookie names, refreshed if it is about to

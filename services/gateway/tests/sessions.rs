@@ -1,7 +1,8 @@
 //! Browser sessions against a stand-in OpenID provider (discovery, token and revocation
 //! endpoints on a local port, recording what the gateway sent): the code exchanged with the
 //! client's credentials and the PKCE verifier, a token about to expire refreshed before use, a
-//! refresh token the provider refuses signing the browser out, and sign-out revoking.
+//! refresh token the provider refuses signing the browser out, and sign-out revoking; and a
+//! process's ops API (a stand-in, recording what it was sent) reached with the session's token.
 
 use std::sync::{Arc, Mutex};
 
@@ -113,6 +114,10 @@ fn fake_jwt(n: usize, roles: &[&str]) -> String {
 }
 
 fn gateway(provider_origin: &str) -> axum::Router {
+    gateway_with_ops(provider_origin, Vec::new())
+}
+
+fn gateway_with_ops(provider_origin: &str, ops: Vec<gateway::ops::OpsOrigin>) -> axum::Router {
     let pool =
         contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET).expect("the contract decodes");
     let limits = Default::default();
@@ -123,7 +128,8 @@ fn gateway(provider_origin: &str) -> axum::Router {
         client_secret: "the gateway's secret".to_owned().into(),
         public_origin: "http://localhost:8080".to_owned(),
         http: chassis::http_client::HttpClient::new(&[]).unwrap(),
-    });
+    })
+    .with_ops(ops);
     gateway::router(gateway, &limits, Some(sessions), false)
 }
 
@@ -422,4 +428,100 @@ async fn a_token_that_is_no_visitors_is_not_asked_for_again_on_every_visit() {
     post_graphql(&router, "{ products(first: 1) { id } }", &[]).await;
 
     assert_eq!(grants(&provider), ["client_credentials"]);
+}
+
+/// What a stand-in ops API was sent: each request's method, path and query, `authorization`
+/// and body.
+type OpsRequests = Arc<Mutex<Vec<(String, String, String, String)>>>;
+
+async fn start_ops_api(requests: OpsRequests) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let router = axum::Router::new().fallback(
+        move |method: http::Method, uri: http::Uri, headers: http::HeaderMap, body: String| async move {
+            let authorization = headers
+                .get("authorization")
+                .map(|value| value.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            requests
+                .lock()
+                .unwrap()
+                .push((method.to_string(), uri.to_string(), authorization, body));
+            (http::StatusCode::ACCEPTED, r#"{"answered":true}"#)
+        },
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    origin
+}
+
+#[tokio::test]
+async fn a_sessions_browser_reaches_a_processs_ops_api_with_the_sessions_token() {
+    let provider = Arc::new(Mutex::new(Provider {
+        expires_in: 600,
+        ..Provider::default()
+    }));
+    let requests = OpsRequests::default();
+    let ops = gateway::ops::OpsOrigin {
+        name: "suite".to_owned(),
+        url: start_ops_api(Arc::clone(&requests)).await,
+    };
+    let router = gateway_with_ops(&start_provider(Arc::clone(&provider)).await, vec![ops]);
+    let session = sign_in(&router).await;
+    let cookie = std::slice::from_ref(&session);
+    let redrive = |origin: &'static str| {
+        http::Request::post("/admin/api/ops/suite/v1/dead-letters/redrive")
+            .header("origin", origin)
+            .header("content-type", "application/json")
+    };
+    let post = |request: http::request::Builder, cookies: &[String]| {
+        let mut request = request;
+        if !cookies.is_empty() {
+            request = request.header("cookie", cookies.join("; "));
+        }
+        router
+            .clone()
+            .oneshot(request.body(Body::from(r#"{"sequence":1}"#)).unwrap())
+    };
+
+    let (_, _, _, directory) = get(&router, "/admin/api/ops", &[]).await;
+    let (status, _, _, answer) =
+        get(&router, "/admin/api/ops/suite/v1/traces?limit=5", cookie).await;
+    let redriven = post(redrive("http://localhost:8080"), cookie)
+        .await
+        .unwrap();
+    let cross_site = post(redrive("https://evil.example"), cookie).await.unwrap();
+    let (signed_out, _, _, _) = get(&router, "/admin/api/ops/suite/v1/status", &[]).await;
+    let (unknown, _, _, _) = get(&router, "/admin/api/ops/other/v1/status", cookie).await;
+
+    // The processes and the role their ops API admits; the answer as the process gave it.
+    let directory: serde_json::Value = serde_json::from_str(&directory).unwrap();
+    assert_eq!(
+        directory,
+        serde_json::json!({ "processes": ["suite"], "roles": ["admin"] })
+    );
+    assert_eq!((status, answer.as_str()), (202, r#"{"answered":true}"#));
+    assert_eq!(redriven.status(), 202);
+    // Refused by the gateway, never forwarded: a change from another site, no session, no
+    // such process.
+    assert_eq!(cross_site.status(), 403);
+    assert_eq!(signed_out, 401);
+    assert_eq!(unknown, 404);
+    let token = format!("Bearer {}", fake_jwt(0, &["admin"]));
+    assert_eq!(
+        *requests.lock().unwrap(),
+        [
+            (
+                "GET".to_owned(),
+                "/ops/v1/traces?limit=5".to_owned(),
+                token.clone(),
+                String::new()
+            ),
+            (
+                "POST".to_owned(),
+                "/ops/v1/dead-letters/redrive".to_owned(),
+                token,
+                r#"{"sequence":1}"#.to_owned()
+            ),
+        ]
+    );
 }

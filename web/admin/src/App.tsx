@@ -3,14 +3,18 @@
 
 import type { ReactElement } from 'react';
 import { Box, Button, Card, CardContent, Typography } from '@mui/material';
-import { Admin, CustomRoutes, Resource, defaultTheme } from 'react-admin';
+import { Admin, CustomRoutes, Layout, Menu, Resource, defaultTheme, usePermissions } from 'react-admin';
+import type { LayoutProps } from 'react-admin';
+import MonitorHeart from '@mui/icons-material/MonitorHeart';
 import type { RaThemeOptions } from 'react-admin';
-import { BrowserRouter, useLocation } from 'react-router-dom';
+import { BrowserRouter, Route, useLocation } from 'react-router-dom';
 import { admits } from './access';
 import { authProvider, signIn } from './auth';
 import { ModelContext } from './console';
 import { buildDataProvider } from './dataProvider';
 import { ResourceCreate, ResourceEdit, ResourceList, ResourceShow } from './resources';
+import { OpsPage } from './ops';
+import type { OpsDirectory } from './ops';
 import type { Model } from './schema';
 
 const theme: RaThemeOptions = {
@@ -49,7 +53,28 @@ function SignIn(): ReactElement {
   );
 }
 
-export function App({ model }: { model: Model }): ReactElement {
+/** Whether `roles` may use the ops API of `directory`. */
+function opsAdmits(directory: OpsDirectory, roles: string[] | undefined): boolean {
+  return directory.processes.length > 0 && directory.roles.some((role) => roles?.includes(role));
+}
+
+function consoleLayout(directory: OpsDirectory) {
+  function ConsoleMenu(): ReactElement {
+    const { permissions } = usePermissions<string[]>();
+    return (
+      <Menu>
+        <Menu.ResourceItems />
+        {opsAdmits(directory, permissions) && <Menu.Item to="/ops" primaryText="Operations" leftIcon={<MonitorHeart />} />}
+      </Menu>
+    );
+  }
+  return function ConsoleLayout(props: LayoutProps): ReactElement {
+    return <Layout {...props} menu={ConsoleMenu} />;
+  };
+}
+
+export function App({ model, ops }: { model: Model; ops: OpsDirectory }): ReactElement {
+  const layout = consoleLayout(ops);
   const dataProvider = buildDataProvider(model);
   return (
     <ModelContext.Provider value={model}>
@@ -61,6 +86,7 @@ export function App({ model }: { model: Model }): ReactElement {
         loginPage={SignIn}
         disableTelemetry
         theme={theme}
+        layout={layout}
       >
         {(permissions: string[] | undefined) => {
           const caller = { signedIn: true, roles: permissions ?? [] };
@@ -84,7 +110,9 @@ export function App({ model }: { model: Model }): ReactElement {
                   create={admitted('Mutation', resource.create?.field) ? <ResourceCreate resource={resource} /> : undefined}
                 />
               )),
-            <CustomRoutes key="custom">{[]}</CustomRoutes>,
+            <CustomRoutes key="ops">
+              {opsAdmits(ops, permissions) ? [<Route key="ops" path="/ops" element={<OpsPage directory={ops} />} />] : []}
+            </CustomRoutes>,
           ];
         }}
       </Admin>

@@ -4,6 +4,7 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import type { IntrospectionQuery } from 'graphql';
 import { App } from './App';
+import { readOpsDirectory } from './ops';
 import type { AccessRule } from './schema';
 import { MODEL_QUERY, buildModel } from './schema';
 
@@ -42,11 +43,11 @@ function showFailure(error: Error) {
   element.append(message);
 }
 
-readModel().then(
-  (model) =>
+Promise.all([readModel(), readOpsDirectory()]).then(
+  ([model, ops]) =>
     root.render(
       <StrictMode>
-        <App model={model} />
+        <App model={model} ops={ops} />
       </StrictMode>,
     ),
   (error: Error) => showFailure(error),
