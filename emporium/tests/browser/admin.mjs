@@ -4,7 +4,7 @@
 // save in a second tab, explained with a way to reload; the product's history with both
 // versions and what changed; an account made a catalog manager, who signs in and finds the
 // catalog theirs and account administration absent, and refused when asked for all the same;
-// signing out. Every screen is checked with axe-core (no serious or critical violation) and
+// the list on a phone's screen; a session that ends; signing out. Every screen is checked with axe-core (no serious or critical violation) and
 // saved as a screenshot.
 //
 // EMPORIUM_ORIGIN: the suite's HTTP origin; EMPORIUM_ADMIN_EMAIL, EMPORIUM_ADMIN_PASSWORD: the
@@ -89,6 +89,18 @@ try {
   await page.getByText("€12.50").waitFor();
   await page.getByRole("link", { name: categoryName }).waitFor();
   await screen(page, "product-show");
+
+  // On a phone: the list fits the screen, one line per record.
+  const phone = await watched(context);
+  await phone.setViewportSize({ width: 390, height: 800 });
+  await phone.goto(`${origin}/admin/Product`);
+  await phone.getByText("Sencha", { exact: true }).first().waitFor();
+  check(
+    await phone.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth),
+    "the product list fits a phone's width",
+  );
+  await screen(phone, "phone-products");
+  await phone.close();
 
   // Two tabs edit the product; the second to save is told, and reloads.
   const first = page;
@@ -201,6 +213,14 @@ try {
   await manager.goto(`${origin}/admin/Account`);
   await manager.getByText(/not found|doesn't exist/i).first().waitFor();
   await screen(manager, "manager-no-accounts");
+
+  // A session that ends (here: its cookie gone) sends the browser back to sign in, saying why,
+  // when its user comes back to the tab.
+  await managers.clearCookies();
+  await manager.evaluate(() => window.dispatchEvent(new Event("focus")));
+  await manager.getByText("Your session has ended: sign in again.").waitFor();
+  await manager.getByRole("button", { name: "Sign in" }).waitFor();
+  await screen(manager, "session-ended");
 } catch (error) {
   problems.push(`${error.name}: ${error.message}`);
 } finally {

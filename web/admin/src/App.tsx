@@ -1,26 +1,34 @@
 // The console: react-admin over the gateway, one resource per resource of the API, each screen
 // shown only to callers whose roles the contracts admit to it.
 
+import { Suspense, lazy, useEffect } from 'react';
 import type { ReactElement } from 'react';
 import { Box, Button, Card, CardContent, Typography } from '@mui/material';
-import { Admin, CustomRoutes, Layout, Menu, Resource, defaultTheme, usePermissions } from 'react-admin';
+import { Admin, CustomRoutes, Layout, Loading, Menu, Resource, defaultTheme, useLogout, useNotify, usePermissions } from 'react-admin';
 import type { LayoutProps } from 'react-admin';
 import MonitorHeart from '@mui/icons-material/MonitorHeart';
 import type { RaThemeOptions } from 'react-admin';
 import { BrowserRouter, Route, useLocation } from 'react-router-dom';
 import { admits } from './access';
-import { authProvider, signIn } from './auth';
+import { SESSION_ENDED, authProvider, session, signIn } from './auth';
 import { ModelContext } from './console';
 import { buildDataProvider } from './dataProvider';
 import { ResourceCreate, ResourceEdit, ResourceList, ResourceShow } from './resources';
-import { OpsPage } from './ops';
-import type { OpsDirectory } from './ops';
+import type { OpsDirectory } from './opsDirectory';
 import type { Model } from './schema';
 
 const theme: RaThemeOptions = {
   ...defaultTheme,
-  // Error red dark enough for text on the form toolbar's grey (WCAG AA).
-  palette: { primary: { main: '#1d4e89' }, secondary: { main: '#25324a' }, error: { main: '#b3261e' } },
+  // Status colours dark enough for white text, and error red for text on the form toolbar's
+  // grey (WCAG AA).
+  palette: {
+    primary: { main: '#1d4e89' },
+    secondary: { main: '#25324a' },
+    error: { main: '#b3261e' },
+    warning: { main: '#9a4a00' },
+    info: { main: '#01579b' },
+    success: { main: '#2e7d32' },
+  },
   sidebar: { width: 220, closedWidth: 55 },
   // react-admin's empty-list and not-found messages are too faint to read (WCAG AA).
   components: {
@@ -53,6 +61,37 @@ function SignIn(): ReactElement {
   );
 }
 
+/** Notices a session that ended (idle, revoked, signed out elsewhere) when the caller comes
+ * back to the tab and every minute, and sends them to sign in again, saying why. */
+function SessionWatch(): null {
+  const logout = useLogout();
+  const notify = useNotify();
+  useEffect(() => {
+    const check = () => {
+      if (document.visibilityState === 'hidden') return;
+      void session(true)
+        .then((caller) => {
+          if (caller.signedIn) return;
+          notify(SESSION_ENDED, { type: 'warning' });
+          void logout();
+        })
+        .catch(() => undefined);
+    };
+    const timer = window.setInterval(check, 60_000);
+    window.addEventListener('focus', check);
+    document.addEventListener('visibilitychange', check);
+    return () => {
+      window.clearInterval(timer);
+      window.removeEventListener('focus', check);
+      document.removeEventListener('visibilitychange', check);
+    };
+  }, [logout, notify]);
+  return null;
+}
+
+// The Operations page is loaded when it is opened: most visits never need it.
+const OpsPage = lazy(() => import('./ops').then((module) => ({ default: module.OpsPage })));
+
 /** Whether `roles` may use the ops API of `directory`. */
 function opsAdmits(directory: OpsDirectory, roles: string[] | undefined): boolean {
   return directory.processes.length > 0 && directory.roles.some((role) => roles?.includes(role));
@@ -69,7 +108,12 @@ function consoleLayout(directory: OpsDirectory) {
     );
   }
   return function ConsoleLayout(props: LayoutProps): ReactElement {
-    return <Layout {...props} menu={ConsoleMenu} />;
+    return (
+      <>
+        <SessionWatch />
+        <Layout {...props} menu={ConsoleMenu} />
+      </>
+    );
   };
 }
 
@@ -111,7 +155,15 @@ export function App({ model, ops }: { model: Model; ops: OpsDirectory }): ReactE
                 />
               )),
             <CustomRoutes key="ops">
-              {opsAdmits(ops, permissions) ? [<Route key="ops" path="/ops" element={<OpsPage directory={ops} />} />] : []}
+              {opsAdmits(ops, permissions) ? [<Route
+                      key="ops"
+                      path="/ops"
+                      element={
+                        <Suspense fallback={<Loading />}>
+                          <OpsPage directory={ops} />
+                        </Suspense>
+                      }
+                    />] : []}
             </CustomRoutes>,
           ];
         }}

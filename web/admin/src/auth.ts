@@ -5,16 +5,27 @@ import type { AuthProvider } from 'react-admin';
 import type { Caller } from './access';
 
 let current: Promise<Caller> | undefined;
+let readAt = 0;
+/** Whether this page has seen the browser signed in: then a session gone has ended. */
+let wasSignedIn = false;
 
-/** The session, read once and again after sign-in, sign-out or a refusal. */
+/** How long a read of the session stands for the next checks (a page's burst of them). */
+const SESSION_FRESH_MS = 2000;
+
+/** The session, read again after a couple of seconds, or at once when `refresh`. */
 export function session(refresh = false): Promise<Caller> {
-  if (!current || refresh) {
+  if (!current || refresh || Date.now() - readAt > SESSION_FRESH_MS) {
+    readAt = Date.now();
     current = fetch('/auth/session', { credentials: 'same-origin', cache: 'no-store' })
       .then((response) => {
         if (!response.ok) throw new Error(`The session could not be read (${response.status})`);
         return response.json() as Promise<Partial<Caller>>;
       })
-      .then((body) => ({ ...body, signedIn: Boolean(body.signedIn), roles: body.roles ?? [] }));
+      .then((body) => {
+        const caller = { ...body, signedIn: Boolean(body.signedIn), roles: body.roles ?? [] };
+        wasSignedIn ||= caller.signedIn;
+        return caller;
+      });
     current.catch(() => {
       current = undefined;
     });
@@ -22,16 +33,20 @@ export function session(refresh = false): Promise<Caller> {
   return current;
 }
 
+export const SESSION_ENDED = 'Your session has ended: sign in again.';
+
 /** Sends the browser to sign in, back to `returnTo` (a path under /admin/) afterwards. */
 export function signIn(returnTo: string): void {
   const path = returnTo.startsWith('/admin/') ? returnTo : '/admin/';
   window.location.assign(`/auth/login?return_to=${encodeURIComponent(path)}`);
 }
 
-function isUnauthenticated(error: unknown): boolean {
+/** A refusal that may mean the session has ended: without one, the gateway asks as a visitor
+ * (FORBIDDEN for what visitors may not read) or not at all (UNAUTHENTICATED). */
+function mayBeSignedOut(error: unknown): boolean {
   const status = (error as { status?: number } | null)?.status;
   const code = (error as { body?: { code?: string } } | null)?.body?.code;
-  return status === 401 || code === 'UNAUTHENTICATED';
+  return status === 401 || status === 403 || code === 'UNAUTHENTICATED' || code === 'FORBIDDEN';
 }
 
 export const authProvider: AuthProvider = {
@@ -44,16 +59,18 @@ export const authProvider: AuthProvider = {
       await fetch('/auth/logout', { method: 'POST', credentials: 'same-origin' });
     }
     await session(true).catch(() => undefined);
+    // Signed out on purpose: nothing has ended behind the caller's back.
+    wasSignedIn = false;
   },
   checkAuth: async () => {
     const caller = await session();
-    if (!caller.signedIn) throw new Error('Not signed in');
+    if (!caller.signedIn) throw { message: wasSignedIn ? SESSION_ENDED : false };
   },
   checkError: async (error) => {
-    if (isUnauthenticated(error)) {
+    if (mayBeSignedOut(error)) {
       const caller = await session(true).catch(() => undefined);
-      if (!caller?.signedIn) {
-        throw { message: 'Your session has ended: sign in again.', logoutUser: true };
+      if (caller && !caller.signedIn) {
+        throw { message: SESSION_ENDED, logoutUser: true };
       }
     }
   },

@@ -4,7 +4,7 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import type { IntrospectionQuery } from 'graphql';
 import { App } from './App';
-import { readOpsDirectory } from './ops';
+import { readOpsDirectory } from './opsDirectory';
 import type { AccessRule } from './schema';
 import { MODEL_QUERY, buildModel } from './schema';
 

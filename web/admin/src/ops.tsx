@@ -28,6 +28,7 @@ import {
   Typography,
 } from '@mui/material';
 import { Title, useNotify } from 'react-admin';
+import type { OpsDirectory } from './opsDirectory';
 
 interface Consumer {
   name: string;
@@ -83,20 +84,6 @@ interface Trace {
   duration_micros: number;
   spans: Span[];
   n_spans_dropped: number;
-}
-
-/** The processes whose ops API the gateway forwards to, and the roles it admits. */
-export interface OpsDirectory {
-  processes: string[];
-  roles: string[];
-}
-
-export async function readOpsDirectory(): Promise<OpsDirectory> {
-  // A gateway that forwards to no ops API has no such route: then there is no ops page.
-  const none: OpsDirectory = { processes: [], roles: [] };
-  const response = await fetch('/admin/api/ops', { credentials: 'same-origin' }).catch(() => undefined);
-  if (!response?.ok) return none;
-  return ((await response.json().catch(() => none)) as OpsDirectory) ?? none;
 }
 
 async function ops<T>(process: string, path: string, body?: unknown): Promise<T> {

@@ -5,7 +5,8 @@
 
 import { useState } from 'react';
 import type { ReactElement } from 'react';
-import { Alert, Button } from '@mui/material';
+import { Alert, Button, useMediaQuery } from '@mui/material';
+import type { Theme } from '@mui/material';
 import {
   Create,
   Datagrid,
@@ -18,6 +19,7 @@ import {
   SaveButton,
   SearchInput,
   Show,
+  SimpleList,
   SimpleForm,
   TabbedShowLayout,
   Toolbar,
@@ -29,7 +31,7 @@ import {
 import type { HttpError, RaRecord } from 'react-admin';
 import { ActionButton, ShownOnce } from './actions';
 import { useMay, useModel } from './console';
-import { SHOWN_ONCE } from './dataProvider';
+import { OWN_ID, SHOWN_ONCE } from './dataProvider';
 import { inputField, isMultiline, showField } from './fields';
 import { History } from './history';
 import { fromCamel } from './labels';
@@ -55,13 +57,30 @@ function filtersOf(model: Model, resource: ResourceModel): ReactElement[] {
   );
 }
 
+/** A record's one-line summary on a small screen: its title and its next field. */
+function summary(resource: ResourceModel, record: RaRecord | undefined, index: number): string {
+  const field = columns(resource)[index];
+  if (!record || !field || field.type.kind === 'OBJECT' || field.type.list) return '';
+  const value = record[field.name === 'id' && resource.key !== 'id' ? OWN_ID : field.name];
+  return value === undefined || value === null ? '' : String(value);
+}
+
 export function ResourceList({ resource }: { resource: ResourceModel }): ReactElement {
   const model = useModel();
+  const small = useMediaQuery((theme: Theme) => theme.breakpoints.down('sm'));
   return (
     <List filters={filtersOf(model, resource)} perPage={25} title={fromCamel(resource.plural)}>
-      <Datagrid rowClick="show" bulkActionButtons={false}>
-        {columns(resource).map((field) => showField(model, resource, field, true))}
-      </Datagrid>
+      {small ? (
+        <SimpleList
+          primaryText={(record) => summary(resource, record, 0)}
+          secondaryText={(record) => summary(resource, record, 1)}
+          linkType="show"
+        />
+      ) : (
+        <Datagrid rowClick="show" bulkActionButtons={false}>
+          {columns(resource).map((field) => showField(model, resource, field, true))}
+        </Datagrid>
+      )}
     </List>
   );
 }
