@@ -167,12 +167,16 @@ try {
   await first.getByText("catalog-manager", { exact: true }).waitFor();
   await screen(first, "account-show");
 
-  // Signing out ends the session.
+  // Signing out ends the session, and identity's: signing in again asks for the password.
   await first.getByRole("button", { name: /Profile/ }).click();
   await first.getByRole("menuitem", { name: "Logout" }).click();
+  await first.waitForURL(`${origin}/admin/login`);
   await first.getByRole("button", { name: "Sign in" }).waitFor();
   const session = await (await first.request.get(`${origin}/auth/session`)).json();
   check(session.signedIn === false, `signed out, the session is ${JSON.stringify(session)}`);
+  await first.getByRole("button", { name: "Sign in" }).click();
+  await first.locator("#password").waitFor();
+  await first.goto(`${origin}/admin/`);
 
   // The catalog manager, in a browser of their own: the catalog is theirs, account
   // administration is not in their console, and the gateway refuses it if asked all the same.

@@ -1,7 +1,8 @@
 //! A browser signed in through the gateway (`emporium up`): code + PKCE against identity with
 //! the gateway as the confidential client, a session cookie the page's JavaScript cannot read
 //! and no token anywhere the browser sees, mutations refused when they come from another site,
-//! and a sign-out that ends the session; a visitor who has not signed in reads the catalog and
+//! and a sign-out that ends the session, identity's too (signing in again asks for the
+//! password); a visitor who has not signed in reads the catalog and
 //! nothing else.
 
 use crate::up::{ADMIN_EMAIL, Browser, Suite, generated_password};
@@ -99,14 +100,23 @@ async fn a_browser_signs_in_through_the_gateway_without_ever_holding_a_token() {
         .send_with("POST", &graphql, &json, CREATE_TEA.into())
         .await;
 
-    // Sign out.
-    let (logout_status, _, _) = browser
+    // Sign out, on to identity to end its session too, and back.
+    let (logout_status, end_session, _) = browser
         .send_with(
             "POST",
             &format!("{origin}/auth/logout"),
             &[("origin", origin.as_str())],
             Vec::new(),
         )
+        .await;
+    let end_session = end_session.expect("sign-out goes on to identity");
+    let (ended_status, back, _) = browser.send("GET", &end_session, Vec::new()).await;
+    // Signing in again asks for the password: identity no longer knows this browser.
+    let (_, authorize_again, _) = browser
+        .send("GET", &format!("{origin}/auth/login"), Vec::new())
+        .await;
+    let (again_status, _, sign_in_again) = browser
+        .send("GET", &authorize_again.expect("a redirect"), Vec::new())
         .await;
     let (_, _, after_logout) = browser
         .send("GET", &format!("{origin}/auth/session"), Vec::new())
@@ -166,7 +176,19 @@ async fn a_browser_signs_in_through_the_gateway_without_ever_holding_a_token() {
         "{:?}",
         browser.set_cookies
     );
-    assert_eq!(logout_status, 204);
+    assert_eq!(logout_status, 303);
+    assert!(
+        end_session.starts_with(&format!("{origin}/oauth2/logout?id_token_hint=")),
+        "{end_session}"
+    );
+    assert_eq!(
+        (ended_status, back.as_deref()),
+        (303, Some(format!("{origin}/").as_str()))
+    );
+    assert!(
+        again_status == 200 && sign_in_again.contains(r#"name="password""#),
+        "{again_status}: {sign_in_again}"
+    );
     assert!(
         after_logout.contains(r#""signedIn":false"#),
         "{after_logout}"

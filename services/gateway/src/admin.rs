@@ -25,10 +25,11 @@ pub const PATH: &str = "/admin/";
 
 /// The console's policy: its own scripts, its own API (`connect-src 'self'` covers the
 /// WebSocket of subscriptions on the same origin), inline styles (the component library writes
-/// its styles at run time), and no framing.
+/// its styles at run time), and no framing. No `form-action`: the one form, signing out, is
+/// redirected on to identity's origin, which the console does not know.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
-     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The routes serving the console built into `dir`; fails, naming the directory, when it holds
 /// no `index.html` (not built yet).
@@ -50,7 +51,11 @@ pub fn routes(dir: &Path) -> anyhow::Result<Router> {
         .nest_service("/admin/assets", assets)
         .nest_service(PATH, files)
         .layer(axum::middleware::from_fn(headers));
-    Ok(served.route("/admin", get(|| async { Redirect::permanent(PATH) })))
+    // `/` too, where identity sends a browser after signing it out (the storefront will take
+    // `/` when there is one).
+    Ok(served
+        .route("/admin", get(|| async { Redirect::permanent(PATH) }))
+        .route("/", get(|| async { Redirect::to(PATH) })))
 }
 
 /// The console's headers: hashed bundles (`assets/`) cached for good, everything else

@@ -8,7 +8,11 @@
 //! - `GET /auth/login?return_to=/admin/` sends the browser to identity's sign-in, and
 //!   `GET /auth/callback` takes it back: the code is exchanged, the session made, the browser
 //!   sent on to `return_to` (a path on this origin, nothing else).
-//! - `POST /auth/logout` ends the session and revokes its refresh token at identity.
+//! - `POST /auth/logout` (a form's, the browser navigating) ends the session, revokes its refresh
+//!   token at identity and sends the browser on to identity's end-session endpoint with the
+//!   sign-in's ID token as `id_token_hint`, to be signed out there too, and back to this
+//!   origin's `/` (to `/` at once when the provider has no such endpoint or the session no ID
+//!   token).
 //! - `GET /auth/session` says whether the browser is signed in, as whom and with which roles.
 //!
 //! Visitors who have not signed in browse with the gateway's own token: its client's
@@ -101,6 +105,8 @@ struct Endpoints {
     authorization_endpoint: String,
     token_endpoint: String,
     revocation_endpoint: Option<String>,
+    /// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0).
+    end_session_endpoint: Option<String>,
 }
 
 struct Pending {
@@ -118,6 +124,8 @@ struct Tokens {
     access: String,
     access_expires: Instant,
     refresh: Option<String>,
+    /// The ID token of the sign-in, the `id_token_hint` that ends the provider's session too.
+    id: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -125,6 +133,7 @@ struct TokenAnswer {
     access_token: String,
     expires_in: u64,
     refresh_token: Option<String>,
+    id_token: Option<String>,
 }
 
 /// Why a request the cookie authenticates is not served.
@@ -243,7 +252,11 @@ impl BrowserSessions {
         let mut tokens = session.tokens.lock().await;
         if tokens.access_expires <= Instant::now() + REFRESH_MARGIN {
             match self.refresh(&tokens).await {
-                Ok(Some(fresh)) => *tokens = fresh,
+                Ok(Some(mut fresh)) => {
+                    // A refresh gives no new ID token: the sign-in's stays the hint.
+                    fresh.id = fresh.id.or_else(|| tokens.id.take());
+                    *tokens = fresh;
+                }
                 Ok(None) => {
                     // The provider refused the refresh token (revoked, expired): signed out.
                     drop(tokens);
@@ -357,6 +370,7 @@ impl BrowserSessions {
             access: tokens.access_token,
             access_expires: asked + Duration::from_secs(tokens.expires_in),
             refresh: tokens.refresh_token,
+            id: tokens.id_token,
         }))
     }
 
@@ -366,6 +380,22 @@ impl BrowserSessions {
         };
         self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
             .await
+    }
+
+    /// The provider's `endpoint` ending its session of the user `id_token` names, then sending
+    /// the browser back to this origin's `/` (the gateway client's registered
+    /// post-logout redirect URI).
+    fn end_session_url(&self, endpoint: &str, id_token: &str) -> String {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("id_token_hint", id_token)
+            .append_pair("client_id", &self.config.client_id)
+            .append_pair(
+                "post_logout_redirect_uri",
+                &format!("{}/", self.config.public_origin),
+            )
+            .finish();
+        let separator = if endpoint.contains('?') { '&' } else { '?' };
+        format!("{endpoint}{separator}{query}")
     }
 
     fn cookie_attributes(&self, path: &str, max_age: Option<Duration>) -> String {
@@ -543,7 +573,8 @@ async fn callback(
     redirect(&pending.return_to, &[session_cookie, clear_login])
 }
 
-/// `POST /auth/logout`: the session forgotten and its refresh token revoked.
+/// `POST /auth/logout`: the session forgotten, its refresh token revoked, and the browser sent on
+/// to end the provider's session.
 async fn logout(State(sessions): State<Arc<BrowserSessions>>, headers: HeaderMap) -> Response {
     if !sessions.same_origin(&headers, true) {
         return page(
@@ -551,20 +582,33 @@ async fn logout(State(sessions): State<Arc<BrowserSessions>>, headers: HeaderMap
             "A sign-out must come from this site.",
         );
     }
+    let mut end_session = None;
     if let Some(session) =
         cookie(&headers, sessions.session_cookie).and_then(|id| sessions.forget(&id))
     {
-        let refresh = session.tokens.lock().await.refresh.clone();
+        let (refresh, id_token) = {
+            let tokens = session.tokens.lock().await;
+            (tokens.refresh.clone(), tokens.id.clone())
+        };
         if let Some(refresh) = refresh {
             revoke(&sessions, &refresh).await;
         }
+        end_session = match (id_token, sessions.endpoints().await) {
+            (Some(id_token), Ok(endpoints)) => endpoints
+                .end_session_endpoint
+                .as_deref()
+                .map(|endpoint| sessions.end_session_url(endpoint, &id_token)),
+            _ => None,
+        };
     }
     let clear = format!(
         "{}={}",
         sessions.session_cookie,
         sessions.cookie_attributes("/", Some(Duration::ZERO))
     );
-    let mut response = StatusCode::NO_CONTENT.into_response();
+    // On to the provider, to be signed out there too: otherwise the next sign-in would be this
+    // user again without a password. The ID token goes only there, in the redirect.
+    let mut response = redirect(end_session.as_deref().unwrap_or("/"), &[]);
     if let Ok(value) = HeaderValue::from_str(&clear) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }

@@ -35,6 +35,7 @@ async fn start_provider(provider: Arc<Mutex<Provider>>) -> String {
         "authorization_endpoint": format!("{origin}/authorize"),
         "token_endpoint": format!("{origin}/token"),
         "revocation_endpoint": format!("{origin}/revoke"),
+        "end_session_endpoint": format!("{origin}/end-session"),
     });
     let token_provider = Arc::clone(&provider);
     let router = axum::Router::new()
@@ -80,6 +81,7 @@ async fn start_provider(provider: Arc<Mutex<Provider>>) -> String {
                         "token_type": "Bearer",
                         "expires_in": provider.expires_in,
                         "refresh_token": format!("refresh-{n}"),
+                        "id_token": format!("id-{n}"),
                     })),
                 )
             }),
@@ -315,12 +317,13 @@ async fn a_token_about_to_expire_is_refreshed_and_a_refused_refresh_signs_out() 
 }
 
 #[tokio::test]
-async fn signing_out_revokes_the_refresh_token_and_only_from_this_site() {
+async fn signing_out_revokes_ends_the_providers_session_and_only_from_this_site() {
     let provider = Arc::new(Mutex::new(Provider {
         expires_in: 600,
         ..Provider::default()
     }));
-    let router = gateway(&start_provider(Arc::clone(&provider)).await);
+    let provider_origin = start_provider(Arc::clone(&provider)).await;
+    let router = gateway(&provider_origin);
     let session = sign_in(&router).await;
     let logout =
         |origin: &'static str| http::Request::post("/auth/logout").header("origin", origin);
@@ -332,7 +335,7 @@ async fn signing_out_revokes_the_refresh_token_and_only_from_this_site() {
     )
     .await;
     let (_, _, _, still) = get(&router, "/auth/session", std::slice::from_ref(&session)).await;
-    let (status, _, cleared, _) = send(
+    let (status, location, cleared, _) = send(
         &router,
         logout("http://localhost:8080"),
         std::slice::from_ref(&session),
@@ -342,7 +345,15 @@ async fn signing_out_revokes_the_refresh_token_and_only_from_this_site() {
 
     assert_eq!(cross_status, 403);
     assert!(still.contains(r#""signedIn":true"#), "{still}");
-    assert_eq!(status, 204);
+    // On to the provider, to end its session of this user too, and back to this origin.
+    assert_eq!(status, 303);
+    assert_eq!(
+        location,
+        format!(
+            "{provider_origin}/end-session?id_token_hint=id-0&client_id=emporium-gateway\
+             &post_logout_redirect_uri=http%3A%2F%2Flocalhost%3A8080%2F"
+        )
+    );
     assert_eq!(cleared, ["emporium-session="]);
     assert!(after.contains(r#""signedIn":false"#), "{after}");
     assert_eq!(provider.lock().unwrap().revoked, ["refresh-0"]);

@@ -54,13 +54,18 @@ export const authProvider: AuthProvider = {
     signIn(window.location.pathname);
   },
   logout: async () => {
-    const caller = await session().catch(() => undefined);
-    if (caller?.signedIn) {
-      await fetch('/auth/logout', { method: 'POST', credentials: 'same-origin' });
-    }
-    await session(true).catch(() => undefined);
     // Signed out on purpose: nothing has ended behind the caller's back.
     wasSignedIn = false;
+    const caller = await session(true).catch(() => undefined);
+    if (!caller?.signedIn) return undefined;
+    // A form's POST, the browser navigating: the gateway ends the session and sends the browser
+    // on to identity, to be signed out there too, then back to the sign-in page.
+    const form = document.createElement('form');
+    form.method = 'POST';
+    form.action = '/auth/logout';
+    document.body.append(form);
+    form.submit();
+    return false;
   },
   checkAuth: async () => {
     const caller = await session();
