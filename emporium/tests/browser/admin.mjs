@@ -1,17 +1,18 @@
 // The admin console (web/admin, served by the gateway at /admin/) in Debian's chromium, as a
 // member of staff uses it: sign in as the admin through the gateway's session; create a
-// category and a product, the product's bad price refused on its field; a save made stale by a
+// category by keyboard alone and a product, the product's bad price refused on its field; a save made stale by a
 // save in a second tab, explained with a way to reload; the product's history with both
 // versions and what changed; an account made a catalog manager, who signs in and finds the
 // catalog theirs and account administration absent, and refused when asked for all the same;
-// the list on a phone's screen; a session that ends; signing out. Every screen is checked with axe-core (no serious or critical violation) and
+// the list on a phone's screen; an OAuth client whose secret is shown once; a session that ends;
+// signing out. Every screen is checked with axe-core (no serious or critical violation) and
 // saved as a screenshot.
 //
 // EMPORIUM_ORIGIN: the suite's HTTP origin; EMPORIUM_ADMIN_EMAIL, EMPORIUM_ADMIN_PASSWORD: the
 // admin's sign-in; EMPORIUM_SCREENSHOTS: a directory for the screenshots. Prints "ok" last when
 // every check held.
 
-import { check, finish, launch, screen as saveScreen, watched as watchedOn } from "./console.mjs";
+import { check, finish, launch, screen as saveScreen, tabTo, watched as watchedOn } from "./console.mjs";
 
 const origin = process.env.EMPORIUM_ORIGIN;
 const email = process.env.EMPORIUM_ADMIN_EMAIL;
@@ -52,14 +53,23 @@ try {
     "no token is within the page's reach",
   );
 
-  // A category, created from its list.
-  await menu.getByRole("menuitem", { name: "Categories" }).click();
-  await page.getByRole("link", { name: "Create" }).first().click();
+  // A category, created from its list with the keyboard alone: the menu, the Create link, the
+  // form's fields and its Save button are each reached with Tab and used with Enter or typing.
+  await page.locator("body").click({ position: { x: 5, y: 5 } });
+  await tabTo(page, menu.getByRole("menuitem", { name: "Categories" }));
+  await page.keyboard.press("Enter");
+  await page.waitForURL(/\/admin\/Category$/);
+  await tabTo(page, page.getByRole("link", { name: "Create" }).first());
+  await page.keyboard.press("Enter");
+  await page.waitForURL(/\/admin\/Category\/create$/);
   const categoryName = `Teas ${unique}`;
-  await page.getByRole("textbox", { name: /^Name/ }).fill(categoryName);
-  await page.getByRole("textbox", { name: /^Description/ }).fill("Leaves, in tins.");
+  await tabTo(page, page.getByRole("textbox", { name: /^Name/ }));
+  await page.keyboard.type(categoryName);
+  await tabTo(page, page.getByRole("textbox", { name: /^Description/ }));
+  await page.keyboard.type("Leaves, in tins.");
   await screen(page, "category-create");
-  await page.getByRole("button", { name: "Save" }).click();
+  await tabTo(page, page.getByRole("button", { name: "Save" }));
+  await page.keyboard.press("Enter");
   await page.waitForURL(/\/admin\/Category\/[^/]+\/show$/);
   await page.getByText(categoryName).first().waitFor();
   await screen(page, "category-show");
@@ -121,7 +131,8 @@ try {
     () => document.querySelector('input[name="name"]')?.value === "Sencha Superior",
   );
 
-  // The history: both versions, the update's change field by field.
+  // The history: both versions, who made them, the update's change field by field, and the
+  // creation's values as the record's own fields show them (money, the category by its name).
   await first.goto(`${productUrl}/show/history`);
   const history = first.getByRole("list", { name: "History" });
   await history.getByText("Version 2").waitFor();
@@ -131,6 +142,10 @@ try {
   await nameRow.getByText("Sencha", { exact: true }).waitFor();
   await nameRow.getByText("Sencha Superior").waitFor();
   check((await changes.getByRole("row").count()) === 2, "version 2 changed the name alone");
+  await history.getByRole("link", { name: email }).first().waitFor();
+  const created = first.getByRole("table", { name: "Changes in version 1" });
+  await created.getByRole("row", { name: /^Price/ }).getByText("€12.50").waitFor();
+  await created.getByRole("row", { name: /^Category/ }).getByRole("link", { name: categoryName }).waitFor();
   await screen(first, "product-history");
 
   // The ops page, through the gateway with the session's token: the suite's services serving.
@@ -160,12 +175,47 @@ try {
   await first.waitForURL(/\/admin\/Account\/[^/]+\/show$/);
   await first.getByRole("button", { name: "Grant role" }).click();
   const grant = first.getByRole("dialog", { name: "Grant role" });
-  await grant.getByRole("textbox", { name: /^Role/ }).fill("catalog-manager");
+  const role = grant.getByRole("combobox", { name: /^Role/ });
+  await role.click();
+  await role.fill("catalog");
+  await first.getByRole("option", { name: "catalog-manager" }).click();
   await screen(first, "account-grant-role");
   await grant.getByRole("button", { name: "Grant role" }).click();
   await grant.waitFor({ state: "detached" });
-  await first.getByText("catalog-manager", { exact: true }).waitFor();
+  await first.getByRole("link", { name: "catalog-manager" }).waitFor();
   await screen(first, "account-show");
+
+  // An OAuth client for a service: its secret is shown once, with a copy button, and it works.
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin });
+  const clientId = `svc-${unique}`;
+  await first.goto(`${origin}/admin/Client/create`);
+  await first.getByRole("textbox", { name: /^Client ID/ }).fill(clientId);
+  await first.getByRole("textbox", { name: /^Name/ }).fill("Stock sync");
+  await first.getByRole("combobox", { name: /^Type/ }).click();
+  await first.getByRole("option", { name: /^Confidential/ }).click();
+  const clientRoles = first.getByRole("combobox", { name: /^Roles/ });
+  await clientRoles.click();
+  await clientRoles.fill("catalog");
+  await first.getByRole("option", { name: "catalog-manager" }).click();
+  await first.getByRole("button", { name: "Save" }).click();
+  const once = first.getByRole("dialog", { name: /shown only once/ });
+  const secret = await once.getByRole("textbox", { name: /^Client secret/ }).inputValue();
+  check(secret.length >= 32, `a new client's secret is shown: ${secret.length} characters`);
+  await once.getByRole("button", { name: /^Copy the client secret/ }).click();
+  await once.getByText("Copied.").waitFor();
+  check((await first.evaluate(() => navigator.clipboard.readText())) === secret, "the copy button copies the secret");
+  await screen(first, "client-secret");
+  await once.getByRole("button", { name: "I have copied it" }).click();
+  await first.waitForURL(/\/admin\/Client\/[^/]+\/show$/);
+  await first.reload();
+  await first.getByText("Stock sync").first().waitFor();
+  check(!(await first.content()).includes(secret), "the secret is not shown again");
+  const discovery = await (await first.request.get(`${origin}/.well-known/openid-configuration`)).json();
+  const granted = await first.request.post(discovery.token_endpoint, {
+    form: { grant_type: "client_credentials", client_id: clientId, client_secret: secret },
+  });
+  check(granted.ok(), `the shown secret gets the client a token: ${granted.status()}`);
+  await screen(first, "client-show");
 
   // Signing out ends the session, and identity's: signing in again asks for the password.
   await first.getByRole("button", { name: /Profile/ }).click();

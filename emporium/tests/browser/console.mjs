@@ -53,6 +53,25 @@ export async function screen(page, name, directory, problems) {
   await page.screenshot({ path: join(directory, `${name}.png`), fullPage: true });
 }
 
+/**
+ * Presses Tab (Shift+Tab when `backwards`) until the focused element is `locator`'s, as someone
+ * with a keyboard alone gets there, and checks that the browser shows where the focus is
+ * (`:focus-visible`). Fails after `limit` presses.
+ */
+export async function tabTo(page, locator, { backwards = false, limit = 60 } = {}) {
+  const target = await locator.elementHandle();
+  for (let presses = 0; presses < limit; presses += 1) {
+    await page.keyboard.press(backwards ? "Shift+Tab" : "Tab");
+    const reached = await target.evaluate((element) => element === document.activeElement || element.contains(document.activeElement));
+    if (reached) {
+      const visible = await page.evaluate(() => document.activeElement?.matches(":focus-visible") ?? false);
+      check(visible, `${locator} has the focus but does not show it`);
+      return;
+    }
+  }
+  throw new Error(`${locator} was not reached in ${limit} presses of Tab`);
+}
+
 export function check(condition, message) {
   if (!condition) throw new Error(message);
 }

@@ -2,12 +2,12 @@
 //! `(emporium.api.v1.access)` in the contract, so a client (the admin console) can hide what its
 //! caller's roles cannot do. It is a courtesy, not the check: the service decides every call.
 
-use async_graphql::dynamic::{Field, FieldFuture, FieldValue, Object, TypeRef};
+use async_graphql::dynamic::{Field, Object, TypeRef};
 use async_graphql::{Name, Value};
 use contract::access::{Access, access_of};
 use prost_reflect::MethodDescriptor;
 
-use crate::schema::{Shape, Types, value_field};
+use crate::schema::{Shape, Types, fixed_list, value_field};
 
 /// The root query field's name.
 pub(crate) const FIELD: &str = "accessRules";
@@ -68,19 +68,10 @@ pub(crate) fn field(mut rules: Vec<FieldRpc>, types: &mut Types) -> anyhow::Resu
     );
     rules.sort_by(|a, b| (&a.owner, &a.field).cmp(&(&b.owner, &b.field)));
     let answer: Vec<Value> = rules.iter().map(rule_value).collect();
-    Ok(Field::new(
+    Ok(fixed_list(
         FIELD,
-        TypeRef::named_nn_list_nn(TYPE),
-        move |_| {
-            let answer = answer.clone();
-            FieldFuture::new(async move {
-                Ok(Some(FieldValue::list(
-                    answer.into_iter().map(FieldValue::value),
-                )))
-            })
-        },
-    )
-    .description(
+        TYPE,
+        answer,
         "Who may use each field that calls an RPC, from the contracts, for clients that hide what \
          their caller cannot do. The services still decide each call.",
     ))

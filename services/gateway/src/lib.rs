@@ -18,6 +18,7 @@ mod limits;
 mod loader;
 mod names;
 pub mod ops;
+mod references;
 pub mod schema;
 pub mod sessions;
 pub mod subscriptions;

@@ -13,7 +13,7 @@
 //! and each other RPC of the resource as a mutation named after it (`grantRole(input:)`).
 //! Field names are the proto3 JSON names; comments become descriptions.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -32,6 +32,7 @@ use prost_reflect::{
 use crate::access_rules::{self, FieldRpc};
 use crate::limits::QueryLimits;
 use crate::loader::{BatchGet, RecordKey, RecordLoader, Records};
+use crate::references::{self, FieldReference, Target};
 use crate::subscriptions::{self, ChangeSource, Feeds};
 use crate::upstream::Upstream;
 use crate::{errors, names, values};
@@ -229,6 +230,22 @@ pub fn build(
     }
     let rpcs = std::mem::take(&mut types.rpcs);
     query = query.field(access_rules::field(rpcs, &mut types)?);
+    let targets: HashMap<String, Target> = resources
+        .iter()
+        .filter(|resource| resource.standard.get.is_some())
+        .filter_map(|resource| {
+            let key = resource.message.get_field_by_name(&resource.name_field)?;
+            Some((
+                resource.type_name.clone(),
+                Target {
+                    type_name: resource.message.name().to_owned(),
+                    key: key.json_name().to_owned(),
+                },
+            ))
+        })
+        .collect();
+    let field_references = std::mem::take(&mut types.references);
+    query = query.field(references::field(field_references, &targets, &mut types)?);
     let mutation_type =
         subscriptions::mutation_type(&resource_events).filter(|_| has_subscriptions);
     let builder = Schema::build(
@@ -287,6 +304,8 @@ pub(crate) struct Types {
     batch_get_rpcs: HashMap<String, MethodDescriptor>,
     /// Every field that calls an RPC, for `accessRules`.
     rpcs: Vec<FieldRpc>,
+    /// Every field that names a record of a resource, for `references`.
+    references: BTreeSet<FieldReference>,
 }
 
 impl Types {
@@ -331,6 +350,18 @@ impl Types {
         });
     }
 
+    /// Records that the field `field` of the type `owner` holds the key of `proto`'s resource,
+    /// when it declares one.
+    fn refers(&mut self, owner: &str, field: &str, proto: &FieldDescriptor) {
+        if let Some(resource_type) = resources::resource_reference(proto) {
+            self.references.insert(FieldReference {
+                owner: owner.to_owned(),
+                field: field.to_owned(),
+                resource_type,
+            });
+        }
+    }
+
     /// Adds `field` to the object type `name`, already made.
     fn add_field(&mut self, name: &str, field: Field) {
         if let Some(slot) = self.objects.get_mut(name) {
@@ -372,6 +403,7 @@ impl Types {
                 continue;
             }
             let (type_ref, shape) = self.output_type(&field)?;
+            self.refers(&name, field.json_name(), &field);
             let mut graphql_field = value_field(field.json_name(), type_ref, shape);
             if let Some(comment) = resources::field_comment(&field) {
                 graphql_field = graphql_field.description(comment);
@@ -486,6 +518,7 @@ impl Types {
                 continue;
             }
             let mut value = InputValue::new(field.json_name(), self.input_type(&field)?);
+            self.refers(name, field.json_name(), &field);
             if let Some(comment) = resources::field_comment(&field) {
                 value = value.description(comment);
             }
@@ -616,6 +649,25 @@ impl Shape {
 }
 
 /// A field read from its parent's object value (`name` is its JSON name).
+/// A root field `name: [item_type!]!` that answers `answer`, the same for every caller (the
+/// contracts' metadata).
+pub(crate) fn fixed_list(
+    name: &str,
+    item_type: &str,
+    answer: Vec<Value>,
+    description: &str,
+) -> Field {
+    Field::new(name, TypeRef::named_nn_list_nn(item_type), move |_| {
+        let answer = answer.clone();
+        FieldFuture::new(async move {
+            Ok(Some(FieldValue::list(
+                answer.into_iter().map(FieldValue::value),
+            )))
+        })
+    })
+    .description(description)
+}
+
 pub(crate) fn value_field(name: &str, type_ref: TypeRef, shape: Shape) -> Field {
     let key = name.to_owned();
     Field::new(name, type_ref, move |ctx: ResolverContext<'_>| {

@@ -162,7 +162,7 @@ async fn every_field_that_calls_an_rpc_tells_who_may_use_it_as_the_contract_decl
         );
     }
 
-    // One rule per field, and every root field but `accessRules` itself has one.
+    // One rule per field, and every root field but the two metadata fields has one.
     let mut fields: Vec<(String, String)> = rules
         .iter()
         .map(|rule| {
@@ -178,7 +178,7 @@ async fn every_field_that_calls_an_rpc_tells_who_may_use_it_as_the_contract_decl
     assert_eq!(fields.len(), count, "a field has two rules: {rules:?}");
     for root in ["Query", "Mutation", "Subscription"] {
         for field in field_names(root).await {
-            if field != "accessRules" {
+            if field != "accessRules" && field != "references" {
                 assert!(
                     fields.contains(&(root.to_owned(), field.clone())),
                     "{root}.{field} has no access rule"
@@ -215,4 +215,73 @@ async fn every_field_that_calls_an_rpc_tells_who_may_use_it_as_the_contract_decl
         rule_of("Query", "accounts")["roles"],
         serde_json::json!(["admin"])
     );
+}
+
+#[tokio::test]
+async fn every_reference_the_contract_declares_names_its_resource_and_key() {
+    let answer = schema()
+        .execute("{ references { type field resource key } }")
+        .await
+        .into_result()
+        .expect("references answers");
+    let json = answer.data.into_json().expect("the answer is JSON");
+    let references: Vec<(String, String, String, String)> =
+        serde_json::from_value::<Vec<serde_json::Value>>(json["references"].clone())
+            .expect("references is a list")
+            .iter()
+            .map(|reference| {
+                let text = |name: &str| reference[name].as_str().unwrap_or_default().to_owned();
+                (text("type"), text("field"), text("resource"), text("key"))
+            })
+            .collect();
+    let has = |owner: &str, field: &str, resource: &str, key: &str| {
+        references.contains(&(owner.into(), field.into(), resource.into(), key.into()))
+    };
+
+    // Followed by the gateway, not followed (a list of role names), in a filter and in inputs.
+    assert!(
+        has("Product", "categoryId", "Category", "id"),
+        "{references:?}"
+    );
+    assert!(has("Account", "roles", "Role", "name"), "{references:?}");
+    assert!(
+        has("ProductWhereInput", "categoryId", "Category", "id"),
+        "{references:?}"
+    );
+    assert!(
+        has("ProductCreateInput", "categoryId", "Category", "id"),
+        "{references:?}"
+    );
+    assert!(
+        has("GrantRoleRequestInput", "role", "Role", "name"),
+        "{references:?}"
+    );
+    // The history's actor, declared in the shared audit contract.
+    assert!(has("Event", "actor", "Account", "id"), "{references:?}");
+    assert!(
+        has("Event", "actorClientId", "Client", "clientId"),
+        "{references:?}"
+    );
+    // References to what this gateway does not serve (customers, `*`) are left out.
+    assert!(
+        !references
+            .iter()
+            .any(|(_, field, _, _)| field == "customerId" || field == "aggregateId"),
+        "{references:?}"
+    );
+
+    // Each names a field the type has, and a resource with its Get.
+    let query = field_names("Query").await;
+    for (owner, field, resource, _) in &references {
+        assert!(
+            field_names(owner).await.contains(field),
+            "{owner}.{field} is not in the schema"
+        );
+        let mut singular = resource.clone();
+        singular[..1].make_ascii_lowercase();
+        assert!(
+            query.contains(&singular),
+            "{resource} has no Get ({singular})"
+        );
+    }
 }

@@ -48,7 +48,7 @@ export function ShownOnce({
           return (
             <MuiTextField
               key={field.name}
-              label={fieldLabel(field.name)}
+              label={fieldLabel(field.name, false)}
               value={value}
               fullWidth
               slotProps={{
@@ -57,7 +57,7 @@ export function ShownOnce({
                   endAdornment: (
                     <InputAdornment position="end">
                       <IconButton
-                        aria-label={`Copy the ${fieldLabel(field.name).toLowerCase()}`}
+                        aria-label={`Copy the ${fieldLabel(field.name, false).toLowerCase()}`}
                         onClick={() => {
                           void navigator.clipboard?.writeText(value).then(() => setCopied(field.name));
                         }}

@@ -6,17 +6,22 @@ import { Fragment } from 'react';
 import type { ReactElement } from 'react';
 import { Chip, Stack } from '@mui/material';
 import {
+  AutocompleteArrayInput,
   AutocompleteInput,
   BooleanField,
   BooleanInput,
+  ChipField,
   DateField,
   DateTimeInput,
   FunctionField,
   NumberInput,
   PasswordInput,
+  ReferenceArrayField,
+  ReferenceArrayInput,
   ReferenceField,
   ReferenceInput,
   SelectInput,
+  SingleFieldList,
   TextArrayInput,
   TextField,
   TextInput,
@@ -53,11 +58,21 @@ function ValueList({ values }: { values: unknown }): ReactElement | null {
 /** The component that shows `field` of a record of `resource`. */
 export function showField(model: Model, resource: ResourceModel, field: FieldModel, sortable = false): ReactElement {
   const source = field.name === 'id' && resource.key !== 'id' ? OWN_ID : field.name;
-  const label = fieldLabel(field.name);
+  const label = fieldLabel(field.name, field.reference !== undefined);
   const common = { source, label, sortable: sortable && resource.sortable.includes(field.name) };
   const key = field.name;
   const Override = fieldOverrides[field.type.name];
   if (Override) return <Override key={key} {...common} />;
+  if (field.reference && field.type.list) {
+    const target = model.byName.get(field.reference);
+    return (
+      <ReferenceArrayField key={key} {...common} reference={field.reference}>
+        <SingleFieldList linkType="show">
+          <ChipField source={target?.title ?? 'id'} size="small" />
+        </SingleFieldList>
+      </ReferenceArrayField>
+    );
+  }
   if (field.reference) {
     return <ReferenceField key={key} {...common} reference={field.reference} link="show" emptyText="—" />;
   }
@@ -93,7 +108,8 @@ export function inputField(
   options: { prefix?: string; filter?: boolean } = {},
 ): ReactElement {
   const source = `${options.prefix ?? ''}${field.name}`;
-  const label = fieldLabel(field.name);
+  const reference = field.reference ?? resource.fields.find((candidate) => candidate.name === field.name)?.reference;
+  const label = fieldLabel(field.name, reference !== undefined);
   const helperText = options.filter ? false : firstSentence(field.description) || false;
   const isRequired = field.type.nonNull && !options.filter;
   const validate = isRequired ? required() : undefined;
@@ -103,19 +119,25 @@ export function inputField(
   if (Override) {
     return <Override key={key} source={source} label={label} helperText={helperText || undefined} isRequired={isRequired} />;
   }
-  const reference = resource.fields.find((candidate) => candidate.name === field.name)?.reference;
-  if (reference && !field.type.list) {
+  if (reference) {
+    // A search of the named resource, by its free-text filter where it has one.
     const target = model.byName.get(reference);
     const search = searchFilter(target);
-    return (
-      <ReferenceInput key={source} source={source} reference={reference} alwaysOn={options.filter}>
-        <AutocompleteInput
-          label={label}
-          helperText={helperText}
-          validate={validate}
-          filterToQuery={(text: string) => (search && text ? { [search]: text } : {})}
-          optionText={target?.title}
-        />
+    const picker = {
+      label,
+      helperText,
+      validate,
+      filterToQuery: (text: string) => (search && text ? { [search]: text } : {}),
+      optionText: target?.title,
+    };
+    const reach = { source, reference, alwaysOn: options.filter };
+    return field.type.list ? (
+      <ReferenceArrayInput key={source} {...reach}>
+        <AutocompleteArrayInput {...picker} />
+      </ReferenceArrayInput>
+    ) : (
+      <ReferenceInput key={source} {...reach}>
+        <AutocompleteInput {...picker} />
       </ReferenceInput>
     );
   }

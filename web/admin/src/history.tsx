@@ -16,10 +16,13 @@ import {
   TableRow,
   Typography,
 } from '@mui/material';
-import { useDataProvider, useRecordContext } from 'react-admin';
+import { Link, RecordContextProvider, useCreatePath, useDataProvider, useGetManyAggregate, useRecordContext } from 'react-admin';
 import { fieldLabel } from './labels';
+import { useMay, useModel } from './console';
+import { OWN_ID } from './dataProvider';
 import type { ConsoleDataProvider } from './dataProvider';
-import type { ResourceModel } from './schema';
+import { showField } from './fields';
+import type { FieldModel, Model, ResourceModel } from './schema';
 
 interface Event {
   id: string;
@@ -52,10 +55,79 @@ export function diff(before: Record<string, unknown> | undefined, after: Record<
     .map((field) => ({ field, before: before?.[field], after: after[field] }));
 }
 
-function shown(value: unknown): string {
-  if (value === undefined || value === null || value === '') return '—';
-  if (typeof value === 'object') return JSON.stringify(value);
-  return String(value);
+function isEmpty(value: unknown): boolean {
+  return value === undefined || value === null || value === '' || (Array.isArray(value) && value.length === 0);
+}
+
+/** The record `id` of `reference` by its title, linked to it; by its key when the caller may not
+ * read that resource or there is no such record (any more). */
+function ReferenceName({ reference, id }: { reference: string; id: string }): ReactElement {
+  const model = useModel();
+  const may = useMay();
+  const target = model.byName.get(reference);
+  const readable = Boolean(target && target.idsFilter && may('Query', target.plural));
+  const { data } = useGetManyAggregate(reference, { ids: [id] }, { enabled: readable });
+  const createPath = useCreatePath();
+  const record = data?.find((candidate) => String(candidate.id) === id);
+  if (!target || !record) return <>{id}</>;
+  const title = String(record[target.title] ?? id);
+  return <Link to={createPath({ resource: reference, id, type: 'show' })}>{title}</Link>;
+}
+
+/** A value of the record's history shown as the record's own field is (money, enums, dates,
+ * references by name), or as text when the contract no longer has that field. */
+function Shown({
+  model,
+  resource,
+  field,
+  value,
+}: {
+  model: Model;
+  resource: ResourceModel;
+  field: FieldModel | undefined;
+  value: unknown;
+}): ReactElement {
+  if (isEmpty(value)) return <>—</>;
+  if (!field) return <>{typeof value === 'object' ? JSON.stringify(value) : String(value)}</>;
+  if (field.reference) {
+    const reference = field.reference;
+    const ids = Array.isArray(value) ? value.map(String) : [String(value)];
+    return (
+      <>
+        {ids.map((id, index) => (
+          <span key={id}>
+            {index > 0 && ', '}
+            <ReferenceName reference={reference} id={id} />
+          </span>
+        ))}
+      </>
+    );
+  }
+  return (
+    <RecordContextProvider value={{ id: '', [OWN_ID]: value, [field.name]: value }}>
+      {showField(model, resource, field)}
+    </RecordContextProvider>
+  );
+}
+
+/** Who made a change: the account by its title, and the client it came through. */
+function Who({ model, event, history }: { model: Model; event: Event; history: string }): ReactElement {
+  const fields = model.objects.get(history) ?? [];
+  const actor = fields.find((field) => field.name === 'actor')?.reference;
+  const client = fields.find((field) => field.name === 'actorClientId')?.reference;
+  return (
+    <>
+      {' by '}
+      {!event.actor ? 'the system' : actor ? <ReferenceName reference={actor} id={event.actor} /> : event.actor}
+      {event.actorClientId && (
+        <>
+          {' (through '}
+          {client ? <ReferenceName reference={client} id={event.actorClientId} /> : event.actorClientId}
+          {')'}
+        </>
+      )}
+    </>
+  );
 }
 
 /** `emporium.catalog.product.updated` → `updated`. */
@@ -72,6 +144,7 @@ function parsed(event: Event): Record<string, unknown> {
 }
 
 export function History({ resource }: { resource: ResourceModel }): ReactElement {
+  const model = useModel();
   const record = useRecordContext();
   const dataProvider = useDataProvider<ConsoleDataProvider>();
   const [events, setEvents] = useState<Event[] | undefined>();
@@ -106,6 +179,7 @@ export function History({ resource }: { resource: ResourceModel }): ReactElement
   if (!events) return <CircularProgress aria-label="Loading the history" />;
   if (events.length === 0) return <Typography>No changes recorded.</Typography>;
 
+  const fieldOf = (name: string) => resource.fields.find((field) => field.name === name);
   // Change events carry the record's whole state; audit events (a read) repeat a version.
   let previous: Record<string, unknown> | undefined;
   const entries = events.map((event) => {
@@ -126,8 +200,8 @@ export function History({ resource }: { resource: ResourceModel }): ReactElement
             </Typography>
             <Chip size="small" label={action(event.type)} color={audit ? 'default' : 'primary'} variant="outlined" />
             <Typography variant="body2" color="text.secondary">
-              {event.time ? new Date(event.time).toLocaleString() : ''} by {event.actor || 'the system'}
-              {event.actorClientId ? ` (through ${event.actorClientId})` : ''}
+              {event.time ? new Date(event.time).toLocaleString() : ''}
+              <Who model={model} event={event} history={resource.history ?? ''} />
             </Typography>
           </Box>
           {changes.length > 0 && (
@@ -143,12 +217,14 @@ export function History({ resource }: { resource: ResourceModel }): ReactElement
                 {changes.map((change) => (
                   <TableRow key={change.field}>
                     <TableCell component="th" scope="row">
-                      {fieldLabel(change.field)}
+                      {fieldLabel(change.field, fieldOf(change.field)?.reference !== undefined)}
                     </TableCell>
                     <TableCell sx={{ color: 'text.secondary', textDecoration: change.before === undefined ? 'none' : 'line-through' }}>
-                      {shown(change.before)}
+                      <Shown model={model} resource={resource} field={fieldOf(change.field)} value={change.before} />
                     </TableCell>
-                    <TableCell>{shown(change.after)}</TableCell>
+                    <TableCell>
+                      <Shown model={model} resource={resource} field={fieldOf(change.field)} value={change.after} />
+                    </TableCell>
                   </TableRow>
                 ))}
               </TableBody>

@@ -11,9 +11,12 @@ export function fromCamel(name: string): string {
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
-export function fieldLabel(name: string): string {
-  // `categoryId` names a category: "Category".
-  const label = fromCamel(name.endsWith('Id') && name.length > 2 ? name.slice(0, -2) : name);
+/** A field's label: `categoryId`, a reference shown by the category's name, is "Category";
+ * `clientId`, shown as it is (`isReference` false), is "Client ID". */
+export function fieldLabel(name: string, isReference = true): string {
+  const id = name.endsWith('Id') && name.length > 2;
+  if (id && !isReference) return `${fieldLabel(name.slice(0, -2))} ID`;
+  const label = fromCamel(id ? name.slice(0, -2) : name);
   return label === 'Id' ? 'ID' : label.replace(/\bid\b/, 'ID').replace(/\buris\b/i, 'URIs');
 }
 

@@ -2,10 +2,9 @@
 
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
-import type { IntrospectionQuery } from 'graphql';
 import { App } from './App';
 import { readOpsDirectory } from './opsDirectory';
-import type { AccessRule } from './schema';
+import type { ModelAnswer } from './schema';
 import { MODEL_QUERY, buildModel } from './schema';
 
 async function readModel() {
@@ -17,7 +16,7 @@ async function readModel() {
   });
   if (!response.ok) throw new Error(`The gateway answered ${response.status}`);
   const answer = (await response.json()) as {
-    data?: IntrospectionQuery & { accessRules: AccessRule[] };
+    data?: ModelAnswer;
     errors?: { message: string }[];
   };
   if (!answer.data) throw new Error(answer.errors?.[0]?.message ?? 'The gateway sent no schema');

@@ -126,7 +126,7 @@ export function ResourceShow({ resource }: { resource: ResourceModel }): ReactEl
       </TabbedShowLayout.Tab>,
     );
   }
-  if (resource.hasHistory && may(resource.name, 'events')) {
+  if (resource.history && may(resource.name, 'events')) {
     tabs.push(
       <TabbedShowLayout.Tab key="history" label="History" path="history">
         <History resource={resource} />

@@ -25,7 +25,8 @@ export interface FieldModel {
   name: string;
   description: string;
   type: TypeShape;
-  /** The resource this id names (`categoryId` → `Category`), when the API follows it. */
+  /** The console resource whose key this field holds (`categoryId` → `Category`; each item of
+   * a list: `roles` → `Role`), as the gateway's `references` says. */
   reference?: string;
 }
 
@@ -59,6 +60,14 @@ export interface AccessRule {
   roles: string[];
 }
 
+/** A field holding another record's key, as the gateway's `references` lists it. */
+export interface Reference {
+  type: string;
+  field: string;
+  resource: string;
+  key: string;
+}
+
 export interface ResourceModel {
   /** The GraphQL type, also react-admin's resource name: `Product`. */
   name: string;
@@ -80,7 +89,8 @@ export interface ResourceModel {
   create?: { field: string; input: InputModel; recordPath: string; extras: FieldModel[] };
   update?: { field: string; input: InputModel };
   delete?: { field: string; hasData: boolean };
-  hasHistory: boolean;
+  /** The type of the record's history (`events`), when it has one. */
+  history?: string;
   actions: ActionModel[];
   /** Lists of other resources that name this one (`Category.products` → `Product` by `categoryId`). */
   children: { resource: string; field: string; target: string }[];
@@ -122,9 +132,15 @@ const TITLE_FIELDS = ['name', 'displayName', 'title', 'email', 'sku', 'clientId'
 
 /** The query that reads everything the console needs of the API in one request. */
 export const MODEL_QUERY = `${getIntrospectionQuery({ descriptions: true })
-  .replace(/^\s*query IntrospectionQuery \{/, 'query ConsoleModel {\n  accessRules { type field rpc visitors anySignedInCaller roles }')}`;
+  .replace(
+    /^\s*query IntrospectionQuery \{/,
+    'query ConsoleModel {\n  accessRules { type field rpc visitors anySignedInCaller roles }\n  references { type field resource key }',
+  )}`;
 
-export function buildModel(result: IntrospectionQuery & { accessRules: AccessRule[] }): Model {
+/** What `MODEL_QUERY` answers. */
+export type ModelAnswer = IntrospectionQuery & { accessRules: AccessRule[]; references: Reference[] };
+
+export function buildModel(result: ModelAnswer): Model {
   const schema: Schema = result.__schema;
   const types = new Map<string, IntrospectionType>(schema.types.map((type) => [type.name, type]));
   const query = types.get(schema.queryType.name);
@@ -132,6 +148,7 @@ export function buildModel(result: IntrospectionQuery & { accessRules: AccessRul
   const queryFields = query && 'fields' in query ? [...query.fields] : [];
   const mutationFields = mutation && 'fields' in mutation ? [...mutation.fields] : [];
 
+  const referenced = new Map(result.references.map((reference) => [`${reference.type}.${reference.field}`, reference.resource]));
   const enums = new Map<string, string[]>();
   const inputs = new Map<string, InputModel>();
   const objects = new Map<string, FieldModel[]>();
@@ -170,23 +187,32 @@ export function buildModel(result: IntrospectionQuery & { accessRules: AccessRul
       key,
       fields: [],
       title: key,
-      hasHistory: type.fields.some((field) => field.name === 'events'),
+      history: historyOf(type),
       actions: [],
       children: [],
       ...listParts(list, inputs, enums),
     });
   }
   const byName = new Map(resources.map((resource) => [resource.name, resource]));
+  // References to the console's resources only: a record it cannot read is shown by its key.
+  const referenceOf = (type: string, field: string): string | undefined => {
+    const target = referenced.get(`${type}.${field}`);
+    return target && byName.has(target) ? target : undefined;
+  };
+  // (A resource's filters are its `where` input's own fields, so they get theirs here too.)
+  for (const input of inputs.values()) {
+    for (const field of input.fields) field.reference = referenceOf(input.type, field.name);
+  }
 
   for (const type of schema.types) {
     if (type.kind !== 'OBJECT' || type.name.startsWith('__')) continue;
-    objects.set(type.name, objectFields(type.fields, byName));
+    objects.set(type.name, objectFields(type.name, type.fields, byName, referenceOf));
   }
 
   for (const resource of resources) {
     const type = types.get(resource.name);
     if (!type || type.kind !== 'OBJECT') continue;
-    resource.fields = objectFields(type.fields, byName);
+    resource.fields = objectFields(type.name, type.fields, byName, referenceOf);
     resource.title =
       TITLE_FIELDS.find((name) =>
         resource.fields.some((field) => field.name === name && field.type.kind !== 'OBJECT'),
@@ -248,6 +274,12 @@ export function buildModel(result: IntrospectionQuery & { accessRules: AccessRul
   return { resources, byName, enums, inputs, objects, rules: result.accessRules };
 }
 
+function historyOf(type: IntrospectionType): string | undefined {
+  if (type.kind !== 'OBJECT') return undefined;
+  const events = type.fields.find((field) => field.name === 'events');
+  return events ? shape(events.type).name : undefined;
+}
+
 function listParts(
   list: IntrospectionField,
   inputs: Map<string, InputModel>,
@@ -269,27 +301,19 @@ function inputField(value: IntrospectionInputValue): FieldModel {
 
 /** A type's fields the console shows: values, not the fields that take arguments or hold records. */
 function objectFields(
+  type: string,
   fields: readonly IntrospectionField[],
   resources: Map<string, ResourceModel>,
+  referenceOf: (type: string, field: string) => string | undefined,
 ): FieldModel[] {
-  const names = new Set(fields.map((field) => field.name));
   return fields
     .filter((field) => field.args.length === 0 && !resources.has(shape(field.type).name))
-    .map((field) => {
-      const model: FieldModel = {
-        name: field.name,
-        description: field.description ?? '',
-        type: shape(field.type),
-      };
-      // `categoryId` whose record the API follows as `category`.
-      const followed = field.name.endsWith('Id') ? field.name.slice(0, -2) : '';
-      if (followed && names.has(followed)) {
-        const target = fields.find((candidate) => candidate.name === followed);
-        const targetType = target ? shape(target.type).name : '';
-        if (resources.has(targetType)) model.reference = targetType;
-      }
-      return model;
-    });
+    .map((field) => ({
+      name: field.name,
+      description: field.description ?? '',
+      type: shape(field.type),
+      reference: referenceOf(type, field.name),
+    }));
 }
 
 /** Where `resource`'s record is in an answer of type `answer`: the answer itself, or one of its fields. */
@@ -305,8 +329,10 @@ function recordIn(
   const holder = type.fields.find((field) => shape(field.type).name === resource.name);
   if (!holder) return { recordPath: undefined, extras: [] };
   const extras = objectFields(
+    type.name,
     type.fields.filter((field) => field !== holder),
     resources,
+    () => undefined,
   );
   return { recordPath: holder.name, extras };
 }
