@@ -972,22 +972,16 @@ impl tonic::service::Interceptor for BearerInterceptor {
 mod tests {
     use super::*;
 
-    /// The fixture contract `tests/fixtures/emporium/gadgets/v1/gadgets.proto`, compiled with
-    /// protox as `crates/proto` compiles the real one: comments and options kept.
+    /// The fixture contract `tests/fixtures/emporium/gadgets/v1/gadgets.proto`, compiled as
+    /// `crates/proto` compiles the real one.
     fn gadget_model() -> Vec<Resource> {
-        let manifest_dir = env!("CARGO_MANIFEST_DIR");
-        let mut compiler = protox::Compiler::new([
-            format!("{manifest_dir}/tests/fixtures"),
-            format!("{manifest_dir}/../proto"),
-        ])
-        .expect("the include paths exist");
-        compiler
-            .include_source_info(true)
-            .include_imports(true)
-            .open_files(["emporium/gadgets/v1/gadgets.proto"])
-            .expect("the fixture compiles");
-        let pool = contract::decode_pool(compiler.encode_file_descriptor_set().as_slice())
-            .expect("the fixture decodes");
+        let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let pool = contract::fixtures::compile(
+            &manifest_dir.join("tests/fixtures"),
+            &manifest_dir.join("../proto"),
+            "emporium/gadgets/v1/gadgets.proto",
+        )
+        .expect("the fixture compiles");
         resources::resources(&pool)
     }
 

@@ -5,11 +5,14 @@
 //! field, references to existing resource types, declared access, comments), one rule per check;
 //! [`resources`] is the resource model (each resource, its service and methods, its fields'
 //! behaviours) that surfaces generic over the contract, such as the CLI, are built from; and
-//! with the `grpc` feature, [`grpc`] calls any of its methods with dynamic messages.
+//! with the `grpc` feature, [`grpc`] calls any of its methods with dynamic messages; with the
+//! `fixtures` feature, [`fixtures`] compiles a fixture contract at test time.
 
 pub mod access;
 pub mod docs;
 pub mod events;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod lint;

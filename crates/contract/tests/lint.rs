@@ -277,22 +277,15 @@ fn emporium_pool() -> DescriptorPool {
     contract::decode_pool(emporium_proto::FILE_DESCRIPTOR_SET).expect("the descriptor set decodes")
 }
 
-/// The fixture compiled as `crates/proto` compiles the real contracts: with protox, comments and
-/// imports included, the options kept.
+/// The fixture compiled as `crates/proto` compiles the real contracts.
 fn broken_pool() -> DescriptorPool {
-    let manifest_dir = env!("CARGO_MANIFEST_DIR");
-    let mut compiler = protox::Compiler::new([
-        format!("{manifest_dir}/tests/fixtures"),
-        format!("{manifest_dir}/../../proto"),
-    ])
-    .expect("the include paths exist");
-    compiler
-        .include_source_info(true)
-        .include_imports(true)
-        .open_files(["emporium/broken/v1/broken.proto"])
-        .expect("the fixture compiles");
-    contract::decode_pool(compiler.encode_file_descriptor_set().as_slice())
-        .expect("the fixture's descriptor set decodes")
+    let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    contract::fixtures::compile(
+        &manifest_dir.join("tests/fixtures"),
+        &manifest_dir.join("../../proto"),
+        "emporium/broken/v1/broken.proto",
+    )
+    .expect("the fixture compiles")
 }
 
 fn message_of<'a>(findings: &'a [Finding], rule: &str, location: &str) -> Vec<&'a str> {

@@ -17,8 +17,11 @@ export function launch() {
   });
 }
 
-/** A page of `context` on `origin` that adds its errors, and any request elsewhere, to `problems`. */
-export async function watched(context, origin, problems) {
+/**
+ * A page of `context` on `origin` that adds its errors, and any request to an origin neither
+ * `origin` nor one of `others` (identity's, where it is another), to `problems`.
+ */
+export async function watched(context, origin, problems, others = []) {
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
@@ -30,7 +33,7 @@ export async function watched(context, origin, problems) {
   });
   await page.route("**/*", (route) => {
     const requested = new URL(route.request().url());
-    if (requested.origin === origin) return route.fallback();
+    if (requested.origin === origin || others.includes(requested.origin)) return route.fallback();
     problems.push(`the page asked another origin: ${requested.href}`);
     return route.abort();
   });

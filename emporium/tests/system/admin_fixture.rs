@@ -21,21 +21,15 @@ use tonic::Status;
 
 const SERVICE: &str = "emporium.suppliers.v1.SupplierService";
 
-/// The fixture compiled as `crates/proto` compiles the real contracts: comments and options kept.
+/// The fixture compiled as `crates/proto` compiles the real contracts.
 fn fixture_pool() -> DescriptorPool {
-    let manifest_dir = env!("CARGO_MANIFEST_DIR");
-    let mut compiler = protox::Compiler::new([
-        format!("{manifest_dir}/tests/fixtures"),
-        format!("{manifest_dir}/../proto"),
-    ])
-    .expect("the include paths exist");
-    compiler
-        .include_source_info(true)
-        .include_imports(true)
-        .open_files(["emporium/suppliers/v1/suppliers.proto"])
-        .expect("the fixture compiles");
-    contract::decode_pool(compiler.encode_file_descriptor_set().as_slice())
-        .expect("the fixture's descriptor set decodes")
+    let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    contract::fixtures::compile(
+        &manifest_dir.join("tests/fixtures"),
+        &manifest_dir.join("../proto"),
+        "emporium/suppliers/v1/suppliers.proto",
+    )
+    .expect("the fixture compiles")
 }
 
 /// The fixture's suppliers, in memory, in proto3 JSON.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod admin_fixture;
+mod admin_split;
 mod browser;
 mod deadletter;
 mod faults;

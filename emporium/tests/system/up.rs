@@ -629,7 +629,7 @@ impl Browser {
         }
     }
 
-    async fn sign_in(mut self, authorize_url: &str, email: &str, password: &str) {
+    pub(crate) async fn sign_in(mut self, authorize_url: &str, email: &str, password: &str) {
         let location = self.submit_sign_in(authorize_url, email, password).await;
         let (status, _, _) = self.send("GET", &location, Vec::new()).await;
         assert_eq!(status, 200, "the CLI received the code");
