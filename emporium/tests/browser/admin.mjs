@@ -5,7 +5,8 @@
 // versions and what changed; an account made a catalog manager, who signs in and finds the
 // catalog theirs and account administration absent, and refused when asked for all the same;
 // the list on a phone's screen; an OAuth client whose secret is shown once; a session that ends;
-// signing out. Every screen is checked with axe-core (no serious or critical violation) and
+// signing out; the manager's password replaced, then their role revoked and their account
+// disabled, after which they cannot sign in. Every screen is checked with axe-core (no serious or critical violation) and
 // saved as a screenshot.
 //
 // EMPORIUM_ORIGIN: the suite's HTTP origin; EMPORIUM_ADMIN_EMAIL, EMPORIUM_ADMIN_PASSWORD: the
@@ -164,13 +165,13 @@ try {
 
   // An account for a catalog manager, made and given its role from the console.
   const managerEmail = `manager-${unique}@example.com`;
-  const managerPassword = `a catalog manager's password ${unique}`;
+  const firstPassword = `a catalog manager's password ${unique}`;
   await first.goto(`${origin}/admin/Account/create`);
   await first.getByRole("textbox", { name: /^Email/ }).fill(managerEmail);
   await first.getByRole("textbox", { name: /^First name/ }).fill("Cata");
   await first.getByRole("textbox", { name: /^Last name/ }).fill("Log");
   await first.getByRole("textbox", { name: /^Country/ }).fill("FR");
-  await first.getByLabel(/^Password/).fill(managerPassword);
+  await first.getByLabel(/^Password/).fill(firstPassword);
   await first.getByRole("button", { name: "Save" }).click();
   await first.waitForURL(/\/admin\/Account\/[^/]+\/show$/);
   await first.getByRole("button", { name: "Grant role" }).click();
@@ -184,6 +185,14 @@ try {
   await grant.waitFor({ state: "detached" });
   await first.getByRole("link", { name: "catalog-manager" }).waitFor();
   await screen(first, "account-show");
+  const accountUrl = first.url();
+  // The password the account was created with is replaced: the manager signs in with the new one.
+  const managerPassword = `a catalog manager's new password ${unique}`;
+  await first.getByRole("button", { name: "Set password" }).click();
+  const setPassword = first.getByRole("dialog", { name: "Set password" });
+  await setPassword.getByLabel(/^Password/).fill(managerPassword);
+  await setPassword.getByRole("button", { name: "Set password" }).click();
+  await setPassword.waitFor({ state: "detached" });
 
   // An OAuth client for a service: its secret is shown once, with a copy button, and it works.
   await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin });
@@ -275,6 +284,34 @@ try {
   await manager.getByText("Your session has ended: sign in again.").waitFor();
   await manager.getByRole("button", { name: "Sign in" }).waitFor();
   await screen(manager, "session-ended");
+
+  // The admin, signed in again, revokes the manager's role and disables the account: the
+  // manager can no longer sign in.
+  await first.getByRole("button", { name: "Sign in" }).click();
+  await first.locator("#email").fill(email);
+  await first.locator("#password").fill(password);
+  await first.locator("#password").press("Enter");
+  await first.waitForURL(`${origin}/admin/**`);
+  await first.goto(accountUrl);
+  await first.getByRole("button", { name: "Revoke role" }).click();
+  const revoke = first.getByRole("dialog", { name: "Revoke role" });
+  const revoked = revoke.getByRole("combobox", { name: /^Role/ });
+  await revoked.click();
+  await revoked.fill("catalog");
+  await first.getByRole("option", { name: "catalog-manager" }).click();
+  await revoke.getByRole("button", { name: "Revoke role" }).click();
+  await revoke.waitFor({ state: "detached" });
+  await first.waitForFunction(() => !document.body.innerText.includes("catalog-manager"));
+  await first.goto(accountUrl.replace(/\/show$/, ""));
+  await first.getByLabel(/^Disabled/).check();
+  await first.getByRole("button", { name: "Save" }).click();
+  await first.waitForURL(/\/show$/);
+  await screen(first, "account-disabled");
+  await manager.getByRole("button", { name: "Sign in" }).click();
+  await manager.locator("#email").fill(managerEmail);
+  await manager.locator("#password").fill(managerPassword);
+  await manager.locator("#password").press("Enter");
+  await manager.getByText("The email or password is incorrect.").waitFor();
 } catch (error) {
   problems.push(`${error.name}: ${error.message}`);
 } finally {

@@ -26,8 +26,9 @@ export async function watched(context, origin, problems, others = []) {
   page.setDefaultTimeout(TIMEOUT);
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
   page.on("console", (message) => {
-    // A refused request is logged by the browser as an error; the checks expect refusals.
-    if (message.type() === "error" && !/status of (400|403|409)/.test(message.text())) {
+    // A refused request is logged by the browser as an error; the checks expect refusals (a
+    // wrong sign-in is a 401 from identity's page).
+    if (message.type() === "error" && !/status of (400|401|403|409)/.test(message.text())) {
       problems.push(`console error: ${message.text()}`);
     }
   });

@@ -30,9 +30,11 @@ const theme: RaThemeOptions = {
     success: { main: '#2e7d32' },
   },
   sidebar: { width: 220, closedWidth: 55 },
-  // react-admin's empty-list and not-found messages are too faint to read (WCAG AA).
+  // react-admin's empty-list and not-found messages are too faint to read (WCAG AA), and its
+  // app bar's loading spinner has no name for a screen reader to announce.
   components: {
     ...defaultTheme.components,
+    MuiCircularProgress: { defaultProps: { 'aria-label': 'Loading' } },
     RaEmpty: { styleOverrides: { root: { '& .RaEmpty-message': { color: 'rgba(0, 0, 0, 0.6)' } } } },
     RaNotFound: { styleOverrides: { root: { '& .RaNotFound-message': { opacity: 0.75 } } } },
   },
