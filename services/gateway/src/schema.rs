@@ -648,7 +648,6 @@ impl Shape {
     }
 }
 
-/// A field read from its parent's object value (`name` is its JSON name).
 /// A root field `name: [item_type!]!` that answers `answer`, the same for every caller (the
 /// contracts' metadata).
 pub(crate) fn fixed_list(
@@ -668,6 +667,7 @@ pub(crate) fn fixed_list(
     .description(description)
 }
 
+/// A field read from its parent's object value (`name` is its JSON name).
 pub(crate) fn value_field(name: &str, type_ref: TypeRef, shape: Shape) -> Field {
     let key = name.to_owned();
     Field::new(name, type_ref, move |ctx: ResolverContext<'_>| {
