@@ -13,7 +13,7 @@
 // admin's sign-in; EMPORIUM_SCREENSHOTS: a directory for the screenshots. Prints "ok" last when
 // every check held.
 
-import { check, finish, launch, screen as saveScreen, tabTo, watched as watchedOn } from "./console.mjs";
+import { check, finish, launch, pick, screen as saveScreen, submitSignIn, tabTo, watched as watchedOn } from "./console.mjs";
 
 const origin = process.env.EMPORIUM_ORIGIN;
 const email = process.env.EMPORIUM_ADMIN_EMAIL;
@@ -40,9 +40,7 @@ try {
   await page.getByRole("button", { name: "Sign in" }).waitFor();
   await screen(page, "sign-in");
   await page.getByRole("button", { name: "Sign in" }).click();
-  await page.locator("#email").fill(email);
-  await page.locator("#password").fill(password);
-  await page.locator("#password").press("Enter");
+  await submitSignIn(page, email, password);
   await page.waitForURL(`${origin}/admin/**`);
   const menu = page.getByRole("menu");
   for (const resource of ["Categories", "Products", "Accounts", "Roles", "Clients"]) {
@@ -79,10 +77,7 @@ try {
   await page.goto(`${origin}/admin/Product/create`);
   await page.getByRole("textbox", { name: /^Sku/ }).fill(`TEA-${unique}`);
   await page.getByRole("textbox", { name: /^Name/ }).fill("Sencha");
-  const category = page.getByRole("combobox", { name: /^Category/ });
-  await category.click();
-  await category.fill(categoryName);
-  await page.getByRole("option", { name: categoryName }).click();
+  await pick(page, page.getByRole("combobox", { name: /^Category/ }), categoryName, categoryName);
   const amount = page.getByRole("spinbutton", { name: /^Price/ });
   await amount.fill("-5");
   await page.getByRole("textbox", { name: /^Currency/ }).fill("EUR");
@@ -176,10 +171,7 @@ try {
   await first.waitForURL(/\/admin\/Account\/[^/]+\/show$/);
   await first.getByRole("button", { name: "Grant role" }).click();
   const grant = first.getByRole("dialog", { name: "Grant role" });
-  const role = grant.getByRole("combobox", { name: /^Role/ });
-  await role.click();
-  await role.fill("catalog");
-  await first.getByRole("option", { name: "catalog-manager" }).click();
+  await pick(first, grant.getByRole("combobox", { name: /^Role/ }), "catalog", "catalog-manager");
   await screen(first, "account-grant-role");
   await grant.getByRole("button", { name: "Grant role" }).click();
   await grant.waitFor({ state: "detached" });
@@ -202,10 +194,7 @@ try {
   await first.getByRole("textbox", { name: /^Name/ }).fill("Stock sync");
   await first.getByRole("combobox", { name: /^Type/ }).click();
   await first.getByRole("option", { name: /^Confidential/ }).click();
-  const clientRoles = first.getByRole("combobox", { name: /^Roles/ });
-  await clientRoles.click();
-  await clientRoles.fill("catalog");
-  await first.getByRole("option", { name: "catalog-manager" }).click();
+  await pick(first, first.getByRole("combobox", { name: /^Roles/ }), "catalog", "catalog-manager");
   await first.getByRole("button", { name: "Save" }).click();
   const once = first.getByRole("dialog", { name: /shown only once/ });
   const secret = await once.getByRole("textbox", { name: /^Client secret/ }).inputValue();
@@ -243,9 +232,7 @@ try {
   const manager = await watched(managers);
   await manager.goto(`${origin}/admin/`);
   await manager.getByRole("button", { name: "Sign in" }).click();
-  await manager.locator("#email").fill(managerEmail);
-  await manager.locator("#password").fill(managerPassword);
-  await manager.locator("#password").press("Enter");
+  await submitSignIn(manager, managerEmail, managerPassword);
   await manager.waitForURL(`${origin}/admin/**`);
   const managerMenu = manager.getByRole("menu");
   await managerMenu.getByRole("menuitem", { name: "Products" }).waitFor();
@@ -288,17 +275,12 @@ try {
   // The admin, signed in again, revokes the manager's role and disables the account: the
   // manager can no longer sign in.
   await first.getByRole("button", { name: "Sign in" }).click();
-  await first.locator("#email").fill(email);
-  await first.locator("#password").fill(password);
-  await first.locator("#password").press("Enter");
+  await submitSignIn(first, email, password);
   await first.waitForURL(`${origin}/admin/**`);
   await first.goto(accountUrl);
   await first.getByRole("button", { name: "Revoke role" }).click();
   const revoke = first.getByRole("dialog", { name: "Revoke role" });
-  const revoked = revoke.getByRole("combobox", { name: /^Role/ });
-  await revoked.click();
-  await revoked.fill("catalog");
-  await first.getByRole("option", { name: "catalog-manager" }).click();
+  await pick(first, revoke.getByRole("combobox", { name: /^Role/ }), "catalog", "catalog-manager");
   await revoke.getByRole("button", { name: "Revoke role" }).click();
   await revoke.waitFor({ state: "detached" });
   await first.waitForFunction(() => !document.body.innerText.includes("catalog-manager"));
@@ -308,9 +290,7 @@ try {
   await first.waitForURL(/\/show$/);
   await screen(first, "account-disabled");
   await manager.getByRole("button", { name: "Sign in" }).click();
-  await manager.locator("#email").fill(managerEmail);
-  await manager.locator("#password").fill(managerPassword);
-  await manager.locator("#password").press("Enter");
+  await submitSignIn(manager, managerEmail, managerPassword);
   await manager.getByText("The email or password is incorrect.").waitFor();
 } catch (error) {
   problems.push(`${error.name}: ${error.message}`);

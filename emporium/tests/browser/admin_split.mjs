@@ -8,7 +8,7 @@
 // EMPORIUM_ADMIN_EMAIL, EMPORIUM_ADMIN_PASSWORD: the admin's sign-in; EMPORIUM_SCREENSHOTS: a
 // directory for the screenshots. Prints "ok" last when every check held.
 
-import { check, finish, launch, screen as saveScreen, watched as watchedOn } from "./console.mjs";
+import { check, finish, launch, pick, screen as saveScreen, submitSignIn, watched as watchedOn } from "./console.mjs";
 
 const origin = process.env.EMPORIUM_ORIGIN;
 const identity = process.env.EMPORIUM_IDENTITY_ORIGIN;
@@ -33,9 +33,7 @@ try {
   await page.goto(`${origin}/admin/`);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.waitForURL(`${identity}/**`);
-  await page.locator("#email").fill(email);
-  await page.locator("#password").fill(password);
-  await page.locator("#password").press("Enter");
+  await submitSignIn(page, email, password);
   await page.waitForURL(`${origin}/admin/**`);
   const menu = page.getByRole("menu");
   for (const resource of ["Categories", "Products", "Accounts", "Roles", "Clients", "Operations"]) {
@@ -50,10 +48,7 @@ try {
   await page.goto(`${origin}/admin/Product/create`);
   await page.getByRole("textbox", { name: /^Sku/ }).fill("COF-1");
   await page.getByRole("textbox", { name: /^Name/ }).fill("Mocha");
-  const category = page.getByRole("combobox", { name: /^Category/ });
-  await category.click();
-  await category.fill("Coffees");
-  await page.getByRole("option", { name: "Coffees" }).click();
+  await pick(page, page.getByRole("combobox", { name: /^Category/ }), "Coffees", "Coffees");
   await page.getByRole("spinbutton", { name: /^Price/ }).fill("3.20");
   await page.getByRole("textbox", { name: /^Currency/ }).fill("EUR");
   await page.getByRole("button", { name: "Save" }).click();

@@ -76,6 +76,20 @@ export async function tabTo(page, locator, { backwards = false, limit = 60 } = {
   throw new Error(`${locator} was not reached in ${limit} presses of Tab`);
 }
 
+/** Fills identity's sign-in form, open on `page`, with `email` and `password`, and submits it. */
+export async function submitSignIn(page, email, password) {
+  await page.locator("#email").fill(email);
+  await page.locator("#password").fill(password);
+  await page.locator("#password").press("Enter");
+}
+
+/** Types `text` into the autocomplete `combobox` of `page` and picks the option `option`. */
+export async function pick(page, combobox, text, option) {
+  await combobox.click();
+  await combobox.fill(text);
+  await page.getByRole("option", { name: option }).click();
+}
+
 export function check(condition, message) {
   if (!condition) throw new Error(message);
 }

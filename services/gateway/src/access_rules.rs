@@ -7,7 +7,7 @@ use async_graphql::{Name, Value};
 use contract::access::{Access, access_of};
 use prost_reflect::MethodDescriptor;
 
-use crate::schema::{Shape, Types, fixed_list, value_field};
+use crate::schema::{Shape, Types, fixed_list, metadata_field, value_field};
 
 /// The root query field's name.
 pub(crate) const FIELD: &str = "accessRules";
@@ -25,14 +25,8 @@ pub(crate) struct FieldRpc {
 /// The `accessRules` root field over `rules`, its item type added to `types`.
 pub(crate) fn field(mut rules: Vec<FieldRpc>, types: &mut Types) -> anyhow::Result<Field> {
     types.claim(TYPE, "the gateway's access rules")?;
-    let text = |name: &str, description: &str| {
-        value_field(name, TypeRef::named_nn(TypeRef::STRING), Shape::Scalar)
-            .description(description)
-    };
-    let flag = |name: &str, description: &str| {
-        value_field(name, TypeRef::named_nn(TypeRef::BOOLEAN), Shape::Scalar)
-            .description(description)
-    };
+    let text = |name: &str, description: &str| metadata_field(name, TypeRef::STRING, description);
+    let flag = |name: &str, description: &str| metadata_field(name, TypeRef::BOOLEAN, description);
     types.add_object(
         Object::new(TYPE)
             .description(

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use async_graphql::dynamic::{Field, Object, TypeRef};
 use async_graphql::{Name, Value};
 
-use crate::schema::{Shape, Types, fixed_list, value_field};
+use crate::schema::{Types, fixed_list, metadata_field};
 
 /// The root query field's name.
 pub(crate) const FIELD: &str = "references";
@@ -38,10 +38,7 @@ pub(crate) fn field(
     types: &mut Types,
 ) -> anyhow::Result<Field> {
     types.claim(TYPE, "the gateway's references")?;
-    let text = |name: &str, description: &str| {
-        value_field(name, TypeRef::named_nn(TypeRef::STRING), Shape::Scalar)
-            .description(description)
-    };
+    let text = |name: &str, description: &str| metadata_field(name, TypeRef::STRING, description);
     types.add_object(
         Object::new(TYPE)
             .description(

@@ -648,6 +648,12 @@ impl Shape {
     }
 }
 
+/// A non-null scalar field `name: scalar!` of a metadata item (an access rule, a reference),
+/// read from its parent's value.
+pub(crate) fn metadata_field(name: &str, scalar: &str, description: &str) -> Field {
+    value_field(name, TypeRef::named_nn(scalar), Shape::Scalar).description(description)
+}
+
 /// A root field `name: [item_type!]!` that answers `answer`, the same for every caller (the
 /// contracts' metadata).
 pub(crate) fn fixed_list(
