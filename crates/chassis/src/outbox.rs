@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
+use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgListener;
+use sqlx::query::Query;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -28,7 +30,8 @@ use crate::error::Error;
 use crate::event_data;
 use crate::on_backend;
 use crate::storage::{
-    Backend, ConstraintViolation, Database, Timestamp, Transaction, constraint_violation,
+    self, Backend, BackendConnection, ConstraintViolation, Database, Table, Timestamp, Transaction,
+    Value, constraint_violation,
 };
 
 /// How long the bus remembers a message id to drop a republish, and consumers keep the event ids
@@ -221,6 +224,16 @@ enum PublishFailure {
     Failed(anyhow::Error),
 }
 
+/// The outbox's columns that a recorded event sets, in [`OutboxRow::bind`]'s order: a literal, for
+/// `concat!`.
+macro_rules! outbox_columns {
+    () => {
+        "id, aggregate_type, aggregate_id, aggregate_version, event_type, kind, data, \
+         traceparent, actor, actor_client_id, occurred_at"
+    };
+}
+const N_OUTBOX_COLUMNS: usize = 11;
+
 /// Records `event` in `tx`: it becomes visible (to the relay and the audit history) exactly when
 /// the change commits, and never if it rolls back. Returns the event id. A second change event
 /// for one record at one version is refused: two writers changed the record without locking its
@@ -231,8 +244,14 @@ enum PublishFailure {
 /// consumers continue the trace from here.
 pub async fn record(tx: &mut Transaction, event: NewEvent) -> Result<Uuid, Error> {
     let event_id = Uuid::now_v7();
+    let span = record_span(tx, event_id, &event);
+    tracing::Instrument::instrument(insert_event(tx, event_id, event), span).await
+}
+
+/// [`record`]'s span, a child of the transaction's.
+fn record_span(tx: &Transaction, event_id: Uuid, event: &NewEvent) -> tracing::Span {
     let parent = tx.span().clone();
-    let span = tracing::info_span!(
+    tracing::info_span!(
         parent: parent.id().or_else(|| tracing::Span::current().id()),
         "record",
         otel.kind = "producer",
@@ -242,8 +261,7 @@ pub async fn record(tx: &mut Transaction, event: NewEvent) -> Result<Uuid, Error
         cloudevents.event_type = event.event_type,
         cloudevents.event_subject = %event.aggregate_id,
         aggregate_version = event.aggregate_version,
-    );
-    tracing::Instrument::instrument(insert_event(tx, event_id, event), span).await
+    )
 }
 
 async fn insert_event(
@@ -251,44 +269,126 @@ async fn insert_event(
     event_id: Uuid,
     event: NewEvent,
 ) -> Result<Uuid, Error> {
-    let data = event.data.to_string();
-    let occurred_at = Timestamp::now();
-    on_backend!(tx, conn => {
-        sqlx::query(
-            "INSERT INTO outbox_events \
-             (id, aggregate_type, aggregate_id, aggregate_version, event_type, kind, data, \
-              traceparent, actor, actor_client_id, occurred_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(event_id)
-        .bind(event.aggregate_type)
-        .bind(event.aggregate_id)
-        .bind(event.aggregate_version)
-        .bind(event.event_type)
-        .bind(event.kind.as_str())
-        .bind(&data)
-        .bind(crate::telemetry::current_traceparent())
-        .bind(event.actor.as_ref().map(|actor| actor.subject.as_str()))
-        .bind(event.actor.as_ref().map(|actor| actor.client_id.as_str()))
-        .bind(occurred_at)
-        .execute(conn)
-        .await
-        .map(|done| done.rows_affected())
-    })
-    .map_err(|error| {
-        // The event id is a fresh UUID v7, so the one unique key it can break is the version's.
-        if constraint_violation(&error) == Some(ConstraintViolation::Unique) {
-            Error::Unexpected(anyhow::Error::from(error).context(format!(
-                "A change event for {} {} at version {} is already recorded: the write path \
-                 must lock the record's row",
-                event.aggregate_type, event.aggregate_id, event.aggregate_version
-            )))
-        } else {
-            Error::from(error)
-        }
-    })?;
+    let row = OutboxRow::new(event_id, &event);
+    const INSERT: &str = concat!(
+        "INSERT INTO outbox_events (",
+        outbox_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    );
+    on_backend!(tx, conn => row.bind(sqlx::query(INSERT)).execute(conn).await.map(drop))
+        .map_err(|error| event_error(error, &event))?;
     tx.mark_events_written();
     Ok(event_id)
+}
+
+/// Records `event` in the one statement that inserts its record on PostgreSQL: `insert` (into
+/// `table`, its values `row`) and the outbox row in one `WITH`, run on `tx`'s connection in
+/// autocommit mode ([`Database::insert_with`]), in [`record`]'s span.
+pub(crate) async fn record_with_insert(
+    tx: &mut Transaction,
+    table: &Table,
+    insert: &str,
+    row: &[Value<'_>],
+    event: NewEvent,
+) -> Result<(), Error> {
+    let event_id = Uuid::now_v7();
+    let span = record_span(tx, event_id, &event);
+    let write = async {
+        let outbox_row = OutboxRow::new(event_id, &event);
+        let sql = format!(
+            "WITH inserted AS ({insert}) INSERT INTO outbox_events ({}) VALUES ({})",
+            outbox_columns!(),
+            storage::placeholders(row.len() + 1, N_OUTBOX_COLUMNS)
+        );
+        let BackendConnection::Postgres(conn) = tx.connection_mut() else {
+            return Err(Error::Unexpected(anyhow::anyhow!(
+                "SQLite has no INSERT inside WITH: its inserts record their event in a transaction"
+            )));
+        };
+        let query = storage::bind_values(sqlx::query(AssertSqlSafe(sql)), row);
+        outbox_row
+            .bind(query)
+            .execute(conn)
+            .await
+            .map_err(|error| {
+                let on_outbox = error
+                    .as_database_error()
+                    .and_then(|error| error.constraint())
+                    .is_some_and(|constraint| constraint.starts_with("outbox_events"));
+                if on_outbox {
+                    event_error(error, &event)
+                } else {
+                    table.error(error)
+                }
+            })?;
+        tx.mark_events_written();
+        Ok(())
+    };
+    tracing::Instrument::instrument(write, span).await
+}
+
+/// An event's outbox row, made inside its `record` span, whose context it carries.
+struct OutboxRow<'e> {
+    id: Uuid,
+    event: &'e NewEvent,
+    data: String,
+    traceparent: Option<String>,
+    occurred_at: Timestamp,
+}
+
+impl<'e> OutboxRow<'e> {
+    fn new(id: Uuid, event: &'e NewEvent) -> OutboxRow<'e> {
+        OutboxRow {
+            id,
+            event,
+            data: event.data.to_string(),
+            traceparent: crate::telemetry::current_traceparent(),
+            occurred_at: Timestamp::now(),
+        }
+    }
+
+    /// Binds the row's values, in `outbox_columns!`' order, after what `query` has bound.
+    fn bind<'q, DB>(
+        &self,
+        query: Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    ) -> Query<'q, DB, <DB as sqlx::Database>::Arguments>
+    where
+        DB: sqlx::Database,
+        for<'v> &'v str: sqlx::Encode<'v, DB> + sqlx::Type<DB>,
+        for<'v> Option<&'v str>: sqlx::Encode<'v, DB> + sqlx::Type<DB>,
+        for<'v> i64: sqlx::Encode<'v, DB> + sqlx::Type<DB>,
+        for<'v> Timestamp: sqlx::Encode<'v, DB> + sqlx::Type<DB>,
+        for<'v> Uuid: sqlx::Encode<'v, DB> + sqlx::Type<DB>,
+    {
+        let event = self.event;
+        let actor = event.actor.as_ref();
+        query
+            .bind(self.id)
+            .bind(event.aggregate_type)
+            .bind(event.aggregate_id)
+            .bind(event.aggregate_version)
+            .bind(event.event_type)
+            .bind(event.kind.as_str())
+            .bind(self.data.as_str())
+            .bind(self.traceparent.as_deref())
+            .bind(actor.map(|actor| actor.subject.as_str()))
+            .bind(actor.map(|actor| actor.client_id.as_str()))
+            .bind(self.occurred_at)
+    }
+}
+
+/// The error of a failed outbox insert of `event`.
+fn event_error(error: sqlx::Error, event: &NewEvent) -> Error {
+    // The event id is a fresh UUID v7, so the one unique key it can break is the version's.
+    if constraint_violation(&error) == Some(ConstraintViolation::Unique) {
+        Error::Unexpected(anyhow::Error::from(error).context(format!(
+            "A change event for {} {} at version {} is already recorded: the write path must \
+             lock the record's row",
+            event.aggregate_type, event.aggregate_id, event.aggregate_version
+        )))
+    } else {
+        Error::from(error)
+    }
 }
 
 // === impl EventKind ===

@@ -28,7 +28,7 @@ use anyhow::Context;
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::query::{QueryAs, QueryScalar};
+use sqlx::query::{Query, QueryAs, QueryScalar};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::Notify;
@@ -413,7 +413,15 @@ impl Database {
     /// Inside a span (a call, a consumer's handling) the transaction gets a `transaction` span
     /// of its own, from here until it ends (`db.system.name`: `postgresql` or `sqlite`).
     pub async fn begin(&self) -> Result<Transaction, sqlx::Error> {
-        let span = if tracing::Span::current().is_none() {
+        let span = self.write_span();
+        let mut transaction = self.begin_untraced().await?;
+        transaction.span = span;
+        Ok(transaction)
+    }
+
+    /// A write's `transaction` span, inside a span only (see [`Database::begin`]).
+    fn write_span(&self) -> tracing::Span {
+        if tracing::Span::current().is_none() {
             tracing::Span::none()
         } else {
             tracing::info_span!(
@@ -421,10 +429,50 @@ impl Database {
                 otel.kind = "client",
                 db.system.name = self.backend().system_name(),
             )
+        }
+    }
+
+    /// Inserts `row`, the values of `table`'s columns in their order, and records `event`, the
+    /// new record's event: both or neither, in the fewest round trips the backend allows.
+    ///
+    /// - On PostgreSQL, one statement in autocommit mode: the row and its outbox row in one
+    ///   `WITH`, which commits as a whole. One round trip, where a transaction takes four
+    ///   (`BEGIN`, the row, the event, `COMMIT`), each waking a backend.
+    /// - On SQLite, which has no `INSERT` inside `WITH`, a write transaction of the two in the
+    ///   file's group commit ([`Database::begin`]), which costs no round trip.
+    ///
+    /// For a record whose every column the caller knows before writing it (its id, version 1,
+    /// its times), which is what lets its event be built before the insert. A constraint the row
+    /// breaks is the table's error ([`Table::error`]). Traced and timed as [`Database::begin`]
+    /// and [`Transaction::commit_with`] are: a `transaction` span with the event's `record`
+    /// span inside.
+    pub async fn insert_with(
+        &self,
+        table: &Table,
+        row: &[Value<'_>],
+        event: NewEvent,
+    ) -> Result<(), Error> {
+        let Pool::Postgres(pool) = &self.pool else {
+            let mut tx = self.begin().await?;
+            tx.insert(table, row).await?;
+            return tx.commit_with(event).await;
         };
-        let mut transaction = self.begin_untraced().await?;
-        transaction.span = span;
-        Ok(transaction)
+        let span = self.write_span();
+        let asked = Instant::now();
+        let connection = pool
+            .acquire()
+            .await
+            .map(TransactionConnection::PostgresAutocommit);
+        let mut tx = self.transaction(self.timed_acquire(asked, true, connection)?);
+        tx.timed = self
+            .metrics
+            .as_ref()
+            .map(|metrics| (Arc::clone(metrics), Instant::now()));
+        tx.span = span;
+        let insert = table.insert_sql(row.len())?;
+        crate::outbox::record_with_insert(&mut tx, table, &insert, row, event).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// [`Database::begin`] without a span: for the relay, whose look at the outbox every poll
@@ -736,6 +784,20 @@ impl Transaction {
         Ok(())
     }
 
+    /// Inserts `row`, the values of `table`'s columns in their order. A constraint it breaks is
+    /// the table's error ([`Table::error`]).
+    pub async fn insert(&mut self, table: &Table, row: &[Value<'_>]) -> Result<(), Error> {
+        let insert = table.insert_sql(row.len())?;
+        on_backend!(self, conn => {
+            bind_values(sqlx::query(sqlx::AssertSqlSafe(insert)), row)
+                .execute(conn)
+                .await
+                .map(drop)
+        })
+        .map_err(|error| table.error(error))?;
+        Ok(())
+    }
+
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
         self.record_rollback();
         match self.connection.take() {
@@ -973,13 +1035,31 @@ impl Table {
         Error::missing_or_stale(current_version, self.resource, id, expected_version)
     }
 
+    /// The `INSERT` of one row into the table: its `columns`, with `n_values` placeholders
+    /// `$1…$n`. A count that is not the columns' is the caller's bug, an internal error.
+    pub fn insert_sql(&self, n_values: usize) -> Result<String, Error> {
+        let n_columns = self.columns.split(',').count();
+        if n_values != n_columns {
+            return Err(Error::Unexpected(anyhow::anyhow!(
+                "an insert into {} has {n_values} values for its {n_columns} columns",
+                self.name
+            )));
+        }
+        Ok(format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            self.name,
+            self.columns,
+            placeholders(1, n_values)
+        ))
+    }
+
     /// The page query and the count query of `page` of a list of the table's rows matching
-    /// `filter` (a condition on `$1..=$n`, the filter's values), sorted by `column` (from a
-    /// fixed list, never from the caller) in `direction`, then by id. The page query's limit is
+    /// `filter` (its conditions on `$1..=$n`, its values), sorted by `column` (from a fixed
+    /// list, never from the caller) in `direction`, then by id. The page query's limit is
     /// `$n+1` and the cursor's key and id follow, all bound by [`fetch_page`].
     pub fn keyset_sql(
         &self,
-        filter: &str,
+        filter: &Filter<'_>,
         column: &str,
         direction: Direction,
         page: &PageRequest,
@@ -988,7 +1068,8 @@ impl Table {
             Direction::Ascending => (">", "ASC"),
             Direction::Descending => ("<", "DESC"),
         };
-        let limit_param = highest_placeholder(filter) + 1;
+        let limit_param = filter.values.len() + 1;
+        let filter = filter.sql();
         let cursor = if page.is_first() {
             String::new()
         } else {
@@ -1007,16 +1088,45 @@ impl Table {
     }
 }
 
-/// The highest `$n` in `sql`, 0 for none.
-fn highest_placeholder(sql: &str) -> usize {
-    sql.split('$')
-        .skip(1)
-        .filter_map(|rest| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })
-        .max()
-        .unwrap_or(0)
+/// A list's filter: the conditions the caller asked for, each on one value, joined by `AND`.
+///
+/// A condition not asked for is left out of the statement, not written as `($n IS NULL OR …)`.
+/// PostgreSQL then keeps one generic plan for each set of filters that lists use. It cannot for
+/// `$n IS NULL OR …`, whose generic plan does not know which side holds (for a list, a scan and
+/// a sort of every row past the cursor), so it planned every call anew.
+#[derive(Clone, Debug, Default)]
+pub struct Filter<'v> {
+    conditions: Vec<String>,
+    values: Vec<Value<'v>>,
+}
+
+impl<'v> Filter<'v> {
+    /// No condition: every row.
+    pub fn new() -> Filter<'v> {
+        Filter::default()
+    }
+
+    /// Adds `condition` if there is a `value`; each `$` in it stands for the value's
+    /// placeholder, e.g. `"sku = $"`. (The conditions are the service's text, never the
+    /// caller's.)
+    pub fn and(mut self, condition: &str, value: Option<Value<'v>>) -> Filter<'v> {
+        if let Some(value) = value {
+            self.values.push(value);
+            let placeholder = format!("${}", self.values.len());
+            self.conditions
+                .push(format!("({})", condition.replace('$', &placeholder)));
+        }
+        self
+    }
+
+    /// The conditions as SQL, `TRUE` for none.
+    fn sql(&self) -> String {
+        if self.conditions.is_empty() {
+            "TRUE".to_owned()
+        } else {
+            self.conditions.join(" AND ")
+        }
+    }
 }
 
 /// `$first, $first+1, …` for `count` parameters, e.g. for an `IN (…)` list whose values are bound
@@ -1030,6 +1140,44 @@ pub fn placeholders(first: usize, count: usize) -> String {
         .map(|index| format!("${index}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A value bound as both drivers encode it (see [`Timestamp`] for times): a column of a row that
+/// [`Database::insert_with`] writes, or a [`Filter`]'s.
+#[derive(Clone, Copy, Debug)]
+pub enum Value<'v> {
+    Uuid(uuid::Uuid),
+    Text(&'v str),
+    Integer(i64),
+    Time(Timestamp),
+}
+
+/// Binds each of the [`Value`]s `values` after what `query` (a `Query`, `QueryAs` or
+/// `QueryScalar`) has bound.
+macro_rules! bind_each {
+    ($query:expr, $values:expr) => {
+        $values.iter().fold($query, |query, value| match *value {
+            Value::Uuid(id) => query.bind(id),
+            Value::Text(text) => query.bind(text),
+            Value::Integer(integer) => query.bind(integer),
+            Value::Time(time) => query.bind(time),
+        })
+    };
+}
+
+/// Binds each of `values` in order, after what `query` has bound.
+pub fn bind_values<'q, DB>(
+    query: Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    values: &[Value<'_>],
+) -> Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    for<'v> &'v str: sqlx::Encode<'v, DB> + sqlx::Type<DB>,
+    for<'v> i64: sqlx::Encode<'v, DB> + sqlx::Type<DB>,
+    for<'v> Timestamp: sqlx::Encode<'v, DB> + sqlx::Type<DB>,
+    for<'v> uuid::Uuid: sqlx::Encode<'v, DB> + sqlx::Type<DB>,
+{
+    bind_each!(query, values)
 }
 
 /// Binds each of `values` in order, e.g. the ids of an `IN (…)` list of [`placeholders`].
@@ -1046,13 +1194,14 @@ where
         .fold(query, |query, value| query.bind(value))
 }
 
-/// Fetches one page of a [`Table::keyset_sql`] list on `conn`: `select` (its filter bound) with the
-/// page's limit, one row more than its size, and its cursor bound after, then `count` (its
-/// filter bound) only when [`total_size`](crate::pagination::total_size) needs it.
+/// Fetches one page of a [`Table::keyset_sql`] list on `conn`: `select` with `filter`'s values,
+/// the page's limit (one row more than its size) and its cursor bound, then `count` with
+/// `filter`'s values only when [`total_size`](crate::pagination::total_size) needs it.
 pub async fn fetch_page<'q, DB, C, R>(
     conn: &mut C,
     select: QueryAs<'q, DB, R, <DB as sqlx::Database>::Arguments>,
     count: QueryScalar<'q, DB, i64, <DB as sqlx::Database>::Arguments>,
+    filter: &Filter<'_>,
     page: &'q PageRequest,
 ) -> Result<Page<R>, Error>
 where
@@ -1062,14 +1211,15 @@ where
     for<'e> &'e mut C: sqlx::Executor<'e, Database = DB>,
     R: Send + Unpin + for<'r> sqlx::FromRow<'r, DB::Row>,
     (i64,): Send + Unpin + for<'r> sqlx::FromRow<'r, DB::Row>,
-    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    uuid::Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'v> &'v str: sqlx::Encode<'v, DB> + sqlx::Type<DB>,
+    for<'v> i64: sqlx::Encode<'v, DB> + sqlx::Type<DB>,
+    for<'v> Timestamp: sqlx::Encode<'v, DB> + sqlx::Type<DB>,
+    for<'v> uuid::Uuid: sqlx::Encode<'v, DB> + sqlx::Type<DB>,
 {
+    let select = bind_each!(select, filter.values);
     let select = bind_cursor(select.bind(page.size + 1), page)?;
     let rows = select.fetch_all(&mut *conn).await?;
-    let count = count.fetch_one(&mut *conn);
+    let count = bind_each!(count, filter.values).fetch_one(&mut *conn);
     let total =
         crate::pagination::total_size(page.after.as_ref(), rows.len(), page.size, count).await?;
     Ok(Page::from_rows(rows, page.size, total))
@@ -1251,15 +1401,21 @@ mod tests {
 
     #[test]
     fn keyset_queries_number_the_limit_and_the_cursor_after_the_filter() {
-        let filter = "($1 IS NULL OR name = $1) AND size > $2";
+        let filter = Filter::new()
+            .and("colour = $", None)
+            .and("name = $ OR nickname = $", Some(Value::Text("tea")))
+            .and("size > $", Some(Value::Integer(3)));
         let first = PageRequest::parse("things", &(), 2, "").unwrap();
-        let (select, count) = THINGS.keyset_sql(filter, "name", Direction::Descending, &first);
+        let (select, count) = THINGS.keyset_sql(&filter, "name", Direction::Descending, &first);
         assert_eq!(
             select,
-            "SELECT id, name FROM things WHERE ($1 IS NULL OR name = $1) AND size > $2 \
+            "SELECT id, name FROM things WHERE (name = $1 OR nickname = $1) AND (size > $2) \
              ORDER BY name DESC, id DESC LIMIT $3"
         );
-        assert_eq!(count, format!("SELECT count(*) FROM things WHERE {filter}"));
+        assert_eq!(
+            count,
+            "SELECT count(*) FROM things WHERE (name = $1 OR nickname = $1) AND (size > $2)"
+        );
 
         let served = Page {
             items: vec!["a", "b"],
@@ -1270,10 +1426,10 @@ mod tests {
             Cursor::new(SortKey::Text("b".to_owned()), uuid::Uuid::nil())
         });
         let later = PageRequest::parse("things", &(), 2, &token).unwrap();
-        let (select, _) = THINGS.keyset_sql("1 = 1", "name", Direction::Ascending, &later);
+        let (select, _) = THINGS.keyset_sql(&Filter::new(), "name", Direction::Ascending, &later);
         assert_eq!(
             select,
-            "SELECT id, name FROM things WHERE 1 = 1 AND (name, id) > ($2, $3) \
+            "SELECT id, name FROM things WHERE TRUE AND (name, id) > ($2, $3) \
              ORDER BY name ASC, id ASC LIMIT $1"
         );
     }

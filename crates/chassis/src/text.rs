@@ -210,6 +210,10 @@ impl<F> Text<F> {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 // By hand, so that the marker type needs none of these traits.

@@ -1,13 +1,15 @@
 //! The catalog's use cases: each opens a transaction, applies the change through the store,
-//! and commits it with its event (`Transaction::commit_with`) — all or nothing. No transport
-//! here. Every change takes its `actor` (the verified caller's token subject and client id),
-//! which its event carries, and runs in a span of its own (the use case in the call's trace,
-//! its transaction inside it); reads add none to the call's span.
+//! and commits it with its event (`Transaction::commit_with`) — all or nothing. A creation,
+//! whose record and event are known before it writes, writes both as one
+//! (`Database::insert_with`). No transport here. Every change takes its `actor` (the verified
+//! caller's token subject and client id), which its event carries, and runs in a span of its
+//! own (the use case in the call's trace, its transaction inside it); reads add none to the
+//! call's span.
 
 use chassis::error::Error;
 use chassis::outbox::Actor;
 use chassis::pagination::PageRequest;
-use chassis::storage::{Database, Transaction};
+use chassis::storage::{Database, Timestamp, Transaction};
 use uuid::Uuid;
 
 use crate::domain::{
@@ -37,10 +39,9 @@ impl Catalog {
         new: NewCategory,
         actor: &Actor,
     ) -> Result<Category, Error> {
-        let mut tx = self.database.begin().await?;
-        let category = store::insert_category(&mut tx, &new).await?;
-        tx.commit_with(CatalogEvent::CategoryCreated(&category).into_new_event(actor))
-            .await?;
+        let category = new.into_category(Uuid::now_v7(), Timestamp::now());
+        let event = CatalogEvent::CategoryCreated(&category).into_new_event(actor);
+        store::insert_category(&self.database, &category, event).await?;
         Ok(category)
     }
 
@@ -93,10 +94,9 @@ impl Catalog {
 
     #[tracing::instrument(skip_all)]
     pub async fn create_product(&self, new: NewProduct, actor: &Actor) -> Result<Product, Error> {
-        let mut tx = self.database.begin().await?;
-        let product = store::insert_product(&mut tx, &new).await?;
-        tx.commit_with(CatalogEvent::ProductCreated(&product).into_new_event(actor))
-            .await?;
+        let product = new.into_product(Uuid::now_v7(), Timestamp::now());
+        let event = CatalogEvent::ProductCreated(&product).into_new_event(actor);
+        store::insert_product(&self.database, &product, event).await?;
         Ok(product)
     }
 

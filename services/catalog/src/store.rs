@@ -3,14 +3,18 @@
 
 use chassis::error::Error;
 use chassis::on_backend;
+use chassis::outbox::NewEvent;
 use chassis::pagination::{Cursor, PageRequest, SortKey};
-use chassis::storage::{ConstraintViolation, Table, Timestamp, Transaction, constraint_violation};
+use chassis::storage::{
+    ConstraintViolation, Database, Filter, Table, Timestamp, Transaction, Value,
+    constraint_violation,
+};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use crate::domain::{
-    Category, CategoryChanges, CategoryListQuery, CategoryOrder, NewCategory, NewProduct, Page,
-    Product, ProductChanges, ProductListQuery, ProductOrder,
+    Category, CategoryChanges, CategoryListQuery, CategoryOrder, Page, Product, ProductChanges,
+    ProductListQuery, ProductOrder,
 };
 
 const CATEGORY_COLUMNS: &str = "id, name, description, version, created_at, updated_at";
@@ -75,23 +79,17 @@ struct ProductRow {
 
 // === categories ===
 
+/// Inserts `category`, a new one, and records `event`, its creation, with it (in one statement
+/// on PostgreSQL: [`Database::insert_with`]).
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn insert_category(tx: &mut Transaction, new: &NewCategory) -> Result<Category, Error> {
-    let sql = format!(
-        "INSERT INTO categories (id, name, description, version, created_at, updated_at) \
-         VALUES ($1, $2, $3, 1, $4, $4) RETURNING {CATEGORY_COLUMNS}"
-    );
-    let row = on_backend!(tx, conn => {
-        sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql))
-            .bind(Uuid::now_v7())
-            .bind(new.name.as_str())
-            .bind(new.description.as_str())
-            .bind(Timestamp::now())
-            .fetch_one(conn)
-            .await
-    })
-    .map_err(|error| CATEGORIES.error(error))?;
-    Ok(row.into())
+pub async fn insert_category(
+    database: &Database,
+    category: &Category,
+    event: NewEvent,
+) -> Result<(), Error> {
+    database
+        .insert_with(&CATEGORIES, &category_row(category), event)
+        .await
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(category_id = %id))]
@@ -121,14 +119,16 @@ pub async fn list_categories(
         CategoryOrder::CreatedAt => "created_at",
         CategoryOrder::UpdatedAt => "updated_at",
     };
-    let filter =
-        "($1 IS NULL OR lower(name) LIKE $1 ESCAPE '\\' OR lower(description) LIKE $1 ESCAPE '\\')";
-    let (sql, count_sql) = CATEGORIES.keyset_sql(filter, column, query.direction, page);
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
+    let filter = Filter::new().and(
+        "lower(name) LIKE $ ESCAPE '\\' OR lower(description) LIKE $ ESCAPE '\\'",
+        pattern.as_deref().map(Value::Text),
+    );
+    let (sql, count_sql) = CATEGORIES.keyset_sql(&filter, column, query.direction, page);
     let rows = on_backend!(tx, conn => {
-        let select = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql)).bind(pattern.as_deref());
-        let count = sqlx::query_scalar(AssertSqlSafe(count_sql)).bind(pattern.as_deref());
-        chassis::storage::fetch_page(conn, select, count, page).await
+        let select = sqlx::query_as::<_, CategoryRow>(AssertSqlSafe(sql));
+        let count = sqlx::query_scalar(AssertSqlSafe(count_sql));
+        chassis::storage::fetch_page(conn, select, count, &filter, page).await
     })?;
     Ok(rows.map(Category::from))
 }
@@ -203,29 +203,23 @@ pub async fn delete_category(
 
 // === products ===
 
+/// Inserts `product`, a new one, and records `event`, its creation, with it (in one statement
+/// on PostgreSQL: [`Database::insert_with`]).
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn insert_product(tx: &mut Transaction, new: &NewProduct) -> Result<Product, Error> {
-    let sql = format!(
-        "INSERT INTO products (id, sku, name, description, category_id, price_minor, currency, \
-         stock_on_hand, version, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) RETURNING {PRODUCT_COLUMNS}"
-    );
-    let row = on_backend!(tx, conn => {
-        sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql))
-            .bind(Uuid::now_v7())
-            .bind(new.sku.as_str())
-            .bind(new.name.as_str())
-            .bind(new.description.as_str())
-            .bind(new.category_id)
-            .bind(new.price.amount_minor)
-            .bind(new.price.currency.as_str())
-            .bind(new.stock_on_hand.units())
-            .bind(Timestamp::now())
-            .fetch_one(conn)
-            .await
-    })
-    .map_err(|error| PRODUCTS.error(error))?;
-    Ok(row.into())
+pub async fn insert_product(
+    database: &Database,
+    product: &Product,
+    event: NewEvent,
+) -> Result<(), Error> {
+    database
+        .insert_with(&PRODUCTS, &product_row(product), event)
+        .await
+}
+
+/// Inserts `product`, a new one, in `tx`, without its event: for tests of how writes share a
+/// transaction's commit.
+pub async fn insert_product_in(tx: &mut Transaction, product: &Product) -> Result<(), Error> {
+    tx.insert(&PRODUCTS, &product_row(product)).await
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(product_id = %id))]
@@ -257,22 +251,22 @@ pub async fn list_products(
         ProductOrder::CreatedAt => "created_at",
         ProductOrder::UpdatedAt => "updated_at",
     };
-    let filter = "($1 IS NULL OR category_id = $1) \
-                  AND ($2 IS NULL OR lower(name) LIKE $2 ESCAPE '\\' OR lower(description) LIKE $2 ESCAPE '\\') \
-                  AND ($3 IS NULL OR sku = $3)";
-    let (sql, count_sql) = PRODUCTS.keyset_sql(filter, column, query.direction, page);
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
-    let sku = query.sku.as_ref().map(|sku| sku.as_str());
+    let filter = Filter::new()
+        .and("category_id = $", query.category_id.map(Value::Uuid))
+        .and(
+            "lower(name) LIKE $ ESCAPE '\\' OR lower(description) LIKE $ ESCAPE '\\'",
+            pattern.as_deref().map(Value::Text),
+        )
+        .and(
+            "sku = $",
+            query.sku.as_ref().map(|sku| Value::Text(sku.as_str())),
+        );
+    let (sql, count_sql) = PRODUCTS.keyset_sql(&filter, column, query.direction, page);
     let rows = on_backend!(tx, conn => {
-        let select = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql))
-            .bind(query.category_id)
-            .bind(pattern.as_deref())
-            .bind(sku);
-        let count = sqlx::query_scalar(AssertSqlSafe(count_sql))
-            .bind(query.category_id)
-            .bind(pattern.as_deref())
-            .bind(sku);
-        chassis::storage::fetch_page(conn, select, count, page).await
+        let select = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(sql));
+        let count = sqlx::query_scalar(AssertSqlSafe(count_sql));
+        chassis::storage::fetch_page(conn, select, count, &filter, page).await
     })?;
     Ok(rows.map(Product::from))
 }
@@ -361,6 +355,35 @@ pub fn category_cursor(category: &Category, order: CategoryOrder) -> Cursor {
 }
 
 // === helpers ===
+
+/// `category`'s values in [`CATEGORY_COLUMNS`]' order.
+fn category_row(category: &Category) -> [Value<'_>; 6] {
+    [
+        Value::Uuid(category.id),
+        Value::Text(&category.name),
+        Value::Text(&category.description),
+        Value::Integer(category.version),
+        Value::Time(category.created_at),
+        Value::Time(category.updated_at),
+    ]
+}
+
+/// `product`'s values in [`PRODUCT_COLUMNS`]' order.
+fn product_row(product: &Product) -> [Value<'_>; 11] {
+    [
+        Value::Uuid(product.id),
+        Value::Text(&product.sku),
+        Value::Text(&product.name),
+        Value::Text(&product.description),
+        Value::Uuid(product.category_id),
+        Value::Integer(product.price_minor),
+        Value::Text(&product.currency),
+        Value::Integer(product.stock_on_hand),
+        Value::Integer(product.version),
+        Value::Time(product.created_at),
+        Value::Time(product.updated_at),
+    ]
+}
 
 fn category_in_use(n_products: i64) -> Error {
     Error::FailedPrecondition(format!(

@@ -10,7 +10,9 @@ use anyhow::Context;
 use chassis::error::Error;
 use chassis::on_backend;
 use chassis::pagination::{Cursor, PageRequest, SortKey};
-use chassis::storage::{ConstraintViolation, Table, Timestamp, Transaction, constraint_violation};
+use chassis::storage::{
+    ConstraintViolation, Filter, Table, Timestamp, Transaction, Value, constraint_violation,
+};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
@@ -178,22 +180,25 @@ pub async fn list_accounts(
         AccountOrder::Email => "email",
         AccountOrder::CreatedAt => "created_at",
     };
-    let filter = "($1 IS NULL OR country = $1) \
-                  AND ($2 IS NULL OR email LIKE $2 ESCAPE '\\' \
-                  OR lower(first_name) LIKE $2 ESCAPE '\\' \
-                  OR lower(last_name) LIKE $2 ESCAPE '\\' \
-                  OR lower(nickname) LIKE $2 ESCAPE '\\')";
-    let (sql, count_sql) = ACCOUNTS.keyset_sql(filter, column, query.direction, page);
-    let country = query.country.as_ref().map(|country| country.as_str());
     let pattern = query.text.as_ref().map(|text| text.like_pattern());
+    let filter = Filter::new()
+        .and(
+            "country = $",
+            query
+                .country
+                .as_ref()
+                .map(|country| Value::Text(country.as_str())),
+        )
+        .and(
+            "email LIKE $ ESCAPE '\\' OR lower(first_name) LIKE $ ESCAPE '\\' \
+             OR lower(last_name) LIKE $ ESCAPE '\\' OR lower(nickname) LIKE $ ESCAPE '\\'",
+            pattern.as_deref().map(Value::Text),
+        );
+    let (sql, count_sql) = ACCOUNTS.keyset_sql(&filter, column, query.direction, page);
     let rows = on_backend!(tx, conn => {
-        let select = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql))
-            .bind(country)
-            .bind(pattern.as_deref());
-        let count = sqlx::query_scalar(AssertSqlSafe(count_sql))
-            .bind(country)
-            .bind(pattern.as_deref());
-        chassis::storage::fetch_page(conn, select, count, page).await
+        let select = sqlx::query_as::<_, AccountRow>(AssertSqlSafe(sql));
+        let count = sqlx::query_scalar(AssertSqlSafe(count_sql));
+        chassis::storage::fetch_page(conn, select, count, &filter, page).await
     })?;
     let accounts = with_roles(tx, rows.items).await?;
     Ok(Page {
@@ -418,11 +423,12 @@ pub async fn get_roles(tx: &mut Transaction, names: &[RoleName]) -> Result<Vec<R
 /// A page of roles by name.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn list_roles(tx: &mut Transaction, page: &PageRequest) -> Result<Page<Role>, Error> {
-    let (sql, count_sql) = ROLES.keyset_sql("1 = 1", "name", Direction::Ascending, page);
+    let filter = Filter::new();
+    let (sql, count_sql) = ROLES.keyset_sql(&filter, "name", Direction::Ascending, page);
     let rows = on_backend!(tx, conn => {
         let select = sqlx::query_as::<_, RoleRow>(AssertSqlSafe(sql));
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql));
-        chassis::storage::fetch_page(conn, select, count, page).await
+        chassis::storage::fetch_page(conn, select, count, &filter, page).await
     })?;
     Ok(rows.map(Role::from))
 }
@@ -681,11 +687,12 @@ pub async fn find_client_credentials(
 /// A page of clients by `client_id`.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn list_clients(tx: &mut Transaction, page: &PageRequest) -> Result<Page<Client>, Error> {
-    let (sql, count_sql) = CLIENTS.keyset_sql("1 = 1", "client_id", Direction::Ascending, page);
+    let filter = Filter::new();
+    let (sql, count_sql) = CLIENTS.keyset_sql(&filter, "client_id", Direction::Ascending, page);
     let rows = on_backend!(tx, conn => {
         let select = sqlx::query_as::<_, ClientRow>(AssertSqlSafe(sql));
         let count = sqlx::query_scalar(AssertSqlSafe(count_sql));
-        chassis::storage::fetch_page(conn, select, count, page).await
+        chassis::storage::fetch_page(conn, select, count, &filter, page).await
     })?;
     let clients = with_client_roles(tx, rows.items).await?;
     Ok(Page {

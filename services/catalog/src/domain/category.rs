@@ -58,6 +58,22 @@ pub struct CategoryListQuery {
     pub direction: Direction,
 }
 
+// === impl NewCategory ===
+
+impl NewCategory {
+    /// The category this creates: `id`, at version 1, created and last updated `at`.
+    pub fn into_category(self, id: Uuid, at: Timestamp) -> Category {
+        Category {
+            id,
+            name: self.name.into_string(),
+            description: self.description.into_string(),
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::CategoryName;

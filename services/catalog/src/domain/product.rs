@@ -95,6 +95,27 @@ pub struct ProductListQuery {
     pub direction: Direction,
 }
 
+// === impl NewProduct ===
+
+impl NewProduct {
+    /// The product this creates: `id`, at version 1, created and last updated `at`.
+    pub fn into_product(self, id: Uuid, at: Timestamp) -> Product {
+        Product {
+            id,
+            sku: self.sku.0,
+            name: self.name.into_string(),
+            description: self.description.into_string(),
+            category_id: self.category_id,
+            price_minor: self.price.amount_minor,
+            currency: self.price.currency.as_str().to_owned(),
+            stock_on_hand: self.stock_on_hand.units(),
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
 // === impl Sku ===
 
 impl Sku {

@@ -4,7 +4,7 @@
 //! together share one commit (one fsync), and one writer's failure stays its own.
 
 use catalog::domain::{
-    CategoryName, Currency, Description, Money, NewCategory, NewProduct, ProductName, Sku,
+    CategoryName, Currency, Description, Money, NewCategory, NewProduct, Product, ProductName, Sku,
     StockQuantity,
 };
 use catalog::service::Catalog;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use catalog::store;
 use chassis::error::Error;
-use chassis::storage::{Database, WriteQueueStats};
+use chassis::storage::{Database, Timestamp, WriteQueueStats};
 use test_support::{Backend, TestBus, TestDatabase};
 
 /// Concurrent creates, as many as the pool has connections and more.
@@ -116,14 +116,14 @@ async fn writers_queued_behind_a_write_share_its_commit_and_a_failing_one_fails_
     let (_test_database, database, category_id) = catalog_database().await;
     let before = stats(&database);
     let mut first = database.begin().await.expect("a write begins");
-    store::insert_product(&mut first, &new_product(category_id, 0, 0))
+    store::insert_product_in(&mut first, &product(category_id, 0, 0))
         .await
         .expect("the first product is inserted");
     let duplicate = tokio::spawn({
         let database = database.clone();
         async move {
             let mut tx = database.begin().await.expect("a write begins");
-            let inserted = store::insert_product(&mut tx, &new_product(category_id, 0, 0)).await;
+            let inserted = store::insert_product_in(&mut tx, &product(category_id, 0, 0)).await;
             tx.rollback().await.expect("the write rolls back");
             inserted
         }
@@ -132,7 +132,7 @@ async fn writers_queued_behind_a_write_share_its_commit_and_a_failing_one_fails_
         let database = database.clone();
         async move {
             let mut tx = database.begin().await.expect("a write begins");
-            store::insert_product(&mut tx, &new_product(category_id, 0, 1)).await?;
+            store::insert_product_in(&mut tx, &product(category_id, 0, 1)).await?;
             tx.commit().await.map_err(Error::from)
         }
     });
@@ -167,7 +167,7 @@ async fn a_write_dropped_unfinished_is_undone_and_its_group_still_commits() {
     let (_test_database, database, category_id) = catalog_database().await;
     let before = stats(&database);
     let mut first = database.begin().await.expect("a write begins");
-    store::insert_product(&mut first, &new_product(category_id, 1, 0))
+    store::insert_product_in(&mut first, &product(category_id, 1, 0))
         .await
         .expect("the first product is inserted");
     let (inserted_sender, inserted) = tokio::sync::oneshot::channel();
@@ -175,7 +175,7 @@ async fn a_write_dropped_unfinished_is_undone_and_its_group_still_commits() {
         let database = database.clone();
         async move {
             let mut tx = database.begin().await.expect("a write begins");
-            store::insert_product(&mut tx, &new_product(category_id, 1, 1))
+            store::insert_product_in(&mut tx, &product(category_id, 1, 1))
                 .await
                 .expect("the product is inserted");
             let _ = inserted_sender.send(());
@@ -186,7 +186,7 @@ async fn a_write_dropped_unfinished_is_undone_and_its_group_still_commits() {
         let database = database.clone();
         async move {
             let mut tx = database.begin().await.expect("a write begins");
-            store::insert_product(&mut tx, &new_product(category_id, 1, 2)).await?;
+            store::insert_product_in(&mut tx, &product(category_id, 1, 2)).await?;
             tx.commit().await.map_err(Error::from)
         }
     });
@@ -283,4 +283,9 @@ fn new_product(category_id: uuid::Uuid, writer: usize, index: usize) -> NewProdu
         },
         stock_on_hand: StockQuantity::parse(10).unwrap(),
     }
+}
+
+/// [`new_product`], as created now.
+fn product(category_id: uuid::Uuid, writer: usize, index: usize) -> Product {
+    new_product(category_id, writer, index).into_product(uuid::Uuid::now_v7(), Timestamp::now())
 }
