@@ -164,14 +164,20 @@ impl CatalogUnderTest {
     pub(crate) async fn wait_for_empty_outbox(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            let n_unpublished = chassis::outbox::unpublished_count(&self.database).await?;
-            if n_unpublished == 0 {
+            // A look at the first unpublished event, not a count of them all: counting 20,000
+            // rows every 20 ms took a third of a core from the relay it times.
+            if chassis::outbox::oldest_unpublished(&self.database)
+                .await?
+                .is_none()
+            {
                 return Ok(());
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the relay left {n_unpublished} events unpublished after {timeout:?}"
-            );
+            if Instant::now() >= deadline {
+                let n_unpublished = chassis::outbox::unpublished_count(&self.database).await?;
+                anyhow::bail!(
+                    "the relay left {n_unpublished} events unpublished after {timeout:?}"
+                );
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

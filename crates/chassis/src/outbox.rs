@@ -215,6 +215,26 @@ struct BatchOutcome {
     parked: Vec<(Uuid, String)>,
 }
 
+impl BatchOutcome {
+    fn merge(&mut self, other: BatchOutcome) {
+        self.published.extend(other.published);
+        self.parked.extend(other.parked);
+    }
+}
+
+/// What one turn of the relay did: how many events it settled, and whether it stopped with more
+/// perhaps left (a full batch last), so that the relay looks again at once.
+#[derive(Debug, Default)]
+struct Drained {
+    n_settled: usize,
+    more_left: bool,
+}
+
+/// How many batches the PostgreSQL relay publishes and marks in one transaction, each taken by
+/// the bus while the one before is marked: the pipeline's depth in time, bounding how long one
+/// relay holds the lock.
+pub const BATCHES_PER_TRANSACTION: usize = 8;
+
 /// Why a publish failed: the bus refuses the message for good, or it may work on a retry.
 #[derive(Debug)]
 enum PublishFailure {
@@ -456,18 +476,32 @@ pub async fn backlog(database: &Database) -> Result<Backlog, sqlx::Error> {
         let parked = sqlx::query_scalar::<_, i64>(PARKED_COUNT)
             .fetch_one(&mut *conn)
             .await?;
-        let oldest_unpublished = sqlx::query_scalar::<_, Timestamp>(
-            "SELECT occurred_at FROM outbox_events \
-             WHERE published_at IS NULL AND parked_at IS NULL ORDER BY sequence LIMIT 1",
-        )
-        .fetch_optional(&mut *conn)
-        .await?;
+        let oldest_unpublished = sqlx::query_scalar::<_, Timestamp>(OLDEST_UNPUBLISHED)
+            .fetch_optional(&mut *conn)
+            .await?;
         Ok::<_, sqlx::Error>(Backlog { unpublished, parked, oldest_unpublished })
     })?;
     tx.commit().await?;
     Ok(backlog)
 }
 
+/// When the oldest event not yet published (and not parked) was recorded; `None` when there is
+/// none. Unlike [`unpublished_count`], whose count visits every unpublished row (and, on
+/// PostgreSQL, the dead versions of those published since the last vacuum), it reads the first
+/// entry of the relay's index: a cheap look at whether the relay has caught up.
+pub async fn oldest_unpublished(database: &Database) -> Result<Option<Timestamp>, sqlx::Error> {
+    let mut tx = database.begin_read().await?;
+    let oldest = on_backend!(tx, conn => {
+        sqlx::query_scalar::<_, Timestamp>(OLDEST_UNPUBLISHED)
+            .fetch_optional(conn)
+            .await
+    })?;
+    tx.commit().await?;
+    Ok(oldest)
+}
+
+const OLDEST_UNPUBLISHED: &str = "SELECT occurred_at FROM outbox_events \
+     WHERE published_at IS NULL AND parked_at IS NULL ORDER BY sequence LIMIT 1";
 const UNPUBLISHED_COUNT: &str =
     "SELECT count(*) FROM outbox_events WHERE published_at IS NULL AND parked_at IS NULL";
 const PARKED_COUNT: &str = "SELECT count(*) FROM outbox_events WHERE parked_at IS NOT NULL";
@@ -600,9 +634,7 @@ impl Relay {
             // left more behind, and once the stream is ready. After a smaller batch, whatever
             // committed since the read has signalled, which ends the wait at once.
             let result = if stream_ready {
-                self.publish_pending()
-                    .await
-                    .map(|n_settled| n_settled as i64 >= self.batch_size)
+                self.publish_some().await.map(|drained| drained.more_left)
             } else {
                 self.bus
                     .ensure_stream(&self.route.stream())
@@ -649,45 +681,25 @@ impl Relay {
         }
     }
 
-    /// Publishes one batch of pending events in sequence order and marks them; parks those the
-    /// bus refuses for good. Returns how many events it settled.
-    #[tracing::instrument(level = "debug", skip_all, fields(service = self.route.service))]
+    /// Publishes pending events in sequence order and marks them; parks those the bus refuses
+    /// for good. Returns how many events it settled: on PostgreSQL up to
+    /// [`BATCHES_PER_TRANSACTION`] batches, on SQLite one.
     pub async fn publish_pending(&self) -> anyhow::Result<usize> {
+        self.publish_some().await.map(|drained| drained.n_settled)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(service = self.route.service))]
+    async fn publish_some(&self) -> anyhow::Result<Drained> {
         match self.database.backend() {
-            // Replicas share the database: a transaction-scoped advisory lock lets one relay at a
-            // time read, publish and mark, which keeps the stream in outbox order. The transaction
-            // stays open across the bus round trip, bounded by the publish timeout; it holds no
-            // row locks (the read takes none), so writers are never blocked by it.
-            Backend::Postgres => {
-                let mut tx = self.database.begin_untraced().await?;
-                let lock_key = relay_lock_key(self.route.service);
-                let locked: bool = on_backend!(tx, conn => {
-                    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-                        .bind(lock_key)
-                        .fetch_one(conn)
-                        .await
-                })?;
-                if !locked {
-                    tx.rollback().await?;
-                    return Ok(0);
-                }
-                let events = self.fetch_unpublished(&mut tx).await?;
-                let outcome = self.publish(&events).await?;
-                settle(&mut tx, &outcome).await?;
-                tx.commit()
-                    .await
-                    .context("Failed to commit published marks")?;
-                self.count_settled(&outcome);
-                Ok(events.len())
-            }
+            Backend::Postgres => self.publish_pipelined().await,
             // One process owns a SQLite file and runs one relay per service. Reading outside the
             // write lock keeps writers unblocked while the bus is slow.
             Backend::Sqlite => {
                 let mut read = self.database.begin_read().await?;
-                let events = self.fetch_unpublished(&mut read).await?;
+                let events = self.fetch_unpublished(&mut read, 0).await?;
                 read.commit().await?;
                 if events.is_empty() {
-                    return Ok(0);
+                    return Ok(Drained::default());
                 }
                 let outcome = self.publish(&events).await?;
                 let mut tx = self.database.begin_untraced().await?;
@@ -696,8 +708,93 @@ impl Relay {
                     .await
                     .context("Failed to commit published marks")?;
                 self.count_settled(&outcome);
-                Ok(events.len())
+                Ok(Drained {
+                    n_settled: events.len(),
+                    more_left: events.len() as i64 >= self.batch_size,
+                })
             }
+        }
+    }
+
+    /// The PostgreSQL relay's turn: up to [`BATCHES_PER_TRANSACTION`] batches in one
+    /// transaction, the bus taking each batch while the database marks the one before and reads
+    /// the one after.
+    ///
+    /// Replicas share the database: a transaction-scoped advisory lock lets one relay at a time
+    /// read, publish and mark, which keeps the stream in outbox order. The transaction stays open
+    /// across the bus round trips, each bounded by the publish timeout; it holds no row locks but
+    /// the marked events' (the reads take none, and only relays mark), so writers are never
+    /// blocked by it. A batch goes to the bus only once the one before is acknowledged whole, so
+    /// the pipeline changes no order. When the bus fails a batch, the marks of those before it
+    /// are committed and the failure returned: only that batch and what follows are published
+    /// again, as before.
+    async fn publish_pipelined(&self) -> anyhow::Result<Drained> {
+        let mut tx = self.database.begin_untraced().await?;
+        let lock_key = relay_lock_key(self.route.service);
+        let locked: bool = on_backend!(tx, conn => {
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(lock_key)
+                .fetch_one(conn)
+                .await
+        })?;
+        if !locked {
+            tx.rollback().await?;
+            return Ok(Drained::default());
+        }
+        let mut batch = self.fetch_unpublished(&mut tx, 0).await?;
+        let mut drained = Drained::default();
+        // Published, not yet marked.
+        let mut unmarked: Option<BatchOutcome> = None;
+        let mut settled = BatchOutcome::default();
+        let mut n_batches = 0;
+        let mut failure = None;
+        while !batch.is_empty() {
+            n_batches += 1;
+            let full = batch.len() as i64 >= self.batch_size;
+            let read_next = full && n_batches < BATCHES_PER_TRANSACTION;
+            let after = batch.last().map_or(0, |event| event.sequence);
+            let previous = unmarked.take();
+            let database_side = async {
+                if let Some(outcome) = &previous {
+                    settle(&mut tx, outcome).await?;
+                }
+                if read_next {
+                    self.fetch_unpublished(&mut tx, after).await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            let (published, next) = tokio::join!(self.publish(&batch), database_side);
+            // A failed mark or read leaves the transaction unusable: what it marked is published
+            // again, and dropped as a duplicate by the bus.
+            let next = next?;
+            if let Some(outcome) = previous {
+                settled.merge(outcome);
+            }
+            match published {
+                Ok(outcome) => {
+                    drained.n_settled += batch.len();
+                    drained.more_left = full;
+                    unmarked = Some(outcome);
+                    batch = next;
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        if let Some(outcome) = unmarked {
+            settle(&mut tx, &outcome).await?;
+            settled.merge(outcome);
+        }
+        tx.commit()
+            .await
+            .context("Failed to commit published marks")?;
+        self.count_settled(&settled);
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(drained),
         }
     }
 
@@ -712,15 +809,21 @@ impl Relay {
         }
     }
 
-    async fn fetch_unpublished(&self, tx: &mut Transaction) -> anyhow::Result<Vec<EventRecord>> {
+    /// The next batch of unpublished events after sequence number `after`, in sequence order.
+    async fn fetch_unpublished(
+        &self,
+        tx: &mut Transaction,
+        after: i64,
+    ) -> anyhow::Result<Vec<EventRecord>> {
         let events = on_backend!(tx, conn => {
             sqlx::query_as::<_, EventRecord>(
                 "SELECT sequence, id, aggregate_type, aggregate_id, aggregate_version, event_type, \
                  data, traceparent, actor, actor_client_id, occurred_at, published_at \
                  FROM outbox_events WHERE published_at IS NULL AND parked_at IS NULL \
-                 ORDER BY sequence LIMIT $1",
+                 AND sequence > $2 ORDER BY sequence LIMIT $1",
             )
             .bind(self.batch_size)
+            .bind(after)
             .fetch_all(conn)
             .await
         })
@@ -994,17 +1097,34 @@ async fn mark_published(tx: &mut Transaction, event_ids: &[Uuid]) -> anyhow::Res
     if event_ids.is_empty() {
         return Ok(());
     }
-    // One statement per batch. The id list is built from placeholders only; ids are bound.
-    let placeholders = crate::storage::placeholders(2, event_ids.len());
-    let sql = format!("UPDATE outbox_events SET published_at = $1 WHERE id IN ({placeholders})");
     let published_at = Timestamp::now();
-    on_backend!(tx, conn => {
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(published_at);
-        for event_id in event_ids {
-            query = query.bind(event_id);
+    // One statement per batch: on PostgreSQL with the ids as one array, one prepared statement
+    // whatever the batch's size; on SQLite, which has no arrays, a list of placeholders (built
+    // from placeholders only; the ids are bound).
+    match tx.connection_mut() {
+        BackendConnection::Postgres(conn) => {
+            sqlx::query("UPDATE outbox_events SET published_at = $1 WHERE id = ANY($2)")
+                .bind(published_at)
+                .bind(event_ids)
+                .execute(conn)
+                .await
+                .map(drop)
         }
-        query.execute(conn).await.map(|done| done.rows_affected())
-    })
+        BackendConnection::Sqlite(conn) => {
+            let placeholders = crate::storage::placeholders(2, event_ids.len());
+            let sql =
+                format!("UPDATE outbox_events SET published_at = $1 WHERE id IN ({placeholders})");
+            event_ids
+                .iter()
+                .fold(
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(published_at),
+                    |query, event_id| query.bind(event_id),
+                )
+                .execute(conn)
+                .await
+                .map(drop)
+        }
+    }
     .context("Failed to mark events published")?;
     Ok(())
 }

@@ -22,6 +22,7 @@ both_backends!(
     audit_events_may_share_a_version,
     events_reach_the_bus_as_cloudevents,
     a_relay_crash_mid_stream_loses_and_duplicates_nothing,
+    a_backlog_of_many_batches_reaches_the_bus_once_in_outbox_order_through_a_relay_crash,
     an_event_the_bus_refuses_is_parked_and_later_events_flow,
     the_relay_recreates_a_deleted_stream,
 );
@@ -277,6 +278,80 @@ async fn a_relay_crash_mid_stream_loses_and_duplicates_nothing(backend: Backend)
     assert_eq!(ids.len(), n_events);
     let subjects: HashSet<&str> = events.iter().map(|event| event.subject.as_str()).collect();
     assert_eq!(subjects.len(), n_events, "one creation per record");
+}
+
+/// More than two of the relay's batches (256 events each): on PostgreSQL they are pipelined in
+/// one transaction, the bus taking one batch while the database marks the one before and reads
+/// the one after. A relay killed once the first batch is on the bus, then restarted, leaves
+/// every event on the stream once, in the outbox's order.
+async fn a_backlog_of_many_batches_reaches_the_bus_once_in_outbox_order_through_a_relay_crash(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).without_relay().await;
+    let database = app.database().await;
+    let aggregate_id = uuid::Uuid::new_v4();
+    let n_events = 700;
+    let mut tx = database.begin().await.unwrap();
+    let mut recorded = Vec::with_capacity(n_events);
+    for version in 1..=n_events as i64 {
+        let event = test_event(aggregate_id, version, &format!("Version {version}"));
+        recorded.push(outbox::record(&mut tx, event).await.unwrap().to_string());
+    }
+    tx.commit().await.unwrap();
+    let route = EventRoute::new(catalog::NAME, &app.test_bus.namespace);
+    let on_the_bus = || async {
+        app.bus
+            .read_stream(
+                &app.stream_name(),
+                &format!("{}.>", app.test_bus.namespace),
+                1,
+                n_events,
+            )
+            .await
+            .map_or(0, |messages| messages.len())
+    };
+
+    let relay_shutdown = CancellationToken::new();
+    let relay = tokio::spawn(
+        Relay::new(database.clone(), app.bus.clone(), route.clone()).run(relay_shutdown.clone()),
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the first batch on the bus",
+        || async { (on_the_bus().await > 256).then_some(()) },
+    )
+    .await;
+    relay.abort();
+    let _ = relay.await;
+
+    let restarted_shutdown = CancellationToken::new();
+    let restarted = tokio::spawn(
+        Relay::new(database.clone(), app.bus.clone(), route).run(restarted_shutdown.clone()),
+    );
+    eventually(Duration::from_secs(20), "the outbox to drain", || async {
+        outbox::oldest_unpublished(&database)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    restarted_shutdown.cancel();
+    restarted.await.unwrap();
+    relay_shutdown.cancel();
+
+    assert_eq!(outbox::unpublished_count(&database).await.unwrap(), 0);
+    let events = app.read_stream("catalog.>", n_events).await;
+    let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
+    assert_eq!(ids.len(), n_events, "every event once, none twice");
+    let first_out_of_order = ids
+        .iter()
+        .zip(&recorded)
+        .position(|(id, recorded)| id != recorded);
+    assert_eq!(
+        first_out_of_order, None,
+        "the stream holds the events in the outbox's order"
+    );
 }
 
 async fn an_event_the_bus_refuses_is_parked_and_later_events_flow(backend: Backend) {
