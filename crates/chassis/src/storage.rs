@@ -46,6 +46,11 @@ mod group_commit;
 static CHASSIS_POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
 static CHASSIS_SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// How long a PostgreSQL connection may sit idle in the pool before it is pinged when acquired:
+/// one used this recently is taken as alive, which saves a round trip per call. One that died
+/// within it (a server restart) fails its next statement once, and is then dropped.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// The most each SQLite connection keeps in its page cache, in KiB (16 MiB: an embedded
 /// deployment's hot tables and indexes).
 const SQLITE_CACHE_KIB: u32 = 16 * 1024;
@@ -290,6 +295,19 @@ impl Database {
                     max_connections.unwrap_or(default_max_connections(Backend::Postgres)),
                 )
                 .acquire_timeout(wait)
+                // sqlx pings a connection on every acquire by default, a round trip more per
+                // call (it also pings on every release, which drops a connection a failure broke).
+                // Only one idle long enough to have died unseen is pinged here, as connection
+                // pools commonly do (HikariCP's alive-bypass window).
+                .test_before_acquire(false)
+                .before_acquire(|connection, metadata| {
+                    Box::pin(async move {
+                        if metadata.idle_for >= PING_IDLE_AFTER {
+                            sqlx::Connection::ping(connection).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(options)
                 .await
                 .context("Failed to connect to PostgreSQL")?;
@@ -319,6 +337,10 @@ impl Database {
                     max_connections.unwrap_or(default_max_connections(Backend::Sqlite)),
                 )
                 .acquire_timeout(wait)
+                // No ping on acquire, which is a hop to the connection's worker thread and back
+                // per call: an open file does not go away while idle (and sqlx pings on release,
+                // which drops a connection a failure broke).
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await
                 .context("Failed to open SQLite database")?;

@@ -209,6 +209,9 @@ impl EmbeddedBus {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
+            // No ping on acquire, a hop to the connection's worker thread and back (as for the
+            // services' SQLite databases, `storage`).
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(database_error("Failed to open the embedded bus"))?;

@@ -260,3 +260,51 @@ async fn catalog_status(health: &mut HealthClient<tonic::transport::Channel>) ->
         .status;
     ServingStatus::try_from(status).expect("a known status")
 }
+
+/// PostgreSQL ends the service's connections (a restart, an operator): the pool replaces them.
+/// A connection idle past the ping window is pinged when acquired, found dead and replaced, so
+/// the first call after the pause succeeds; one ended while it was in use fails one call and is
+/// dropped, so the next succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_ended_are_replaced_on_postgres() {
+    let app = spawn_app(Backend::PostgresNats).without_relay().await;
+    let category = app.create_category("Tea").await;
+    let get = || {
+        let mut client = app.client();
+        let id = category.id.clone();
+        async move { client.get_category(proto::GetCategoryRequest { id }).await }
+    };
+    get().await.expect("the category is read");
+    let other_session = app.database().await;
+
+    let n_ended = end_other_sessions(&other_session).await;
+    assert!(n_ended >= 1, "the service's connection is ended");
+    // Not a wait for a result: the connection must sit idle past the window for the ping.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    get()
+        .await
+        .expect("a connection idle past the window is pinged and replaced");
+
+    end_other_sessions(&other_session).await;
+    // Used again at once, within the window: this call may fail (INTERNAL).
+    let _ = get().await;
+    get()
+        .await
+        .expect("after one failed call the ended connection is dropped");
+}
+
+/// Ends every session on the database but `database`'s own; returns how many.
+async fn end_other_sessions(database: &chassis::storage::Database) -> usize {
+    let mut tx = database.begin().await.unwrap();
+    let ended = chassis::on_backend!(tx, conn => {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(conn)
+        .await
+    })
+    .unwrap();
+    tx.commit().await.unwrap();
+    ended.into_iter().filter(|ended| *ended).count()
+}
