@@ -742,7 +742,7 @@ impl Relay {
             return Ok(Drained::default());
         }
         let mut batch = self.fetch_unpublished(&mut tx, 0).await?;
-        let mut drained = Drained::default();
+        let mut more_left = false;
         // Published, not yet marked.
         let mut unmarked: Option<BatchOutcome> = None;
         let mut settled = BatchOutcome::default();
@@ -773,8 +773,7 @@ impl Relay {
             }
             match published {
                 Ok(outcome) => {
-                    drained.n_settled += batch.len();
-                    drained.more_left = full;
+                    more_left = full;
                     unmarked = Some(outcome);
                     batch = next;
                 }
@@ -794,7 +793,10 @@ impl Relay {
         self.count_settled(&settled);
         match failure {
             Some(error) => Err(error),
-            None => Ok(drained),
+            None => Ok(Drained {
+                n_settled: settled.published.len() + settled.parked.len(),
+                more_left,
+            }),
         }
     }
 

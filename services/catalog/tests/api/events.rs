@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chassis::bus::OutgoingMessage;
+use chassis::bus::{Bus, OutgoingMessage};
 use chassis::on_backend;
 use chassis::outbox::{self, EventKind, EventRoute, NewEvent, Relay};
 use chassis::storage::Database;
@@ -243,34 +243,15 @@ async fn a_relay_crash_mid_stream_loses_and_duplicates_nothing(backend: Backend)
         .map(|event| route.message(event).unwrap())
         .collect();
     app.bus.publish_batch(messages).await.unwrap();
-    // A relay that is killed while it works through the rest.
-    let relay_shutdown = CancellationToken::new();
-    let relay = tokio::spawn(
-        Relay::new(database.clone(), app.bus.clone(), route.clone()).run(relay_shutdown.clone()),
-    );
-    eventually(
-        Duration::from_secs(20),
+    // A relay that is killed while it works through the rest, then one that finishes the job.
+    kill_relay_then_drain(
+        &app.bus,
+        &database,
+        route,
         "the relay to make progress",
-        || async {
-            (outbox::unpublished_count(&database).await.unwrap() < n_events as i64).then_some(())
-        },
+        || async { outbox::unpublished_count(&database).await.unwrap() < n_events as i64 },
     )
     .await;
-    relay.abort();
-    let _ = relay.await;
-
-    // The restarted relay finishes the job.
-    let restarted_shutdown = CancellationToken::new();
-    let restarted = tokio::spawn(
-        Relay::new(database.clone(), app.bus.clone(), route).run(restarted_shutdown.clone()),
-    );
-    eventually(Duration::from_secs(20), "the outbox to drain", || async {
-        (outbox::unpublished_count(&database).await.unwrap() == 0).then_some(())
-    })
-    .await;
-    restarted_shutdown.cancel();
-    restarted.await.unwrap();
-    relay_shutdown.cancel();
 
     let events = app.read_stream("catalog.>", n_events).await;
     let ids: HashSet<&str> = events.iter().map(|event| event.id.as_str()).collect();
@@ -311,34 +292,14 @@ async fn a_backlog_of_many_batches_reaches_the_bus_once_in_outbox_order_through_
             .map_or(0, |messages| messages.len())
     };
 
-    let relay_shutdown = CancellationToken::new();
-    let relay = tokio::spawn(
-        Relay::new(database.clone(), app.bus.clone(), route.clone()).run(relay_shutdown.clone()),
-    );
-    eventually(
-        Duration::from_secs(20),
+    kill_relay_then_drain(
+        &app.bus,
+        &database,
+        route,
         "the first batch on the bus",
-        || async { (on_the_bus().await > 256).then_some(()) },
+        || async { on_the_bus().await > 256 },
     )
     .await;
-    relay.abort();
-    let _ = relay.await;
-
-    let restarted_shutdown = CancellationToken::new();
-    let restarted = tokio::spawn(
-        Relay::new(database.clone(), app.bus.clone(), route).run(restarted_shutdown.clone()),
-    );
-    eventually(Duration::from_secs(20), "the outbox to drain", || async {
-        outbox::oldest_unpublished(&database)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    restarted_shutdown.cancel();
-    restarted.await.unwrap();
-    relay_shutdown.cancel();
 
     assert_eq!(outbox::unpublished_count(&database).await.unwrap(), 0);
     let events = app.read_stream("catalog.>", n_events).await;
@@ -442,6 +403,45 @@ async fn the_relay_recreates_a_deleted_stream(backend: Backend) {
 }
 
 // === helpers ===
+
+/// Runs a relay until `progress` holds (`what`), kills it there, then runs another until the
+/// outbox is drained.
+async fn kill_relay_then_drain<F, Fut>(
+    bus: &Bus,
+    database: &Database,
+    route: EventRoute,
+    what: &str,
+    mut progress: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let relay = tokio::spawn(
+        Relay::new(database.clone(), bus.clone(), route.clone()).run(CancellationToken::new()),
+    );
+    eventually(Duration::from_secs(20), what, || {
+        let progressed = progress();
+        async move { progressed.await.then_some(()) }
+    })
+    .await;
+    relay.abort();
+    let _ = relay.await;
+
+    let restarted_shutdown = CancellationToken::new();
+    let restarted = tokio::spawn(
+        Relay::new(database.clone(), bus.clone(), route).run(restarted_shutdown.clone()),
+    );
+    eventually(Duration::from_secs(20), "the outbox to drain", || async {
+        outbox::oldest_unpublished(database)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    restarted_shutdown.cancel();
+    restarted.await.unwrap();
+}
 
 async fn unpublished(database: &Database, limit: i64) -> Vec<outbox::EventRecord> {
     let mut tx = database.begin_read().await.unwrap();
