@@ -33,6 +33,10 @@ use crate::load::Window;
 use crate::report::{Goal, Ratio, Report, Row};
 use crate::workloads::{CreateProduct, GetProduct, ListProducts};
 
+/// The `emporium` binary's allocator, so the catalog is measured as it is deployed.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Measures the catalog's Get, List and Create on SQLite + embedded bus and on PostgreSQL + NATS
 /// beside a bare tonic server, pgbench and JetStream, all in one run, and prints the figures
 /// with their ratios as Markdown. PostgreSQL and NATS are found as the tests find them
