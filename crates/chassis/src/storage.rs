@@ -217,6 +217,55 @@ macro_rules! on_backend {
     };
 }
 
+/// Declares a row struct whose fields are a table's columns, with `COLUMNS`, their names in
+/// the fields' order for a `SELECT` or `RETURNING` list, and a `sqlx::FromRow` that reads the
+/// fields by position. sqlx's derive looks each column up by name, a hash-map probe per column
+/// per row (4 % of a SQLite list page's instructions). The row must come from a statement that
+/// lists `COLUMNS` (and only them) in that order, which holds when the statement is written
+/// with `COLUMNS`; a field whose type does not match its column's is still a decode error.
+///
+/// ```
+/// chassis::table_row! {
+///     struct ThingRow {
+///         id: uuid::Uuid,
+///         name: String,
+///     }
+/// }
+/// assert_eq!(ThingRow::COLUMNS, "id, name");
+/// ```
+#[macro_export]
+macro_rules! table_row {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($field:ident: $type:ty),+ $(,)? }) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($field: $type),+
+        }
+
+        impl $name {
+            /// The row's columns, in its fields' order.
+            #[allow(dead_code)]
+            $vis const COLUMNS: &'static str = $crate::table_row!(@names $($field),+);
+        }
+
+        impl<'r, R> ::sqlx::FromRow<'r, R> for $name
+        where
+            R: ::sqlx::Row,
+            usize: ::sqlx::ColumnIndex<R>,
+            $($type: ::sqlx::Decode<'r, R::Database> + ::sqlx::Type<R::Database>,)+
+        {
+            fn from_row(row: &'r R) -> Result<Self, ::sqlx::Error> {
+                let mut position = 0_usize..;
+                Ok($name {
+                    $($field: row.try_get(position.next().unwrap_or_default())?,)+
+                })
+            }
+        }
+    };
+    (@names $first:ident $(, $rest:ident)*) => {
+        concat!(stringify!($first) $(, ", ", stringify!($rest))*)
+    };
+}
+
 /// A service's pool size unless `EMPORIUM_DATABASE_MAX_CONNECTIONS` says otherwise. PostgreSQL:
 /// 5, so six services with three replicas each open at most 6 × 3 × 5 = 90 connections, within a
 /// server's default `max_connections = 100` less its 3 superuser slots, with 7 to spare for a

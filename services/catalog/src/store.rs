@@ -17,9 +17,8 @@ use crate::domain::{
     ProductListQuery, ProductOrder,
 };
 
-const CATEGORY_COLUMNS: &str = "id, name, description, version, created_at, updated_at";
-const PRODUCT_COLUMNS: &str = "id, sku, name, description, category_id, price_minor, currency, \
-                               stock_on_hand, version, created_at, updated_at";
+const CATEGORY_COLUMNS: &str = CategoryRow::COLUMNS;
+const PRODUCT_COLUMNS: &str = ProductRow::COLUMNS;
 
 /// The categories table: its row's columns, and how a write's constraint violations read to the
 /// caller. (`version`, `created_at` and `updated_at` are set by the SQL itself, so a violation
@@ -52,29 +51,31 @@ const PRODUCTS: Table = Table {
     ],
 };
 
-#[derive(sqlx::FromRow)]
-struct CategoryRow {
-    id: Uuid,
-    name: String,
-    description: String,
-    version: i64,
-    created_at: Timestamp,
-    updated_at: Timestamp,
+chassis::table_row! {
+    struct CategoryRow {
+        id: Uuid,
+        name: String,
+        description: String,
+        version: i64,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+    }
 }
 
-#[derive(sqlx::FromRow)]
-struct ProductRow {
-    id: Uuid,
-    sku: String,
-    name: String,
-    description: String,
-    category_id: Uuid,
-    price_minor: i64,
-    currency: String,
-    stock_on_hand: i64,
-    version: i64,
-    created_at: Timestamp,
-    updated_at: Timestamp,
+chassis::table_row! {
+    struct ProductRow {
+        id: Uuid,
+        sku: String,
+        name: String,
+        description: String,
+        category_id: Uuid,
+        price_minor: i64,
+        currency: String,
+        stock_on_hand: i64,
+        version: i64,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+    }
 }
 
 // === categories ===
