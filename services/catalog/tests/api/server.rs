@@ -263,8 +263,8 @@ async fn catalog_status(health: &mut HealthClient<tonic::transport::Channel>) ->
 
 /// PostgreSQL ends the service's connections (a restart, an operator): the pool replaces them.
 /// A connection idle past the ping window is pinged when acquired, found dead and replaced, so
-/// the first call after the pause succeeds; one ended while it was in use fails one call and is
-/// dropped, so the next succeeds.
+/// the first call after the pause succeeds; one ended within the window fails at most one call
+/// and is dropped (the pool may hold several, so a few calls may fail before one succeeds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_the_server_ended_are_replaced_on_postgres() {
     let app = spawn_app(Backend::PostgresNats).without_relay().await;
@@ -285,12 +285,18 @@ async fn connections_the_server_ended_are_replaced_on_postgres() {
         .await
         .expect("a connection idle past the window is pinged and replaced");
 
-    end_other_sessions(&other_session).await;
-    // Used again at once, within the window: this call may fail (INTERNAL).
-    let _ = get().await;
-    get()
-        .await
-        .expect("after one failed call the ended connection is dropped");
+    let n_ended = end_other_sessions(&other_session).await;
+    // Used again at once, within the window: each ended connection the pool still holds may
+    // fail one call (INTERNAL), and is then dropped.
+    let mut n_failed = 0;
+    while let Err(status) = get().await {
+        n_failed += 1;
+        assert!(
+            n_failed <= n_ended,
+            "{n_failed} calls failed after {n_ended} connections were ended: an ended connection \
+             was used again; the last failure: {status:?}"
+        );
+    }
 }
 
 /// Ends every session on the database but `database`'s own; returns how many.
