@@ -235,10 +235,13 @@ macro_rules! on_backend {
 /// ```
 #[macro_export]
 macro_rules! table_row {
-    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($field:ident: $type:ty),+ $(,)? }) => {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident { $($(#[$field_meta:meta])* $field:ident: $type:ty),+ $(,)? }
+    ) => {
         $(#[$meta])*
         $vis struct $name {
-            $($field: $type),+
+            $($(#[$field_meta])* $field: $type),+
         }
 
         impl $name {

@@ -39,52 +39,53 @@ pub struct ClientCredentials {
     pub secret_hash: Option<String>,
 }
 
-const ACCOUNT_COLUMNS: &str = "id, email, first_name, last_name, nickname, country, disabled, \
-                               customer_id, version, created_at, updated_at";
-const ROLE_COLUMNS: &str = "id, name, description, builtin, version, created_at, updated_at";
-const CLIENT_COLUMNS: &str = "id, client_id, name, kind, redirect_uris, post_logout_redirect_uris, \
-                              disabled, version, created_at, updated_at";
+const ACCOUNT_COLUMNS: &str = AccountRow::COLUMNS;
+const ROLE_COLUMNS: &str = RoleRow::COLUMNS;
+const CLIENT_COLUMNS: &str = ClientRow::COLUMNS;
 
-#[derive(sqlx::FromRow)]
-struct AccountRow {
-    id: Uuid,
-    email: String,
-    first_name: String,
-    last_name: String,
-    nickname: String,
-    country: String,
-    disabled: bool,
-    customer_id: Option<Uuid>,
-    version: i64,
-    created_at: Timestamp,
-    updated_at: Timestamp,
+chassis::table_row! {
+    struct AccountRow {
+        id: Uuid,
+        email: String,
+        first_name: String,
+        last_name: String,
+        nickname: String,
+        country: String,
+        disabled: bool,
+        customer_id: Option<Uuid>,
+        version: i64,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+    }
 }
 
-#[derive(sqlx::FromRow)]
-struct RoleRow {
-    id: Uuid,
-    name: String,
-    description: String,
-    builtin: bool,
-    version: i64,
-    created_at: Timestamp,
-    updated_at: Timestamp,
+chassis::table_row! {
+    struct RoleRow {
+        id: Uuid,
+        name: String,
+        description: String,
+        builtin: bool,
+        version: i64,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+    }
 }
 
-#[derive(sqlx::FromRow)]
-struct ClientRow {
-    id: Uuid,
-    client_id: String,
-    name: String,
-    kind: String,
-    /// A JSON array of strings.
-    redirect_uris: String,
-    /// A JSON array of strings.
-    post_logout_redirect_uris: String,
-    disabled: bool,
-    version: i64,
-    created_at: Timestamp,
-    updated_at: Timestamp,
+chassis::table_row! {
+    struct ClientRow {
+        id: Uuid,
+        client_id: String,
+        name: String,
+        kind: String,
+        /// A JSON array of strings.
+        redirect_uris: String,
+        /// A JSON array of strings.
+        post_logout_redirect_uris: String,
+        disabled: bool,
+        version: i64,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+    }
 }
 
 // === accounts ===
